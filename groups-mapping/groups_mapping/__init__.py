@@ -1,0 +1,43 @@
+"""The mapping format shared by tap-salesforce-groups and target-amplitude-groups.
+
+One model (:mod:`groups_mapping.model`) and one validator (:mod:`groups_mapping.validate`);
+neither plugin defines the format itself.
+"""
+
+from groups_mapping.model import (
+    FORMAT_VERSION,
+    GroupMapping,
+    MappingConfig,
+    PropertyMapping,
+    json_schema_path,
+)
+from groups_mapping.validate import (
+    MAX_GROUP_TYPES,
+    MAX_PROPERTIES,
+    MappingError,
+    load_mapping,
+    parse_mapping,
+    validate,
+)
+
+# Settings both plugins declare, so their config schemas describe the mapping identically.
+MAPPING_FILE_DESCRIPTION = (
+    "Path to the mapping JSON file (relative to the working directory). See the README for the format."
+)
+MAPPING_DESCRIPTION = "The mapping object inline (same format as the file); an alternative to mapping_file."
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAPPING_DESCRIPTION",
+    "MAPPING_FILE_DESCRIPTION",
+    "MAX_GROUP_TYPES",
+    "MAX_PROPERTIES",
+    "GroupMapping",
+    "MappingConfig",
+    "MappingError",
+    "PropertyMapping",
+    "json_schema_path",
+    "load_mapping",
+    "parse_mapping",
+    "validate",
+]

@@ -1,0 +1,1 @@
+"""Singer tap for the Salesforce fields named in a groups mapping (see tap.py)."""

@@ -1,0 +1,1 @@
+"""Singer target writing Amplitude group properties (see target.py)."""

@@ -1,0 +1,253 @@
+"""The one validator of the mapping format: every problem at once, before any network call.
+
+Messages name the mapping the way Amplitude's UI titles its cards (``2: Account -> org id``)
+and reuse Amplitude's wording where it has one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from groups_mapping.model import FORMAT_VERSION, GroupMapping, MappingConfig, PropertyMapping
+
+# Amplitude's project limits (account-level reporting).
+MAX_GROUP_TYPES = 5
+MAX_PROPERTIES = 1000
+
+# Salesforce API names: a letter, then letters, digits and underscores (custom ones end in __c,
+# relationships in __r). A path has at most 5 relationship hops, SOQL's own limit. Nothing from
+# the mapping reaches SOQL unless it matches these.
+_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+SALESFORCE_OBJECT = re.compile(rf"^{_NAME}$")
+SALESFORCE_FIELD = re.compile(rf"^{_NAME}(\.{_NAME}){{0,5}}$")
+
+TOP_KEYS = ("version", "mappings")
+MAPPING_KEYS = ("object", "group_type", "group_name_field", "properties")
+PROPERTY_KEYS = ("field", "property")
+
+
+class MappingError(ValueError):
+    """The mapping is invalid; ``problems`` lists every problem, one line each."""
+
+    def __init__(self, problems: list[str], source: str = "mapping") -> None:
+        self.problems = problems
+        self.source = source
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source}: {count}: " + "; ".join(problems))
+
+    def report(self) -> str:
+        """Multi-line form for terminals: a header, then one problem per line."""
+        lines = [f"{self.source} is invalid ({len(self.problems)} problems):"]
+        return "\n".join(lines + [f"  - {p}" for p in self.problems])
+
+
+def _unknown_keys(where: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> list[str]:
+    problems = []
+    for key in given:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.append(f"{where}: unknown key '{key}'{hint}")
+    return problems
+
+
+def _text(value: Any) -> str | None:
+    """A trimmed non-empty string, or None for anything missing, blank or not a string."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _check_name(value: Any, pattern: re.Pattern[str], what: str, strict: bool) -> str | None:
+    """Problem text when a Salesforce name is malformed (strict) or unprintable (lenient)."""
+    if strict and not pattern.match(value):
+        return f"{what} '{value}' is not a valid Salesforce name"
+    if not strict and any(ord(c) < 32 for c in value):
+        return f"{what} {value!r} contains control characters"
+    return None
+
+
+def _parse_properties(label: str, raw: Any, strict: bool) -> tuple[list[PropertyMapping], list[str]]:
+    problems: list[str] = []
+    props: list[PropertyMapping] = []
+    if raw is None or raw == []:
+        return props, [f"{label}: group mapping has no group properties"]
+    if not isinstance(raw, list):
+        return props, [f"{label}: 'properties' must be a list of {{field, property}} objects"]
+    seen_fields: dict[str, int] = {}
+    seen_props: dict[str, int] = {}
+    for n, item in enumerate(raw, start=1):
+        where = f"{label}: group property {n}"
+        if not isinstance(item, Mapping):
+            problems.append(f"{where}: must be an object with 'field' and 'property'")
+            continue
+        problems += _unknown_keys(where, item, PROPERTY_KEYS)
+        field = _text(item.get("field"))
+        if field is None:
+            problems.append(f"{where}: group property mapping is missing a Salesforce field")
+        elif bad := _check_name(field, SALESFORCE_FIELD, "field", strict):
+            problems.append(f"{where}: {bad}")
+            field = None
+        prop_raw = item.get("property", field)
+        prop = _text(prop_raw)
+        if prop is None:
+            problems.append(f"{where}: group property name is empty")
+        elif prop.startswith("$"):
+            problems.append(
+                f"{where}: group property name '{prop}' must not start with '$' "
+                "(reserved for Amplitude operations)"
+            )
+            prop = None
+        if field is not None:
+            if field in seen_fields:
+                problems.append(
+                    f"{where}: Salesforce field '{field}' is already mapped by group property "
+                    f"{seen_fields[field]} (each field maps to one group property)"
+                )
+            seen_fields.setdefault(field, n)
+        if prop is not None:
+            if prop in seen_props:
+                problems.append(
+                    f"{where}: group property '{prop}' is already mapped by group property "
+                    f"{seen_props[prop]} (each group property comes from one field)"
+                )
+            seen_props.setdefault(prop, n)
+        if field is not None and prop is not None:
+            props.append(PropertyMapping(field, prop))
+    return props, problems
+
+
+def _parse_one(index: int, raw: Any, strict: bool) -> tuple[GroupMapping | None, list[str]]:
+    if not isinstance(raw, Mapping):
+        return None, [f"{index}: Unknown -> Unknown: must be an object"]
+    obj = _text(raw.get("object"))
+    group_type = _text(raw.get("group_type"))
+    label = f"{index}: {obj or 'Unknown'} -> {group_type or 'Unknown'}"
+    problems = _unknown_keys(label, raw, MAPPING_KEYS)
+    if obj is None:
+        problems.append(f"{label}: group mapping is missing Salesforce object")
+    elif bad := _check_name(obj, SALESFORCE_OBJECT, "object", strict):
+        problems.append(f"{label}: {bad}")
+    if group_type is None:
+        problems.append(f"{label}: group mapping is missing group type")
+    name_field = _text(raw.get("group_name_field"))
+    if name_field is None:
+        problems.append(f"{label}: group mapping is missing a Salesforce field to represent group id")
+    elif bad := _check_name(name_field, SALESFORCE_FIELD, "group name field", strict):
+        problems.append(f"{label}: {bad}")
+    props, prop_problems = _parse_properties(label, raw.get("properties"), strict)
+    problems += prop_problems
+    if problems:
+        return None, problems
+    # No problems means all three were found (this narrows the types too).
+    assert obj is not None
+    assert group_type is not None
+    assert name_field is not None
+    return GroupMapping(index, obj, group_type, name_field, tuple(props)), []
+
+
+def _cross_mapping_problems(mappings: list[GroupMapping]) -> list[str]:
+    """Rules that span mappings: duplicate relations, properties written twice, project limits."""
+    problems: list[str] = []
+    relations: dict[tuple[str, str], GroupMapping] = {}
+    writers: dict[tuple[str, str], GroupMapping] = {}
+    for m in mappings:
+        first = relations.setdefault((m.object, m.group_type), m)
+        if first is not m:
+            problems.append(
+                f"{m.label}: Salesforce object '{m.object}' is already mapped to group type "
+                f"'{m.group_type}' by {first.label}"
+            )
+        for p in m.properties:
+            owner = writers.setdefault((m.group_type, p.property), m)
+            if owner is not m:
+                problems.append(
+                    f"{m.label}: group property '{p.property}' of group type '{m.group_type}' is "
+                    f"also written by {owner.label}; one would overwrite the other"
+                )
+    group_types = dict.fromkeys(m.group_type for m in mappings)
+    if len(group_types) > MAX_GROUP_TYPES:
+        problems.append(
+            f"mappings use {len(group_types)} group types ({', '.join(group_types)}); "
+            f"an Amplitude project allows at most {MAX_GROUP_TYPES}"
+        )
+    properties = {p.property for m in mappings for p in m.properties}
+    if len(properties) > MAX_PROPERTIES:
+        problems.append(
+            f"mappings define {len(properties)} distinct group properties; "
+            f"an Amplitude project allows at most {MAX_PROPERTIES}"
+        )
+    return problems
+
+
+def validate(raw: Any, *, strict_names: bool = True) -> list[str]:
+    """Every problem with a mapping document, one message each; empty when it is valid."""
+    try:
+        parse_mapping(raw, strict_names=strict_names)
+    except MappingError as exc:
+        return exc.problems
+    return []
+
+
+def parse_mapping(raw: Any, *, strict_names: bool = True, source: str = "mapping") -> MappingConfig:
+    """Validate a mapping document and build the model, or raise :class:`MappingError`.
+
+    ``strict_names`` requires Salesforce API names (the tap splices them into SOQL); the target
+    turns it off so that any tap's stream and field names work.
+    """
+    if not isinstance(raw, Mapping):
+        raise MappingError(["the mapping must be a JSON object with 'version' and 'mappings'"], source)
+    problems = _unknown_keys("mapping", raw, TOP_KEYS)
+    version = raw.get("version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        problems.append(f"mapping: unsupported version {version!r} (this release reads version 1)")
+    items = raw.get("mappings")
+    if not isinstance(items, list) or not items:
+        problems.append("mapping: 'mappings' must be a non-empty list of group mappings")
+        items = []
+    mappings: list[GroupMapping] = []
+    for index, item in enumerate(items, start=1):
+        mapping, item_problems = _parse_one(index, item, strict_names)
+        problems += item_problems
+        if mapping is not None:
+            mappings.append(mapping)
+    problems += _cross_mapping_problems(mappings)
+    if problems:
+        raise MappingError(problems, source)
+    return MappingConfig(tuple(mappings))
+
+
+def load_mapping(
+    mapping: Any = None, mapping_file: str | Path | None = None, *, strict_names: bool = True
+) -> MappingConfig:
+    """Load from the ``mapping`` setting (object or JSON text) or the ``mapping_file`` setting."""
+    if mapping is not None and mapping_file:
+        raise MappingError(["set either 'mapping' or 'mapping_file', not both"], "settings")
+    if mapping_file:
+        path = Path(mapping_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise MappingError([f"cannot read mapping_file: {exc.strerror}"], str(path)) from exc
+        return _parse_text(text, str(path), strict_names)
+    if isinstance(mapping, str):
+        return _parse_text(mapping, "mapping setting", strict_names)
+    if mapping is None:
+        raise MappingError(["set 'mapping_file' or 'mapping'"], "settings")
+    return parse_mapping(mapping, strict_names=strict_names, source="mapping setting")
+
+
+def _parse_text(text: str, source: str, strict_names: bool) -> MappingConfig:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MappingError(
+            [f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"], source
+        ) from exc
+    return parse_mapping(raw, strict_names=strict_names, source=source)

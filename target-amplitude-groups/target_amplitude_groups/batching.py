@@ -1,0 +1,126 @@
+"""Packing identifications into the fewest /groupidentify requests Amplitude's limits allow.
+
+Limits per request (Amplitude Group Identify API): at most 1024 identifications, at most 1024
+group properties in total, at most 1,000,000 bytes of encoded body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus
+
+MAX_IDENTIFICATIONS = 1024
+MAX_PROPERTIES = 1024
+MAX_BODY_BYTES = 1_000_000
+
+_SEPARATOR_BYTES = len(quote_plus(","))
+_ARRAY_BYTES = len(quote_plus("[]"))
+
+
+def encode_identification(identification: dict[str, Any]) -> str:
+    """Compact JSON, as it goes inside the ``identification`` array."""
+    return json.dumps(identification, separators=(",", ":"), ensure_ascii=False)
+
+
+def property_count(identification: dict[str, Any]) -> int:
+    """Group properties an identification carries, counting keys inside $set/$unset."""
+    return sum(len(ops) for ops in identification["group_properties"].values())
+
+
+def body_overhead(api_key: str) -> int:
+    """Bytes of ``api_key=…&identification=[]``: everything but the identifications."""
+    return len("api_key=") + len(quote_plus(api_key)) + len("&identification=") + _ARRAY_BYTES
+
+
+@dataclass
+class Item:
+    """One identification with its encoded JSON and cost against each limit."""
+
+    identification: dict[str, Any]
+    json: str
+    properties: int
+    encoded_bytes: int
+
+    @classmethod
+    def of(cls, identification: dict[str, Any]) -> Item:
+        text = encode_identification(identification)
+        return cls(identification, text, property_count(identification), len(quote_plus(text)))
+
+
+@dataclass
+class Request:
+    """Identifications that fit one request, with the request's running totals."""
+
+    items: list[Item] = field(default_factory=list)
+    properties: int = 0
+    encoded_bytes: int = 0
+
+    def fits(self, item: Item, overhead: int) -> bool:
+        separator = _SEPARATOR_BYTES if self.items else 0
+        return (
+            len(self.items) < MAX_IDENTIFICATIONS
+            and self.properties + item.properties <= MAX_PROPERTIES
+            and overhead + self.encoded_bytes + separator + item.encoded_bytes <= MAX_BODY_BYTES
+        )
+
+    def add(self, item: Item) -> None:
+        self.encoded_bytes += item.encoded_bytes + (_SEPARATOR_BYTES if self.items else 0)
+        self.items.append(item)
+        self.properties += item.properties
+
+    @property
+    def identification_param(self) -> str:
+        """The ``identification`` form value: a JSON array of the items."""
+        return "[" + ",".join(i.json for i in self.items) + "]"
+
+    def split(self) -> tuple[Request, Request]:
+        """Two halves (for 413 and for bisecting a 400)."""
+        mid = len(self.items) // 2
+        return Request.of(self.items[:mid]), Request.of(self.items[mid:])
+
+    @classmethod
+    def of(cls, items: Iterable[Item]) -> Request:
+        request = cls()
+        for item in items:
+            request.add(item)
+        return request
+
+
+def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[Item]:
+    """Items for one group; a group too big for one request is sent as several partial updates."""
+    item = Item.of(identification)
+    if item.properties <= MAX_PROPERTIES and overhead + item.encoded_bytes <= MAX_BODY_BYTES:
+        yield item
+        return
+    ops = [
+        (op, key, value)
+        for op, values in identification["group_properties"].items()
+        for key, value in values.items()
+    ]
+    if len(ops) <= 1:
+        msg = f"one property of group {identification['group_value']!r} alone exceeds the request size limit"
+        raise ValueError(msg)
+    for half in (ops[: len(ops) // 2], ops[len(ops) // 2 :]):
+        props: dict[str, dict[str, Any]] = {}
+        for op, key, value in half:
+            props.setdefault(op, {})[key] = value
+        yield from split_oversized({**identification, "group_properties": props}, overhead)
+
+
+def pack(identifications: Iterable[dict[str, Any]], api_key: str) -> list[Request]:
+    """Greedy packing in order: for contiguous packing this gives the fewest requests."""
+    overhead = body_overhead(api_key)
+    requests: list[Request] = []
+    current = Request()
+    for identification in identifications:
+        for item in split_oversized(identification, overhead):
+            if not current.fits(item, overhead):
+                requests.append(current)
+                current = Request()
+            current.add(item)
+    if current.items:
+        requests.append(current)
+    return requests
