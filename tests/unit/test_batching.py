@@ -1,0 +1,96 @@
+"""Packing identifications into requests: every limit holds and no request is wasted."""
+
+import json
+import math
+from urllib.parse import urlencode
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from target_amplitude_groups.batching import (
+    MAX_BODY_BYTES,
+    MAX_IDENTIFICATIONS,
+    MAX_PROPERTIES,
+    Item,
+    pack,
+)
+
+KEY = "k3y/with+odd=chars"
+
+
+def ident(value, props=1, text="v"):
+    return {"group_type": "org id", "group_value": str(value),
+            "group_properties": {"$set": {f"p{i}": text for i in range(props)}}}
+
+
+def body_bytes(request):
+    return len(urlencode({"api_key": KEY, "identification": request.identification_param}))
+
+
+def check_limits(requests):
+    for r in requests:
+        assert len(r.items) <= MAX_IDENTIFICATIONS
+        assert sum(i.properties for i in r.items) == r.properties <= MAX_PROPERTIES
+        assert body_bytes(r) <= MAX_BODY_BYTES
+
+
+def test_identification_limit():
+    requests = pack([ident(i) for i in range(3000)], KEY)
+    # 1 property each: the property limit (1024) and the count limit coincide
+    assert [len(r.items) for r in requests] == [1024, 1024, 952]
+    check_limits(requests)
+
+
+def test_property_limit_counts_set_and_unset():
+    two = {"group_type": "t", "group_value": "g",
+           "group_properties": {"$set": {"a": 1}, "$unset": {"b": "-"}}}
+    assert Item.of(two).properties == 2
+    requests = pack([dict(two, group_value=str(i)) for i in range(1000)], KEY)
+    assert [len(r.items) for r in requests] == [512, 488]
+    check_limits(requests)
+
+
+def test_byte_limit_is_exact_for_the_encoded_body():
+    big = "é" * 1000  # 2 UTF-8 bytes, 6 encoded characters each
+    requests = pack([ident(i, props=1, text=big) for i in range(400)], KEY)
+    check_limits(requests)
+    assert len(requests) == math.ceil(sum(Item.of(ident(i, 1, big)).encoded_bytes for i in range(400))
+                                      / MAX_BODY_BYTES)
+    # the estimate equals what requests/urllib really encode
+    assert body_bytes(requests[0]) == len("api_key=") + len("k3y%2Fwith%2Bodd%3Dchars") + len(
+        "&identification=") + requests[0].encoded_bytes + len("%5B%5D")
+
+
+def test_a_group_with_too_many_properties_is_split_into_partial_updates():
+    requests = pack([ident("wide", props=3000)], KEY)
+    check_limits(requests)
+    items = [i.identification for r in requests for i in r.items]
+    assert {i["group_value"] for i in items} == {"wide"}
+    merged = {k for i in items for k in i["group_properties"]["$set"]}
+    assert merged == {f"p{i}" for i in range(3000)}
+
+
+def test_identification_param_is_a_json_array_in_order():
+    requests = pack([ident(i) for i in range(5)], KEY)
+    assert [i["group_value"] for i in json.loads(requests[0].identification_param)] == list("01234")
+    left, right = requests[0].split()
+    assert [len(left.items), len(right.items)] == [2, 3]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3000)), min_size=1, max_size=300))
+def test_packing_is_within_limits_and_near_the_minimum(shapes):
+    idents = [ident(i, props=p, text="x" * size) for i, (p, size) in enumerate(shapes) if p]
+    if not idents:
+        return
+    requests = pack(idents, KEY)
+    check_limits(requests)
+    assert sum(len(r.items) for r in requests) >= len(idents)
+    items = [Item.of(i) for i in idents]
+    lower_bound = max(
+        math.ceil(len(items) / MAX_IDENTIFICATIONS),
+        math.ceil(sum(i.properties for i in items) / MAX_PROPERTIES),
+        math.ceil(sum(i.encoded_bytes for i in items) / MAX_BODY_BYTES),
+    )
+    # Greedy in-order packing wastes at most one item's worth per request boundary.
+    assert lower_bound <= len(requests) <= 2 * lower_bound
