@@ -1,0 +1,93 @@
+"""`make demo`: emulators up, two real `meltano run`s (full, then incremental), what Amplitude got.
+
+Everything runs in this process or as its children, so nothing is left running afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from emulators.pipeline import TAP_TARGET, Emulators, meltano
+
+ENV = ("--environment=demo",)
+
+
+def _summary(output: str) -> str:
+    match = re.search(r"Summary[^\n]*", output)
+    return match.group(0).split(" cmd_type=")[0] if match else "(no summary line)"
+
+
+def _cell(value: Any, width: int = 28) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_groups(
+    groups: dict[str, dict[str, dict[str, Any]]], only: set[tuple[str, str]] | None = None
+) -> None:
+    for group_type, members in sorted(groups.items()):
+        shown = {v: p for v, p in members.items() if only is None or (group_type, v) in only}
+        print(f"\n  group type '{group_type}': {len(shown)} groups")
+        columns = sorted({k for props in shown.values() for k in props})
+        print("    " + " | ".join(["group_value", *columns]))
+        for value, props in sorted(shown.items()):
+            print("    " + " | ".join([value, *(_cell(props.get(c, "∅")) for c in columns)]))
+
+
+def main() -> int:
+    with Emulators(accounts=12) as emu, tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+        # A private system database: the demo starts from an empty bookmark every time.
+        env = {**emu.env(), "MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"}
+        print(f"Salesforce emulator: {emu.salesforce.url}   Amplitude emulator: {emu.amplitude.url}")
+        print("Installing the plugins (meltano install)…")
+        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
+
+        print("\n== Run 1: full sync ==")
+        run = meltano(*ENV, "run", *TAP_TARGET, env=env)
+        print("  " + _summary(run.stderr + run.stdout))
+        print_groups(emu.amplitude.groups())
+
+        org = emu.salesforce.org
+        accounts = org.rows("Account", include_deleted=False)
+        changed = accounts[:2]
+        org.update("Account", changed[0]["Id"], Name="Renamed Ltd — demo", AnnualRevenue=4242.0)
+        org.update("Account", changed[1]["Id"], Industry=None)
+        org.soft_delete("Account", accounts[2]["Id"])
+        new_id = org.insert(
+            "Account", {"Name": "Brand New Co", "Industry": "Energy", "OwnerId": accounts[0]["OwnerId"]}
+        )
+        print("\n== Changed in Salesforce ==")
+        print(
+            f"  renamed {changed[0]['Id']}, cleared Industry of {changed[1]['Id']}, "
+            f"soft-deleted {accounts[2]['Id']}, inserted {new_id}"
+        )
+
+        before = len(emu.amplitude.requests)
+        print("\n== Run 2: incremental ==")
+        run = meltano(*ENV, "run", *TAP_TARGET, env=env)
+        print("  " + _summary(run.stderr + run.stdout))
+        sent = {
+            (i["group_type"], i["group_value"])
+            for r in emu.amplitude.requests[before:]
+            for i in (r.get("payload") or [])
+        }
+        print(f"  groups sent by the incremental run: {len(sent)}")
+        print_groups(emu.amplitude.groups(), only=sent)
+
+        state = meltano(
+            *ENV, "state", "get", "demo:tap-salesforce-groups-to-target-amplitude-groups", env=env
+        )
+        print("\n== Bookmarks kept by Meltano ==")
+        for stream, bookmark in json.loads(state.stdout)["singer_state"]["bookmarks"].items():
+            print(f"  {stream}: {bookmark.get('replication_key')} >= {bookmark.get('replication_key_value')}")
+    print("\nDemo finished; emulators stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
