@@ -102,9 +102,7 @@ class BackgroundServer:
     ``start()`` / ``stop()``. ``port=0`` picks a free port; ``url`` tells which.
     """
 
-    def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, ca: LocalCA | None = None
-    ) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ca: LocalCA | None = None) -> None:
         self.host = host
         self.requested_port = port
         self.ca = ca or LocalCA()
