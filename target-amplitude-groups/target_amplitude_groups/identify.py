@@ -35,9 +35,10 @@ class Skip(Exception):
 def to_amplitude(value: Any) -> Any:
     """A JSON value Amplitude stores as intended: dates as ISO-8601 strings, numbers stay numbers."""
     if isinstance(value, dt.datetime):
+        # One fixed shape in UTC, so that Amplitude's string comparison of dates is chronological.
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
-        return value.isoformat()
+        return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):

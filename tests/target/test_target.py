@@ -63,7 +63,7 @@ def test_mapped_records_become_typed_group_properties(amplitude, capsys):
     groups = amplitude.groups()["org id"]
     assert groups["001000000000000001"] == {
         "account name": "Account 1", "revenue": 1000.5, "active": False,
-        "date": "2025-03-04T05:06:07+00:00", "sla": "2026-01-31", "owner": "Ann Ö"}
+        "date": "2025-03-04T05:06:07.000+00:00", "sla": "2026-01-31", "owner": "Ann Ö"}
     # nulls clear the property ($unset) rather than being sent as null
     assert "account name" not in groups["001000000000000002"]
     assert "owner" not in groups["001000000000000002"]

@@ -25,7 +25,7 @@ def test_values_keep_their_types_and_dates_become_iso_strings():
               "AnnualRevenue": decimal.Decimal("1250000.50"), "IsActive__c": False, "Owner.Name": None}
     ident = builder().build(MAPPING[0], record)
     assert ident == {"group_type": "org id", "group_value": "001A", "group_properties": {
-        "$set": {"name": "Ünïcødé 東京", "date": "2025-01-02T03:04:05+00:00", "revenue": 1250000.5, "active": False},
+        "$set": {"name": "Ünïcødé 東京", "date": "2025-01-02T03:04:05.000+00:00", "revenue": 1250000.5, "active": False},
         "$unset": {"owner": "-"}}}
 
 
@@ -36,7 +36,7 @@ def test_null_values_skip_sends_no_unset():
 
 def test_to_amplitude_conversions():
     assert to_amplitude(dt.date(2025, 5, 1)) == "2025-05-01"
-    assert to_amplitude(dt.datetime(2025, 5, 1, 1, 2, 3)) == "2025-05-01T01:02:03+00:00"
+    assert to_amplitude(dt.datetime(2025, 5, 1, 1, 2, 3)) == "2025-05-01T01:02:03.000+00:00"
     assert to_amplitude(decimal.Decimal(3)) == 3
     assert to_amplitude({"city": "Paris", "state": None}) == {"city": "Paris"}
     assert to_amplitude(float("nan")) == "nan"
