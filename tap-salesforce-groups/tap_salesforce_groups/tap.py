@@ -86,7 +86,7 @@ class TapSalesforceGroups(Tap):
             "api_type",
             th.StringType(allowed_values=["auto", "rest", "bulk"]),
             default="auto",
-            description="auto | rest | bulk. This release reads through the REST API in every mode.",
+            description="auto, rest or bulk. This release reads through the REST API in every mode.",
         ),
         th.Property(
             "bulk_threshold",

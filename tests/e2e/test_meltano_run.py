@@ -1,0 +1,148 @@
+"""The real `meltano run` of the pair against both emulators: what Amplitude ends up holding
+must be exactly what the Salesforce rows and the mapping imply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators._server import Fault
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
+
+pytestmark = pytest.mark.e2e
+
+MAPPING = json.loads((PROJECT_ROOT / "demo" / "mapping.json").read_text())
+STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
+# Lookup fields behind the relationship names the demo mapping uses.
+LOOKUPS = {
+    "Owner": ("OwnerId", "User"),
+    "Parent": ("ParentId", "Account"),
+    "Account__r": ("Account__c", "Account"),
+}
+
+
+def amplitude_value(value: Any) -> Any:
+    """How a Salesforce JSON value must arrive in Amplitude (independent of the target's code)."""
+    if isinstance(value, str) and len(value) >= 24 and value[10:11] == "T" and value[-5] in "+-":
+        parsed = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(dt.timezone.utc)
+        return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}+00:00"
+    if isinstance(value, str):
+        return value[:1024]
+    return value
+
+
+def expected_groups(org: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in MAPPING["mappings"]:
+        for row in org.rows(m["object"], include_deleted=False):
+            props = {}
+            for p in m["properties"]:
+                node: Any = row
+                *hops, last = p["field"].split(".")
+                for hop in hops:
+                    lookup_field, parent = LOOKUPS[hop]
+                    node = org.get(parent, node[lookup_field]) if node and node.get(lookup_field) else None
+                value = node.get(last) if node else None
+                if value is not None:
+                    props[p["property"]] = amplitude_value(value)
+            groups.setdefault(m["group_type"], {})[str(row[m["group_name_field"]])] = props
+    return groups
+
+
+def sent_groups(amplitude: Any, since: int) -> set[tuple[str, str]]:
+    return {
+        (i["group_type"], i["group_value"])
+        for r in amplitude.requests[since:]
+        if r["status"] == 200
+        for i in r["payload"]
+    }
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulators, dict[str, str]]]:
+    db = tmp_path_factory.mktemp("meltano") / "meltano.db"
+    with Emulators(accounts=150, page_size=40) as emu:
+        env = {
+            **emu.env(),
+            "MELTANO_DATABASE_URI": f"sqlite:///{db}",
+            "TARGET_AMPLITUDE_GROUPS_DELETED_RECORDS": "unset",
+        }
+        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
+        yield emu, env
+
+
+def run(env: dict[str, str], check: bool = True) -> Any:
+    return meltano("--environment=demo", "run", *TAP_TARGET, env=env, check=check)
+
+
+def state(env: dict[str, str]) -> dict[str, Any]:
+    return json.loads(meltano("state", "get", STATE_ID, env=env).stdout)
+
+
+def test_full_then_incremental_run(project: tuple[Emulators, dict[str, str]]) -> None:
+    emu, env = project
+    org = emu.salesforce.org
+    result = run(env)
+    assert "Summary: " in result.stderr + result.stdout
+    assert emu.amplitude.groups() == expected_groups(org)
+    assert emu.amplitude.metrics()["rejected"] == 0
+
+    # Nothing changed: no Amplitude request at all, though many rows share the bookmark's stamp.
+    before = len(emu.amplitude.requests)
+    run(env)
+    assert len(emu.amplitude.requests) == before
+
+    accounts = org.rows("Account", include_deleted=False)
+    subscription = org.rows("Subscription__c", include_deleted=False)[0]
+    org.update("Account", accounts[0]["Id"], Name="Renamed — ünïcødé", AnnualRevenue=12.5)
+    org.update("Account", accounts[1]["Id"], Industry=None)
+    org.soft_delete("Account", accounts[2]["Id"])
+    new_id = org.insert("Account", {"Name": "Fresh Co", "OwnerId": accounts[0]["OwnerId"]})
+    org.update("Subscription__c", subscription["Id"], Plan__c="Enterprise")
+    run(env)
+    assert sent_groups(emu.amplitude, before) == {
+        ("org id", accounts[0]["Id"]),
+        ("org id", accounts[1]["Id"]),
+        ("org id", accounts[2]["Id"]),
+        ("org id", new_id),
+        ("subscription", subscription["Name"]),
+    }
+    groups = emu.amplitude.groups()
+    # the soft-deleted account had its mapped properties unset (deleted_records=unset)
+    assert groups["org id"].pop(accounts[2]["Id"]) == {}
+    assert groups == expected_groups(org)
+
+
+def test_failed_delivery_keeps_the_bookmark(project: tuple[Emulators, dict[str, str]]) -> None:
+    emu, env = project
+    run(env)
+    bookmark = state(env)
+    target_id = emu.salesforce.org.rows("Account", include_deleted=False)[5]["Id"]
+    emu.salesforce.org.update("Account", target_id, Name="Will fail")
+    emu.amplitude.faults.add(Fault(status=503, count=1000, path="/groupidentify"))
+    result = run({**env, "TARGET_AMPLITUDE_GROUPS_MAX_RETRIES": "1"}, check=False)
+    emu.amplitude.faults.clear()
+    assert result.returncode != 0
+    assert "Delivery to Amplitude failed" in result.stderr + result.stdout
+    assert state(env) == bookmark
+    run(env)  # the next run sends what the failed one could not
+    assert (
+        emu.amplitude.groups()["org id"][emu.salesforce.org.rows("Account")[5]["Id"]]["account name"]
+        == "Will fail"
+    )
+
+
+def test_no_secret_in_meltano_output(project: tuple[Emulators, dict[str, str]]) -> None:
+    _, env = project
+    result = run({**env, "TARGET_AMPLITUDE_GROUPS_API_KEY": "zz-secret-key-zz"}, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "check api_key" in output
+    assert "zz-secret-key-zz" not in output
+    assert "emulator-client-secret" not in output and "emulator-refresh-token" not in output
+    assert Path(PROJECT_ROOT / ".meltano").exists()

@@ -1,0 +1,203 @@
+"""tap-salesforce-groups against the Salesforce emulator, over real HTTPS."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from emulators._server import Fault
+from tap_salesforce_groups.tap import TapSalesforceGroups
+from tests.tap.conftest import CONFIG, run_tap
+
+TestStandardTap = get_tap_test_class(
+    TapSalesforceGroups, config=CONFIG, suite_config=SuiteConfig(max_records_limit=50)
+)
+
+
+def queries(salesforce):
+    return [r["query"] for r in salesforce.requests if r.get("query")]
+
+
+def test_discovery_types_fields_from_describe(salesforce):
+    tap = TapSalesforceGroups(config=CONFIG)
+    catalog = tap.catalog_dict
+    streams = {s["tap_stream_id"]: s for s in catalog["streams"]}
+    assert set(streams) == {"Account", "Subscription__c"}
+    account = streams["Account"]
+    props = account["schema"]["properties"]
+    assert account["key_properties"] == ["Id"]
+    assert account["replication_key"] == "SystemModstamp"
+    assert props["AnnualRevenue"]["type"] == ["number", "null"]
+    assert props["NumberOfEmployees"]["type"] == ["integer", "null"]
+    assert props["IsActive__c"]["type"] == ["boolean", "null"]
+    assert props["SLAExpirationDate__c"]["format"] == "date"
+    assert props["CreatedDate"]["format"] == "date-time"
+    assert props["Owner.Name"]["type"] == ["string", "null"]
+    assert "object" in props["BillingAddress"]["type"]
+    assert set(props) == {
+        "Id",
+        "Name",
+        "AnnualRevenue",
+        "NumberOfEmployees",
+        "IsActive__c",
+        "CreatedDate",
+        "SLAExpirationDate__c",
+        "Owner.Name",
+        "Parent.Name",
+        "BillingAddress",
+        "SystemModstamp",
+        "IsDeleted",
+    }
+    assert streams["Subscription__c"]["key_properties"] == ["Name"]
+    # only the mapped objects are described, plus the targets of relationship paths
+    described = {r["path"].split("/")[-2] for r in salesforce.requests if r["path"].endswith("/describe")}
+    assert described <= {"Account", "Subscription__c", "User"}
+
+
+def test_full_sync_emits_flat_records_of_mapped_fields_only(salesforce, capsys):
+    run = run_tap(capsys)
+    accounts = run.records["Account"]
+    rows = {r["Id"]: r for r in salesforce.org.rows("Account")}  # queryAll: deleted rows too
+    assert len(accounts) == len(rows)
+    users = {u["Id"]: u for u in salesforce.org.rows("User")}
+    for record in accounts:
+        row = rows[record["Id"]]
+        assert record["Name"] == row["Name"]
+        assert record["Owner.Name"] == (users[row["OwnerId"]]["Name"] if row["OwnerId"] else None)
+        assert record["Parent.Name"] == (rows[row["ParentId"]]["Name"] if row["ParentId"] else None)
+        assert record["SystemModstamp"].endswith("+00:00")
+    soql = [q for q in queries(salesforce) if "FROM Account" in q]
+    assert soql == [
+        "SELECT Name, AnnualRevenue, NumberOfEmployees, IsActive__c, CreatedDate, "
+        "SLAExpirationDate__c, Owner.Name, Parent.Name, BillingAddress, Id, SystemModstamp, "
+        "IsDeleted FROM Account ORDER BY SystemModstamp ASC, Id ASC"
+    ]
+    assert len(run.records["Subscription__c"]) == len(salesforce.org.rows("Subscription__c"))
+    assert run.state["bookmarks"]["Account"]["replication_key_value"] == accounts[-1]["SystemModstamp"]
+
+
+def test_incremental_run_sends_exactly_the_changed_rows(salesforce, capsys):
+    first = run_tap(capsys)
+    unchanged = run_tap(capsys, state=first.state)
+    # Many rows share the bookmark's timestamp; none of them is sent again.
+    assert unchanged.records == {}
+    ids = [r["Id"] for r in salesforce.org.rows("Account", include_deleted=False)]
+    salesforce.org.update("Account", ids[3], Name="Changed")
+    salesforce.org.soft_delete("Account", ids[4])
+    new_id = salesforce.org.insert("Account", {"Name": "New"})
+    second = run_tap(capsys, state=unchanged.state)
+    assert sorted(r["Id"] for r in second.records["Account"]) == sorted([ids[3], ids[4], new_id])
+    deleted = next(r for r in second.records["Account"] if r["Id"] == ids[4])
+    assert deleted["IsDeleted"] is True
+    assert "Subscription__c" not in second.records
+
+
+def test_an_interrupted_run_resumes_inside_a_burst_of_equal_timestamps(salesforce, capsys):
+    full = run_tap(capsys).records["Account"]
+    # Take the state as it stood after the 150th record: its timestamp is shared with others.
+    cut = 150
+    stamp = full[cut - 1]["SystemModstamp"]
+    done_at_stamp = [r["Id"] for r in full[:cut] if r["SystemModstamp"] == stamp]
+    state = {
+        "bookmarks": {
+            "Account": {
+                "replication_key": "SystemModstamp",
+                "replication_key_value": stamp,
+                "ids_at_bookmark": done_at_stamp,
+            }
+        }
+    }
+    resumed = run_tap(capsys, state=state).records["Account"]
+    assert [r["Id"] for r in resumed] == [r["Id"] for r in full[cut:]]
+
+
+def test_start_date_limits_history(salesforce, capsys):
+    all_rows = run_tap(capsys).records["Account"]
+    middle = all_rows[len(all_rows) // 2]["SystemModstamp"]
+    later = run_tap(capsys, start_date=middle).records["Account"]
+    assert later and all(r["SystemModstamp"] >= middle for r in later)
+    assert len(later) < len(all_rows)
+
+
+def test_expired_session_and_transient_errors_are_survived(salesforce, capsys):
+    salesforce.faults.add(Fault(kind="expire_session", path="/query"))
+    salesforce.faults.add(Fault(status=503, count=2, path="/query"))
+    run = run_tap(capsys)
+    assert len(run.records["Account"]) == len(salesforce.org.rows("Account"))
+
+
+def test_expired_query_cursor_restarts_from_the_bookmark(salesforce, capsys):
+    expected = [r["Id"] for r in run_tap(capsys).records["Account"]]
+    salesforce.faults.add(Fault(kind="expire_cursor", path="/query/"))
+    run = run_tap(capsys)
+    assert [r["Id"] for r in run.records["Account"]] == expected  # nothing lost, nothing twice
+
+
+def test_request_limit_ends_the_run_with_the_last_good_state(salesforce, capsys, caplog):
+    salesforce.faults.add(Fault(kind="request_limit", path="/query/"))
+    with pytest.raises(SystemExit) as exc:
+        run_tap(capsys)
+    assert exc.value.code == 1
+    assert "REQUEST_LIMIT_EXCEEDED" in caplog.text
+
+
+def test_api_usage_budget_stops_cleanly(salesforce, capsys, caplog):
+    caplog.set_level(logging.WARNING)
+    run = run_tap(capsys, max_api_usage_percent=0.0001)
+    assert "max_api_usage_percent" in caplog.text
+    # stopped after the first page of the first stream, with its bookmark saved
+    assert len(run.records["Account"]) == 200
+    assert "Subscription__c" not in run.records
+    assert (
+        run.state["bookmarks"]["Account"]["replication_key_value"]
+        == run.records["Account"][-1]["SystemModstamp"]
+    )
+
+
+def test_bad_credentials_give_one_clear_line_without_secrets(salesforce, capsys, caplog):
+    with pytest.raises(SystemExit):
+        TapSalesforceGroups(config={**CONFIG, "refresh_token": "stolen-token-123"}).sync_all()
+    assert "invalid_grant" in caplog.text
+    assert "stolen-token-123" not in caplog.text + capsys.readouterr().err
+
+
+def test_mapping_errors_are_all_reported_before_any_call(salesforce):
+    bad = {
+        "version": 1,
+        "mappings": [
+            {
+                "object": "Account",
+                "group_type": "",
+                "group_name_field": "Id",
+                "properties": [{"field": "Name; --", "property": "$x"}],
+            }
+        ],
+    }
+    with pytest.raises(ConfigValidationError) as exc:
+        TapSalesforceGroups(config={**CONFIG, "mapping": bad})
+    assert len(exc.value.errors) == 3
+    assert salesforce.requests == []
+
+
+def test_fields_missing_in_the_org_are_all_listed(salesforce):
+    mapping = {
+        "version": 1,
+        "mappings": [
+            {
+                "object": "Account",
+                "group_type": "org",
+                "group_name_field": "Id",
+                "properties": [{"field": "Nmae"}, {"field": "Owner.Nope"}, {"field": "Boss.Name"}],
+            }
+        ],
+    }
+    with pytest.raises(ConfigValidationError) as exc:
+        TapSalesforceGroups(config={**CONFIG, "mapping": mapping})
+    assert exc.value.errors == [
+        "Account: no field 'Nmae' on Account",
+        "Account: no field 'Nope' on User (in 'Owner.Nope')",
+        "Account: no relationship 'Boss' on Account (in 'Boss.Name')",
+    ]
