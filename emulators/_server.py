@@ -79,11 +79,15 @@ class FaultQueue:
         with self._lock:
             self._faults.clear()
 
-    def take(self, path: str) -> Fault | None:
-        """Return (and count down) the first fault matching this path, if any."""
+    def take(self, path: str, applies: Callable[[Fault], bool] | None = None) -> Fault | None:
+        """Return (and count down) the first fault matching this path, if any.
+
+        ``applies`` can veto a fault for this request without using it up (e.g. a fault kind
+        that only makes sense on some endpoints).
+        """
         with self._lock:
             for fault in self._faults:
-                if fault.path in path and fault.count > 0:
+                if fault.path in path and fault.count > 0 and (applies is None or applies(fault)):
                     fault.count -= 1
                     if fault.count == 0:
                         self._faults.remove(fault)
@@ -157,7 +161,7 @@ class BackgroundServer:
     # -- request handling ------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        fault = self.faults.take(request.path)
+        fault = self.faults.take(request.path, lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -167,6 +171,10 @@ class BackgroundServer:
         else:
             response = self.handle(request)
         return response(environ, start_response)
+
+    def fault_applies(self, request: Request, fault: Fault) -> bool:
+        """Whether ``fault`` may hit this request; subclasses narrow it (admin paths, kinds)."""
+        return True
 
     def fault_response(self, request: Request, fault: Fault) -> Response | None:
         """Turn an injected fault into a response; ``None`` handles the request normally."""

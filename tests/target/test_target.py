@@ -25,16 +25,24 @@ ACCOUNT_SCHEMA = {
         "IsDeleted": {"type": ["boolean", "null"]},
     },
 }
-MAPPING = {"version": 1, "mappings": [{
-    "object": "Account", "group_type": "org id", "group_name_field": "Id",
-    "properties": [
-        {"field": "Name", "property": "account name"},
-        {"field": "AnnualRevenue", "property": "revenue"},
-        {"field": "IsActive__c", "property": "active"},
-        {"field": "CreatedDate", "property": "date"},
-        {"field": "SLAExpirationDate__c", "property": "sla"},
-        {"field": "Owner.Name", "property": "owner"},
-    ]}]}
+MAPPING = {
+    "version": 1,
+    "mappings": [
+        {
+            "object": "Account",
+            "group_type": "org id",
+            "group_name_field": "Id",
+            "properties": [
+                {"field": "Name", "property": "account name"},
+                {"field": "AnnualRevenue", "property": "revenue"},
+                {"field": "IsActive__c", "property": "active"},
+                {"field": "CreatedDate", "property": "date"},
+                {"field": "SLAExpirationDate__c", "property": "sla"},
+                {"field": "Owner.Name", "property": "owner"},
+            ],
+        }
+    ],
+}
 
 
 def schema_msg(stream="Account", schema=ACCOUNT_SCHEMA, keys=("Id",)):
@@ -42,9 +50,16 @@ def schema_msg(stream="Account", schema=ACCOUNT_SCHEMA, keys=("Id",)):
 
 
 def record(i, **fields):
-    row = {"Id": f"001{i:015d}", "Name": f"Account {i}", "AnnualRevenue": 1000.5 * i, "IsActive__c": i % 2 == 0,
-           "CreatedDate": "2025-03-04T05:06:07.000+00:00", "SLAExpirationDate__c": "2026-01-31",
-           "Owner.Name": "Ann Ö", "IsDeleted": False}
+    row = {
+        "Id": f"001{i:015d}",
+        "Name": f"Account {i}",
+        "AnnualRevenue": 1000.5 * i,
+        "IsActive__c": i % 2 == 0,
+        "CreatedDate": "2025-03-04T05:06:07.000+00:00",
+        "SLAExpirationDate__c": "2026-01-31",
+        "Owner.Name": "Ann Ö",
+        "IsDeleted": False,
+    }
     row.update(fields)
     return {"type": "RECORD", "stream": "Account", "record": row}
 
@@ -62,8 +77,13 @@ def test_mapped_records_become_typed_group_properties(amplitude, capsys):
     assert states == [STATE["value"]]
     groups = amplitude.groups()["org id"]
     assert groups["001000000000000001"] == {
-        "account name": "Account 1", "revenue": 1000.5, "active": False,
-        "date": "2025-03-04T05:06:07.000+00:00", "sla": "2026-01-31", "owner": "Ann Ö"}
+        "account name": "Account 1",
+        "revenue": 1000.5,
+        "active": False,
+        "date": "2025-03-04T05:06:07.000+00:00",
+        "sla": "2026-01-31",
+        "owner": "Ann Ö",
+    }
     # nulls clear the property ($unset) rather than being sent as null
     assert "account name" not in groups["001000000000000002"]
     assert "owner" not in groups["001000000000000002"]
@@ -95,8 +115,9 @@ def test_transient_failures_and_throttling_are_retried(amplitude, capsys, tmp_pa
     amplitude.faults.add(Fault(status=429, count=1, path="/groupidentify", headers={"Retry-After": "0.2"}))
     amplitude.faults.add(Fault(kind="body_429", count=1, path="/groupidentify"))
     report = tmp_path / "report.json"
-    states = run_target({"mapping": MAPPING, "report_file": str(report)},
-                        singer(schema_msg(), record(1), STATE), capsys)
+    states = run_target(
+        {"mapping": MAPPING, "report_file": str(report)}, singer(schema_msg(), record(1), STATE), capsys
+    )
     assert states == [STATE["value"]]
     assert "001000000000000001" in amplitude.groups()["org id"]
     summary = json.loads(report.read_text())
@@ -114,11 +135,14 @@ def test_a_bad_identification_is_isolated_and_the_rest_delivered(amplitude, caps
         node = node["x"]
     node["x"] = 1
     schema = {"type": "object", "properties": {"id": {"type": "string"}, "meta": {"type": "object"}}}
-    rows = [{"type": "RECORD", "stream": "users", "record": {"id": str(i), "meta": {"ok": i}}} for i in range(9)]
+    rows = [
+        {"type": "RECORD", "stream": "users", "record": {"id": str(i), "meta": {"ok": i}}} for i in range(9)
+    ]
     rows[5]["record"]["meta"] = deep
     rejected = tmp_path / "rejected.jsonl"
-    states = run_target({"rejected_file": str(rejected)},
-                        singer(schema_msg("users", schema, ("id",)), *rows, STATE), capsys)
+    states = run_target(
+        {"rejected_file": str(rejected)}, singer(schema_msg("users", schema, ("id",)), *rows, STATE), capsys
+    )
     assert states == [STATE["value"]]
     assert sorted(amplitude.groups()["users"]) == ["0", "1", "2", "3", "4", "6", "7", "8"]
     lines = [json.loads(line) for line in rejected.read_text().splitlines()]
@@ -127,7 +151,9 @@ def test_a_bad_identification_is_isolated_and_the_rest_delivered(amplitude, caps
 
 def test_invalid_api_key_fails_at_once_without_leaking_it(amplitude, capsys, caplog):
     with pytest.raises(SystemExit):
-        run_target({"api_key": "wrong-secret-key", "mapping": MAPPING}, singer(schema_msg(), record(1)), capsys)
+        run_target(
+            {"api_key": "wrong-secret-key", "mapping": MAPPING}, singer(schema_msg(), record(1)), capsys
+        )
     assert len(amplitude.requests) == 1  # no retries, no bisecting
     assert "check api_key" in caplog.text
     assert "wrong-secret-key" not in caplog.text + capsys.readouterr().err
@@ -135,8 +161,11 @@ def test_invalid_api_key_fails_at_once_without_leaking_it(amplitude, capsys, cap
 
 def test_dry_run_sends_nothing(amplitude, capsys, tmp_path):
     out = tmp_path / "dry.jsonl"
-    run_target({"mapping": MAPPING, "dry_run": True, "dry_run_file": str(out)},
-               singer(schema_msg(), *[record(i) for i in range(400)]), capsys)
+    run_target(
+        {"mapping": MAPPING, "dry_run": True, "dry_run_file": str(out)},
+        singer(schema_msg(), *[record(i) for i in range(400)]),
+        capsys,
+    )
     assert amplitude.requests == []
     requests = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(requests) == 3
@@ -144,23 +173,35 @@ def test_dry_run_sends_nothing(amplitude, capsys, tmp_path):
 
 
 def test_deleted_and_unmapped_records(amplitude, capsys):
-    lines = singer(schema_msg(), record(1, IsDeleted=True), record(2),
-                   schema_msg("Contact", {"type": "object", "properties": {"Id": {"type": "string"}}}),
-                   {"type": "RECORD", "stream": "Contact", "record": {"Id": "003"}})
+    lines = singer(
+        schema_msg(),
+        record(1, IsDeleted=True),
+        record(2),
+        schema_msg("Contact", {"type": "object", "properties": {"Id": {"type": "string"}}}),
+        {"type": "RECORD", "stream": "Contact", "record": {"Id": "003"}},
+    )
     run_target({"mapping": MAPPING}, lines, capsys)
     assert list(amplitude.groups()) == ["org id"]
     assert list(amplitude.groups()["org id"]) == ["001000000000000002"]
-    run_target({"mapping": MAPPING, "deleted_records": "flag"}, singer(schema_msg(), record(1, IsDeleted=True)), capsys)
+    run_target(
+        {"mapping": MAPPING, "deleted_records": "flag"},
+        singer(schema_msg(), record(1, IsDeleted=True)),
+        capsys,
+    )
     assert amplitude.groups()["org id"]["001000000000000001"]["deleted"] is True
 
 
 def test_mapping_problems_fail_before_any_request(amplitude, capsys):
     from singer_sdk.exceptions import ConfigValidationError
 
-    bad = {"version": 1, "mappings": [{"object": "Account", "group_type": "", "group_name_field": "Id",
-                                       "properties": []}]}
+    bad = {
+        "version": 1,
+        "mappings": [{"object": "Account", "group_type": "", "group_name_field": "Id", "properties": []}],
+    }
     with pytest.raises(ConfigValidationError) as exc:
         run_target({"mapping": bad}, "", capsys)
-    assert exc.value.errors == ["1: Account -> Unknown: group mapping is missing group type",
-                                "1: Account -> Unknown: group mapping has no group properties"]
+    assert exc.value.errors == [
+        "1: Account -> Unknown: group mapping is missing group type",
+        "1: Account -> Unknown: group mapping has no group properties",
+    ]
     assert amplitude.requests == []

@@ -19,8 +19,11 @@ KEY = "k3y/with+odd=chars"
 
 
 def ident(value, props=1, text="v"):
-    return {"group_type": "org id", "group_value": str(value),
-            "group_properties": {"$set": {f"p{i}": text for i in range(props)}}}
+    return {
+        "group_type": "org id",
+        "group_value": str(value),
+        "group_properties": {"$set": {f"p{i}": text for i in range(props)}},
+    }
 
 
 def body_bytes(request):
@@ -42,8 +45,11 @@ def test_identification_limit():
 
 
 def test_property_limit_counts_set_and_unset():
-    two = {"group_type": "t", "group_value": "g",
-           "group_properties": {"$set": {"a": 1}, "$unset": {"b": "-"}}}
+    two = {
+        "group_type": "t",
+        "group_value": "g",
+        "group_properties": {"$set": {"a": 1}, "$unset": {"b": "-"}},
+    }
     assert Item.of(two).properties == 2
     requests = pack([dict(two, group_value=str(i)) for i in range(1000)], KEY)
     assert [len(r.items) for r in requests] == [512, 488]
@@ -54,11 +60,13 @@ def test_byte_limit_is_exact_for_the_encoded_body():
     big = "é" * 1000  # 2 UTF-8 bytes, 6 encoded characters each
     requests = pack([ident(i, props=1, text=big) for i in range(400)], KEY)
     check_limits(requests)
-    assert len(requests) == math.ceil(sum(Item.of(ident(i, 1, big)).encoded_bytes for i in range(400))
-                                      / MAX_BODY_BYTES)
+    assert len(requests) == math.ceil(
+        sum(Item.of(ident(i, 1, big)).encoded_bytes for i in range(400)) / MAX_BODY_BYTES
+    )
     # the estimate equals what requests/urllib really encode
     assert body_bytes(requests[0]) == len("api_key=") + len("k3y%2Fwith%2Bodd%3Dchars") + len(
-        "&identification=") + requests[0].encoded_bytes + len("%5B%5D")
+        "&identification="
+    ) + requests[0].encoded_bytes + len("%5B%5D")
 
 
 def test_a_group_with_too_many_properties_is_split_into_partial_updates():

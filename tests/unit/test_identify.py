@@ -9,11 +9,25 @@ import pytest
 from groups_mapping import parse_mapping
 from target_amplitude_groups.identify import IdentificationBuilder, Options, Skip, to_amplitude
 
-MAPPING = parse_mapping({"version": 1, "mappings": [{
-    "object": "Account", "group_type": "org id", "group_name_field": "Id",
-    "properties": [{"field": "Name", "property": "name"}, {"field": "CreatedDate", "property": "date"},
-                   {"field": "AnnualRevenue", "property": "revenue"}, {"field": "IsActive__c", "property": "active"},
-                   {"field": "Owner.Name", "property": "owner"}]}]}).mappings
+MAPPING = parse_mapping(
+    {
+        "version": 1,
+        "mappings": [
+            {
+                "object": "Account",
+                "group_type": "org id",
+                "group_name_field": "Id",
+                "properties": [
+                    {"field": "Name", "property": "name"},
+                    {"field": "CreatedDate", "property": "date"},
+                    {"field": "AnnualRevenue", "property": "revenue"},
+                    {"field": "IsActive__c", "property": "active"},
+                    {"field": "Owner.Name", "property": "owner"},
+                ],
+            }
+        ],
+    }
+).mappings
 
 
 def builder(**options):
@@ -21,12 +35,28 @@ def builder(**options):
 
 
 def test_values_keep_their_types_and_dates_become_iso_strings():
-    record = {"Id": "001A", "Name": "Ünïcødé 東京", "CreatedDate": dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
-              "AnnualRevenue": decimal.Decimal("1250000.50"), "IsActive__c": False, "Owner.Name": None}
+    record = {
+        "Id": "001A",
+        "Name": "Ünïcødé 東京",
+        "CreatedDate": dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "AnnualRevenue": decimal.Decimal("1250000.50"),
+        "IsActive__c": False,
+        "Owner.Name": None,
+    }
     ident = builder().build(MAPPING[0], record)
-    assert ident == {"group_type": "org id", "group_value": "001A", "group_properties": {
-        "$set": {"name": "Ünïcødé 東京", "date": "2025-01-02T03:04:05.000+00:00", "revenue": 1250000.5, "active": False},
-        "$unset": {"owner": "-"}}}
+    assert ident == {
+        "group_type": "org id",
+        "group_value": "001A",
+        "group_properties": {
+            "$set": {
+                "name": "Ünïcødé 東京",
+                "date": "2025-01-02T03:04:05.000+00:00",
+                "revenue": 1250000.5,
+                "active": False,
+            },
+            "$unset": {"owner": "-"},
+        },
+    }
 
 
 def test_null_values_skip_sends_no_unset():
@@ -61,13 +91,20 @@ def test_deleted_records_modes():
     idents, skipped, ignored = builder().build_all(MAPPING, [deleted, live], "Account")
     assert [i["group_value"] for i in idents] == ["1"] and ignored == 1 and skipped == []
     idents, _, _ = builder(deleted_records="unset").build_all(MAPPING, [deleted], "Account")
-    assert idents[0]["group_properties"] == {"$unset": dict.fromkeys(["name", "date", "revenue", "active", "owner"], "-")}
-    idents, _, _ = builder(deleted_records="flag", null_values="skip").build_all(MAPPING, [deleted, live], "Account")
+    assert idents[0]["group_properties"] == {
+        "$unset": dict.fromkeys(["name", "date", "revenue", "active", "owner"], "-")
+    }
+    idents, _, _ = builder(deleted_records="flag", null_values="skip").build_all(
+        MAPPING, [deleted, live], "Account"
+    )
     assert [i["group_properties"]["$set"]["deleted"] for i in idents] == [True, False]
 
 
 def test_last_write_per_group_wins_within_a_batch():
     records = [{"Id": "1", "Name": "old"}, {"Id": "2", "Name": "b"}, {"Id": "1", "Name": "new"}, {"Id": None}]
     idents, skipped, _ = builder(null_values="skip").build_all(MAPPING, records, "Account")
-    assert [(i["group_value"], i["group_properties"]["$set"]["name"]) for i in idents] == [("1", "new"), ("2", "b")]
+    assert [(i["group_value"], i["group_properties"]["$set"]["name"]) for i in idents] == [
+        ("1", "new"),
+        ("2", "b"),
+    ]
     assert skipped == ["Account record {'Id': None}: no value in group name field 'Id'"]

@@ -35,9 +35,17 @@ def account(**overrides):
 
 
 def test_valid_mapping_builds_the_model():
-    config = parse_mapping(doc(account(), account(object="Subscription__c", group_type="sub",
-                                                  group_name_field="Name",
-                                                  properties=[{"field": "Account__r.Name"}])))
+    config = parse_mapping(
+        doc(
+            account(),
+            account(
+                object="Subscription__c",
+                group_type="sub",
+                group_name_field="Name",
+                properties=[{"field": "Account__r.Name"}],
+            ),
+        )
+    )
     first, second = config.mappings
     assert first.label == "1: Account -> org id"
     assert first.fields == ("Id", "Name", "CreatedDate", "Owner.Name")
@@ -49,8 +57,16 @@ def test_valid_mapping_builds_the_model():
 
 
 def test_one_object_feeding_two_group_types_unions_its_fields():
-    config = parse_mapping(doc(account(), account(group_type="account name", group_name_field="Name",
-                                                  properties=[{"field": "Industry", "property": "industry"}])))
+    config = parse_mapping(
+        doc(
+            account(),
+            account(
+                group_type="account name",
+                group_name_field="Name",
+                properties=[{"field": "Industry", "property": "industry"}],
+            ),
+        )
+    )
     assert len(config.for_object("Account")) == 2
     assert config.fields_for("Account") == ("Id", "Name", "CreatedDate", "Owner.Name", "Industry")
 
@@ -73,26 +89,42 @@ def test_for_stream_maps_every_other_field_to_itself():
     [
         (account(object=""), "1: Unknown -> org id: group mapping is missing Salesforce object"),
         (account(group_type=" "), "1: Account -> Unknown: group mapping is missing group type"),
-        (account(group_name_field=None),
-         "1: Account -> org id: group mapping is missing a Salesforce field to represent group id"),
+        (
+            account(group_name_field=None),
+            "1: Account -> org id: group mapping is missing a Salesforce field to represent group id",
+        ),
         (account(properties=[]), "1: Account -> org id: group mapping has no group properties"),
-        (account(properties=[{"field": "Name", "property": ""}]),
-         "1: Account -> org id: group property 1: group property name is empty"),
-        (account(properties=[{"property": "x"}]),
-         "1: Account -> org id: group property 1: group property mapping is missing a Salesforce field"),
-        (account(properties=[{"field": "Name", "property": "$set"}]),
-         "1: Account -> org id: group property 1: group property name '$set' must not start with '$' "
-         "(reserved for Amplitude operations)"),
-        (account(properties=[{"field": "Name", "property": "a"}, {"field": "Name", "property": "b"}]),
-         "1: Account -> org id: group property 2: Salesforce field 'Name' is already mapped by group "
-         "property 1 (each field maps to one group property)"),
-        (account(properties=[{"field": "Name", "property": "a"}, {"field": "Type", "property": "a"}]),
-         "1: Account -> org id: group property 2: group property 'a' is already mapped by group "
-         "property 1 (each group property comes from one field)"),
-        (account(object="Account; DELETE"),
-         "1: Account; DELETE -> org id: object 'Account; DELETE' is not a valid Salesforce name"),
-        (account(properties=[{"field": "Name FROM User--", "property": "x"}]),
-         "1: Account -> org id: group property 1: field 'Name FROM User--' is not a valid Salesforce name"),
+        (
+            account(properties=[{"field": "Name", "property": ""}]),
+            "1: Account -> org id: group property 1: group property name is empty",
+        ),
+        (
+            account(properties=[{"property": "x"}]),
+            "1: Account -> org id: group property 1: group property mapping is missing a Salesforce field",
+        ),
+        (
+            account(properties=[{"field": "Name", "property": "$set"}]),
+            "1: Account -> org id: group property 1: group property name '$set' must not start with '$' "
+            "(reserved for Amplitude operations)",
+        ),
+        (
+            account(properties=[{"field": "Name", "property": "a"}, {"field": "Name", "property": "b"}]),
+            "1: Account -> org id: group property 2: Salesforce field 'Name' is already mapped by group "
+            "property 1 (each field maps to one group property)",
+        ),
+        (
+            account(properties=[{"field": "Name", "property": "a"}, {"field": "Type", "property": "a"}]),
+            "1: Account -> org id: group property 2: group property 'a' is already mapped by group "
+            "property 1 (each group property comes from one field)",
+        ),
+        (
+            account(object="Account; DELETE"),
+            "1: Account; DELETE -> org id: object 'Account; DELETE' is not a valid Salesforce name",
+        ),
+        (
+            account(properties=[{"field": "Name FROM User--", "property": "x"}]),
+            "1: Account -> org id: group property 1: field 'Name FROM User--' is not a valid Salesforce name",
+        ),
         (account(propertes=[]), "1: Account -> org id: unknown key 'propertes' (did you mean 'properties'?)"),
     ],
 )
@@ -125,8 +157,9 @@ def test_project_limits():
 
 
 def test_every_problem_is_reported_at_once():
-    problems = validate({"version": 2, "mappings": [account(object=""), account(group_type=""), "x"],
-                         "extra": 1})
+    problems = validate(
+        {"version": 2, "mappings": [account(object=""), account(group_type=""), "x"], "extra": 1}
+    )
     assert problems == [
         "mapping: unknown key 'extra'",
         "mapping: unsupported version 2 (this release reads version 1)",
@@ -137,8 +170,13 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_lenient_names_for_other_taps():
-    other_tap = doc(account(object="public-users", group_name_field="user id",
-                            properties=[{"field": "plan name", "property": "plan"}]))
+    other_tap = doc(
+        account(
+            object="public-users",
+            group_name_field="user id",
+            properties=[{"field": "plan name", "property": "plan"}],
+        )
+    )
     assert validate(other_tap)  # not Salesforce names
     assert validate(other_tap, strict_names=False) == []
 
@@ -166,9 +204,13 @@ def test_json_schema_agrees_with_the_model():
     assert tuple(schema["$defs"]["property_mapping"]["properties"]) == PROPERTY_KEYS
     valid = doc(account())
     jsonschema.validate(valid, schema)
-    for broken in (doc(account(object="")), doc(account(properties=[])), doc(account(typo=1)),
-                   doc(account(properties=[{"field": "Name", "property": "$x"}])),
-                   doc(account(object="Account; DELETE"))):
+    for broken in (
+        doc(account(object="")),
+        doc(account(properties=[])),
+        doc(account(typo=1)),
+        doc(account(properties=[{"field": "Name", "property": "$x"}])),
+        doc(account(object="Account; DELETE")),
+    ):
         assert validate(broken), broken
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)

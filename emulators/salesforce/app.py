@@ -1,0 +1,624 @@
+"""The Salesforce REST API emulator: routes, sessions, API usage, query cursors, faults, admin."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import traceback
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from .._server import BackgroundServer, Fault, LocalCA
+from .auth import Authenticator, OAuthError, Sessions
+from .bulk import BulkApi
+from .data import Org, format_datetime, now_ms
+from .errors import ApiError, json_response, not_found
+from .query import CompiledQuery, Node, compile_query, render
+from .schema import API_VERSIONS, OBJECTS, ORG_ID, release_label
+
+FAULT_KINDS = ("expire_session", "expire_cursor", "request_limit", "query_timeout", "bulk_job_failed")
+MAX_CURSORS = 200  # open query cursors kept; older ones answer INVALID_QUERY_LOCATOR
+MAX_LOG = 100_000
+
+_DATA_PATH = re.compile(r"/services/data/v(\d+\.\d)(/.*)?")
+_LOCATOR_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/([^/]+)")
+_QUERY_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/?")
+_JOB_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/(750\w+)/?")
+
+
+@dataclass
+class Cursor:
+    """A query's result rows, kept so that each ``nextRecordsUrl`` page is a slice of them."""
+
+    rows: list[int]
+    root: Node
+    page_size: int
+
+
+class SalesforceEmulator(BackgroundServer):
+    """An HTTPS server that behaves like a Salesforce org's REST API (see ``emulators.salesforce``).
+
+    ``accounts`` rows of Account (and half as many Subscription__c) are generated from
+    ``seed``. Query pages hold ``page_size`` records at most. Every data API call counts
+    against ``api_max``; ``limit_info_suffix`` appends ``; api-bursts=1/750`` to
+    ``Sforce-Limit-Info`` as some orgs do. Bulk API 2.0 query jobs complete ``bulk_delay``
+    seconds after creation.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ca: LocalCA | None = None,
+        accounts: int = 250,
+        seed: int = 7,
+        page_size: int = 2000,
+        api_max: int = 1_000_000,
+        limit_info_suffix: bool = False,
+        bulk_delay: float = 0.0,
+    ) -> None:
+        super().__init__(host=host, port=port, ca=ca)
+        self.org = Org(accounts=accounts, seed=seed)
+        self.page_size = page_size
+        self.api_max = api_max
+        self.limit_info_suffix = limit_info_suffix
+        self.sessions = Sessions()
+        self.auth = Authenticator(self.sessions, self.org.integration_user_id)
+        self.jwt_private_key_pem: str = self.auth.jwt_private_key_pem
+        self.jwt_public_key_pem: str = self.auth.jwt_public_key_pem
+        self._lock = threading.Lock()
+        self._api_calls = 0
+        self._cursors: OrderedDict[str, Cursor] = OrderedDict()
+        self._log: list[dict[str, Any]] = []
+        self.bulk = BulkApi(self.org, delay=bulk_delay)
+
+    # -- Python API -----------------------------------------------------------------------------
+    @property
+    def api_calls(self) -> int:
+        """Data API calls counted so far (what ``Sforce-Limit-Info`` reports as used)."""
+        with self._lock:
+            return self._api_calls
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The request log: ``{method, path, status, query}`` per request (admin calls excluded)."""
+        with self._lock:
+            return list(self._log)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def new_session(self) -> str:
+        """An access token, as the token endpoint would issue (for tests that skip the login)."""
+        return self.sessions.issue()
+
+    def expire_sessions(self) -> int:
+        """Invalidate every issued token; the next data call gets 401 INVALID_SESSION_ID."""
+        return self.sessions.expire_all()
+
+    def expire_cursors(self) -> None:
+        """Forget every open query cursor; their next page gets INVALID_QUERY_LOCATOR."""
+        with self._lock:
+            self._cursors.clear()
+
+    def reset(self) -> None:
+        """Back to the generated rows; clears the log, faults, sessions, cursors and counters."""
+        self.org.reset()
+        self.faults.clear()
+        self.sessions.expire_all()
+        self.bulk.clear()
+        with self._lock:
+            self._log.clear()
+            self._cursors.clear()
+            self._api_calls = 0
+
+    # -- request handling -----------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/__emulator/"):
+            try:
+                return self._admin(request)
+            except ApiError as exc:
+                return json_response({"error": str(exc)}, exc.status)
+            except (ValueError, KeyError, TypeError, HTTPException) as exc:
+                return json_response({"error": f"{type(exc).__name__}: {exc}"}, 400)
+        try:
+            response = self._route(request)
+        except ApiError as exc:
+            response = json_response(exc.body(), exc.status)
+        except OAuthError as exc:
+            response = json_response({"error": exc.error, "error_description": exc.description}, 400)
+        except Exception:  # an emulator bug: answer like Salesforce does, and show the traceback
+            traceback.print_exc()
+            error = ApiError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred in the emulator.")
+            response = json_response(error.body(), 500)
+        return self._finish(request, response)
+
+    def _finish(self, request: Request, response: Response) -> Response:
+        if request.path.startswith("/services/") and request.path.rstrip("/") != "/services/data":
+            response.headers["Sforce-Limit-Info"] = self._limit_info()
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "query": _logged_query(request),
+        }
+        with self._lock:
+            self._log.append(entry)
+            if len(self._log) > MAX_LOG:
+                del self._log[: len(self._log) - MAX_LOG]
+        return response
+
+    def _limit_info(self) -> str:
+        with self._lock:
+            used = self._api_calls
+        info = f"api-usage={used}/{self.api_max}"
+        return info + "; api-bursts=1/750" if self.limit_info_suffix else info
+
+    def _route(self, request: Request) -> Response:
+        path = request.path
+        if path == "/services/oauth2/token":
+            if request.method != "POST":
+                raise OAuthError("invalid_request", "must use HTTP POST")
+            return json_response(self.auth.token(request, self.url))
+        soap = re.fullmatch(r"/services/Soap/u/(\d+\.\d)/?", path)
+        if soap:
+            _allow(request, "POST")
+            status, xml = self.auth.soap_login(request.get_data(as_text=True), self.url, soap.group(1))
+            return Response(xml, status=status, content_type="text/xml; charset=utf-8")
+        if path in ("/services/data", "/services/data/"):
+            _allow(request, "GET", "HEAD")
+            return json_response(
+                [
+                    {"label": release_label(v), "url": f"/services/data/v{v}", "version": v}
+                    for v in API_VERSIONS
+                ]
+            )
+        identity = re.fullmatch(r"/id/(\w+)/(\w+)", path)
+        if identity:
+            self._authenticate(request)
+            return self._identity(identity.group(1), identity.group(2))
+        m = _DATA_PATH.fullmatch(path)
+        if m is None:
+            raise not_found()
+        self._authenticate(request)
+        self._count_call()
+        version, rest = m.group(1), m.group(2) or ""
+        if version not in API_VERSIONS:
+            raise not_found()
+        return self._data(request, version, rest)
+
+    def _authenticate(self, request: Request) -> None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or not self.sessions.valid(token.strip()):
+            raise ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+
+    def _count_call(self) -> None:
+        with self._lock:
+            if self._api_calls >= self.api_max:
+                raise _request_limit()
+            self._api_calls += 1
+
+    # -- data API -------------------------------------------------------------------------------
+    def _data(self, request: Request, version: str, rest: str) -> Response:
+        base = f"/services/data/v{version}"
+        parts = [p for p in rest.split("/") if p]
+        head = parts[0] if parts else ""
+        if not parts:
+            _allow(request, "GET", "HEAD")
+            return json_response(
+                {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "jobs")}
+                | {"identity": f"{self.url}/id/{ORG_ID}/{self.org.integration_user_id}"}
+            )
+        if head in ("query", "queryAll"):
+            _allow(request, "GET", "HEAD")
+            if len(parts) == 1:
+                return self._query(request, base, include_deleted=head == "queryAll")
+            if len(parts) == 2:
+                return self._page(request, base, parts[1])
+            raise not_found()
+        if head == "sobjects":
+            return self._sobjects(request, version, base, parts[1:])
+        if head == "jobs" and parts[1:2] == ["query"]:
+            return self.bulk.handle(request, version, parts[2:])
+        if head == "limits":
+            _allow(request, "GET", "HEAD")
+            if len(parts) == 1:
+                return json_response(self._limits())
+            if parts[1:] == ["recordCount"]:
+                return self._record_count(request)
+        raise not_found()
+
+    def _limits(self) -> dict[str, Any]:
+        with self._lock:
+            used = self._api_calls
+
+        def quota(maximum: int, remaining: int | None = None) -> dict[str, int]:
+            return {"Max": maximum, "Remaining": maximum if remaining is None else remaining}
+
+        return {
+            "ConcurrentAsyncGetReportInstances": quota(200),
+            "DailyApiRequests": quota(self.api_max, max(0, self.api_max - used)),
+            "DailyAsyncApexExecutions": quota(250000),
+            "DailyBulkApiBatches": quota(15000),
+            "DailyBulkV2QueryFileStorageMB": quota(976562),
+            "DailyBulkV2QueryJobs": quota(10000),
+            "DataStorageMB": quota(5120, 5000),
+            "FileStorageMB": quota(5120, 5100),
+            "HourlyODataCallout": quota(20000),
+            "SingleEmail": quota(5000),
+        }
+
+    def _record_count(self, request: Request) -> Response:
+        names = [n for n in request.args.get("sObjects", "").split(",") if n]
+        counts = []
+        for name in names or list(OBJECTS):
+            obj = OBJECTS.get(name)
+            if obj is not None:
+                counts.append({"count": self.org.count(obj.name), "name": obj.name})
+        return json_response({"sObjects": counts})
+
+    def _identity(self, org_id: str, user_id: str) -> Response:
+        users = self.org.tables["User"]
+        if org_id != ORG_ID:
+            raise ApiError(403, "Bad_Id", "Bad_Id")
+        try:
+            row = users.row_of(user_id)
+        except ApiError:
+            raise ApiError(403, "Bad_Id", "Bad_Id") from None
+        user = users.record(row)
+        return json_response(
+            {
+                "id": f"{self.url}/id/{ORG_ID}/{user['Id']}",
+                "asserted_user": True,
+                "user_id": user["Id"],
+                "organization_id": ORG_ID,
+                "username": user["Username"],
+                "display_name": user["Name"],
+                "email": user["Email"],
+                "active": user["IsActive"],
+                "user_type": "STANDARD",
+                "language": "en_US",
+                "locale": "en_US",
+                "utcOffset": 0,
+                "last_modified_date": user["LastModifiedDate"],
+                "urls": {
+                    "rest": f"{self.url}/services/data/v{{version}}/",
+                    "sobjects": f"{self.url}/services/data/v{{version}}/sobjects/",
+                    "query": f"{self.url}/services/data/v{{version}}/query/",
+                    "limits": f"{self.url}/services/data/v{{version}}/limits",
+                },
+            }
+        )
+
+    # -- sobjects -------------------------------------------------------------------------------
+    def _sobjects(self, request: Request, version: str, base: str, parts: list[str]) -> Response:
+        if not parts:
+            _allow(request, "GET", "HEAD")
+            return json_response(
+                {
+                    "encoding": "UTF-8",
+                    "maxBatchSize": 200,
+                    "sobjects": [obj.global_entry(version) for obj in OBJECTS.values()],
+                }
+            )
+        try:
+            table = self.org.table(parts[0])
+        except ApiError:
+            raise not_found() from None
+        obj = table.obj
+        if parts[1:] == ["describe"]:
+            _allow(request, "GET", "HEAD")
+            return json_response(obj.describe(version))
+        if len(parts) == 1:
+            if request.method == "POST":
+                values = self._json_body(request, obj.name, creating=True)
+                record_id = self.org.insert(obj.name, values, autofill=False)
+                return json_response({"id": record_id, "success": True, "errors": []}, 201)
+            _allow(request, "GET", "HEAD", "POST")
+            recent = [
+                {"attributes": {"type": obj.name, "url": f"{base}/sobjects/{obj.name}/{rid}"}, "Id": rid}
+                for rid in table.ids[-5:]
+            ]
+            return json_response({"objectDescribe": obj.global_entry(version), "recentItems": recent})
+        if len(parts) == 2:
+            return self._record(request, base, obj.name, parts[1])
+        raise not_found()
+
+    def _record(self, request: Request, base: str, name: str, record_id: str) -> Response:
+        table = self.org.table(name)
+        if request.method in ("GET", "HEAD"):
+            with self.org.lock:
+                row = table.row_of(record_id)
+                if table.deleted(row):
+                    raise not_found()
+                record = table.record(row)
+            wanted = [f.strip().lower() for f in request.args.get("fields", "").split(",")]
+            wanted = [w for w in wanted if w]
+            for w in wanted:
+                if table.obj.field(w) is None:
+                    raise ApiError(400, "INVALID_FIELD", f"No such column '{w}' on sobject of type {name}")
+            body = {"attributes": {"type": name, "url": f"{base}/sobjects/{name}/{record['Id']}"}} | {
+                k: v for k, v in record.items() if not wanted or k.lower() in wanted
+            }
+            return json_response(body)
+        if request.method == "PATCH":
+            self.org.update(name, record_id, **self._json_body(request, name, creating=False))
+            return Response(status=204)
+        if request.method == "DELETE":
+            self.org.soft_delete(name, record_id)
+            return Response(status=204)
+        raise _method_not_allowed(request, "GET", "HEAD", "PATCH", "DELETE")
+
+    def _json_body(self, request: Request, name: str, creating: bool) -> dict[str, Any]:
+        """A create/update body, checked the way Salesforce checks it before saving."""
+        if request.mimetype != "application/json":
+            raise ApiError(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Content-Type header specified in HTTP request is not supported: "
+                f"{request.mimetype or 'none'}",
+            )
+        try:
+            body = json.loads(request.get_data(as_text=True) or "null")
+        except ValueError as exc:
+            raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of object")
+        obj = self.org.table(name).obj
+        locked = []
+        for key in body:
+            f = obj.field(key)
+            if key == "attributes" or f is None:
+                continue  # unknown fields get INVALID_FIELD from the org
+            if not (f.createable if creating else f.updateable):
+                locked.append(f.name)
+        if locked:
+            raise ApiError(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(locked)}. Please check the security "
+                "settings of this field and verify that it is read/write for your profile or "
+                "permission set.",
+                locked,
+            )
+        return body
+
+    # -- query ----------------------------------------------------------------------------------
+    def _page_size(self, request: Request) -> int:
+        size = self.page_size
+        options = request.headers.get("Sforce-Query-Options", "")
+        m = re.search(r"batchSize\s*=\s*(\d+)", options)
+        if m:
+            # Salesforce honours 200..2000 and may still return fewer rows than asked.
+            size = min(size, max(200, min(2000, int(m.group(1)))))
+        return max(1, size)
+
+    def _query(self, request: Request, base: str, include_deleted: bool) -> Response:
+        compiled: CompiledQuery = compile_query(self.org, request.args.get("q", ""))
+        with self.org.lock:
+            rows = compiled.run(include_deleted)
+        if compiled.count_only:
+            aggregate = compiled.aggregate(rows)
+            if aggregate is None:
+                return json_response({"totalSize": len(rows), "done": True, "records": []})
+            return json_response({"totalSize": 1, "done": True, "records": aggregate})
+        cursor = Cursor(rows, compiled.root, self._page_size(request))
+        locator = None
+        if len(rows) > cursor.page_size:
+            locator = "01g" + secrets.token_hex(8)[:12].upper() + "AAA"
+            with self._lock:
+                self._cursors[locator] = cursor
+                while len(self._cursors) > MAX_CURSORS:
+                    self._cursors.popitem(last=False)
+        return self._render_page(base, cursor, locator, 0)
+
+    def _page(self, request: Request, base: str, token: str) -> Response:
+        locator, _, offset_text = token.rpartition("-")
+        with self._lock:
+            cursor = self._cursors.get(locator)
+            if cursor is not None:
+                self._cursors.move_to_end(locator)
+        if cursor is None or not offset_text.isdigit():
+            raise _invalid_locator()
+        offset = int(offset_text)
+        if offset >= len(cursor.rows):
+            raise _invalid_locator()
+        return self._render_page(base, cursor, locator, offset)
+
+    def _render_page(self, base: str, cursor: Cursor, locator: str | None, offset: int) -> Response:
+        end = offset + cursor.page_size
+        with self.org.lock:
+            records = render(cursor.root, cursor.rows[offset:end], base)
+        body: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
+        if not body["done"]:
+            # Salesforce uses /query/ for the next page of queryAll too.
+            body["nextRecordsUrl"] = f"{base}/query/{locator}-{end}"
+        body["records"] = records
+        return json_response(body)
+
+    # -- faults ---------------------------------------------------------------------------------
+    def fault_applies(self, request: Request, fault: Fault) -> bool:
+        path = request.path
+        if path.startswith("/__emulator/"):
+            return False  # the admin API must keep working while faults are pending
+        if fault.kind in ("expire_session", "request_limit"):
+            return _DATA_PATH.fullmatch(path) is not None
+        if fault.kind == "expire_cursor":
+            return _LOCATOR_PATH.fullmatch(path) is not None
+        if fault.kind == "query_timeout":
+            return _QUERY_PATH.fullmatch(path) is not None
+        if fault.kind == "bulk_job_failed":
+            return request.method == "GET" and _JOB_PATH.fullmatch(path) is not None
+        return True
+
+    def fault_response(self, request: Request, fault: Fault) -> Response | None:
+        error: ApiError | None = None
+        if fault.kind == "expire_session":
+            self.expire_sessions()
+            error = ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        elif fault.kind == "expire_cursor":
+            match = _LOCATOR_PATH.fullmatch(request.path)
+            if match:
+                with self._lock:
+                    self._cursors.pop(match.group(1).rpartition("-")[0], None)
+            error = _invalid_locator()
+        elif fault.kind == "request_limit":
+            error = _request_limit()
+        elif fault.kind == "query_timeout":
+            error = ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
+        elif fault.kind == "bulk_job_failed":
+            match = _JOB_PATH.fullmatch(request.path)
+            self.bulk.fail_next_poll(
+                match.group(1) if match else None,
+                "QUERY_TIMEOUT: Your query request was running for too long.",
+            )
+            return None  # the poll itself answers normally and reports the Failed state
+        elif fault.kind is not None:
+            error = ApiError(500, "UNKNOWN_EXCEPTION", f"unknown emulator fault kind {fault.kind}")
+        if error is not None:
+            response = json_response(error.body(), error.status)
+        elif fault.status is None:
+            return None  # a delay alone: answer normally, late
+        else:
+            response = self._status_fault(fault)
+        return self._finish(request, response)
+
+    @staticmethod
+    def _status_fault(fault: Fault) -> Response:
+        status: int | str = fault.status or 500
+        body = fault.body
+        if fault.status == 406:
+            status = "406 CustomNotAcceptable"  # the reason phrase taps look for
+        if body is None and fault.status in (500, 503):
+            code = "UNKNOWN_EXCEPTION" if fault.status == 500 else "SERVER_UNAVAILABLE"
+            body = [{"errorCode": code, "message": "An unexpected error occurred (emulated)."}]
+        if body is None or isinstance(body, (str, bytes)):
+            return Response(body or "", status=status, headers=fault.headers)
+        return Response(
+            json.dumps(body, ensure_ascii=False),
+            status=status,
+            headers=fault.headers,
+            content_type="application/json;charset=UTF-8",
+        )
+
+    # -- admin API ------------------------------------------------------------------------------
+    def _admin(self, request: Request) -> Response:
+        route = request.path[len("/__emulator/") :].rstrip("/")
+        method = request.method
+        if route == "requests":
+            if method == "DELETE":
+                self.clear_requests()
+                return json_response({"cleared": True})
+            return json_response(self.requests)
+        if route == "faults":
+            if method == "POST":
+                payload = request.get_json(force=True)
+                items = payload if isinstance(payload, list) else [payload]
+                for item in items:
+                    self.faults.add(_fault_from_json(item))
+                return json_response({"pending": len(self.faults.pending())}, 201)
+            if method == "DELETE":
+                self.faults.clear()
+                return json_response({"pending": 0})
+            return json_response([asdict(f) for f in self.faults.pending()])
+        if route == "expire-sessions" and method == "POST":
+            return json_response({"expired": self.expire_sessions()})
+        if route == "expire-cursors" and method == "POST":
+            self.expire_cursors()
+            return json_response({"expired": True})
+        if route == "reset" and method == "POST":
+            self.reset()
+            return json_response({"reset": True})
+        if route == "mutate" and method == "POST":
+            return json_response(self._mutate(request.get_json(force=True)))
+        if route.startswith("rows/"):
+            include = request.args.get("include_deleted", "0").lower() in ("1", "true", "yes")
+            return json_response(self.org.rows(route[len("rows/") :], include_deleted=include))
+        if route == "info":
+            return json_response(
+                {
+                    "url": self.url,
+                    "ca_path": str(self.ca_path),
+                    "api_calls": self.api_calls,
+                    "api_max": self.api_max,
+                    "page_size": self.page_size,
+                    "sessions": len(self.sessions),
+                    "rows": {name: len(t) for name, t in self.org.tables.items()},
+                    "now": format_datetime(now_ms()),
+                }
+            )
+        return json_response({"error": f"no admin route {method} /__emulator/{route}"}, 404)
+
+    def _mutate(self, payload: dict[str, Any]) -> dict[str, list[str]]:
+        name = payload["object"]
+        unknown = set(payload) - {"object", "update", "insert", "delete", "undelete"}
+        if unknown:
+            raise ValueError(f"unknown keys: {sorted(unknown)}")
+        result: dict[str, list[str]] = {"updated": [], "inserted": [], "deleted": [], "undeleted": []}
+        for item in payload.get("update", []):
+            self.org.update(name, item["Id"], **item.get("fields", {}))
+            result["updated"].append(item["Id"])
+        for values in payload.get("insert", []):
+            result["inserted"].append(self.org.insert(name, values))
+        for record_id in payload.get("delete", []):
+            self.org.soft_delete(name, record_id)
+            result["deleted"].append(record_id)
+        for record_id in payload.get("undelete", []):
+            self.org.undelete(name, record_id)
+            result["undeleted"].append(record_id)
+        return result
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _logged_query(request: Request) -> str | None:
+    """The SOQL of a request: ``q`` of a query, or the ``query`` of a new Bulk API job."""
+    if request.method == "POST" and request.path.rstrip("/").endswith("/jobs/query"):
+        body = request.get_json(silent=True)
+        return str(body.get("query")) if isinstance(body, dict) else None
+    return request.args.get("q")
+
+
+def _allow(request: Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise _method_not_allowed(request, *methods)
+
+
+def _method_not_allowed(request: Request, *methods: str) -> ApiError:
+    return ApiError(
+        405,
+        "METHOD_NOT_ALLOWED",
+        f"HTTP Method '{request.method}' not allowed. Allowed are {','.join(methods)}",
+    )
+
+
+def _request_limit() -> ApiError:
+    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+
+
+def _invalid_locator() -> ApiError:
+    return ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+
+
+def _fault_from_json(item: Any) -> Fault:
+    if not isinstance(item, dict):
+        raise ValueError("a fault is a JSON object with Fault fields")
+    known = {f.name for f in fields(Fault)}
+    unknown = set(item) - known
+    if unknown:
+        raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+    fault = Fault(**item)
+    if fault.kind is not None and fault.kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {fault.kind!r}; known: {', '.join(FAULT_KINDS)}")
+    if fault.status is None and fault.kind is None and not fault.delay:
+        raise ValueError("a fault needs a status, a kind or a delay")
+    return fault

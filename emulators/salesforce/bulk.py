@@ -1,0 +1,280 @@
+"""Bulk API 2.0 query jobs: create, poll, read CSV results page by page, abort, delete, list."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .data import Org, format_datetime, make_ids, now_ms
+from .errors import ApiError, json_response, not_found
+from .query import Getter, compile_query
+
+DELIMITERS = {
+    "COMMA": ",",
+    "TAB": "\t",
+    "PIPE": "|",
+    "SEMICOLON": ";",
+    "CARET": "^",
+    "BACKQUOTE": "`",
+}
+LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
+DEFAULT_MAX_RECORDS = 50_000  # a results page when the client gives no maxRecords
+MAX_JOBS = 100  # jobs kept; the oldest are forgotten (as if deleted after 7 days)
+
+
+@dataclass
+class Job:
+    """A query job: its rows are chosen at creation; results render them as CSV on demand."""
+
+    id: str
+    operation: str
+    sobject: str
+    version: str
+    delimiter: str
+    line_ending: str
+    created_ms: int
+    ready_at: float
+    rows: list[int]
+    header: list[str]
+    cells: list[Callable[[int], str]]
+    state: str = "UploadComplete"
+    error: str | None = None
+
+    def info(self, user_id: str, detail: bool = False) -> dict[str, Any]:
+        """The job as the API describes it; ``detail`` adds the fields of ``GET jobs/query/{id}``."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.sobject,
+            "createdById": user_id,
+            "createdDate": format_datetime(self.created_ms),
+            "systemModstamp": format_datetime(self.created_ms),
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(self.version),
+            "jobType": "V2Query",
+            "lineEnding": self.line_ending,
+            "columnDelimiter": self.delimiter,
+        }
+        if detail:
+            done = self.state == "JobComplete"
+            body["numberRecordsProcessed"] = len(self.rows) if done else 0
+            body["retries"] = 0
+            body["totalProcessingTime"] = 42 if done else 0
+            body["isPkChunkingSupported"] = True
+            if self.error:
+                body["errorMessage"] = self.error
+        return body
+
+
+class BulkApi:
+    """The ``/jobs/query`` resources of one emulator. ``delay`` seconds pass before a job completes."""
+
+    def __init__(self, org: Org, delay: float = 0.0) -> None:
+        self.org = org
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._serial = 40_000
+
+    def clear(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+
+    def fail_next_poll(self, job_id: str | None, message: str) -> None:
+        """Make a job (the newest when ``job_id`` is None) end in state Failed."""
+        with self._lock:
+            job = self._jobs.get(job_id) if job_id else next(reversed(self._jobs.values()), None)
+            if job is not None and job.state not in ("Aborted", "JobComplete"):
+                job.state, job.error = "Failed", message
+
+    # -- routing ---------------------------------------------------------------------------------
+    def handle(self, request: Request, version: str, parts: list[str]) -> Response:
+        """``parts`` follow ``jobs/query``: [], [id] or [id, "results"]."""
+        method = request.method
+        user = self.org.integration_user_id
+        if not parts:
+            if method == "POST":
+                return json_response(self._create(request, version).info(user))
+            if method in ("GET", "HEAD"):
+                with self._lock:
+                    jobs = [job.info(user) for job in self._jobs.values()]
+                return json_response({"done": True, "records": jobs, "nextRecordsUrl": None})
+            raise _not_allowed(method, "GET, POST")
+        job = self._job(parts[0])
+        if len(parts) == 1:
+            if method in ("GET", "HEAD"):
+                return json_response(self._poll(job).info(user, detail=True))
+            if method == "PATCH":
+                return json_response(self._abort(job, request).info(user))
+            if method == "DELETE":
+                with self._lock:
+                    self._jobs.pop(job.id, None)
+                return Response(status=204)
+            raise _not_allowed(method, "GET, PATCH, DELETE")
+        if parts[1:] == ["results"] and method in ("GET", "HEAD"):
+            return self._results(request, job, version)
+        raise not_found()
+
+    def _job(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise not_found()
+        return job
+
+    # -- operations ------------------------------------------------------------------------------
+    def _create(self, request: Request, version: str) -> Job:
+        if request.mimetype != "application/json":
+            raise ApiError(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Content-Type header specified in HTTP request is not supported: {request.mimetype}",
+            )
+        try:
+            body = json.loads(request.get_data(as_text=True))
+        except ValueError:
+            raise ApiError(400, "JSON_PARSER_ERROR", "Unexpected character in request body") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+        operation = body.get("operation")
+        if operation not in ("query", "queryAll"):
+            raise ApiError(400, "INVALIDJOB", f"Invalid operation for a query job: {operation}")
+        if body.get("contentType", "CSV") != "CSV":
+            raise ApiError(400, "INVALIDJOB", "Only CSV is supported for query jobs")
+        delimiter = body.get("columnDelimiter", "COMMA")
+        line_ending = body.get("lineEnding", "LF")
+        if delimiter not in DELIMITERS or line_ending not in LINE_ENDINGS:
+            raise ApiError(400, "INVALIDJOB", "Invalid columnDelimiter or lineEnding")
+        compiled = compile_query(self.org, str(body.get("query") or ""))
+        q = compiled.query
+        if q.count is not None or q.offset is not None:
+            raise ApiError(
+                400, "INVALIDJOB", "Aggregate queries and OFFSET are not supported by Bulk API 2.0 query"
+            )
+        cells: list[Callable[[int], str]] = []
+        header: list[str] = []
+        for path in q.fields:
+            resolved = compiled.resolve(path)
+            if resolved.field.type == "address":
+                raise ApiError(
+                    400,
+                    "FUNCTIONALITY_NOT_ENABLED",
+                    "Selecting compound data not supported in Bulk Query",
+                )
+            header.append(
+                ".".join((*(f.relationship or f.name for f in resolved.chain), resolved.field.name))
+            )
+            cells.append(_csv_cell(compiled.getter(resolved), resolved.field.type))
+        with self.org.lock:
+            rows = compiled.run(include_deleted=operation == "queryAll")
+        with self._lock:
+            self._serial += 1
+            job = Job(
+                id=make_ids("750", self._serial, 1)[0],
+                operation=operation,
+                sobject=compiled.obj.name,
+                version=version,
+                delimiter=delimiter,
+                line_ending=line_ending,
+                created_ms=now_ms(),
+                ready_at=time.monotonic() + self.delay,
+                rows=rows,
+                header=header,
+                cells=cells,
+            )
+            self._jobs[job.id] = job
+            while len(self._jobs) > MAX_JOBS:
+                self._jobs.popitem(last=False)
+        return job
+
+    def _poll(self, job: Job) -> Job:
+        with self._lock:
+            if job.state in ("UploadComplete", "InProgress"):
+                job.state = "JobComplete" if time.monotonic() >= job.ready_at else "InProgress"
+        return job
+
+    def _abort(self, job: Job, request: Request) -> Job:
+        body = request.get_json(silent=True) or {}
+        if body.get("state") != "Aborted":
+            raise ApiError(400, "INVALIDJOBSTATE", "A query job can only be set to Aborted")
+        with self._lock:
+            if job.state in ("JobComplete", "Failed"):
+                raise ApiError(400, "INVALIDJOBSTATE", f"Job is already {job.state}")
+            job.state = "Aborted"
+        return job
+
+    def _results(self, request: Request, job: Job, version: str) -> Response:
+        if version != job.version:
+            raise ApiError(
+                409,
+                "INVALIDJOB",
+                f"The job was created with API version {job.version}; read it with the same version",
+            )
+        if self._poll(job).state != "JobComplete":
+            raise ApiError(400, "JOB_NOT_COMPLETE", f"Job {job.id} is not complete: {job.state}")
+        locator = request.args.get("locator") or ""
+        offset = _decode_locator(locator) if locator else 0
+        max_records = request.args.get("maxRecords", str(DEFAULT_MAX_RECORDS))
+        if not max_records.isdigit() or int(max_records) < 1:
+            raise ApiError(400, "INVALIDJOB", f"Invalid maxRecords: {max_records}")
+        end = min(len(job.rows), offset + int(max_records))
+        sep, eol = DELIMITERS[job.delimiter], LINE_ENDINGS[job.line_ending]
+        lines = [sep.join(f'"{name}"' for name in job.header)]
+        with self.org.lock:
+            for row in job.rows[offset:end]:
+                lines.append(sep.join(cell(row) for cell in job.cells))
+        text = eol.join(lines) + eol
+        next_locator = _encode_locator(end) if end < len(job.rows) else "null"
+        return Response(
+            text,
+            content_type="text/csv; charset=UTF-8",
+            headers={"Sforce-NumberOfRecords": str(end - offset), "Sforce-Locator": next_locator},
+        )
+
+
+def _csv_cell(get: Getter, type_: str) -> Callable[[int], str]:
+    """Row -> one CSV field: empty for null, otherwise quoted with quotes doubled."""
+
+    def text(value: Any) -> str:
+        if type_ == "datetime":
+            return format_datetime(value).replace("+0000", "Z")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def cell(row: int) -> str:
+        value = get(row)
+        if value is None:
+            return ""
+        return '"' + text(value).replace('"', '""') + '"'
+
+    return cell
+
+
+def _encode_locator(offset: int) -> str:
+    return base64.b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+def _decode_locator(locator: str) -> int:
+    try:
+        text = base64.b64decode(locator + "=" * (-len(locator) % 4), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        text = ""
+    if not text.isdigit():
+        raise ApiError(400, "INVALIDLOCATOR", f"Invalid locator: {locator}")
+    return int(text)
+
+
+def _not_allowed(method: str, allowed: str) -> ApiError:
+    return ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}")

@@ -1,0 +1,623 @@
+"""The emulated org's schema: three objects, and their describe payloads as Salesforce sends them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ORG_ID = "00D5g000004EMUlEAO"
+API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 65))
+LATEST_VERSION = API_VERSIONS[-1]
+
+# Describe `soapType` per field type (what the partner WSDL calls each type).
+_SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "currency": "xsd:double",
+    "double": "xsd:double",
+    "percent": "xsd:double",
+    "int": "xsd:int",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+    "address": "urn:address",
+}
+
+# Types whose values are text in storage and in SOQL comparisons.
+TEXT_TYPES = frozenset(
+    {"string", "picklist", "multipicklist", "textarea", "url", "phone", "email", "combobox"}
+)
+NUMBER_TYPES = frozenset({"currency", "double", "percent", "int"})
+
+
+def release_label(version: str) -> str:
+    """The release name of an API version: 62.0 is Winter '25, 63.0 Spring '25, 64.0 Summer '25."""
+    major = int(float(version))
+    # Three releases a year; v62 (Oct 2024) is the "Winter" release named after the next year.
+    offset = major - 62
+    year = 25 + offset // 3
+    season = ("Winter", "Spring", "Summer")[offset % 3]
+    return f"{season} '{year % 100:02d}"
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One field of an object, with the describe properties the emulator needs to vary."""
+
+    name: str
+    label: str
+    type: str
+    length: int = 0
+    precision: int = 0
+    scale: int = 0
+    digits: int = 0
+    nillable: bool = True
+    createable: bool = True
+    updateable: bool = True
+    custom: bool = False
+    formula: str | None = None
+    compound: str | None = None
+    unique: bool = False
+    external_id: bool = False
+    id_lookup: bool = False
+    filterable: bool = True
+    sortable: bool = True
+    groupable: bool = True
+    reference_to: tuple[str, ...] = ()
+    relationship: str | None = None
+    picklist: tuple[str, ...] = ()
+    restricted: bool = False
+    default: Any = None
+    name_field: bool = False
+    auto_number: bool = False
+    defaulted_on_create: bool = False
+
+    @property
+    def calculated(self) -> bool:
+        return self.formula is not None
+
+    @property
+    def stored(self) -> bool:
+        """Whether the value lives in a column (compound and formula fields are derived)."""
+        return self.type != "address" and self.formula is None
+
+    def describe(self) -> dict[str, Any]:
+        """This field as an entry of ``fields[]`` in an sObject describe."""
+        text_like = self.type in TEXT_TYPES or self.type in ("id", "reference")
+        return {
+            "aggregatable": self.type not in ("textarea", "address") or self.length <= 255,
+            "aiPredictionField": False,
+            "autoNumber": self.auto_number,
+            "byteLength": self.length * 3 if text_like else 0,
+            "calculated": self.calculated,
+            "calculatedFormula": self.formula,
+            "cascadeDelete": False,
+            "caseSensitive": False,
+            "compoundFieldName": self.compound,
+            "controllerName": None,
+            "createable": self.createable,
+            "custom": self.custom,
+            "defaultValue": self.default,
+            "defaultValueFormula": None,
+            "defaultedOnCreate": self.defaulted_on_create,
+            "dependentPicklist": False,
+            "deprecatedAndHidden": False,
+            "digits": self.digits,
+            "displayLocationInDecimal": False,
+            "encrypted": False,
+            "externalId": self.external_id,
+            "extraTypeInfo": _extra_type_info(self),
+            "filterable": self.filterable,
+            "filteredLookupInfo": None,
+            "formulaTreatNullNumberAsZero": False,
+            "groupable": self.groupable,
+            "highScaleNumber": False,
+            "htmlFormatted": False,
+            "idLookup": self.id_lookup,
+            "inlineHelpText": None,
+            "label": self.label,
+            "length": self.length,
+            "mask": None,
+            "maskType": None,
+            "name": self.name,
+            "nameField": self.name_field,
+            "namePointing": False,
+            "nillable": self.nillable,
+            "permissionable": self.nillable and self.createable and self.custom,
+            "picklistValues": [
+                {
+                    "active": True,
+                    "defaultValue": False,
+                    "label": value,
+                    "validFor": None,
+                    "value": value,
+                }
+                for value in self.picklist
+            ],
+            "polymorphicForeignKey": False,
+            "precision": self.precision,
+            "queryByDistance": False,
+            "referenceTargetField": None,
+            "referenceTo": list(self.reference_to),
+            "relationshipName": self.relationship,
+            "relationshipOrder": None,
+            "restrictedDelete": False,
+            "restrictedPicklist": self.restricted,
+            "scale": self.scale,
+            "searchPrefilterable": self.type == "reference",
+            "soapType": _SOAP_TYPES.get(self.type, "xsd:string"),
+            "sortable": self.sortable,
+            "type": self.type,
+            "unique": self.unique,
+            "updateable": self.updateable,
+            "writeRequiresMasterRead": False,
+        }
+
+
+def _extra_type_info(f: FieldDef) -> str | None:
+    if f.type == "textarea":
+        return "plaintextarea"
+    if f.type == "url":
+        return "url"
+    return None
+
+
+@dataclass(frozen=True)
+class ChildRelationship:
+    child: str
+    field: str
+    relationship: str | None
+
+
+@dataclass
+class ObjectDef:
+    """An sObject: its name, key prefix and ordered fields (lookup by name is case-insensitive)."""
+
+    name: str
+    label: str
+    label_plural: str
+    key_prefix: str
+    custom: bool
+    fields: list[FieldDef]
+    children: list[ChildRelationship] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.by_lower = {f.name.lower(): f for f in self.fields}
+        self.relationships = {f.relationship.lower(): f for f in self.fields if f.relationship is not None}
+        self.components: dict[str, list[FieldDef]] = {}
+        for f in self.fields:
+            if f.compound:
+                self.components.setdefault(f.compound, []).append(f)
+
+    def field(self, name: str) -> FieldDef | None:
+        return self.by_lower.get(name.lower())
+
+    @property
+    def has_is_deleted(self) -> bool:
+        return "isdeleted" in self.by_lower
+
+    def urls(self, version: str) -> dict[str, str]:
+        base = f"/services/data/v{version}/sobjects/{self.name}"
+        return {
+            "compactLayouts": f"{base}/describe/compactLayouts",
+            "rowTemplate": f"{base}/{{ID}}",
+            "approvalLayouts": f"{base}/describe/approvalLayouts",
+            "describe": f"{base}/describe",
+            "quickActions": f"{base}/quickActions",
+            "layouts": f"{base}/describe/layouts",
+            "sobject": base,
+        }
+
+    def global_entry(self, version: str) -> dict[str, Any]:
+        """This object as an entry of ``sobjects[]`` in the global describe."""
+        return {
+            "activateable": False,
+            "associateEntityType": None,
+            "associateParentEntity": None,
+            "createable": True,
+            "custom": self.custom,
+            "customSetting": False,
+            "deepCloneable": False,
+            "deletable": True,
+            "deprecatedAndHidden": False,
+            "feedEnabled": not self.custom,
+            "hasSubtypes": False,
+            "isInterface": False,
+            "isSubtype": False,
+            "keyPrefix": self.key_prefix,
+            "label": self.label,
+            "labelPlural": self.label_plural,
+            "layoutable": True,
+            "mergeable": self.name == "Account",
+            "mruEnabled": True,
+            "name": self.name,
+            "queryable": True,
+            "replicateable": True,
+            "retrieveable": True,
+            "searchable": True,
+            "triggerable": True,
+            "undeletable": self.has_is_deleted,
+            "updateable": True,
+            "urls": {
+                k: v for k, v in self.urls(version).items() if k in ("sobject", "describe", "rowTemplate")
+            },
+        }
+
+    def describe(self, version: str) -> dict[str, Any]:
+        """The ``sobjects/{Name}/describe`` payload."""
+        body = self.global_entry(version)
+        body.update(
+            {
+                "actionOverrides": [],
+                "childRelationships": [
+                    {
+                        "cascadeDelete": False,
+                        "childSObject": c.child,
+                        "deprecatedAndHidden": False,
+                        "field": c.field,
+                        "junctionIdListNames": [],
+                        "junctionReferenceTo": [],
+                        "relationshipName": c.relationship,
+                        "restrictedDelete": False,
+                    }
+                    for c in self.children
+                ],
+                "compactLayoutable": True,
+                "defaultImplementation": None,
+                "extendedBy": None,
+                "extendsInterfaces": None,
+                "fields": [f.describe() for f in self.fields],
+                "implementedBy": None,
+                "implementsInterfaces": None,
+                "listviewable": None,
+                "lookupLayoutable": None,
+                "namedLayoutInfos": [],
+                "networkScopeFieldName": None,
+                "recordTypeInfos": [
+                    {
+                        "active": True,
+                        "available": True,
+                        "defaultRecordTypeMapping": True,
+                        "developerName": "Master",
+                        "master": True,
+                        "name": "Master",
+                        "recordTypeId": "012000000000000AAA",
+                        "urls": {
+                            "layout": f"/services/data/v{version}/sobjects/{self.name}"
+                            "/describe/layouts/012000000000000AAA"
+                        },
+                    }
+                ],
+                "searchLayoutable": True,
+                "sobjectDescribeOptions": {},
+                "supportedScopes": [
+                    {"label": "All " + self.label_plural.lower(), "name": "everything"},
+                    {"label": "My " + self.label_plural.lower(), "name": "mine"},
+                ],
+                "urls": self.urls(version),
+            }
+        )
+        return body
+
+
+# -- field factories: the describe defaults Salesforce uses for each kind of field ------------
+def _id() -> FieldDef:
+    return FieldDef(
+        "Id",
+        "Record ID",
+        "id",
+        length=18,
+        nillable=False,
+        createable=False,
+        updateable=False,
+        id_lookup=True,
+        defaulted_on_create=True,
+    )
+
+
+def _is_deleted() -> FieldDef:
+    return FieldDef(
+        "IsDeleted",
+        "Deleted",
+        "boolean",
+        nillable=False,
+        createable=False,
+        updateable=False,
+        default=False,
+        defaulted_on_create=True,
+    )
+
+
+def _audit(name: str, label: str) -> FieldDef:
+    return FieldDef(
+        name,
+        label,
+        "datetime",
+        nillable=False,
+        createable=False,
+        updateable=False,
+        defaulted_on_create=True,
+    )
+
+
+def _owner() -> FieldDef:
+    return FieldDef(
+        "OwnerId",
+        "Owner ID",
+        "reference",
+        length=18,
+        nillable=False,
+        reference_to=("User",),
+        relationship="Owner",
+        defaulted_on_create=True,
+    )
+
+
+def _text(name: str, label: str, length: int, **kw: Any) -> FieldDef:
+    return FieldDef(name, label, "string", length=length, **kw)
+
+
+def _picklist(name: str, label: str, values: tuple[str, ...], **kw: Any) -> FieldDef:
+    return FieldDef(name, label, "picklist", length=255, picklist=values, **kw)
+
+
+def _number(name: str, label: str, type_: str, precision: int, scale: int, **kw: Any) -> FieldDef:
+    return FieldDef(name, label, type_, precision=precision, scale=scale, **kw)
+
+
+ACCOUNT_TYPES = (
+    "Prospect",
+    "Customer - Direct",
+    "Customer - Channel",
+    "Channel Partner / Reseller",
+    "Installation Partner",
+    "Technology Partner",
+    "Other",
+)
+INDUSTRIES = (
+    "Agriculture",
+    "Apparel",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Environmental",
+    "Finance",
+    "Food & Beverage",
+    "Government",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Machinery",
+    "Manufacturing",
+    "Media",
+    "Not For Profit",
+    "Recreation",
+    "Retail",
+    "Shipping",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Utilities",
+    "Other",
+)
+RATINGS = ("Hot", "Warm", "Cold")
+GEOCODE_ACCURACIES = (
+    "Address",
+    "NearAddress",
+    "Block",
+    "Street",
+    "ExtendedZip",
+    "Zip",
+    "Neighborhood",
+    "City",
+    "County",
+    "State",
+    "Unknown",
+)
+PRIORITIES = ("High", "Low", "Medium")
+SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic", "Public Sector", "EMEA", "APAC", "AMER")
+PLANS = ("Starter", "Growth", "Business", "Enterprise")
+STATUSES = ("Trial", "Active", "Past Due", "Cancelled")
+
+
+def _billing(suffix: str, label: str, type_: str, **kw: Any) -> FieldDef:
+    return FieldDef(f"Billing{suffix}", f"Billing {label}", type_, compound="BillingAddress", **kw)
+
+
+ACCOUNT = ObjectDef(
+    "Account",
+    "Account",
+    "Accounts",
+    "001",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text("Name", "Account Name", 255, nillable=False, id_lookup=True, name_field=True),
+        _picklist("Type", "Account Type", ACCOUNT_TYPES),
+        _picklist("Industry", "Industry", INDUSTRIES),
+        _number("AnnualRevenue", "Annual Revenue", "currency", 18, 0),
+        FieldDef("NumberOfEmployees", "Employees", "int", digits=8),
+        _picklist("Rating", "Account Rating", RATINGS),
+        FieldDef("Website", "Website", "url", length=255),
+        FieldDef("Phone", "Account Phone", "phone", length=40),
+        FieldDef(
+            "Description",
+            "Account Description",
+            "textarea",
+            length=32000,
+            filterable=False,
+            sortable=False,
+            groupable=False,
+        ),
+        FieldDef(
+            "BillingAddress",
+            "Billing Address",
+            "address",
+            createable=False,
+            updateable=False,
+            filterable=False,
+            sortable=False,
+            groupable=False,
+        ),
+        _billing("Street", "Street", "textarea", length=255),
+        _billing("City", "City", "string", length=40),
+        _billing("State", "State/Province", "string", length=80),
+        _billing("PostalCode", "Zip/Postal Code", "string", length=20),
+        _billing("Country", "Country", "string", length=80),
+        _billing("Latitude", "Latitude", "double", precision=18, scale=15),
+        _billing("Longitude", "Longitude", "double", precision=18, scale=15),
+        _billing(
+            "GeocodeAccuracy",
+            "Geocode Accuracy",
+            "picklist",
+            length=40,
+            picklist=GEOCODE_ACCURACIES,
+            restricted=True,
+        ),
+        _owner(),
+        FieldDef(
+            "ParentId",
+            "Parent Account ID",
+            "reference",
+            length=18,
+            reference_to=("Account",),
+            relationship="Parent",
+        ),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+        FieldDef("LastActivityDate", "Last Activity", "date", createable=False, updateable=False),
+        _picklist("CustomerPriority__c", "Customer Priority", PRIORITIES, custom=True),
+        FieldDef("SLAExpirationDate__c", "SLA Expiration Date", "date", custom=True),
+        _number("NumberofLocations__c", "Number of Locations", "double", 3, 0, custom=True),
+        FieldDef(
+            "IsActive__c",
+            "Active",
+            "boolean",
+            nillable=False,
+            custom=True,
+            default=False,
+            defaulted_on_create=True,
+        ),
+        _number("Health_Score__c", "Health Score", "percent", 5, 2, custom=True),
+        FieldDef("Segment__c", "Segment", "multipicklist", length=4099, picklist=SEGMENTS, custom=True),
+        _text(
+            "Account_Number__c",
+            "Account Number",
+            40,
+            nillable=False,
+            custom=True,
+            unique=True,
+            external_id=True,
+            id_lookup=True,
+        ),
+    ],
+    children=[
+        ChildRelationship("Account", "ParentId", "ChildAccounts"),
+        ChildRelationship("Subscription__c", "Account__c", "Subscriptions__r"),
+    ],
+)
+
+USER = ObjectDef(
+    "User",
+    "User",
+    "Users",
+    "005",
+    custom=False,
+    fields=[
+        _id(),
+        _text(
+            "Name",
+            "Full Name",
+            121,
+            nillable=False,
+            createable=False,
+            updateable=False,
+            name_field=True,
+        ),
+        _text("FirstName", "First Name", 40),
+        _text("LastName", "Last Name", 80, nillable=False),
+        FieldDef("Email", "Email", "email", length=128, nillable=False),
+        _text("Username", "Username", 80, nillable=False, unique=True, id_lookup=True),
+        FieldDef("IsActive", "Active", "boolean", nillable=False, default=True, defaulted_on_create=True),
+        _text("Title", "Title", 80),
+        _text("Department", "Department", 80),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+    children=[
+        ChildRelationship("Account", "OwnerId", None),
+        ChildRelationship("Subscription__c", "OwnerId", None),
+    ],
+)
+
+SUBSCRIPTION = ObjectDef(
+    "Subscription__c",
+    "Subscription",
+    "Subscriptions",
+    "a0B",
+    custom=True,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text(
+            "Name",
+            "Subscription Number",
+            80,
+            nillable=False,
+            createable=False,
+            updateable=False,
+            id_lookup=True,
+            name_field=True,
+            auto_number=True,
+            defaulted_on_create=True,
+        ),
+        FieldDef(
+            "Account__c",
+            "Account",
+            "reference",
+            length=18,
+            custom=True,
+            reference_to=("Account",),
+            relationship="Account__r",
+        ),
+        _picklist("Plan__c", "Plan", PLANS, custom=True, restricted=True),
+        _number("MRR__c", "MRR", "currency", 16, 2, custom=True),
+        _number("Seats__c", "Seats", "double", 8, 0, custom=True),
+        _picklist("Status__c", "Status", STATUSES, custom=True, restricted=True),
+        FieldDef("Renewal_Date__c", "Renewal Date", "date", custom=True),
+        _number(
+            "ARR__c",
+            "ARR",
+            "currency",
+            18,
+            2,
+            custom=True,
+            createable=False,
+            updateable=False,
+            formula="MRR__c * 12",
+        ),
+        _owner(),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+)
+
+OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION)}
+OBJECTS_LOWER: dict[str, ObjectDef] = {k.lower(): v for k, v in OBJECTS.items()}
+
+
+def find_object(name: str) -> ObjectDef | None:
+    """The object named ``name``, case-insensitively (as SOQL and the REST paths resolve it)."""
+    return OBJECTS_LOWER.get(name.lower())

@@ -1,0 +1,813 @@
+"""The Salesforce emulator over real HTTPS sockets, with requests and simple-salesforce."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceOperationError
+
+from emulators._server import Fault
+from emulators.salesforce import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PASSWORD,
+    REFRESH_TOKEN,
+    SECURITY_TOKEN,
+    USERNAME,
+    ApiError,
+    Org,
+    SalesforceEmulator,
+)
+
+V = "/services/data/v62.0"
+ROOT = Path(__file__).resolve().parents[2]
+FIELD_PROPERTIES = {
+    "name", "label", "type", "soapType", "nillable", "createable", "updateable", "custom",
+    "calculated", "calculatedFormula", "compoundFieldName", "length", "precision", "scale",
+    "digits", "unique", "externalId", "idLookup", "filterable", "sortable", "groupable",
+    "referenceTo", "relationshipName", "picklistValues", "restrictedPicklist", "defaultValue",
+    "deprecatedAndHidden",
+}  # fmt: skip
+TOKEN_KEYS = {"access_token", "instance_url", "id", "token_type", "issued_at", "signature", "scope"}
+NO_COLUMN_TAIL = (
+    "If you are attempting to use a custom field, be sure to append the '__c' after the custom "
+    "field name. Please reference your WSDL or the describe call for the appropriate names."
+)
+
+
+@pytest.fixture(scope="module")
+def sf():
+    # 2,500 accounts: enough for one burst of >= 1000 rows sharing a SystemModstamp,
+    # and for several 1,000-row pages.
+    with SalesforceEmulator(accounts=2500, page_size=1000) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def _clean(request):
+    yield
+    if "sf" in request.fixturenames:
+        request.getfixturevalue("sf").reset()
+
+
+def client(sf, token=None):
+    s = requests.Session()
+    s.verify = str(sf.ca_path)
+    s.trust_env = False  # a REQUESTS_CA_BUNDLE in the environment must not override verify
+    if token:
+        s.headers["Authorization"] = f"Bearer {token}"
+    return s
+
+
+@pytest.fixture
+def http(sf):
+    return client(sf, sf.new_session())
+
+
+def token_request(sf, data, **kw):
+    return client(sf).post(f"{sf.url}/services/oauth2/token", data=data, **kw)
+
+
+def soql(http, sf, query, endpoint="query", **kw):
+    return http.get(f"{sf.url}{V}/{endpoint}", params={"q": query}, **kw)
+
+
+def all_records(http, sf, query, endpoint="query"):
+    body = soql(http, sf, query, endpoint).json()
+    records = list(body["records"])
+    while not body["done"]:
+        body = http.get(sf.url + body["nextRecordsUrl"]).json()
+        records += body["records"]
+    return records
+
+
+def simple(sf, token):
+    return Salesforce(instance_url=sf.url, session_id=token, session=client(sf), version="62.0")
+
+
+def error(response):
+    body = response.json()
+    assert isinstance(body, list) and len(body) == 1
+    return body[0]["errorCode"], body[0]["message"]
+
+
+# -- OAuth -----------------------------------------------------------------------------------
+
+
+def test_refresh_token_grant_returns_salesforce_shape(sf):
+    r = token_request(
+        sf,
+        {
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": REFRESH_TOKEN,
+        },
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == TOKEN_KEYS  # no expires_in, no refresh_token
+    assert body["instance_url"] == sf.url
+    assert body["token_type"] == "Bearer"
+    assert body["issued_at"].isdigit() and abs(int(body["issued_at"]) / 1000 - time.time()) < 60
+    assert body["id"].startswith(f"{sf.url}/id/00D")
+    assert client(sf, body["access_token"]).get(f"{sf.url}{V}/limits").status_code == 200
+    identity = client(sf, body["access_token"]).get(body["id"]).json()
+    assert (identity["username"], identity["organization_id"]) == (USERNAME, body["id"].split("/")[-2])
+
+
+def test_password_client_credentials_and_jwt_grants(sf):
+    password = token_request(
+        sf,
+        {
+            "grant_type": "password",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "username": USERNAME,
+            "password": PASSWORD + SECURITY_TOKEN,
+        },
+    )
+    basic = token_request(sf, {"grant_type": "client_credentials"}, auth=(CLIENT_ID, CLIENT_SECRET))
+    in_body = token_request(
+        sf,
+        {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+    )
+    assertion = jwt.encode(
+        {"iss": CLIENT_ID, "sub": USERNAME, "aud": sf.url, "exp": int(time.time()) + 180},
+        sf.jwt_private_key_pem,
+        algorithm="RS256",
+    )
+    bearer = token_request(
+        sf, {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+    )
+    for r in (password, basic, in_body, bearer):
+        assert r.status_code == 200, r.text
+        assert set(r.json()) == TOKEN_KEYS
+        assert client(sf, r.json()["access_token"]).get(f"{sf.url}{V}/").status_code == 200
+
+
+def _jwt(sf, key=None, **claims):
+    payload = {"iss": CLIENT_ID, "sub": USERNAME, "aud": "https://login.salesforce.com"}
+    payload["exp"] = int(time.time()) + 120
+    payload.update(claims)
+    return {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": jwt.encode(payload, key or sf.jwt_private_key_pem, algorithm="RS256"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({}, ("invalid_request", "grant type is missing")),
+        ({"grant_type": "authorization_code"}, ("unsupported_grant_type", "grant type not supported")),
+        (
+            {"grant_type": "refresh_token", "client_id": "x", "refresh_token": REFRESH_TOKEN},
+            ("invalid_client_id", "client identifier invalid"),
+        ),
+        (
+            {"grant_type": "refresh_token", "client_id": CLIENT_ID, "client_secret": "bad"},
+            ("invalid_client", "invalid client credentials"),
+        ),
+        (
+            {
+                "grant_type": "refresh_token",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "refresh_token": "revoked",
+            },
+            ("invalid_grant", "expired access/refresh token"),
+        ),
+        (
+            {
+                "grant_type": "password",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "username": USERNAME,
+                "password": PASSWORD,  # without the security token
+            },
+            ("invalid_grant", "authentication failure"),
+        ),
+        (
+            {"grant_type": "client_credentials", "client_id": "nope", "client_secret": "x"},
+            ("invalid_client_id", "client identifier invalid"),
+        ),
+    ],
+)
+def test_token_errors(sf, data, expected):
+    r = token_request(sf, data)
+    assert r.status_code == 400
+    assert r.json() == {"error": expected[0], "error_description": expected[1]}
+
+
+def test_jwt_errors(sf):
+    other_key = SalesforceEmulator(accounts=1).jwt_private_key_pem
+    cases = [
+        (_jwt(sf, key=other_key), ("invalid_grant", "invalid assertion")),
+        (_jwt(sf, exp=int(time.time()) - 10), ("invalid_grant", "expired authorization code")),
+        (_jwt(sf, iss="someone"), ("invalid_client_id", "client identifier invalid")),
+        (_jwt(sf, aud="https://example.com"), ("invalid_grant", "audience is invalid")),
+        (_jwt(sf, sub="x@y.z"), ("invalid_grant", "user hasn't approved this consumer")),
+    ]
+    for data, (code, description) in cases:
+        r = token_request(sf, data)
+        assert (r.status_code, r.json()) == (
+            400,
+            {"error": code, "error_description": description},
+        )
+    r = client(sf).get(f"{sf.url}/services/oauth2/token")
+    assert r.json() == {"error": "invalid_request", "error_description": "must use HTTP POST"}
+
+
+def test_simple_salesforce_login_flows(sf):
+    trick = f"{sf.url.removeprefix('https://')}/services/oauth2/token#"
+    soap = Salesforce(
+        username=USERNAME,
+        password=PASSWORD,
+        security_token=SECURITY_TOKEN,
+        domain=f"{sf.url.removeprefix('https://')}/services/Soap/u/59.0#",
+        session=client(sf),
+    )
+    creds = Salesforce(
+        consumer_key=CLIENT_ID, consumer_secret=CLIENT_SECRET, domain=trick, session=client(sf)
+    )
+    by_jwt = Salesforce(
+        username=USERNAME,
+        consumer_key=CLIENT_ID,
+        privatekey=sf.jwt_private_key_pem,
+        domain=trick,
+        session=client(sf),
+    )
+    for api in (soap, creds, by_jwt):
+        assert api.query("SELECT Id FROM User LIMIT 1")["totalSize"] == 1
+    # In login modes simple-salesforce logs in again on INVALID_SESSION_ID, and goes on.
+    sf.expire_sessions()
+    assert soap.query("SELECT COUNT() FROM User")["totalSize"] == 20
+    assert by_jwt.query("SELECT COUNT() FROM User")["totalSize"] == 20
+
+
+def test_soap_login_failure_is_a_login_fault(sf):
+    r = client(sf).post(
+        f"{sf.url}/services/Soap/u/59.0",
+        data="<env:Envelope><n1:username>x</n1:username><n1:password>y</n1:password></env:Envelope>",
+        headers={"content-type": "text/xml", "SOAPAction": "login"},
+    )
+    assert r.status_code == 500
+    assert "<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>" in r.text
+
+
+# -- sessions, limits --------------------------------------------------------------------------
+
+
+def test_missing_or_expired_session_is_401(sf, http):
+    expected = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+    r = client(sf).get(f"{sf.url}{V}/sobjects")
+    assert (r.status_code, r.json()) == (401, expected)
+    assert client(sf, "00Dxx!bogus").get(f"{sf.url}{V}/sobjects").status_code == 401
+    assert http.get(f"{sf.url}{V}/sobjects").status_code == 200
+    sf.expire_sessions()
+    r = http.get(f"{sf.url}{V}/sobjects")
+    assert (r.status_code, r.json()) == (401, expected)
+    with pytest.raises(SalesforceExpiredSession):
+        simple(sf, http.headers["Authorization"].split()[1]).query("SELECT Id FROM User")
+    assert client(sf, sf.new_session()).get(f"{sf.url}{V}/sobjects").status_code == 200
+
+
+def test_versions_need_no_auth_and_carry_no_limit_header(sf):
+    r = client(sf).get(f"{sf.url}/services/data/")
+    assert r.status_code == 200
+    assert "Sforce-Limit-Info" not in r.headers
+    versions = {v["version"]: v for v in r.json()}
+    assert versions["62.0"] == {
+        "label": "Winter '25",
+        "url": "/services/data/v62.0",
+        "version": "62.0",
+    }
+    assert sf.api_calls == 0
+
+
+def test_limit_info_counts_calls_and_limits_endpoint_agrees(sf, http):
+    first = http.get(f"{sf.url}{V}/")
+    assert first.headers["Sforce-Limit-Info"] == "api-usage=1/1000000"
+    limits = http.get(f"{sf.url}{V}/limits").json()
+    assert limits["DailyApiRequests"] == {"Max": 1_000_000, "Remaining": 1_000_000 - 2}
+    assert sf.api_calls == 2
+    counts = http.get(f"{sf.url}{V}/limits/recordCount", params={"sObjects": "Account"}).json()
+    assert counts == {"sObjects": [{"count": sf.org.count("Account"), "name": "Account"}]}
+
+
+def test_request_limit_exceeded_and_limit_suffix():
+    with SalesforceEmulator(accounts=5, api_max=2, limit_info_suffix=True) as small:
+        http = client(small, small.new_session())
+        for used in (1, 2):
+            r = http.get(f"{small.url}{V}/limits")
+            assert r.status_code == 200
+            assert r.headers["Sforce-Limit-Info"] == f"api-usage={used}/2; api-bursts=1/750"
+        r = http.get(f"{small.url}{V}/limits")
+        assert r.status_code == 403
+        assert r.json() == [
+            {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+        ]
+        assert small.api_calls == 2
+
+
+# -- describe ----------------------------------------------------------------------------------
+
+
+def test_global_describe_with_and_without_slash(sf, http):
+    for path in ("sobjects", "sobjects/"):
+        body = http.get(f"{sf.url}{V}/{path}").json()
+        assert body["encoding"] == "UTF-8" and body["maxBatchSize"] == 200
+        entries = {o["name"]: o for o in body["sobjects"]}
+        assert set(entries) == {"Account", "User", "Subscription__c"}
+        assert entries["Subscription__c"]["custom"] is True
+        assert entries["Account"]["keyPrefix"] == "001"
+        assert entries["Account"]["urls"]["describe"] == f"{V}/sobjects/Account/describe"
+
+
+def test_sobject_describe_shape(sf, http):
+    body = http.get(f"{sf.url}{V}/sobjects/Account/describe/").json()
+    for key in ("name", "label", "custom", "customSetting", "queryable", "replicateable",
+                "retrieveable", "keyPrefix", "fields", "childRelationships",
+                "recordTypeInfos", "urls"):  # fmt: skip
+        assert key in body
+    fields = {f["name"]: f for f in body["fields"]}
+    for f in fields.values():
+        assert set(f) >= FIELD_PROPERTIES, f["name"]
+    assert fields["Id"]["type"] == "id" and fields["Id"]["nillable"] is False
+    assert fields["BillingAddress"]["type"] == "address"
+    parts = ["Street", "City", "State", "PostalCode", "Country", "Latitude", "Longitude", "GeocodeAccuracy"]
+    assert {n for n, f in fields.items() if f["compoundFieldName"] == "BillingAddress"} == {
+        f"Billing{p}" for p in parts
+    }
+    owner = fields["OwnerId"]
+    assert (owner["type"], owner["referenceTo"], owner["relationshipName"]) == (
+        "reference",
+        ["User"],
+        "Owner",
+    )
+    number = fields["Account_Number__c"]
+    assert (number["unique"], number["externalId"], number["nillable"], number["custom"]) == (
+        True,
+        True,
+        False,
+        True,
+    )
+    assert fields["Description"]["length"] == 32000
+    assert fields["Segment__c"]["type"] == "multipicklist"
+    assert [p["value"] for p in fields["Rating"]["picklistValues"]] == ["Hot", "Warm", "Cold"]
+    sub = http.get(f"{sf.url}{V}/sobjects/Subscription__c/describe").json()
+    arr = next(f for f in sub["fields"] if f["name"] == "ARR__c")
+    assert arr["calculated"] is True and arr["calculatedFormula"] == "MRR__c * 12"
+    user = http.get(f"{sf.url}{V}/sobjects/User/describe").json()
+    assert "IsDeleted" not in {f["name"] for f in user["fields"]}
+
+
+def test_unknown_object_describe_is_404(sf, http):
+    r = http.get(f"{sf.url}{V}/sobjects/Nope__c/describe")
+    assert r.status_code == 404
+    assert r.json() == [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
+
+
+# -- query -------------------------------------------------------------------------------------
+
+
+def test_paging_with_requests(sf, http):
+    r = soql(http, sf, "SELECT Id, Name FROM Account ORDER BY Id", "queryAll")
+    body = r.json()
+    assert (body["totalSize"], body["done"], len(body["records"])) == (2500, False, 1000)
+    # queryAll pages continue under /query/, as the docs say
+    assert re.fullmatch(rf"{V}/query/01g\w{{15}}-1000", body["nextRecordsUrl"])
+    record = body["records"][0]
+    assert record["attributes"] == {
+        "type": "Account",
+        "url": f"{V}/sobjects/Account/{record['Id']}",
+    }
+    assert list(record) == ["attributes", "Id", "Name"]
+    # extra query parameters on a locator URL are ignored (singer-io re-sends q)
+    second = http.get(sf.url + body["nextRecordsUrl"], params={"q": "ignored"}).json()
+    assert len(second["records"]) == 1000 and second["nextRecordsUrl"].endswith("-2000")
+    third = http.get(sf.url + second["nextRecordsUrl"]).json()
+    assert third["done"] is True and "nextRecordsUrl" not in third
+    ids = [rec["Id"] for page in (body, second, third) for rec in page["records"]]
+    assert ids == sorted(ids) and len(set(ids)) == 2500
+    small = soql(http, sf, "SELECT Id FROM Account", headers={"Sforce-Query-Options": "batchSize=200"})
+    assert len(small.json()["records"]) == 200
+
+
+def test_simple_salesforce_query_all_iter_pages(sf):
+    api = simple(sf, sf.new_session())
+    live = list(api.query_all_iter("SELECT Id, Owner.Name FROM Account"))
+    everything = list(api.query_all_iter("SELECT Id FROM Account", include_deleted=True))
+    assert len(everything) == 2500
+    assert len(live) == sf.org.count("Account") < 2500  # a few rows are generated deleted
+    assert all(rec["Owner"]["Name"] for rec in live)
+    assert api.api_usage["api-usage"].total == 1_000_000
+    pages = [e for e in sf.requests if e["path"].startswith(f"{V}/query/01g")]
+    assert len(pages) >= 4  # both iterations paged through 1,000-row pages
+
+
+def test_query_hides_soft_deleted_rows_query_all_shows_them(sf, http):
+    target = sf.org.rows("Account", include_deleted=False)[0]["Id"]
+    sf.org.soft_delete("Account", target)
+    q = f"SELECT Id, IsDeleted FROM Account WHERE Id = '{target}'"
+    assert soql(http, sf, q).json()["totalSize"] == 0
+    body = soql(http, sf, q, "queryAll/").json()
+    assert body["records"][0]["IsDeleted"] is True
+    sf.org.undelete("Account", target)
+    assert soql(http, sf, q).json()["records"][0]["IsDeleted"] is False
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "2025-06-01T00:00:00Z",
+        "2025-06-01T00:00:00.000Z",
+        "2025-06-01T00:00:00.000000Z",
+        "2025-06-01T00:00:00+0000",
+        "2025-06-01T02:00:00+02:00",
+    ],
+)
+def test_incremental_filter_and_order(sf, http, literal):
+    query = (
+        "SELECT Id, SystemModstamp FROM Account\n  WHERE  SystemModstamp >= "
+        f"{literal}  ORDER BY SystemModstamp ASC, Id ASC"
+    )
+    records = all_records(http, sf, query, "queryAll")
+    stamps = [r["SystemModstamp"] for r in records]
+    assert stamps == sorted(stamps)
+    assert all(s >= "2025-06-01T00:00:00.000+0000" for s in stamps)
+    expected = [r for r in sf.org.rows("Account") if r["SystemModstamp"] >= "2025-06-01T00:00:00.000+0000"]
+    assert len(records) == len(expected)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", stamps[0])
+
+
+def test_generated_history_has_shared_timestamps(sf):
+    counts = collections.Counter(r["SystemModstamp"] for r in sf.org.rows("Account"))
+    sizes = sorted(counts.values())
+    assert sizes[-1] >= 1000  # one mass update
+    assert 1 in sizes and any(2 <= s <= 50 for s in sizes)
+    assert max(counts) < "2025-12-31"  # history is in the past
+
+
+def test_relationships_nest_and_null_references_are_null(sf, http):
+    records = all_records(http, sf, "SELECT Id, ParentId, Parent.Name, Owner.Name, Owner.Email FROM Account")
+    with_parent = next(r for r in records if r["ParentId"])
+    without = next(r for r in records if not r["ParentId"])
+    assert without["Parent"] is None
+    assert with_parent["Parent"]["attributes"]["type"] == "Account"
+    assert with_parent["Parent"]["Name"] == sf.org.get("Account", with_parent["ParentId"])["Name"]
+    assert list(with_parent["Owner"]) == ["attributes", "Name", "Email"]
+    subs = all_records(http, sf, "SELECT Name, Account__r.Name, ARR__c, MRR__c FROM Subscription__c")
+    assert any(s["Account__r"] is None for s in subs)
+    linked = next(s for s in subs if s["Account__r"] and s["MRR__c"] is not None)
+    assert linked["Account__r"]["attributes"]["type"] == "Account"
+    assert linked["ARR__c"] == pytest.approx(linked["MRR__c"] * 12)
+
+
+def test_values_are_typed_like_salesforce(sf, http):
+    rows = all_records(
+        http,
+        sf,
+        "SELECT Name, AnnualRevenue, NumberOfEmployees, IsActive__c, LastActivityDate, "
+        "BillingAddress, Segment__c, Description FROM Account",
+        "queryAll",
+    )
+    assert all(isinstance(r["IsActive__c"], bool) for r in rows)
+    assert any(isinstance(r["AnnualRevenue"], float) for r in rows)
+    assert any(isinstance(r["NumberOfEmployees"], int) for r in rows)
+    assert any(r["AnnualRevenue"] is None for r in rows)  # optional fields have nulls
+    assert any(re.fullmatch(r"\d{4}-\d\d-\d\d", r["LastActivityDate"] or "") for r in rows)
+    address = next(r["BillingAddress"] for r in rows if r["BillingAddress"])
+    assert set(address) == {"city", "country", "geocodeAccuracy", "latitude", "longitude",
+                            "postalCode", "state", "street"}  # fmt: skip
+    assert any(";" in (r["Segment__c"] or "") for r in rows)
+    assert any(len(r["Description"] or "") > 1024 for r in rows)
+    names = "".join(r["Name"] for r in rows)
+    for sample in ("é", "東", "🚀", '"', "\\", "'"):
+        assert sample in names
+
+
+def test_where_operators(sf, http):
+    def count(where, endpoint="query"):
+        r = soql(http, sf, f"SELECT COUNT() FROM Account WHERE {where}", endpoint)
+        assert r.status_code == 200, r.text
+        return r.json()["totalSize"]
+
+    rows = sf.org.rows("Account", include_deleted=False)
+    hot = sum(r["Rating"] == "Hot" for r in rows)
+    assert count("Rating = 'hot'") == hot  # text compares case-insensitively
+    assert count("Rating != 'Hot'") == len(rows) - hot  # != keeps nulls, as SOQL does
+    assert count("Rating = null") == sum(r["Rating"] is None for r in rows)
+    assert count("Rating IN ('Hot', 'Warm')") == sum(r["Rating"] in ("Hot", "Warm") for r in rows)
+    assert count("(Rating = 'Hot' OR Rating = 'Warm') AND IsActive__c = true") == sum(
+        r["Rating"] in ("Hot", "Warm") and r["IsActive__c"] for r in rows
+    )
+    assert count("NOT Rating = 'Hot'") == len(rows) - hot
+    assert count("Name LIKE 'acme%'") == sum(r["Name"].lower().startswith("acme") for r in rows)
+    assert count("AnnualRevenue > 1000000") == sum((r["AnnualRevenue"] or 0) > 1e6 for r in rows)
+    assert count("Segment__c INCLUDES ('SMB')") == sum(
+        "SMB" in (r["Segment__c"] or "").split(";") for r in rows
+    )
+    assert count("Owner.IsActive = true") == len(rows)
+    assert count("LastActivityDate >= 2025-06-01") == sum(
+        (r["LastActivityDate"] or "") >= "2025-06-01" for r in rows
+    )
+    assert count("Name = 'O\\'Brien Labs Ltd'") == sum(r["Name"] == "O'Brien Labs Ltd" for r in rows)
+    limited = soql(http, sf, "SELECT Id FROM Account ORDER BY Name DESC NULLS LAST LIMIT 5 OFFSET 2")
+    assert len(limited.json()["records"]) == 5
+    aggregate = soql(http, sf, "select count(Id) n from account").json()
+    assert aggregate["records"][0]["n"] == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "message"),
+    [
+        (
+            "SELECT Id, Foo FROM Account",
+            "INVALID_FIELD",
+            "\nSELECT Id, Foo FROM Account\n           ^\nERROR at Row:1:Column:12\n"
+            f"No such column 'Foo' on entity 'Account'. {NO_COLUMN_TAIL}",
+        ),
+        (
+            "SELECT Owner.Nmae FROM Account",
+            "INVALID_FIELD",
+            "\nSELECT Owner.Nmae FROM Account\n       ^\nERROR at Row:1:Column:8\n"
+            f"No such column 'Nmae' on entity 'User'. {NO_COLUMN_TAIL}",
+        ),
+        (
+            "SELECT Id FROM Acount",
+            "INVALID_TYPE",
+            "\nSELECT Id FROM Acount\n               ^\nERROR at Row:1:Column:16\n"
+            "sObject type 'Acount' is not supported. If you are attempting to use a custom "
+            "object, be sure to append the '__c' after the entity name. Please reference your "
+            "WSDL or the describe call for the appropriate names.",
+        ),
+        (
+            "SELECT Id FORM Account",
+            "MALFORMED_QUERY",
+            "\nSELECT Id FORM Account\n          ^\nERROR at Row:1:Column:11\nunexpected token: 'FORM'",
+        ),
+    ],
+)
+def test_query_errors(sf, http, query, code, message):
+    r = soql(http, sf, query)
+    assert r.status_code == 400
+    assert r.json() == [{"message": message, "errorCode": code}]
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "detail"),
+    [
+        ("Rating = 'Hot' AND Type = 'Other' OR Name = 'x'", "MALFORMED_QUERY", "unexpected token: 'OR'"),
+        ("SystemModstamp >= '2025-01-01T00:00:00Z'", "INVALID_FIELD", "must be of type dateTime"),
+        ("SystemModstamp >= 2025-01-01T00:00:00", "MALFORMED_QUERY", "unexpected token"),
+        ("Description = 'x'", "INVALID_FIELD", "can not be filtered"),
+        ("Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
+        ("Foo__r.Name = 'x'", "INVALID_FIELD", "Didn't understand relationship 'Foo__r'"),
+    ],
+)
+def test_where_errors(sf, http, where, code, detail):
+    got_code, message = error(soql(http, sf, f"SELECT Id FROM Account WHERE {where}"))
+    assert got_code == code
+    assert detail in message and "ERROR at Row:1:Column:" in message
+
+
+# -- mutations ---------------------------------------------------------------------------------
+
+
+def test_mutations_bump_system_modstamp(sf, http):
+    before = max(r["SystemModstamp"] for r in sf.org.rows("Account"))
+    target = sf.org.rows("Account", include_deleted=False)[3]["Id"]
+    sf.org.update("Account", target, Name="Renamed Ünïcode")
+    new_id = sf.org.insert("Account", {"Name": "Brand New"})
+    records = all_records(
+        http,
+        sf,
+        f"SELECT Id, Name, SystemModstamp, LastModifiedDate FROM Account "
+        f"WHERE SystemModstamp > {before.replace('.000+0000', 'Z')} ORDER BY SystemModstamp",
+    )
+    assert [r["Id"] for r in records] == [target, new_id]
+    assert records[0]["Name"] == "Renamed Ünïcode"
+    assert records[0]["SystemModstamp"] == records[0]["LastModifiedDate"] > before
+    # over HTTP: the REST sObject API and the admin API
+    patch = http.patch(f"{sf.url}{V}/sobjects/Account/{new_id}", json={"Rating": "Hot"})
+    assert patch.status_code == 204
+    locked = http.patch(f"{sf.url}{V}/sobjects/Account/{new_id}", json={"CreatedDate": before})
+    assert error(locked)[0] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    admin = (
+        client(sf)
+        .post(
+            f"{sf.url}/__emulator/mutate",
+            json={
+                "object": "Account",
+                "update": [{"Id": target, "fields": {"Rating": "Cold"}}],
+                "insert": [{"Name": "Via Admin"}],
+                "delete": [new_id],
+            },
+        )
+        .json()
+    )
+    created = http.post(
+        f"{sf.url}{V}/sobjects/Account", json={"Name": "Via REST", "Account_Number__c": "X-1"}
+    )
+    assert created.status_code == 201 and created.json()["success"] is True
+    missing = http.post(f"{sf.url}{V}/sobjects/Account", json={"Industry": "Energy"})
+    assert error(missing) == (
+        "REQUIRED_FIELD_MISSING",
+        "Required fields are missing: [Name, Account_Number__c]",
+    )
+    wrong_type = http.post(f"{sf.url}{V}/sobjects/Account", data="Name=x")
+    assert wrong_type.status_code == 415
+    assert admin["updated"] == [target] and admin["deleted"] == [new_id]
+    assert len(admin["inserted"]) == 1
+    assert http.get(f"{sf.url}{V}/sobjects/Account/{new_id}").status_code == 404
+    assert sf.org.get("Account", target)["Rating"] == "Cold"
+    with pytest.raises(ApiError) as exc:
+        sf.org.update("Account", target, Account_Number__c=sf.org.rows("Account")[0]["Account_Number__c"])
+    assert exc.value.error_code == "DUPLICATE_VALUE"
+    sf.reset()
+    assert sf.org.get("Account", target)["Name"] != "Renamed Ünïcode"
+    assert sf.org.count("Account", include_deleted=True) == 2500
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+def test_status_and_delay_faults(sf, http):
+    sf.faults.add(Fault(status=503, path="/limits"))
+    sf.faults.add(Fault(status=500, path="/limits"))
+    sf.faults.add(Fault(status=406, path="/limits"))
+    sf.faults.add(Fault(delay=0.3, path="/limits"))
+    assert http.get(f"{sf.url}{V}/limits").status_code == 503
+    assert http.get(f"{sf.url}{V}/limits").json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
+    not_acceptable = http.get(f"{sf.url}{V}/limits")
+    assert (not_acceptable.status_code, not_acceptable.reason) == (406, "CustomNotAcceptable")
+    started = time.monotonic()
+    assert http.get(f"{sf.url}{V}/limits").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    statuses = [e["status"] for e in sf.requests]
+    assert statuses == [503, 500, 406, 200]
+
+
+def test_fault_kinds(sf, http):
+    sf.faults.add(Fault(kind="query_timeout"))
+    code, message = error(soql(http, sf, "SELECT Id FROM Account"))
+    assert (code, message) == ("QUERY_TIMEOUT", "Your query request was running for too long.")
+
+    sf.faults.add(Fault(kind="expire_cursor"))
+    first = soql(http, sf, "SELECT Id FROM Account").json()  # not a locator page: unaffected
+    r = http.get(sf.url + first["nextRecordsUrl"])
+    assert (r.status_code, error(r)) == (400, ("INVALID_QUERY_LOCATOR", "invalid query locator"))
+    assert http.get(sf.url + first["nextRecordsUrl"]).status_code == 400  # the cursor is gone
+
+    sf.faults.add(Fault(kind="request_limit"))
+    r = soql(http, sf, "SELECT Id FROM User")
+    assert (r.status_code, error(r)[0]) == (403, "REQUEST_LIMIT_EXCEEDED")
+
+    sf.faults.add(Fault(kind="expire_session"))
+    r = soql(http, sf, "SELECT Id FROM User")
+    assert (r.status_code, error(r)[0]) == (401, "INVALID_SESSION_ID")
+    assert soql(http, sf, "SELECT Id FROM User").status_code == 401  # stays expired
+    assert sf.faults.pending() == []
+
+
+def test_admin_api(sf, http):
+    admin = client(sf)
+    r = admin.post(f"{sf.url}/__emulator/faults", json={"status": 503, "count": 2, "path": "/query"})
+    assert r.status_code == 201
+    assert admin.post(f"{sf.url}/__emulator/faults", json={"kind": "nope"}).status_code == 400
+    assert [soql(http, sf, "SELECT Id FROM User").status_code for _ in range(3)] == [503, 503, 200]
+    log = admin.get(f"{sf.url}/__emulator/requests").json()
+    assert log[-1] == {
+        "method": "GET",
+        "path": f"{V}/query",
+        "status": 200,
+        "query": "SELECT Id FROM User",
+    }
+    assert http.headers["Authorization"].split()[1] not in json.dumps(log)
+    live = admin.get(f"{sf.url}/__emulator/rows/Account").json()
+    everything = admin.get(f"{sf.url}/__emulator/rows/Account?include_deleted=1").json()
+    assert len(live) < len(everything) == 2500
+    assert admin.post(f"{sf.url}/__emulator/expire-sessions").json()["expired"] >= 1
+    assert http.get(f"{sf.url}{V}/limits").status_code == 401
+    admin.post(f"{sf.url}/__emulator/reset")
+    assert sf.requests == [] and sf.api_calls == 0
+
+
+# -- generation --------------------------------------------------------------------------------
+
+
+def test_same_seed_same_rows_other_seed_other_rows():
+    a, b, c = Org(accounts=300, seed=11), Org(accounts=300, seed=11), Org(accounts=300, seed=12)
+    for name in ("Account", "User", "Subscription__c"):
+        assert a.rows(name) == b.rows(name)
+    assert a.rows("Account") != c.rows("Account")
+    assert len(a.rows("Subscription__c")) == 150 and len(a.rows("User")) == 20
+    ids = [r["Id"] for r in a.rows("Account")]
+    assert all(re.fullmatch(r"001[0-9A-Za-z]{15}", i) for i in ids)
+
+
+def test_200k_accounts_generate():
+    org = Org(accounts=200_000)
+    assert org.count("Account", include_deleted=True) == 200_000
+    assert org.count("Subscription__c", include_deleted=True) == 100_000
+
+
+def test_cli_serves_until_sigterm(tmp_path):
+    args = ["--port", "0", "--accounts", "10", "--ca-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulators.salesforce", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:")
+        s = requests.Session()
+        s.verify = str(tmp_path / "ca.pem")
+        s.trust_env = False
+        assert s.get(f"{url}/services/data/").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+# -- Bulk API 2.0 ------------------------------------------------------------------------------
+
+
+def test_bulk2_query_pages_csv_with_simple_salesforce(sf):
+    api = simple(sf, sf.new_session())
+    query = "SELECT Id, Name, Owner.Name, IsActive__c, AnnualRevenue, SystemModstamp FROM Account"
+    pages = list(api.bulk2.Account.query(query, max_records=1000, wait=0))
+    assert len(pages) == 3  # every page repeats the header
+    rows = [row for page in pages for row in csv.DictReader(io.StringIO(page))]
+    assert len(rows) == sf.org.count("Account")
+    assert (
+        pages[0].splitlines()[0] == '"Id","Name","Owner.Name","IsActive__c","AnnualRevenue","SystemModstamp"'
+    )
+    assert {r["IsActive__c"] for r in rows} == {"true", "false"}
+    assert "" in {r["AnnualRevenue"] for r in rows}  # nulls are empty
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z", rows[0]["SystemModstamp"])
+    everything = list(api.bulk2.Account.query_all("SELECT Id FROM Account", wait=0))
+    assert sum(page.count("\n") - 1 for page in everything) == 2500
+    log = [e for e in sf.requests if e["method"] == "POST"]
+    assert log[0]["query"] == query
+
+
+def test_bulk2_job_lifecycle_and_errors(sf, http):
+    jobs = f"{sf.url}{V}/jobs/query"
+    sf.bulk.delay = 0.3
+    try:
+        job = http.post(jobs, json={"operation": "query", "query": "SELECT Id FROM User"}).json()
+        assert (job["state"], job["object"], job["apiVersion"]) == ("UploadComplete", "User", 62.0)
+        assert http.get(f"{jobs}/{job['id']}").json()["state"] == "InProgress"
+        early = http.get(f"{jobs}/{job['id']}/results")
+        assert (early.status_code, error(early)[0]) == (400, "JOB_NOT_COMPLETE")
+        time.sleep(0.35)
+        done = http.get(f"{jobs}/{job['id']}").json()
+        assert (done["state"], done["numberRecordsProcessed"]) == ("JobComplete", 20)
+    finally:
+        sf.bulk.delay = 0.0
+    page = http.get(f"{jobs}/{job['id']}/results", params={"maxRecords": 15})
+    assert page.headers["Sforce-NumberOfRecords"] == "15"
+    last = http.get(f"{jobs}/{job['id']}/results", params={"locator": page.headers["Sforce-Locator"]})
+    assert (last.headers["Sforce-NumberOfRecords"], last.headers["Sforce-Locator"]) == ("5", "null")
+    other_version = http.get(f"{sf.url}/services/data/v61.0/jobs/query/{job['id']}/results")
+    assert other_version.status_code == 409
+    assert [j["id"] for j in http.get(jobs).json()["records"]] == [job["id"]]
+    assert http.delete(f"{jobs}/{job['id']}").status_code == 204
+    assert http.get(f"{jobs}/{job['id']}").status_code == 404
+
+    compound = http.post(jobs, json={"operation": "query", "query": "SELECT BillingAddress FROM Account"})
+    assert error(compound) == (
+        "FUNCTIONALITY_NOT_ENABLED",
+        "Selecting compound data not supported in Bulk Query",
+    )
+    assert error(http.post(jobs, json={"operation": "query", "query": "SELECT Nope FROM Account"}))[0] == (
+        "INVALID_FIELD"
+    )
+    aborted = http.post(jobs, json={"operation": "queryAll", "query": "SELECT Id FROM Account"}).json()
+    assert http.patch(f"{jobs}/{aborted['id']}", json={"state": "Aborted"}).json()["state"] == "Aborted"
+
+
+def test_bulk2_failed_job_fault(sf):
+    api = simple(sf, sf.new_session())
+    sf.faults.add(Fault(kind="bulk_job_failed"))
+    with pytest.raises(SalesforceOperationError, match="QUERY_TIMEOUT"):
+        list(api.bulk2.Account.query("SELECT Id FROM Account", wait=0))
