@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from emulators._server import LocalCA
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.target import TargetAmplitudeGroups

@@ -6,10 +6,10 @@ import json
 import math
 
 import pytest
-from emulators._server import Fault
 from singer_sdk.testing import get_target_test_class
-from target_amplitude_groups.target import TargetAmplitudeGroups
 
+from emulators._server import Fault
+from target_amplitude_groups.target import TargetAmplitudeGroups
 from tests.target.conftest import BASE_CONFIG, run_target, singer
 
 ACCOUNT_SCHEMA = {
