@@ -22,7 +22,7 @@ def _summary(output: str) -> str:
     return match.group(0).split(" cmd_type=")[0] if match else "(no summary line)"
 
 
-def _cell(value: Any, width: int = 28) -> str:
+def _cell(value: Any, width: int = 30) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -32,6 +32,8 @@ def print_groups(
 ) -> None:
     for group_type, members in sorted(groups.items()):
         shown = {v: p for v, p in members.items() if only is None or (group_type, v) in only}
+        if not shown:
+            continue
         print(f"\n  group type '{group_type}': {len(shown)} groups")
         columns = sorted({k for props in shown.values() for k in props})
         print("    " + " | ".join(["group_value", *columns]))

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from emulators._server import LocalCA
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceEmulator
 from tap_salesforce_groups.tap import TapSalesforceGroups
-
-_CA = LocalCA()
-# Small pages so that paging is exercised; started at import because the SDK's standard tap
-# suite needs the URL when its test class is built.
-SALESFORCE = SalesforceEmulator(ca=_CA, accounts=300, page_size=200).start()
-os.environ["REQUESTS_CA_BUNDLE"] = str(_CA.ca_path)
+from tests.conftest import SALESFORCE
 
 MAPPING = {
     "version": 1,
@@ -59,10 +52,6 @@ CONFIG = {
     "mapping": MAPPING,
     "max_retries": 3,
 }
-
-
-def pytest_sessionfinish() -> None:
-    SALESFORCE.stop()
 
 
 @pytest.fixture

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from emulators._server import LocalCA
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.target import TargetAmplitudeGroups
-
-_CA = LocalCA()
-# Started at import: the SDK's standard target suite needs the URL when the class is built.
-AMPLITUDE = AmplitudeEmulator(ca=_CA).start()
-os.environ["REQUESTS_CA_BUNDLE"] = str(_CA.ca_path)
+from tests.conftest import AMPLITUDE
 
 BASE_CONFIG = {"api_key": API_KEY, "api_url": f"{AMPLITUDE.url}/groupidentify", "max_backoff": 0.05}
-
-
-def pytest_sessionfinish() -> None:
-    AMPLITUDE.stop()
 
 
 @pytest.fixture
