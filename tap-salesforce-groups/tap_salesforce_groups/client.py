@@ -122,7 +122,8 @@ class SalesforceClient:
         self.api_version = str(config.get("api_version") or "62.0").lstrip("v")
         self.timeout = float(config.get("request_timeout") or 300)
         self.max_retries = int(config.get("max_retries", 5))
-        self.max_usage_percent = float(config.get("max_api_usage_percent") or 100)
+        budget = config.get("max_api_usage_percent")
+        self.max_usage_percent = float(80 if budget is None else budget)
         # trust_env stays on: REQUESTS_CA_BUNDLE selects the CA, proxies work. verify is never off.
         self.session = requests.Session()
         self._sf: Salesforce | None = None
@@ -367,6 +368,7 @@ def build_soql(
     *,
     replication_key: str | None = None,
     start: datetime | None = None,
+    limit: int | None = None,
 ) -> str:
     """``SELECT … FROM … [WHERE key >= start] [ORDER BY key, Id]`` from checked names only.
 
@@ -382,4 +384,6 @@ def build_soql(
         if start is not None:
             soql += f" WHERE {replication_key} >= {soql_datetime(start)}"
         soql += f" ORDER BY {replication_key} ASC, Id ASC"
+    if limit is not None:
+        soql += f" LIMIT {int(limit)}"
     return soql

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from groups_mapping import GroupMapping
+
 # Replication keys in order of preference, as every mature Salesforce tap does.
 REPLICATION_KEYS = ("SystemModstamp", "LastModifiedDate")
 
@@ -108,3 +110,20 @@ def replication_key_for(field_names: Iterable[str]) -> str | None:
     """The bookmark field this object offers: SystemModstamp, else LastModifiedDate, else none."""
     names = set(field_names)
     return next((k for k in REPLICATION_KEYS if k in names), None)
+
+
+def group_name_warnings(mapping: GroupMapping, field: dict[str, Any]) -> list[str]:
+    """Warnings for a group name field that may not identify one row (Amplitude expects it to)."""
+    if field.get("type") == "id":
+        return []
+    name = mapping.group_name_field
+    warnings = []
+    if field.get("nillable"):
+        warnings.append(
+            f"{mapping.label}: group name field '{name}' can be empty; rows without a value are skipped"
+        )
+    if not field.get("unique"):
+        warnings.append(
+            f"{mapping.label}: group name field '{name}' is not unique; rows sharing a value update one group"
+        )
+    return warnings

@@ -106,7 +106,10 @@ class SalesforceObjectStream(Stream):
         state = self.get_context_state(context)
         key = self.replication_key
         while True:
-            soql = build_soql(self.name, self._fields, replication_key=key, start=start)
+            # Under --test the SDK stops after ABORT_AT_RECORD_COUNT rows: ask for no more.
+            soql = build_soql(
+                self.name, self._fields, replication_key=key, start=start, limit=self.ABORT_AT_RECORD_COUNT
+            )
             self.logger.info("Querying %s: %s", self.name, soql)
             try:
                 for page in client.query_pages(soql, include_deleted=include_deleted):

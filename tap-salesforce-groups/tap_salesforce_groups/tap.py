@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -17,8 +19,14 @@ from groups_mapping import (
     MappingError,
     load_mapping,
 )
-from tap_salesforce_groups.client import SalesforceClient, SalesforceClientError
-from tap_salesforce_groups.schema import FieldProblem, replication_key_for, resolve_field
+from tap_salesforce_groups.client import SalesforceAuthError, SalesforceClient, SalesforceClientError
+from tap_salesforce_groups.schema import (
+    FieldProblem,
+    ResolvedField,
+    group_name_warnings,
+    replication_key_for,
+    resolve_field,
+)
 from tap_salesforce_groups.streams import SalesforceObjectStream
 
 DEFAULT_API_VERSION = "62.0"
@@ -96,7 +104,7 @@ class TapSalesforceGroups(Tap):
         ),
         th.Property(
             "max_api_usage_percent",
-            th.NumberType,
+            th.IntegerType,
             default=80,
             description="Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
             "(read from Sforce-Limit-Info).",
@@ -107,7 +115,7 @@ class TapSalesforceGroups(Tap):
             default=True,
             description="Query with queryAll and emit soft-deleted rows with IsDeleted.",
         ),
-        th.Property("request_timeout", th.NumberType, default=300, description="Seconds per HTTP request."),
+        th.Property("request_timeout", th.IntegerType, default=300, description="Seconds per HTTP request."),
         th.Property(
             "max_retries",
             th.IntegerType,
@@ -137,17 +145,23 @@ class TapSalesforceGroups(Tap):
         self.failed = self.failed or failed
         (self.logger.error if failed else self.logger.warning)("Stopping: %s", reason)
 
-    # -- discovery -------------------------------------------------------------------------
+    # -- discovery and verification --------------------------------------------------------
     def discover_streams(self) -> list[Stream]:
-        """One stream per mapped object: from the input catalog when it has it, else describe."""
+        """One stream per mapped object: from the input catalog when it has it, else describe.
+
+        Describing is also the verification against the org: every problem is collected and
+        reported at once, one line each, before any query.
+        """
         mapping = self.mapping
         catalog = self.input_catalog
         streams: list[Stream] = []
         problems: list[str] = []
+        warnings: list[str] = []
         for name in mapping.objects:
-            needed = mapping.fields_for(name)
             entry = catalog.get_stream(name) if catalog else None
-            if entry is not None and set(needed) <= set(entry.schema.to_dict().get("properties", {})):
+            if entry is not None and set(mapping.fields_for(name)) <= set(
+                entry.schema.to_dict()["properties"]
+            ):
                 streams.append(
                     SalesforceObjectStream(
                         self,
@@ -159,34 +173,53 @@ class TapSalesforceGroups(Tap):
                 )
                 continue
             try:
-                streams.append(self._describe_stream(name, problems))
-            except SalesforceClientError as exc:
+                stream = self._describe_stream(name, problems, warnings)
+            except SalesforceAuthError as exc:
                 self._fail(str(exc))
+            except SalesforceClientError as exc:
+                not_found = "NOT_FOUND" in str(exc)
+                problems.append(
+                    f"{name}: no such object, or not visible to this user" if not_found else f"{name}: {exc}"
+                )
+                continue
+            if stream is not None:
+                streams.append(stream)
+        for warning in warnings:
+            self.logger.warning(warning)
         if problems:
             raise ConfigValidationError("mapping does not match the Salesforce org", errors=problems)
+        fields = sum(len(s.schema["properties"]) for s in streams)
+        self.logger.info(
+            "Mapping verified against the org: OK (%d objects, %d fields, %d warnings)",
+            len(streams),
+            fields,
+            len(warnings),
+        )
         return streams
 
-    def _describe_stream(self, name: str, problems: list[str]) -> SalesforceObjectStream:
+    def _describe_stream(
+        self, name: str, problems: list[str], warnings: list[str]
+    ) -> SalesforceObjectStream | None:
         mapping = self.mapping
         describe = self.client.describe(name)
         if not describe.get("queryable", True):
             problems.append(f"{name}: object is not queryable")
+            return None
         names = [f["name"] for f in describe["fields"]]
         replication_key = replication_key_for(names)
         extra = ["Id", *([replication_key] if replication_key else [])]
         if self.config.get("include_deleted", True) and "IsDeleted" in names:
             extra.append("IsDeleted")
-        properties: dict[str, Any] = {}
+        resolved: dict[str, ResolvedField] = {}
         for path in dict.fromkeys([*mapping.fields_for(name), *extra]):
             try:
-                resolved = resolve_field(name, path, self.client.describe)
+                resolved[path] = resolve_field(name, path, self.client.describe)
             except FieldProblem as exc:
                 problems.append(str(exc))
-                continue
-            except SalesforceClientError as exc:
-                problems.append(f"{name}: cannot resolve '{path}': {exc}")
-                continue
-            properties[path] = resolved.schema
+        for m in mapping.for_object(name):
+            if m.group_name_field in resolved:
+                warnings += group_name_warnings(m, resolved[m.group_name_field].describe)
+        properties = {path: r.schema for path, r in resolved.items()}
         if "Id" in properties:
             properties["Id"] = {"type": "string"}
         name_fields = {m.group_name_field for m in mapping.for_object(name)}
@@ -195,6 +228,26 @@ class TapSalesforceGroups(Tap):
         return SalesforceObjectStream(
             self, name=name, schema=schema, key_properties=key, replication_key=replication_key
         )
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``: verify the mapping against the org, then read one row per object."""
+        cls._clean_config_errors(super().cb_test, ctx, param, value)
+
+    @classmethod
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """``--discover``, reporting mapping problems as lines rather than a traceback."""
+        cls._clean_config_errors(super().cb_discover, ctx, param, value)
+
+    @classmethod
+    def _clean_config_errors(cls, callback: Callable[..., None], ctx: click.Context, *args: Any) -> None:
+        try:
+            callback(ctx, *args)
+        except ConfigValidationError as exc:
+            for error in exc.errors:
+                cls.logger.error(error)
+            cls.logger.error("%s (%d problems)", exc, len(exc.errors))
+            ctx.exit(1)
 
     # -- sync ------------------------------------------------------------------------------
     def sync_all(self) -> None:

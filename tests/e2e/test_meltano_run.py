@@ -149,3 +149,67 @@ def test_no_secret_in_meltano_output(project: tuple[Emulators, dict[str, str]]) 
     assert "zz-secret-key-zz" not in output
     assert "emulator-client-secret" not in output and "emulator-refresh-token" not in output
     assert Path(PROJECT_ROOT / ".meltano").exists()
+
+
+def test_mapping_commands_through_meltano_invoke(
+    project: tuple[Emulators, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = project
+
+    def invoke(*args: str, extra: dict[str, str] | None = None) -> Any:
+        return meltano("--environment=demo", "invoke", *args, env={**env, **(extra or {})}, check=False)
+
+    validate = invoke("tap-salesforce-groups:validate")
+    assert validate.returncode == 0
+    assert "Mapping OK: 2 mappings, 13 group properties." in validate.stdout
+    export = invoke("tap-salesforce-groups:export")
+    assert json.loads(export.stdout) == MAPPING
+    verify = invoke("tap-salesforce-groups:verify")
+    assert verify.returncode == 0
+    assert "Mapping verified against the org: OK (2 objects" in verify.stderr
+    scaffold = invoke(
+        "tap-salesforce-groups:scaffold",
+        "--object",
+        "User",
+        "--group-type",
+        "owner",
+        "--fields",
+        "Email,Department",
+    )
+    assert scaffold.returncode == 0, scaffold.stderr
+    assert json.loads(scaffold.stdout)["mappings"][-1]["properties"][0]["field"] == "Email"
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "mappings": [
+                    {
+                        "object": "Account",
+                        "group_type": "org id",
+                        "group_name_field": "Id",
+                        "properties": [
+                            {"field": "Nmae", "property": "name"},
+                            {"field": "Owner.Nope", "property": "owner"},
+                        ],
+                    },
+                    {
+                        "object": "Accountt",
+                        "group_type": "other",
+                        "group_name_field": "Id",
+                        "properties": [{"field": "Name"}],
+                    },
+                ],
+            }
+        )
+    )
+    failed = invoke("tap-salesforce-groups:verify", extra={"TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(broken)})
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    for line in (
+        "Account: no field 'Nmae' on Account",
+        "Account: no field 'Nope' on User (in 'Owner.Nope')",
+        "Accountt: no such object, or not visible to this user",
+    ):
+        assert line in output

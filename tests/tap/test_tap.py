@@ -146,7 +146,7 @@ def test_request_limit_ends_the_run_with_the_last_good_state(salesforce, capsys,
 
 def test_api_usage_budget_stops_cleanly(salesforce, capsys, caplog):
     caplog.set_level(logging.WARNING)
-    run = run_tap(capsys, max_api_usage_percent=0.0001)
+    run = run_tap(capsys, max_api_usage_percent=0)
     assert "max_api_usage_percent" in caplog.text
     # stopped after the first page of the first stream, with its bookmark saved
     assert len(run.records["Account"]) == 200

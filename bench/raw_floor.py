@@ -1,0 +1,253 @@
+"""The raw floor: the pipeline's work as one plain script, no Singer and no Meltano.
+
+It logs in with the refresh-token grant, pages one SOQL query through ``/queryAll`` following
+``nextRecordsUrl``, turns each live row into the identification the target would send
+(``$set`` of the mapped values, relationship paths flattened, datetimes in ISO 8601 with a
+colon in the offset, strings cut to 1024 characters, ``$unset`` for nulls), packs full
+requests within Amplitude's three limits and posts them form-encoded, up to ``--concurrency``
+in flight. It prints one JSON object with what it measured.
+
+    python -m bench.raw_floor --login-url https://127.0.0.1:8443 \\
+        --amplitude-url https://127.0.0.1:8444/groupidentify --mapping mapping.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import requests
+from requests.adapters import HTTPAdapter
+
+MAX_IDENTIFICATIONS = 1024
+MAX_PROPERTIES = 1024
+MAX_BODY_BYTES = 1_000_000
+MAX_STRING = 1024
+SEPARATOR = quote_plus(",")
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+class Field:
+    """One mapped field: its path split into hops, and its property name."""
+
+    def __init__(self, path: str, prop: str) -> None:
+        self.path = path
+        self.hops = path.split(".")
+        self.prop = prop
+
+    def value(self, record: dict[str, Any]) -> Any:
+        node: Any = record
+        for hop in self.hops:
+            node = node.get(hop) if isinstance(node, dict) else None
+        return node
+
+
+def load_mapping(path: Path) -> tuple[str, str, str, list[Field]]:
+    """Object, group type, group name field and fields of the mapping's first entry."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    m = doc["mappings"][0]
+    fields = [Field(p["field"], p.get("property") or p["field"]) for p in m["properties"]]
+    return m["object"], m["group_type"], m["group_name_field"], fields
+
+
+def default_soql(obj: str, name_field: str, fields: list[Field]) -> str:
+    names = dict.fromkeys(["Id", name_field, *(f.path for f in fields), "SystemModstamp", "IsDeleted"])
+    return f"SELECT {', '.join(names)} FROM {obj} ORDER BY SystemModstamp ASC, Id ASC"  # noqa: S608
+
+
+def amplitude_value(value: Any) -> Any:
+    """A Salesforce JSON value as the target sends it."""
+    if isinstance(value, str):
+        if len(value) == 28 and value[10] == "T" and value[23] in "+-":
+            return value[:26] + ":" + value[26:]  # ...000+0000 -> ...000+00:00
+        return value[:MAX_STRING]
+    return value
+
+
+class Sender:
+    """Packs quoted identifications into full requests and posts them, a few in flight."""
+
+    def __init__(self, url: str, api_key: str, concurrency: int) -> None:
+        self.url = url
+        self.prefix = f"api_key={quote_plus(api_key)}&identification={quote_plus('[')}"
+        self.suffix = quote_plus("]")
+        self.overhead = len(self.prefix) + len(self.suffix)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency)
+        self.session.mount("https://", adapter)
+        self.pool = ThreadPoolExecutor(max_workers=concurrency)
+        self.slots = threading.BoundedSemaphore(concurrency)
+        self.errors: list[BaseException] = []
+        self.parts: list[str] = []
+        self.props = 0
+        self.bytes = 0
+        self.requests = 0
+        self.groups = 0
+        self.properties = 0
+        self.payload_bytes = 0
+
+    def add(self, quoted: str, props: int) -> None:
+        size = len(quoted) + (len(SEPARATOR) if self.parts else 0)
+        if self.parts and (
+            len(self.parts) == MAX_IDENTIFICATIONS
+            or self.props + props > MAX_PROPERTIES
+            or self.overhead + self.bytes + size > MAX_BODY_BYTES
+        ):
+            self.flush()
+            size = len(quoted)
+        if props > MAX_PROPERTIES or self.overhead + size > MAX_BODY_BYTES:
+            raise ValueError("one identification alone exceeds a request's limits")
+        self.parts.append(quoted)
+        self.props += props
+        self.bytes += size
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        body = (self.prefix + SEPARATOR.join(self.parts) + self.suffix).encode("ascii")
+        self.requests += 1
+        self.groups += len(self.parts)
+        self.properties += self.props
+        self.payload_bytes += self.bytes
+        self.parts, self.props, self.bytes = [], 0, 0
+        self.slots.acquire()
+        future = self.pool.submit(self._post, body)
+        future.add_done_callback(self._done)
+
+    def _post(self, body: bytes) -> None:
+        response = self.session.post(self.url, data=body, headers=FORM, timeout=60)
+        if response.status_code != 200:
+            raise RuntimeError(f"Amplitude answered HTTP {response.status_code}: {response.text[:200]}")
+
+    def _done(self, future: Future[None]) -> None:
+        self.slots.release()
+        if future.exception() is not None:
+            self.errors.append(future.exception())  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.flush()
+        self.pool.shutdown(wait=True)
+        self.session.close()
+        if self.errors:
+            raise self.errors[0]
+
+
+def login(session: requests.Session, args: argparse.Namespace) -> tuple[str, str]:
+    response = session.post(
+        f"{args.login_url.rstrip('/')}/services/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": args.client_id,
+            "client_secret": args.client_secret,
+            "refresh_token": args.refresh_token,
+        },
+        timeout=60,
+    )
+    response.raise_for_status()
+    body = response.json()
+    return body["access_token"], body["instance_url"].rstrip("/")
+
+
+def pages(
+    session: requests.Session, instance: str, version: str, soql: str, counter: list[int]
+) -> Iterator[list[dict[str, Any]]]:
+    """Each page of records of ``soql`` via queryAll; ``counter[0]`` counts API calls."""
+    response = session.get(f"{instance}/services/data/v{version}/queryAll", params={"q": soql}, timeout=300)
+    while True:
+        counter[0] += 1
+        response.raise_for_status()
+        body = response.json()
+        yield body["records"]
+        if body.get("done", True) or not body.get("nextRecordsUrl"):
+            return
+        response = session.get(instance + body["nextRecordsUrl"], timeout=300)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    obj, group_type, name_field, fields = load_mapping(Path(args.mapping))
+    soql = args.soql or default_soql(obj, name_field, fields)
+    session = requests.Session()
+    token, instance = login(session, args)
+    session.headers["Authorization"] = f"Bearer {token}"
+    sender = Sender(args.amplitude_url, args.api_key, args.concurrency)
+    calls = [0]
+    rows = skipped = 0
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    try:
+        for page in pages(session, instance, args.api_version, soql, calls):
+            rows += len(page)
+            for record in page:
+                group_value = record.get(name_field)
+                if record.get("IsDeleted") is True or group_value is None:
+                    skipped += 1
+                    continue
+                set_: dict[str, Any] = {}
+                unset: dict[str, str] = {}
+                for field in fields:
+                    value = field.value(record)
+                    if value is None:
+                        unset[field.prop] = "-"
+                    else:
+                        set_[field.prop] = amplitude_value(value)
+                ops: dict[str, dict[str, Any]] = {}
+                if set_:
+                    ops["$set"] = set_
+                if unset:
+                    ops["$unset"] = unset
+                identification = {
+                    "group_type": group_type,
+                    "group_value": str(group_value),
+                    "group_properties": ops,
+                }
+                sender.add(quote_plus(dumps(identification)), len(set_) + len(unset))
+    finally:
+        sender.close()
+        session.close()
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": round(wall, 3),
+        "rows": rows,
+        "rows_per_s": round(rows / wall, 1) if wall else None,
+        "groups": sender.groups,
+        "rows_not_sent": skipped,
+        "salesforce_api_calls": calls[0],
+        "amplitude_requests": sender.requests,
+        "properties": sender.properties,
+        "payload_bytes": sender.payload_bytes,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "soql": soql,
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.raw_floor", description=__doc__.splitlines()[0])
+    parser.add_argument("--login-url", required=True, help="Salesforce login host (the emulator)")
+    parser.add_argument("--amplitude-url", required=True, help="full /groupidentify URL")
+    parser.add_argument("--mapping", required=True, help="mapping JSON (its first mapping is used)")
+    parser.add_argument("--soql", help="the query to page (default: built from the mapping)")
+    parser.add_argument("--api-version", default="62.0")
+    parser.add_argument("--api-key", default="emulator-api-key")
+    parser.add_argument("--client-id", default="emulator-client-id")
+    parser.add_argument("--client-secret", default="emulator-client-secret")
+    parser.add_argument("--refresh-token", default="emulator-refresh-token")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (the target's default)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    print(json.dumps(run(parse_args(argv))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""``tap-salesforce-groups-mapping``: validate, export and scaffold mappings from the command line.
+
+Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
+``TAP_SALESFORCE_GROUPS_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from groups_mapping import MappingError, load_mapping, parse_mapping
+from tap_salesforce_groups.client import SalesforceClientError
+from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type, resolve_field
+from tap_salesforce_groups.tap import TapSalesforceGroups
+
+# Bookkeeping fields the tap reads anyway; a scaffold with --all leaves them out.
+SYSTEM_FIELDS = {
+    "Id",
+    "IsDeleted",
+    "SystemModstamp",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "CreatedById",
+    "LastViewedDate",
+    "LastReferencedDate",
+}
+
+
+def _settings(config: tuple[str, ...]) -> dict[str, Any]:
+    """Settings from the config files, else from the environment (as the SDK reads them)."""
+    merged: dict[str, Any] = {}
+    for path in config:
+        merged.update(json.loads(Path(path).read_text(encoding="utf-8")))
+    tap = TapSalesforceGroups(
+        config=merged, parse_env_config=not config, validate_config=False, setup_mapper=False
+    )
+    return dict(tap.config)
+
+
+def _fail(problems: list[str], header: str) -> None:
+    click.echo(header, err=True)
+    for problem in problems:
+        click.echo(f"  - {problem}", err=True)
+    sys.exit(1)
+
+
+def _load(settings: dict[str, Any]) -> Any:
+    try:
+        return load_mapping(settings.get("mapping"), settings.get("mapping_file"))
+    except MappingError as exc:
+        _fail(exc.problems, f"{exc.source} is invalid ({len(exc.problems)} problems):")
+    return None  # pragma: no cover
+
+
+config_option = click.option(
+    "--config",
+    "config",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Tap config JSON file(s); default: TAP_SALESFORCE_GROUPS_* environment variables.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Validate, export and scaffold tap-salesforce-groups mappings."""
+
+
+@main.command()
+@config_option
+def validate(config: tuple[str, ...]) -> None:
+    """Check the mapping offline: every problem, one line each; exit 1 when there is any."""
+    mapping = _load(_settings(config))
+    fields = sum(len(m.properties) for m in mapping.mappings)
+    click.echo(f"Mapping OK: {len(mapping.mappings)} mappings, {fields} group properties.")
+
+
+@main.command()
+@config_option
+def export(config: tuple[str, ...]) -> None:
+    """Print the normalised mapping (the file format) to stdout."""
+    mapping = _load(_settings(config))
+    click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
+
+
+def _label(object_name: str, path: str, describe: Any) -> str:
+    """Amplitude's UI names a property after the field label; a path is prefixed by its hops."""
+    resolved = resolve_field(object_name, path, describe)
+    hops = path.split(".")[:-1]
+    return " ".join([*hops, resolved.describe.get("label") or resolved.describe["name"]])
+
+
+@main.command()
+@config_option
+@click.option("--object", "object_name", required=True, help="Salesforce object API name, e.g. Account.")
+@click.option("--group-type", required=True, help="Amplitude group type, e.g. 'org id'.")
+@click.option("--name-field", default="Id", show_default=True, help="Group name field.")
+@click.option("--fields", default="", help="Comma-separated fields or relationship paths to import.")
+@click.option("--all", "all_fields", is_flag=True, help="Every importable field of the object.")
+@click.option("--write", is_flag=True, help="Add the new mapping to mapping_file instead of printing it.")
+def scaffold(  # noqa: PLR0917 (click passes options positionally)
+    config: tuple[str, ...],
+    object_name: str,
+    group_type: str,
+    name_field: str,
+    fields: str,
+    all_fields: bool,
+    write: bool,
+) -> None:
+    """Build a mapping entry from the org's describe; property names default to field labels."""
+    settings = _settings(config)
+    tap = TapSalesforceGroups(config=settings, validate_config=False, setup_mapper=False)
+    try:
+        describe = tap.client.describe
+        chosen = [f.strip() for f in fields.split(",") if f.strip()]
+        if all_fields:
+            chosen += [
+                f["name"]
+                for f in describe(object_name)["fields"]
+                if f["name"] not in SYSTEM_FIELDS
+                and f["type"] not in UNSUPPORTED_TYPES
+                and json_type(f) is not None
+                and f["name"] != name_field
+            ]
+        problems = []
+        properties = []
+        for path in [name_field, *dict.fromkeys(chosen)]:
+            try:
+                label = _label(object_name, path, describe)
+            except FieldProblem as exc:
+                problems.append(str(exc))
+                continue
+            if path != name_field:
+                properties.append({"field": path, "property": label})
+    except SalesforceClientError as exc:
+        _fail([str(exc)], "Cannot read the org:")
+    if problems:
+        _fail(problems, f"Cannot scaffold {object_name}:")
+    entry = {
+        "object": object_name,
+        "group_type": group_type,
+        "group_name_field": name_field,
+        "properties": properties,
+    }
+    existing = None
+    if settings.get("mapping") is not None or settings.get("mapping_file"):
+        existing = _load(settings).to_dict()
+    document = existing or {"version": 1, "mappings": []}
+    document["mappings"].append(entry)
+    try:
+        parse_mapping(document)  # the combined mapping must still be valid (e.g. no clashes)
+    except MappingError as exc:
+        _fail(exc.problems, "The scaffolded mapping would be invalid:")
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if write:
+        path = settings.get("mapping_file")
+        if not path:
+            _fail(["--write needs the mapping_file setting"], "Nowhere to write:")
+        Path(path).write_text(text + "\n", encoding="utf-8")
+        click.echo(
+            f"Added '{object_name} -> {group_type}' ({len(properties)} properties) to {path}", err=True
+        )
+    else:
+        click.echo(text)
+
+
+if __name__ == "__main__":
+    main()

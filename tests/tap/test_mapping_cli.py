@@ -1,0 +1,123 @@
+"""tap-salesforce-groups-mapping: validate, export and scaffold, against the Salesforce emulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tap_salesforce_groups.mapping_cli import main
+from tests.tap.conftest import CONFIG, MAPPING
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    def write(**overrides):
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({**CONFIG, **overrides}))
+        return str(path)
+
+    return write
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_validate_and_export(config_file):
+    result = invoke("validate", "--config", config_file())
+    assert result.exit_code == 0
+    assert result.output == "Mapping OK: 2 mappings, 12 group properties.\n"
+    exported = invoke("export", "--config", config_file())
+    assert json.loads(exported.output) == MAPPING
+
+
+def test_validate_lists_every_problem(config_file):
+    bad = {
+        "version": 1,
+        "mappings": [{"object": "", "group_type": "", "group_name_field": "Id", "properties": []}],
+    }
+    result = invoke("validate", "--config", config_file(mapping=bad))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "mapping setting is invalid (3 problems):",
+        "  - 1: Unknown -> Unknown: group mapping is missing Salesforce object",
+        "  - 1: Unknown -> Unknown: group mapping is missing group type",
+        "  - 1: Unknown -> Unknown: group mapping has no group properties",
+    ]
+
+
+def test_scaffold_uses_field_labels_and_checks_the_org(salesforce, config_file):
+    result = invoke(
+        "scaffold",
+        "--config",
+        config_file(),
+        "--object",
+        "Account",
+        "--group-type",
+        "account",
+        "--name-field",
+        "Account_Number__c",
+        "--fields",
+        "Industry, Owner.Name,Website",
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["mappings"][:2] == MAPPING["mappings"]
+    labels = {f["name"]: f["label"] for f in salesforce.org.describe("Account")["fields"]}
+    user_name = next(f["label"] for f in salesforce.org.describe("User")["fields"] if f["name"] == "Name")
+    assert document["mappings"][2] == {
+        "object": "Account",
+        "group_type": "account",
+        "group_name_field": "Account_Number__c",
+        "properties": [
+            {"field": "Industry", "property": labels["Industry"]},
+            {"field": "Owner.Name", "property": f"Owner {user_name}"},
+            {"field": "Website", "property": labels["Website"]},
+        ],
+    }
+
+
+def test_scaffold_all_fields_and_write(salesforce, config_file, tmp_path):
+    mapping_file = tmp_path / "mapping.json"
+    config = config_file(mapping=None, mapping_file=str(mapping_file))
+    mapping_file.write_text(json.dumps({"version": 1, "mappings": [MAPPING["mappings"][1]]}))
+    result = invoke(
+        "scaffold", "--config", config, "--object", "Account", "--group-type", "org", "--all", "--write"
+    )
+    assert result.exit_code == 0, result.output
+    written = json.loads(mapping_file.read_text())
+    fields = [p["field"] for p in written["mappings"][1]["properties"]]
+    assert "Name" in fields and "SystemModstamp" not in fields and "Id" not in fields
+    assert invoke("validate", "--config", config).exit_code == 0
+
+
+def test_scaffold_reports_unknown_fields_and_clashes(config_file):
+    result = invoke(
+        "scaffold",
+        "--config",
+        config_file(),
+        "--object",
+        "Account",
+        "--group-type",
+        "x",
+        "--fields",
+        "Nmae,Owner.Nope",
+    )
+    assert result.exit_code == 1
+    assert "  - Account: no field 'Nmae' on Account" in result.output
+    assert "  - Account: no field 'Nope' on User (in 'Owner.Nope')" in result.output
+    clash = invoke(
+        "scaffold",
+        "--config",
+        config_file(),
+        "--object",
+        "Account",
+        "--group-type",
+        "org id",
+        "--fields",
+        "Name",
+    )
+    assert clash.exit_code == 1
+    assert "is already mapped to group type 'org id'" in clash.output
