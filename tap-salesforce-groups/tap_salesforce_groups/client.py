@@ -8,6 +8,8 @@ flow, backoff on transient failures, and a budget on the org's daily API usage.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -25,12 +27,16 @@ from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceGeneralError,
+    SalesforceOperationError,
     SalesforceRefusedRequest,
 )
 
 from groups_mapping.validate import SALESFORCE_FIELD
 
 T = TypeVar("T")
+
+BULK_PAGE_ROWS = 50000  # rows per Bulk API 2.0 results page (simple-salesforce's default)
+BULK_POLL_SECONDS = 0.5  # first wait before polling a job; simple-salesforce backs off from there
 
 SOAP_NS = {"sf": "urn:partner.soap.sforce.com", "soapenv": "http://schemas.xmlsoap.org/soap/envelope/"}
 
@@ -339,6 +345,32 @@ class SalesforceClient:
             )
         return self._describes[object_name]
 
+    def count(self, soql: str, *, include_deleted: bool) -> int:
+        """``totalSize`` of a ``SELECT COUNT() …`` query."""
+        result = self._call(
+            "count", lambda sf: sf.query(soql, include_deleted=include_deleted, timeout=self.timeout)
+        )
+        return int(result.get("totalSize", 0))
+
+    def bulk_pages(
+        self, object_name: str, soql: str, *, include_deleted: bool
+    ) -> Iterator[list[dict[str, str]]]:
+        """Rows of a Bulk API 2.0 query job, one list per results page (CSV parsed to dicts)."""
+        self.sf  # noqa: B018 (log in first, so a login failure is reported as such)
+        handler = getattr(self.sf.bulk2, object_name)
+        run = handler.query_all if include_deleted else handler.query
+        try:
+            for text in run(soql, max_records=BULK_PAGE_ROWS, wait=BULK_POLL_SECONDS):
+                self.api_calls += 1
+                # csv handles quoted newlines inside values when given the whole page.
+                yield list(csv.DictReader(io.StringIO(text)))
+        except (SalesforceError, SalesforceOperationError) as exc:
+            detail = _error_text(exc) if isinstance(exc, SalesforceError) else str(exc)
+            raise SalesforceClientError(f"Bulk API 2.0 query on {object_name}: {detail}") from exc
+        except requests.RequestException as exc:
+            msg = f"Bulk API 2.0 query on {object_name}: {exc.__class__.__name__}"
+            raise SalesforceClientError(msg) from exc
+
     def query_pages(self, soql: str, *, include_deleted: bool) -> Iterator[list[dict[str, Any]]]:
         """Yield each page of records of a SOQL query, following ``nextRecordsUrl``."""
         what = "queryAll" if include_deleted else "query"
@@ -369,20 +401,26 @@ def build_soql(
     replication_key: str | None = None,
     start: datetime | None = None,
     limit: int | None = None,
+    count: bool = False,
 ) -> str:
-    """``SELECT … FROM … [WHERE key >= start] [ORDER BY key, Id]`` from checked names only.
+    """``SELECT … FROM … [WHERE key >= start] [ORDER BY key, Id] [LIMIT n]`` from checked names only.
 
     ``>=`` (not ``>``) because many rows can share one timestamp: an interrupted run must see
-    the rest of them again; the stream skips the ones it already emitted.
+    the rest of them again; the stream skips the ones it already emitted. ``count`` asks for
+    ``COUNT()`` of the same rows instead.
     """
+    fields = list(fields)
     names = [object_name, *fields, *([replication_key] if replication_key else [])]
     bad = [n for n in names if not SALESFORCE_FIELD.match(n)]
     if bad:  # the mapping validator already refuses these; never splice unchecked text into SOQL
         raise SalesforceClientError(f"refusing to query invalid Salesforce names: {', '.join(bad)}")
-    soql = f"SELECT {', '.join(fields)} FROM {object_name}"  # noqa: S608 (names checked above)
+    selected = "COUNT()" if count else ", ".join(fields)
+    soql = f"SELECT {selected} FROM {object_name}"  # noqa: S608 (names checked above)
+    if replication_key and start is not None:
+        soql += f" WHERE {replication_key} >= {soql_datetime(start)}"
+    if count:
+        return soql
     if replication_key:
-        if start is not None:
-            soql += f" WHERE {replication_key} >= {soql_datetime(start)}"
         soql += f" ORDER BY {replication_key} ASC, Id ASC"
     if limit is not None:
         soql += f" LIMIT {int(limit)}"

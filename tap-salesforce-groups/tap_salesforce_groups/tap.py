@@ -94,13 +94,13 @@ class TapSalesforceGroups(Tap):
             "api_type",
             th.StringType(allowed_values=["auto", "rest", "bulk"]),
             default="auto",
-            description="auto, rest or bulk. This release reads through the REST API in every mode.",
+            description="auto, rest or bulk. auto uses Bulk API 2.0 for objects with at least bulk_threshold rows to read; objects with compound (address, location) fields always use REST.",
         ),
         th.Property(
             "bulk_threshold",
             th.IntegerType,
             default=100000,
-            description="With api_type auto: row count from which an object would use Bulk API 2.0.",
+            description="With api_type auto: rows to read from which an object uses Bulk API 2.0.",
         ),
         th.Property(
             "max_api_usage_percent",
