@@ -240,7 +240,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-id", default="emulator-client-id")
     parser.add_argument("--client-secret", default="emulator-client-secret")
     parser.add_argument("--refresh-token", default="emulator-refresh-token")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (the target's default)")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="requests in flight (the target's default)"
+    )
     return parser.parse_args(argv)
 
 
