@@ -201,3 +201,28 @@ def test_fields_missing_in_the_org_are_all_listed(salesforce):
         "Account: no field 'Nope' on User (in 'Owner.Nope')",
         "Account: no relationship 'Boss' on Account (in 'Boss.Name')",
     ]
+
+
+def test_an_input_catalog_is_reused_without_describing_again(salesforce, capsys):
+    catalog = TapSalesforceGroups(config=CONFIG).catalog_dict
+    salesforce.clear_requests()
+    tap = TapSalesforceGroups(config=CONFIG, catalog=catalog)
+    assert [r["path"] for r in salesforce.requests if "describe" in r["path"]] == []
+    assert (
+        tap.streams["Account"].schema
+        == next(s for s in catalog["streams"] if s["stream"] == "Account")["schema"]
+    )
+    tap.sync_all()
+    assert capsys.readouterr().out.count('"type":"RECORD"') == len(salesforce.org.rows("Account")) + len(
+        salesforce.org.rows("Subscription__c")
+    )
+    # a mapping that needs a field the catalog lacks is described again
+    mapping = {
+        "version": 1,
+        "mappings": [
+            {**CONFIG["mapping"]["mappings"][0], "properties": [{"field": "Website", "property": "web"}]}
+        ],
+    }
+    stream = TapSalesforceGroups(config={**CONFIG, "mapping": mapping}, catalog=catalog).streams["Account"]
+    assert "Website" in stream.schema["properties"]
+    assert [r["path"] for r in salesforce.requests if "describe" in r["path"]]
