@@ -133,7 +133,7 @@ class TapSalesforceGroups(Tap):
         try:
             return load_mapping(self.config.get("mapping"), self.config.get("mapping_file"))
         except MappingError as exc:
-            raise ConfigValidationError(str(exc).split(": ")[0], errors=exc.problems) from exc
+            raise ConfigValidationError(f"{exc.source} is invalid", errors=exc.problems) from exc
 
     @cached_property
     def client(self) -> SalesforceClient:

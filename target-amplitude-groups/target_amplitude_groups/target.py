@@ -107,7 +107,7 @@ class TargetAmplitudeGroups(Target):
                 self.config.get("mapping"), self.config.get("mapping_file"), strict_names=False
             )
         except MappingError as exc:
-            raise ConfigValidationError(str(exc).split(": ")[0], errors=exc.problems) from exc
+            raise ConfigValidationError(f"{exc.source} is invalid", errors=exc.problems) from exc
 
     @property
     def api_key(self) -> str:
