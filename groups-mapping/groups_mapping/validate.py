@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,18 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _not_text(where: str, key: str, value: Any) -> list[str]:
+    """A problem for a value that is present but not a string (JSON numbers, lists, …)."""
+    if value is None or isinstance(value, str):
+        return []
+    return [f"{where}: '{key}' must be a string, not {type(value).__name__}"]
+
+
 def _check_name(value: Any, pattern: re.Pattern[str], what: str, strict: bool) -> str | None:
     """Problem text when a Salesforce name is malformed (strict) or unprintable (lenient)."""
     if strict and not pattern.match(value):
         return f"{what} '{value}' is not a valid Salesforce name"
-    if not strict and any(ord(c) < 32 for c in value):
+    if not strict and any(unicodedata.category(c) == "Cc" for c in value):
         return f"{what} {value!r} contains control characters"
     return None
 
@@ -88,29 +96,36 @@ def _parse_properties(label: str, raw: Any, strict: bool) -> tuple[list[Property
             problems.append(f"{where}: must be an object with 'field' and 'property'")
             continue
         problems += _unknown_keys(where, item, PROPERTY_KEYS)
+        problems += _not_text(where, "field", item.get("field")) + _not_text(
+            where, "property", item.get("property")
+        )
         field = _text(item.get("field"))
         if field is None:
             problems.append(f"{where}: group property mapping is missing a Salesforce field")
         elif bad := _check_name(field, SALESFORCE_FIELD, "field", strict):
             problems.append(f"{where}: {bad}")
             field = None
-        prop_raw = item.get("property", field)
-        prop = _text(prop_raw)
-        if prop is None:
-            problems.append(f"{where}: group property name is empty")
-        elif prop.startswith("$"):
+        prop: str | None = None
+        if "property" in item:
+            prop = _text(item["property"])
+            if prop is None and isinstance(item["property"], (str, type(None))):
+                problems.append(f"{where}: group property name is empty")
+        elif field is not None:
+            prop = field  # the name defaults to the field, as the README says
+        if prop is not None and prop.startswith("$"):
             problems.append(
                 f"{where}: group property name '{prop}' must not start with '$' "
                 "(reserved for Amplitude operations)"
             )
             prop = None
         if field is not None:
-            if field in seen_fields:
+            # Salesforce API names are case-insensitive: Name and name are one field.
+            if field.lower() in seen_fields:
                 problems.append(
                     f"{where}: Salesforce field '{field}' is already mapped by group property "
-                    f"{seen_fields[field]} (each field maps to one group property)"
+                    f"{seen_fields[field.lower()]} (each field maps to one group property)"
                 )
-            seen_fields.setdefault(field, n)
+            seen_fields.setdefault(field.lower(), n)
         if prop is not None:
             if prop in seen_props:
                 problems.append(
@@ -130,16 +145,23 @@ def _parse_one(index: int, raw: Any, strict: bool) -> tuple[GroupMapping | None,
     group_type = _text(raw.get("group_type"))
     label = f"{index}: {obj or 'Unknown'} -> {group_type or 'Unknown'}"
     problems = _unknown_keys(label, raw, MAPPING_KEYS)
-    if obj is None:
-        problems.append(f"{label}: group mapping is missing Salesforce object")
-    elif bad := _check_name(obj, SALESFORCE_OBJECT, "object", strict):
+
+    def required(key: str, missing: str) -> str | None:
+        value = _text(raw.get(key))
+        if value is None:
+            problems.extend(_not_text(label, key, raw.get(key)) or [f"{label}: {missing}"])
+        return value
+
+    obj = required("object", "group mapping is missing Salesforce object")
+    if obj is not None and (bad := _check_name(obj, SALESFORCE_OBJECT, "object", strict)):
         problems.append(f"{label}: {bad}")
-    if group_type is None:
-        problems.append(f"{label}: group mapping is missing group type")
-    name_field = _text(raw.get("group_name_field"))
-    if name_field is None:
-        problems.append(f"{label}: group mapping is missing a Salesforce field to represent group id")
-    elif bad := _check_name(name_field, SALESFORCE_FIELD, "group name field", strict):
+    required("group_type", "group mapping is missing group type")
+    name_field = required(
+        "group_name_field", "group mapping is missing a Salesforce field to represent group id"
+    )
+    if name_field is not None and (
+        bad := _check_name(name_field, SALESFORCE_FIELD, "group name field", strict)
+    ):
         problems.append(f"{label}: {bad}")
     props, prop_problems = _parse_properties(label, raw.get("properties"), strict)
     problems += prop_problems
@@ -158,7 +180,7 @@ def _cross_mapping_problems(mappings: list[GroupMapping]) -> list[str]:
     relations: dict[tuple[str, str], GroupMapping] = {}
     writers: dict[tuple[str, str], GroupMapping] = {}
     for m in mappings:
-        first = relations.setdefault((m.object, m.group_type), m)
+        first = relations.setdefault((m.object.lower(), m.group_type), m)
         if first is not m:
             problems.append(
                 f"{m.label}: Salesforce object '{m.object}' is already mapped to group type "
@@ -205,7 +227,7 @@ def parse_mapping(raw: Any, *, strict_names: bool = True, source: str = "mapping
         raise MappingError(["the mapping must be a JSON object with 'version' and 'mappings'"], source)
     problems = _unknown_keys("mapping", raw, TOP_KEYS)
     version = raw.get("version", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # True == 1, but is not a version
         problems.append(f"mapping: unsupported version {version!r} (this release reads version 1)")
     items = raw.get("mappings")
     if not isinstance(items, list) or not items:

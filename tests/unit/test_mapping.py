@@ -132,6 +132,49 @@ def test_each_rule_has_its_message(mapping, message):
     assert validate(doc(mapping)) == [message]
 
 
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (account(object=5), "1: Unknown -> org id: 'object' must be a string, not int"),
+        (
+            account(properties=[{"field": "Name", "property": 5}]),
+            "1: Account -> org id: group property 1: 'property' must be a string, not int",
+        ),
+        (
+            account(properties=[{"field": "Name", "property": "a"}, {"field": "NAME", "property": "b"}]),
+            "1: Account -> org id: group property 2: Salesforce field 'NAME' is already mapped by group "
+            "property 1 (each field maps to one group property)",
+        ),
+        (
+            account(properties=[{"field": "Bad Name"}]),
+            "1: Account -> org id: group property 1: field 'Bad Name' is not a valid Salesforce name",
+        ),
+        (
+            account(properties=[{}]),
+            "1: Account -> org id: group property 1: group property mapping is missing a Salesforce field",
+        ),
+    ],
+)
+def test_types_case_and_defaulted_names(mapping, message):
+    assert validate(doc(mapping)) == [message]
+
+
+def test_version_must_be_the_integer_1():
+    assert validate({"version": True, "mappings": [account()]}) == [
+        "mapping: unsupported version True (this release reads version 1)"
+    ]
+
+
+def test_objects_compare_case_insensitively_and_lenient_names_refuse_all_controls():
+    assert validate(doc(account(), account(object="ACCOUNT", properties=[{"field": "Type"}]))) == [
+        "2: ACCOUNT -> org id: Salesforce object 'ACCOUNT' is already mapped to group type 'org id' "
+        "by 1: Account -> org id"
+    ]
+    assert validate(doc(account(object="Acc\x7fount")), strict_names=False) == [
+        "1: Acc\x7fount -> org id: object 'Acc\\x7fount' contains control characters"
+    ]
+
+
 def test_cross_mapping_rules():
     same_relation = doc(account(), account(properties=[{"field": "Type", "property": "type"}]))
     assert validate(same_relation) == [
