@@ -38,7 +38,6 @@ T = TypeVar("T")
 BULK_PAGE_ROWS = 50000  # rows per Bulk API 2.0 results page (simple-salesforce's default)
 BULK_POLL_SECONDS = 0.5  # first wait before polling a job; simple-salesforce backs off from there
 
-SOAP_NS = {"sf": "urn:partner.soap.sforce.com", "soapenv": "http://schemas.xmlsoap.org/soap/envelope/"}
 
 
 class SalesforceClientError(Exception):
@@ -226,10 +225,10 @@ class SalesforceClient:
         except ET.ParseError as exc:
             msg = f"Salesforce login (password flow) at {url} failed: HTTP {response.status_code}"
             raise SalesforceAuthError(msg) from exc
-        session_id = root.find(".//sf:sessionId", SOAP_NS)
-        server_url = root.find(".//sf:serverUrl", SOAP_NS)
+        session_id = root.find(".//{*}sessionId")
+        server_url = root.find(".//{*}serverUrl")
         if response.status_code != 200 or session_id is None or server_url is None:
-            fault = root.find(".//faultstring")
+            fault = root.find(".//{*}faultstring")
             reason = fault.text if fault is not None else f"HTTP {response.status_code}"
             msg = f"Salesforce login (password flow) at {url} failed: {reason}"
             raise SalesforceAuthError(msg)
@@ -248,7 +247,9 @@ class SalesforceClient:
     # -- calls -----------------------------------------------------------------------------
     @staticmethod
     def _raise_transient(response: requests.Response) -> requests.Response:
-        if response.status_code >= 500 or response.status_code == 406:
+        # A SOAP fault (bad login) also comes as HTTP 500, but it is an answer, not an outage.
+        is_fault = "faultcode" in response.text[:2000]
+        if (response.status_code >= 500 and not is_fault) or response.status_code == 406:
             raise _Transient(f"HTTP {response.status_code}")
         return response
 

@@ -1,0 +1,78 @@
+"""Every login flow of the tap against the emulator's token and SOAP endpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, SECURITY_TOKEN, USERNAME
+from tap_salesforce_groups.client import SalesforceAuthError, SalesforceClient, auth_flow, login_base_url
+from tests.tap.conftest import CONFIG
+
+BASE = {"login_url": CONFIG["login_url"], "mapping": CONFIG["mapping"]}
+
+
+def logged_in(config):
+    client = SalesforceClient(config)
+    assert client.describe("Account")["name"] == "Account"
+    return client
+
+
+def test_refresh_token_flow(salesforce):
+    assert logged_in(CONFIG).flow == "refresh_token"
+
+
+def test_jwt_bearer_flow(salesforce):
+    config = {
+        **BASE,
+        "client_id": CLIENT_ID,
+        "username": USERNAME,
+        "private_key": salesforce.jwt_private_key_pem,
+    }
+    assert logged_in(config).flow == "jwt"
+
+
+def test_client_credentials_flow(salesforce):
+    assert (
+        logged_in({**BASE, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}).flow
+        == "client_credentials"
+    )
+
+
+def test_legacy_soap_login(salesforce):
+    config = {**BASE, "username": USERNAME, "password": PASSWORD, "security_token": SECURITY_TOKEN}
+    assert logged_in(config).flow == "password"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"client_secret": "wrong"}, "refresh_token flow) at https://"),
+        (
+            {
+                "password": "wrong",
+                "username": USERNAME,
+                "security_token": SECURITY_TOKEN,
+                "client_secret": None,
+                "refresh_token": None,
+                "client_id": None,
+            },
+            "password flow) at https://",
+        ),
+    ],
+)
+def test_failed_logins_say_which_flow_and_where(salesforce, overrides, message):
+    config = {k: v for k, v in {**CONFIG, **overrides}.items() if v is not None}
+    with pytest.raises(
+        SalesforceAuthError, match=r"Salesforce login \(" + message.replace("(", r"\(").replace(")", r"\)")
+    ) as exc:
+        SalesforceClient(config).login()
+    assert "wrong" not in str(exc.value)
+
+
+def test_domains_and_missing_credentials():
+    assert login_base_url({}) == "https://login.salesforce.com"
+    assert login_base_url({"domain": "test"}) == "https://test.salesforce.com"
+    assert login_base_url({"domain": "acme.my.salesforce.com"}) == "https://acme.my.salesforce.com"
+    assert login_base_url({"domain": "test", "login_url": "https://127.0.0.1:1/"}) == "https://127.0.0.1:1"
+    with pytest.raises(SalesforceAuthError, match="no complete Salesforce credentials"):
+        auth_flow({"client_id": "x"})
