@@ -1,8 +1,8 @@
-"""Peak memory and lifetime of a process tree's members, by role, sampled in a thread.
+"""Peak memory, CPU time and lifetime of a process tree's members, by role, sampled in a thread.
 
 Peak RSS is the kernel's high-water mark (``VmHWM`` in ``/proc/<pid>/status``), so a spike
 between two samples is not missed; only growth in a process's last interval is. Where
-``/proc`` has no ``VmHWM`` the sampled RSS is used instead.
+``/proc`` has no ``VmHWM`` the sampled RSS is used instead. CPU time is as of the last sample.
 """
 
 from __future__ import annotations
@@ -38,8 +38,14 @@ class RoleStats:
 
     peak_rss: int = 0
     pids: set[int] = field(default_factory=set)
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
     first_seen: float | None = None
     last_seen: float | None = None
+
+    @property
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the role's processes, as last sampled."""
+        return sum(self.cpu_by_pid.values())
 
     @property
     def lifetime(self) -> float | None:
@@ -98,11 +104,13 @@ class TreeMonitor:
                 continue
             try:
                 peak = high_water_mark(known[0])
+                times = known[0].cpu_times() if peak is not None else None
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
-            if peak is None:
+            if peak is None or times is None:
                 continue
             stats = self.stats[role]
+            stats.cpu_by_pid[process.pid] = times.user + times.system
             stats.peak_rss = max(stats.peak_rss, peak)
             stats.pids.add(process.pid)
             if stats.first_seen is None:

@@ -237,6 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "properties": sender.properties,
         "payload_bytes": sender.payload_bytes,
         "peak_rss_bytes": peak_rss(),
+        "cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 2),
         "soql": soql,
     }
 

@@ -98,6 +98,10 @@ def run_measured(
     return code, wall, monitor
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
@@ -117,7 +121,9 @@ def meltano_run(ctx: Context, label: str, *extra: str) -> dict[str, Any]:
     log_before = len(emu.amplitude.requests)
     calls_before = emu.salesforce.api_calls
     command = [str(MELTANO), ENVIRONMENT, "run", *extra, TAP, TARGET]
+    cpu_before = time.process_time()
     code, wall, monitor = run_measured(command, env, log_path, ctx.timeout, (TAP, TARGET))
+    emulators_cpu = time.process_time() - cpu_before
     if code != 0:
         msg = f"meltano {' '.join(command[1:])} exited {code}; log {log_path}:\n{_tail(log_path)}"
         raise RuntimeError(msg)
@@ -132,13 +138,21 @@ def meltano_run(ctx: Context, label: str, *extra: str) -> dict[str, Any]:
     )
     return {
         "wall_s": round(wall, 3),
-        "plugins_wall_s": round(plugins_wall, 3) if plugins_wall is not None else None,
+        "plugins_wall_s": _round(plugins_wall),
         "rows": rows,
         "rows_per_s": round(rows / wall, 1),
+        "tap_alive_s": _round(stats[TAP].lifetime),
+        "target_alive_s": _round(stats[TARGET].lifetime),
         "peak_rss_tap_bytes": stats[TAP].peak_rss,
         "peak_rss_target_bytes": stats[TARGET].peak_rss,
         "peak_rss_meltano_bytes": stats["root"].peak_rss,
         "tap_processes": len(stats[TAP].pids),
+        "cpu_s": {
+            "tap": round(stats[TAP].cpu_s, 2),
+            "target": round(stats[TARGET].cpu_s, 2),
+            "meltano": round(stats["root"].cpu_s, 2),
+            "emulators": round(emulators_cpu, 2),
+        },
         "salesforce_api_calls": emu.salesforce.api_calls - calls_before,
         "amplitude": amplitude.figures(entries),
         "target_report": json.loads(report_path.read_text()) if report_path.exists() else None,
@@ -164,28 +178,39 @@ def raw_floor(ctx: Context, soql: str | None) -> dict[str, Any]:
         str(ctx.mapping),
         *(["--soql", soql] if soql else []),
     ]
+    cpu_before = time.process_time()
     code, wall, _ = run_measured(command, ctx.env, log_path, ctx.timeout, ())
+    emulators_cpu = time.process_time() - cpu_before
     if code != 0:
         raise RuntimeError(f"the raw floor exited {code}:\n{_tail(log_path)}")
     own = json.loads(log_path.read_text(encoding="utf-8").strip().splitlines()[-1])
     return {
         **own,
         "process_wall_s": round(wall, 3),
+        "emulators_cpu_s": round(emulators_cpu, 2),
         "salesforce_api_calls_seen": emu.salesforce.api_calls - calls_before,
         "amplitude": amplitude.figures(emu.amplitude.requests),
     }
 
 
 def tap_soql(emu: Emulators) -> str | None:
-    """The tap's full-read query of the mapped object, from the Salesforce emulator's log."""
+    """The tap's full-read query of the mapped object (REST or Bulk), from the emulator's log."""
     for entry in reversed(emu.salesforce.requests):
         query = entry.get("query") or ""
-        if entry["path"].endswith("/queryAll") and f" FROM {OBJECT} " in query and "WHERE" not in query:
+        path = entry["path"].rstrip("/")
+        if (
+            (path.endswith("/queryAll") or path.endswith("/jobs/query"))
+            and f" FROM {OBJECT} " in query
+            and "WHERE" not in query
+            and "COUNT()" not in query
+        ):
             return query
     return None
 
 
-def bench_size(accounts: int, fields: int, repeat: int, burst: int | None) -> dict[str, Any]:
+def bench_size(
+    accounts: int, fields: int, repeat: int, burst: int | None, api_type: str | None = None
+) -> dict[str, Any]:
     """Every figure for one row count: ``repeat`` rounds of full run, incremental run, raw floor."""
     with (
         BenchEmulators(accounts=accounts) as emu,
@@ -201,6 +226,7 @@ def bench_size(accounts: int, fields: int, repeat: int, burst: int | None) -> di
             "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
             "TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(mapping),
             "TARGET_AMPLITUDE_GROUPS_MAPPING_FILE": str(mapping),
+            **({"TAP_SALESFORCE_GROUPS_API_TYPE": api_type} if api_type else {}),
         }
         ctx = Context(emu, env, mapping, workdir, timeout=max(900.0, accounts / 50))
         rounds = []

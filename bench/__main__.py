@@ -1,0 +1,131 @@
+"""``python -m bench``: run the benchmark, print the table, write the JSON, exit 1 on a broken bar."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+from bench.report import BAR_RULES, bars, median_of, table
+from bench.runner import MELTANO, bench_size
+from emulators.pipeline import PROJECT_ROOT, meltano
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(":")[1].strip())
+    parser.add_argument("--accounts", type=int, default=200_000, help="Account rows (default 200000)")
+    parser.add_argument(
+        "--sizes", help="comma-separated Account row counts, e.g. 20000,200000 (overrides --accounts)"
+    )
+    parser.add_argument("--fields", type=int, default=12, help="mapped Account fields (default 12)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per size; medians are reported")
+    parser.add_argument(
+        "--bookmark-burst",
+        type=int,
+        help="live rows given the final SystemModstamp (default max(1000, rows/50))",
+    )
+    parser.add_argument(
+        "--api-type",
+        choices=("auto", "rest", "bulk"),
+        help="the tap's api_type (default: the plugin's own, auto)",
+    )
+    parser.add_argument("--out", default="bench-results/bench.json", help="JSON results file")
+    args = parser.parse_args(argv)
+    args.size_list = (
+        [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+        if args.sizes
+        else [args.accounts]
+    )
+    if not args.size_list or min(args.size_list) < 1 or args.fields < 1 or args.repeat < 1:
+        parser.error("sizes, --fields and --repeat must be positive")
+    args.size_list.sort()
+    return args
+
+
+def _git_revision() -> str | None:
+    """The checkout's commit, with ``+dirty`` when tracked files are modified."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the stack, so child processes are stopped and emulators shut down.
+    sys.exit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    started = time.perf_counter()
+    print(f"meltano install ({MELTANO})…", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-install-") as tmp:
+        meltano("install", env={"MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"})
+    sizes = []
+    for accounts in args.size_list:
+        try:
+            size = bench_size(accounts, args.fields, args.repeat, args.bookmark_burst, args.api_type)
+        except (RuntimeError, ValueError) as exc:
+            print(f"\nBenchmark failed at {accounts:,} rows: {exc}", file=sys.stderr)
+            return 1
+        size["median"] = median_of(size["rounds"])
+        sizes.append(size)
+    result = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "memory_bytes": psutil.virtual_memory().total,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "git": _git_revision(),
+        "parameters": {
+            "sizes": args.size_list,
+            "fields": args.fields,
+            "repeat": args.repeat,
+            "bookmark_burst": args.bookmark_burst,
+            "api_type": args.api_type or "auto (plugin default)",
+        },
+        "sizes": sizes,
+        "duration_s": round(time.perf_counter() - started, 1),
+    }
+    result["bar_rules"] = BAR_RULES
+    result["bars"] = bars(sizes)
+    result["ok"] = all(bar["ok"] for bar in result["bars"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(table(result))
+    print(f"\nWrote {out}")
+    broken = [f"{bar['bar']} [{bar['where']}]: {bar['detail']}" for bar in result["bars"] if not bar["ok"]]
+    if broken:
+        print("\nBar(s) broken:\n  " + "\n  ".join(broken), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
