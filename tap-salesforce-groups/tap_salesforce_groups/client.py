@@ -35,9 +35,8 @@ from groups_mapping.validate import SALESFORCE_FIELD
 
 T = TypeVar("T")
 
-BULK_PAGE_ROWS = 50000  # rows per Bulk API 2.0 results page (simple-salesforce's default)
+BULK_PAGE_ROWS = 10000  # rows per Bulk API 2.0 results page: bounds the tap's memory
 BULK_POLL_SECONDS = 0.5  # first wait before polling a job; simple-salesforce backs off from there
-
 
 
 class SalesforceClientError(Exception):
@@ -353,18 +352,17 @@ class SalesforceClient:
         )
         return int(result.get("totalSize", 0))
 
-    def bulk_pages(
-        self, object_name: str, soql: str, *, include_deleted: bool
-    ) -> Iterator[list[dict[str, str]]]:
-        """Rows of a Bulk API 2.0 query job, one list per results page (CSV parsed to dicts)."""
+    def bulk_rows(self, object_name: str, soql: str, *, include_deleted: bool) -> Iterator[dict[str, str]]:
+        """Rows of a Bulk API 2.0 query job as dicts of CSV text, parsed one at a time."""
         self.sf  # noqa: B018 (log in first, so a login failure is reported as such)
         handler = getattr(self.sf.bulk2, object_name)
         run = handler.query_all if include_deleted else handler.query
         try:
             for text in run(soql, max_records=BULK_PAGE_ROWS, wait=BULK_POLL_SECONDS):
                 self.api_calls += 1
-                # csv handles quoted newlines inside values when given the whole page.
-                yield list(csv.DictReader(io.StringIO(text)))
+                # csv handles quoted newlines inside values when given the whole page; rows are
+                # parsed lazily so that memory holds one page of text, not a page of dicts.
+                yield from csv.DictReader(io.StringIO(text))
         except (SalesforceError, SalesforceOperationError) as exc:
             detail = _error_text(exc) if isinstance(exc, SalesforceError) else str(exc)
             raise SalesforceClientError(f"Bulk API 2.0 query on {object_name}: {detail}") from exc

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk import Stream
 
 from tap_salesforce_groups.client import (
+    BULK_PAGE_ROWS,
     ApiBudgetReached,
     QueryCursorExpired,
     RequestLimitExceeded,
@@ -128,10 +129,10 @@ class SalesforceObjectStream(Stream):
     def _bulk_records(self, soql: str, include_deleted: bool) -> Iterator[dict[str, Any]]:
         client = self._tap_ref.client
         convert = self._csv_converters()
-        for rows in client.bulk_pages(self.name, soql, include_deleted=include_deleted):
-            for row in rows:
-                yield {f: convert[f](row.get(f, "")) for f in self._fields}
-            client.check_budget()
+        for n, row in enumerate(client.bulk_rows(self.name, soql, include_deleted=include_deleted), start=1):
+            yield {f: convert[f](row.get(f, "")) for f in self._fields}
+            if n % BULK_PAGE_ROWS == 0:
+                client.check_budget()
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any]]:
         """Bulk results are CSV text: empty means null; types come from the schema."""

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +21,9 @@ REGION_URLS = {
     "us": "https://api2.amplitude.com/groupidentify",
     "eu": "https://api.eu.amplitude.com/groupidentify",
 }
+
+
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
 class AmplitudeError(Exception):
@@ -125,9 +128,10 @@ class AmplitudeClient:
     # -- one HTTP exchange -----------------------------------------------------------------
     def _post(self, request: Request) -> None:
         """One POST; raises a classified exception unless Amplitude accepted it."""
-        data = {"api_key": self._api_key, "identification": request.identification_param}
         try:
-            response = self.session.post(self.api_url, data=data, timeout=self.timeout)
+            response = self.session.post(
+                self.api_url, data=request.body(self._api_key), headers=FORM_HEADERS, timeout=self.timeout
+            )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retryable(exc.__class__.__name__) from exc
         finally:
@@ -213,6 +217,36 @@ class AmplitudeClient:
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             # list() waits for all and re-raises the first failure here, in the sink's thread.
             list(pool.map(self.deliver, requests_))
+
+
+class BackgroundSender:
+    """Sends one batch's requests while the next batch is being built.
+
+    At most one batch is in flight: ``submit`` first waits for the previous one, and ``wait``
+    (called before any STATE is written) re-raises its failure, so STATE still follows
+    acknowledgement of every earlier record.
+    """
+
+    def __init__(self, client: AmplitudeClient) -> None:
+        self.client = client
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amplitude-sender")
+        self._lock = threading.Lock()
+        self._pending: Future[None] | None = None
+
+    def submit(self, requests_: list[Request]) -> None:
+        with self._lock:
+            self._wait_locked()
+            self._pending = self._pool.submit(self.client.deliver_all, requests_)
+
+    def wait(self) -> None:
+        """Block until the batch in flight is acknowledged; raise what it raised."""
+        with self._lock:
+            self._wait_locked()
+
+    def _wait_locked(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
 
 def dump_request(request: Request) -> str:

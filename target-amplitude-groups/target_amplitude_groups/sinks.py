@@ -64,4 +64,4 @@ class AmplitudeGroupsSink(BatchSink):
         if target.config.get("dry_run"):
             target.write_dry_run(dump_request(r) for r in requests)
             return
-        target.client.deliver_all(requests)
+        target.sender.submit(requests)  # sent while the next batch builds; STATE waits for it

@@ -21,7 +21,13 @@ from groups_mapping import (
     MappingError,
     load_mapping,
 )
-from target_amplitude_groups.client import REGION_URLS, AmplitudeClient, AmplitudeError, RunStats
+from target_amplitude_groups.client import (
+    REGION_URLS,
+    AmplitudeClient,
+    AmplitudeError,
+    BackgroundSender,
+    RunStats,
+)
 from target_amplitude_groups.identify import IdentificationBuilder, Options
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 
@@ -134,6 +140,10 @@ class TargetAmplitudeGroups(Target):
             logger=self.logger,
         )
 
+    @cached_property
+    def sender(self) -> BackgroundSender:
+        return BackgroundSender(self.client)
+
     # -- side files ------------------------------------------------------------------------
     def _append_lines(self, path: str, lines: Iterable[str]) -> None:
         with self._file_lock, Path(path).open("a", encoding="utf-8") as handle:
@@ -166,9 +176,15 @@ class TargetAmplitudeGroups(Target):
             self.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
             sys.exit(1)
 
+    def _write_state_message(self, state: dict) -> None:
+        """STATE only once every batch before it was acknowledged by Amplitude."""
+        self.sender.wait()
+        super()._write_state_message(state)
+
     def process_endofpipe(self) -> None:
         """Drain everything (STATE follows acknowledgement), then summarise the run."""
         super().process_endofpipe()
+        self.sender.wait()
         summary = self.stats.as_dict()
         mode = " (dry run: nothing sent)" if self.config.get("dry_run") else ""
         self.logger.info(

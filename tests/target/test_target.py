@@ -205,3 +205,11 @@ def test_mapping_problems_fail_before_any_request(amplitude, capsys):
         "1: Account -> Unknown: group mapping has no group properties",
     ]
     assert amplitude.requests == []
+
+
+def test_a_failed_batch_sent_in_the_background_still_blocks_state(amplitude, capsys):
+    amplitude.faults.add(Fault(status=503, count=1, path="/groupidentify"))
+    lines = singer(schema_msg(), *[record(i) for i in range(6)], STATE)
+    with pytest.raises(SystemExit):
+        run_target({"mapping": MAPPING, "max_retries": 0, "batch_size_rows": 2}, lines, capsys)
+    assert "bookmarks" not in capsys.readouterr().out

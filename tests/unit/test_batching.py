@@ -102,3 +102,9 @@ def test_packing_is_within_limits_and_near_the_minimum(shapes):
     )
     # Greedy in-order packing wastes at most one item's worth per request boundary.
     assert lower_bound <= len(requests) <= 2 * lower_bound
+
+
+def test_body_is_the_form_encoding_of_api_key_and_identification():
+    for request in pack([ident(i, props=3, text="ü &=+%") for i in range(50)], KEY):
+        expected = urlencode({"api_key": KEY, "identification": request.identification_param})
+        assert request.body(KEY) == expected.encode()
