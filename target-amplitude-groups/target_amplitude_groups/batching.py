@@ -119,17 +119,28 @@ def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[I
         yield from split_oversized({**identification, "group_properties": props}, overhead)
 
 
-def pack(identifications: Iterable[dict[str, Any]], api_key: str) -> list[Request]:
-    """Greedy packing in order: for contiguous packing this gives the fewest requests."""
+def pack(
+    identifications: Iterable[dict[str, Any]], api_key: str, carried: Iterable[Item] = ()
+) -> list[Request]:
+    """Greedy packing in order: for contiguous packing this gives the fewest requests.
+
+    ``carried`` items (the unsent tail of the previous batch) go first, so that batch
+    boundaries do not leave half-empty requests behind.
+    """
     overhead = body_overhead(api_key)
     requests: list[Request] = []
     current = Request()
-    for identification in identifications:
-        for item in split_oversized(identification, overhead):
-            if not current.fits(item, overhead):
-                requests.append(current)
-                current = Request()
-            current.add(item)
+
+    def items() -> Iterator[Item]:
+        yield from carried
+        for identification in identifications:
+            yield from split_oversized(identification, overhead)
+
+    for item in items():
+        if not current.fits(item, overhead):
+            requests.append(current)
+            current = Request()
+        current.add(item)
     if current.items:
         requests.append(current)
     return requests

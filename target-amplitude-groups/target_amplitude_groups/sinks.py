@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.sinks import BatchSink
 
 from groups_mapping import GroupMapping
-from target_amplitude_groups.batching import pack
+from target_amplitude_groups.batching import Item, Request, pack
 from target_amplitude_groups.client import dump_request
 
 if TYPE_CHECKING:
@@ -17,10 +17,9 @@ if TYPE_CHECKING:
 class AmplitudeGroupsSink(BatchSink):
     """Writes one stream's records as Amplitude group properties."""
 
-    # Records per batch. Each batch is packed into full requests (1024 groups / 1024 properties
-    # / 1 MB each), so a large batch keeps the request count near the minimum; the SDK emits
-    # STATE only after every batch before it was acknowledged.
-    MAX_SIZE_DEFAULT = 20000
+    # Records per batch: two batches live at once (one sending, one building). Batch size does
+    # not cost requests, because a batch's partly filled last request waits for the next one.
+    MAX_SIZE_DEFAULT = 10000
 
     def __init__(
         self, target: TargetAmplitudeGroups, stream_name: str, schema: dict, key_properties: list[str] | None
@@ -28,6 +27,8 @@ class AmplitudeGroupsSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self._target = target
         self.mappings = self._mappings_for(stream_name, schema, key_properties or [])
+        self._carried: list[Item] = []
+        self.retiring = False  # set when a schema change replaces this sink: send everything
 
     def _mappings_for(self, stream: str, schema: dict, keys: list[str]) -> tuple[GroupMapping, ...]:
         target = self._target
@@ -47,7 +48,11 @@ class AmplitudeGroupsSink(BatchSink):
         return (GroupMapping.for_stream(stream, keys[0], schema.get("properties", {})),)
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Build, pack and send the batch; raising here keeps STATE (and Meltano's bookmark) back."""
+        """Build and pack the batch and send its full requests; raising keeps STATE back.
+
+        The last, partly filled request is carried into the next batch rather than sent half
+        empty; :meth:`flush` sends it before any STATE is written.
+        """
         records: list[dict[str, Any]] = context.get("records", [])
         if not records or not self.mappings:
             return
@@ -60,8 +65,27 @@ class AmplitudeGroupsSink(BatchSink):
         target.stats.add(
             skipped=len(skipped), deleted_ignored=deleted, truncated=builder.truncated - truncated_before
         )
-        requests = pack(identifications, target.api_key)
+        # A carried identification of a group this batch updates again is superseded: dropping
+        # it keeps one update per group in flight (requests go out concurrently).
+        fresh = {(i["group_type"], i["group_value"]) for i in identifications}
+        carried = [
+            i
+            for i in self._carried
+            if (i.identification["group_type"], i.identification["group_value"]) not in fresh
+        ]
+        requests = pack(identifications, target.api_key, carried)
+        self._carried = requests.pop().items if requests and not self.retiring else []
+        self._dispatch(requests)
+
+    def flush(self) -> None:
+        """Send the carried tail (called before STATE and at the end of the run)."""
+        carried, self._carried = self._carried, []
+        if carried:
+            self._dispatch([Request.of(carried)])
+
+    def _dispatch(self, requests: list[Request]) -> None:
+        target = self._target
         if target.config.get("dry_run"):
             target.write_dry_run(dump_request(r) for r in requests)
-            return
-        target.sender.submit(requests)  # sent while the next batch builds; STATE waits for it
+        elif requests:
+            target.sender.submit(requests)  # sent while the next batch builds; STATE waits for it

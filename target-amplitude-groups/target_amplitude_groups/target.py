@@ -176,15 +176,29 @@ class TargetAmplitudeGroups(Target):
             self.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
             sys.exit(1)
 
-    def _write_state_message(self, state: dict) -> None:
-        """STATE only once every batch before it was acknowledged by Amplitude."""
+    def drain_all(self, *, is_endofpipe: bool = False) -> None:
+        """Drain as the SDK does; sinks retired by a schema change keep no carried tail."""
+        for sink in self._sinks_to_clear:
+            if isinstance(sink, AmplitudeGroupsSink):
+                sink.retiring = True
+        super().drain_all(is_endofpipe=is_endofpipe)
+
+    def _deliver_everything(self) -> None:
+        """Send every sink's carried tail and wait until Amplitude acknowledged it all."""
+        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
+            if isinstance(sink, AmplitudeGroupsSink):
+                sink.flush()
         self.sender.wait()
+
+    def _write_state_message(self, state: dict) -> None:
+        """STATE only once every record before it was acknowledged by Amplitude."""
+        self._deliver_everything()
         super()._write_state_message(state)
 
     def process_endofpipe(self) -> None:
         """Drain everything (STATE follows acknowledgement), then summarise the run."""
         super().process_endofpipe()
-        self.sender.wait()
+        self._deliver_everything()
         summary = self.stats.as_dict()
         mode = " (dry run: nothing sent)" if self.config.get("dry_run") else ""
         self.logger.info(

@@ -213,3 +213,34 @@ def test_a_failed_batch_sent_in_the_background_still_blocks_state(amplitude, cap
     with pytest.raises(SystemExit):
         run_target({"mapping": MAPPING, "max_retries": 0, "batch_size_rows": 2}, lines, capsys)
     assert "bookmarks" not in capsys.readouterr().out
+
+
+def test_batch_tails_are_carried_and_flushed_before_state(amplitude, capsys):
+    # 5 batches of 100 groups with 6 properties: 600 properties each. Without carrying the
+    # partly filled tails, that would be 5 * 1 full + 5 partial requests.
+    lines = singer(schema_msg(), *[record(i) for i in range(500)], STATE)
+    states = run_target({"mapping": MAPPING, "batch_size_rows": 100}, lines, capsys)
+    assert states == [STATE["value"]]
+    assert len(amplitude.groups()["org id"]) == 500
+    assert len(amplitude.requests) == math.ceil(500 * 6 / 1024)
+
+
+def test_a_schema_change_sends_the_retired_sinks_tail(amplitude, capsys):
+    changed = {**ACCOUNT_SCHEMA, "properties": {**ACCOUNT_SCHEMA["properties"], "Extra": {"type": "string"}}}
+    lines = singer(
+        schema_msg(),
+        *[record(i) for i in range(150)],
+        schema_msg(schema=changed),
+        *[record(i) for i in range(150, 160)],
+        STATE,
+    )
+    run_target({"mapping": MAPPING, "batch_size_rows": 100}, lines, capsys)
+    assert len(amplitude.groups()["org id"]) == 160
+
+
+def test_the_newest_update_of_a_group_wins_across_batches(amplitude, capsys):
+    lines = singer(
+        schema_msg(), record(1, Name="old"), *[record(i) for i in range(2, 5)], record(1, Name="new"), STATE
+    )
+    run_target({"mapping": MAPPING, "batch_size_rows": 4, "max_concurrency": 8}, lines, capsys)
+    assert amplitude.groups()["org id"]["001000000000000001"]["account name"] == "new"
