@@ -9,6 +9,7 @@ from singer_sdk.sinks import BatchSink
 from groups_mapping import GroupMapping
 from target_amplitude_groups.batching import Item, Request, pack
 from target_amplitude_groups.client import dump_request
+from target_amplitude_groups.identify import IdentificationBuilder
 
 if TYPE_CHECKING:
     from target_amplitude_groups.target import TargetAmplitudeGroups
@@ -27,6 +28,8 @@ class AmplitudeGroupsSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self._target = target
         self.mappings = self._mappings_for(stream_name, schema, key_properties or [])
+        # One builder per sink: sinks drain in parallel threads, so nothing mutable is shared.
+        self.builder = IdentificationBuilder(target.options, self.logger)
         self._carried: list[Item] = []
         self.retiring = False  # set when a schema change replaces this sink: send everything
 
@@ -57,7 +60,7 @@ class AmplitudeGroupsSink(BatchSink):
         if not records or not self.mappings:
             return
         target = self._target
-        builder = target.builder
+        builder = self.builder
         truncated_before = builder.truncated
         identifications, skipped, deleted = builder.build_all(self.mappings, records, self.stream_name)
         for reason in skipped:

@@ -28,7 +28,7 @@ from target_amplitude_groups.client import (
     BackgroundSender,
     RunStats,
 )
-from target_amplitude_groups.identify import IdentificationBuilder, Options
+from target_amplitude_groups.identify import Options
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 
 
@@ -120,11 +120,9 @@ class TargetAmplitudeGroups(Target):
         return str(self.config["api_key"])
 
     @cached_property
-    def builder(self) -> IdentificationBuilder:
-        options = Options(
-            self.config.get("null_values", "unset"), self.config.get("deleted_records", "ignore")
-        )
-        return IdentificationBuilder(options, self.logger)
+    def options(self) -> Options:
+        """The settings that shape identifications."""
+        return Options(self.config.get("null_values", "unset"), self.config.get("deleted_records", "ignore"))
 
     @cached_property
     def client(self) -> AmplitudeClient:
