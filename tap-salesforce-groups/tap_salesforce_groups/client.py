@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import logging
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -35,6 +36,8 @@ from groups_mapping.validate import SALESFORCE_FIELD
 
 T = TypeVar("T")
 
+# "api-usage=USED/MAX", possibly followed by "; api-bursts=…" or "; per-app-api-usage=…".
+_API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(?P<used>\d+)/(?P<max>\d+)")
 BULK_PAGE_ROWS = 10000  # rows per Bulk API 2.0 results page: bounds the tap's memory
 BULK_POLL_SECONDS = 0.5  # first wait before polling a job; simple-salesforce backs off from there
 
@@ -130,10 +133,11 @@ class SalesforceClient:
         self.max_usage_percent = float(80 if budget is None else budget)
         # trust_env stays on: REQUESTS_CA_BUNDLE selects the CA, proxies work. verify is never off.
         self.session = requests.Session()
+        self.session.hooks["response"].append(self._on_response)
         self._sf: Salesforce | None = None
         self._describes: dict[str, dict[str, Any]] = {}
-        self.api_calls = 0
-        self.usage: tuple[int, int] | None = None
+        self.requests_made = 0
+        self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
 
     # -- login -----------------------------------------------------------------------------
     @property
@@ -175,11 +179,9 @@ class SalesforceClient:
                 "refresh_token": cfg["refresh_token"],
             }
         elif self.flow == "jwt":
-            audience = cfg.get("jwt_audience") or (
-                "https://test.salesforce.com"
-                if cfg.get("domain") == "test"
-                else "https://login.salesforce.com"
-            )
+            # Salesforce expects login or test as the audience, also for My Domain logins.
+            sandbox = cfg.get("domain") == "test"
+            audience = "https://test.salesforce.com" if sandbox else "https://login.salesforce.com"
             claims = {
                 "iss": cfg["client_id"],
                 "sub": cfg["username"],
@@ -311,16 +313,15 @@ class SalesforceClient:
                 if _error_code(exc) == "INVALID_QUERY_LOCATOR":
                     raise QueryCursorExpired(f"{what}: {_error_text(exc)}") from exc
                 raise SalesforceClientError(f"{what}: {_error_text(exc)}") from exc
-            self.api_calls += 1
-            self._account_usage()
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _account_usage(self) -> None:
-        usage = self.sf.api_usage.get("api-usage")
-        if usage is None:
-            return
-        self.usage = (usage.used, usage.total)
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Count every request (login, REST, Bulk) and keep the latest ``Sforce-Limit-Info``."""
+        self.requests_made += 1
+        match = _API_USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.usage = (int(match["used"]), int(match["max"]))
 
     def check_budget(self) -> None:
         """Raise :class:`ApiBudgetReached` once daily usage reaches ``max_api_usage_percent``."""
@@ -359,7 +360,6 @@ class SalesforceClient:
         run = handler.query_all if include_deleted else handler.query
         try:
             for text in run(soql, max_records=BULK_PAGE_ROWS, wait=BULK_POLL_SECONDS):
-                self.api_calls += 1
                 # csv handles quoted newlines inside values when given the whole page; rows are
                 # parsed lazily so that memory holds one page of text, not a page of dicts.
                 yield from csv.DictReader(io.StringIO(text))

@@ -256,8 +256,17 @@ class TapSalesforceGroups(Tap):
             super().sync_all()
         except SalesforceClientError as exc:
             self._fail(str(exc))
+        finally:
+            self._log_api_usage()
         if self.failed:
             self._fail(self.stopped_reason or "stopped")
+
+    def _log_api_usage(self) -> None:
+        if "client" not in self.__dict__:  # never logged in
+            return
+        client = self.client
+        usage = f"; org daily usage {client.usage[0]}/{client.usage[1]}" if client.usage else ""
+        self.logger.info("Salesforce requests this run: %d%s", client.requests_made, usage)
 
     def _fail(self, message: str) -> None:
         """One clear error line and exit status 1 (no traceback for an expected failure)."""

@@ -76,3 +76,34 @@ def test_domains_and_missing_credentials():
     assert login_base_url({"domain": "test", "login_url": "https://127.0.0.1:1/"}) == "https://127.0.0.1:1"
     with pytest.raises(SalesforceAuthError, match="no complete Salesforce credentials"):
         auth_flow({"client_id": "x"})
+
+
+@pytest.mark.parametrize(
+    ("header", "usage"),
+    [
+        ("api-usage=18/5000", (18, 5000)),
+        ("api-usage=10018/100000; api-bursts=1/750", (10018, 100000)),
+        ("api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)", (25, 5000)),
+        ("per-app-api-usage=17/250(appName=x)", None),
+    ],
+)
+def test_api_usage_is_read_from_every_limit_info_shape(header, usage):
+    import requests
+
+    client = SalesforceClient(CONFIG)
+    response = requests.Response()
+    response.headers["Sforce-Limit-Info"] = header
+    client._on_response(response)
+    assert client.usage == usage
+    assert client.requests_made == 1
+
+
+def test_the_run_logs_requests_and_org_usage(salesforce, caplog):
+    import logging
+
+    from tap_salesforce_groups.tap import TapSalesforceGroups
+
+    caplog.set_level(logging.INFO)
+    TapSalesforceGroups(config=CONFIG).sync_all()
+    line = next(r.getMessage() for r in caplog.records if "Salesforce requests this run" in r.getMessage())
+    assert "org daily usage" in line
