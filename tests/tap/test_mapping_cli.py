@@ -121,3 +121,30 @@ def test_scaffold_reports_unknown_fields_and_clashes(config_file):
     )
     assert clash.exit_code == 1
     assert "is already mapped to group type 'org id'" in clash.output
+
+
+def test_the_tap_itself_exits_1_with_every_mapping_problem(config_file, salesforce):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad = {
+        "version": 1,
+        "mappings": [
+            {
+                "object": "Account",
+                "group_type": "",
+                "group_name_field": "Id",
+                "properties": [{"field": "Name", "property": "$name"}],
+            }
+        ],
+    }
+    tap = Path(sys.executable).with_name("tap-salesforce-groups")
+    result = subprocess.run(
+        [str(tap), "--config", config_file(mapping=bad)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "1: Account -> Unknown: group mapping is missing group type" in result.stderr
+    assert "group property name '$name' must not start with '$'" in result.stderr
+    assert result.stdout == ""
+    assert salesforce.requests == []
