@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -263,7 +264,7 @@ class SalesforceEmulator(BackgroundServer):
         counts = []
         for name in names or list(OBJECTS):
             obj = OBJECTS.get(name)
-            if obj is not None:
+            if obj is not None and obj.queryable:
                 counts.append({"count": self.org.count(obj.name), "name": obj.name})
         return json_response({"sObjects": counts})
 
@@ -332,6 +333,8 @@ class SalesforceEmulator(BackgroundServer):
             return json_response({"objectDescribe": obj.global_entry(version), "recentItems": recent})
         if len(parts) == 2:
             return self._record(request, base, obj.name, parts[1])
+        if len(parts) == 3:
+            return self._blob(request, obj.name, parts[1], parts[2])
         raise not_found()
 
     def _record(self, request: Request, base: str, name: str, record_id: str) -> Response:
@@ -342,6 +345,9 @@ class SalesforceEmulator(BackgroundServer):
                 if table.deleted(row):
                     raise not_found()
                 record = table.record(row)
+            for f in table.obj.fields:
+                if f.type == "base64" and record[f.name] is not None:
+                    record[f.name] = f"{base}/sobjects/{name}/{record['Id']}/{f.name}"
             wanted = [f.strip().lower() for f in request.args.get("fields", "").split(",")]
             wanted = [w for w in wanted if w]
             for w in wanted:
@@ -358,6 +364,20 @@ class SalesforceEmulator(BackgroundServer):
             self.org.soft_delete(name, record_id)
             return Response(status=204)
         raise _method_not_allowed(request, "GET", "HEAD", "PATCH", "DELETE")
+
+    def _blob(self, request: Request, name: str, record_id: str, field_name: str) -> Response:
+        """``GET sobjects/{Name}/{Id}/{Field}``: the bytes of a base64 field (the URL a query gives)."""
+        _allow(request, "GET", "HEAD")
+        table = self.org.table(name)
+        f = table.obj.field(field_name)
+        with self.org.lock:
+            row = table.row_of(record_id)
+            value = (
+                None if f is None or f.type != "base64" or table.deleted(row) else table.columns[f.name][row]
+            )
+        if value is None:
+            raise not_found()
+        return Response(base64.b64decode(value), content_type="application/octet-stream")
 
     def _json_body(self, request: Request, name: str, creating: bool) -> dict[str, Any]:
         """A create/update body, checked the way Salesforce checks it before saving."""

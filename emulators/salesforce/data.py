@@ -4,11 +4,13 @@ Rows are stored column-wise (one Python list per stored field): repeated values 
 cities, the timestamp of a burst) are shared objects, so a row costs little more than eight
 bytes per column. 200,000 Accounts with their 100,000 Subscriptions take about 135 MB and
 generate in about a second. Storage formats: datetimes are epoch milliseconds (``int``),
-dates ``YYYY-MM-DD`` strings, everything else the JSON value itself.
+dates ``YYYY-MM-DD`` strings, base64 fields their base64 text (the REST API writes a URL in
+their place), everything else the JSON value itself.
 """
 
 from __future__ import annotations
 
+import base64
 import calendar
 import random
 import threading
@@ -284,6 +286,27 @@ _USERS = (
 )
 _INACTIVE_USERS = frozenset({15, 18})
 
+# Documents: (Name, DeveloperName, Type, ContentType, body, Description). Four of those with a
+# body are picked per seed; the external link (no body) is always there.
+_DOCUMENTS = (
+    ("Company Logo", "Company_Logo", "png", "image/png",
+     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00",
+     "Logo used in email templates."),
+    ("Price List 2025", "Price_List_2025", "csv", "text/csv",
+     b"Plan,MRR\nStarter,49\nGrowth,199\nBusiness,499\n", "List prices, USD."),
+    ("Onboarding Guide", "Onboarding_Guide", "pdf", "application/pdf",
+     b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", None),
+    ("Lettre de bienvenue", "Lettre_de_bienvenue", "txt", "text/plain",
+     "Bienvenue ! L'équipe 🚀 vous remercie.\n".encode(), "Modèle en français."),
+    ("Letterhead", "Letterhead", "html", "text/html",
+     b"<html><body><h1>Acme</h1></body></html>", "Quote letterhead."),
+    ("東京オフィス地図", "Tokyo_Office_Map", "gif", "image/gif",
+     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00;", None),
+)  # fmt: skip
+_DOCUMENT_LINK = (
+    "Partner Portal", "Partner_Portal", None, None, None, "External link; the document has no body."
+)  # fmt: skip
+
 _DATES_2025_2027 = [
     date.fromordinal(d).isoformat()
     for d in range(date(2025, 1, 1).toordinal(), date(2027, 12, 31).toordinal() + 1)
@@ -461,11 +484,14 @@ class Table:
 
 
 class Org:
-    """The emulated org: generated rows for Account, User and Subscription__c, and mutations.
+    """The emulated org: generated rows for Account, User, Subscription__c and Document, and
+    mutations (AggregateResult has a table that stays empty: it cannot hold rows).
 
-    Generation is deterministic for a given ``seed`` and row count. ``accounts`` counts all
+    Generation is deterministic for a given ``seed`` and row count; each object draws from its
+    own random stream, so adding an object never shifts another's rows. ``accounts`` counts all
     Account rows, including the few (0.5%) generated as already soft-deleted; there are
-    ``accounts // 2`` Subscription__c rows and 20 users. All methods are thread-safe.
+    ``accounts // 2`` Subscription__c rows, 20 users and 5 documents. All methods are
+    thread-safe.
     """
 
     def __init__(self, accounts: int = 250, seed: int = 7) -> None:
@@ -485,6 +511,8 @@ class Org:
         self.tables["User"] = users
         self.tables["Account"] = self._generate_accounts(users)
         self.tables["Subscription__c"] = self._generate_subscriptions(users, self.tables["Account"])
+        self.tables["Document"] = self._generate_documents()
+        self.tables["AggregateResult"] = Table(self._obj("AggregateResult"), {"Id": []}, 0)
 
     def _generate_users(self) -> Table:
         rng = self._rng("User")
@@ -619,6 +647,28 @@ class Org:
         }
         return Table(self._obj("Subscription__c"), cols, serial)
 
+    def _generate_documents(self) -> Table:
+        rng = self._rng("Document")
+        serial = 2000 + rng.randrange(5000)
+        docs = [*rng.sample(_DOCUMENTS, 4), _DOCUMENT_LINK]
+        n = len(docs)
+        created, modified, modstamp = _history(rng, n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("015", serial, n),
+            "IsDeleted": [False] * n,
+            "Name": [d[0] for d in docs],
+            "DeveloperName": [d[1] for d in docs],
+            "Type": [d[2] for d in docs],
+            "ContentType": [d[3] for d in docs],
+            "BodyLength": [0 if d[4] is None else len(d[4]) for d in docs],
+            "Body": [None if d[4] is None else base64.b64encode(d[4]).decode() for d in docs],
+            "Description": [d[5] for d in docs],
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": modstamp,
+        }
+        return Table(self._obj("Document"), cols, serial)
+
     # -- lookups --------------------------------------------------------------------------------
     @staticmethod
     def _obj(name: str) -> ObjectDef:
@@ -672,6 +722,7 @@ class Org:
                 first = values.get("FirstName", table.columns["FirstName"][row])
                 last = values.get("LastName", table.columns["LastName"][row])
                 values["Name"] = _full_name(first, last)
+            _derive_body_length(table, values)
             stamp = now_ms()
             values.setdefault("LastModifiedDate", stamp)
             values.setdefault("SystemModstamp", stamp)
@@ -686,8 +737,11 @@ class Org:
         """
         table = self.table(name)
         obj = table.obj
+        if not obj.queryable:
+            raise ApiError(400, "INVALID_TYPE_FOR_OPERATION", f"entity type cannot be inserted: {obj.name}")
         with self.lock:
             values = self._coerce(table, fields, row=None)
+            _derive_body_length(table, values)
             stamp = now_ms()
             serial = table.next_serial
             table.next_serial += 1
@@ -848,6 +902,11 @@ class Org:
             return float(value)
         if f.type in ("reference", "id"):
             return self._reference(f, str(value))
+        if f.type == "base64":
+            if not isinstance(value, str):
+                raise TypeError("expected base64 text")
+            base64.b64decode(value, validate=True)  # binascii.Error is a ValueError
+            return value
         if f.type == "multipicklist" and isinstance(value, (list, tuple)):
             value = ";".join(str(v) for v in value)
         if not isinstance(value, str):
@@ -879,3 +938,10 @@ class Org:
                 f"{f.label}: id value of incorrect type: {value}",
                 [f.name],
             ) from exc
+
+
+def _derive_body_length(table: Table, values: dict[str, Any]) -> None:
+    """Salesforce sets a Document's BodyLength (bytes) whenever its Body is written."""
+    if "Body" in values and "BodyLength" in table.columns:
+        body = values["Body"]
+        values["BodyLength"] = 0 if body is None else len(base64.b64decode(body))

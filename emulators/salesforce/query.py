@@ -57,12 +57,20 @@ class Resolved:
         return (*(f.name for f in self.chain), self.field.name)
 
 
+@dataclass(frozen=True)
+class Blob:
+    """A base64 field in a select list: the REST API writes the URL of the blob, not its data."""
+
+    name: str
+
+
 @dataclass
 class Node:
     """Render tree for one object level: fields in select order, and nested relationships."""
 
     table: Table
-    # (key, page renderer) for a field, (key, (reference field, Node)) for a relationship
+    # (key, page renderer) for a field, (key, Blob) for a base64 field,
+    # (key, (reference field, Node)) for a relationship
     items: list[tuple[str, Any]] = field(default_factory=list)
     children: dict[str, Node] = field(default_factory=dict)
 
@@ -75,7 +83,11 @@ class CompiledQuery:
         self.query: Query = parse(text)
         q = self.query
         obj = find_object(q.sobject)
-        if obj is None:
+        # FROM a non-queryable type (AggregateResult) is answered exactly like FROM an unknown
+        # one: 400 INVALID_TYPE "sObject type 'AggregateResult' is not supported. …" with the
+        # position header. (The other error seen for such types, INVALID_TYPE_FOR_OPERATION
+        # "entity type AggregateResult does not support query", was not chosen.)
+        if obj is None or not obj.queryable:
             raise SoqlError("INVALID_TYPE", _NO_TYPE.format(name=q.sobject), q.text, q.sobject_offset)
         self.obj = obj
         self.table = org.tables[obj.name]
@@ -164,7 +176,8 @@ class CompiledQuery:
                 node.children[ref.name] = child
                 node.items.append((ref.relationship or ref.name, (ref, child)))
             node = child
-        node.items.append((resolved.field.name, node.table.column_renderer(resolved.field)))
+        f = resolved.field
+        node.items.append((f.name, Blob(f.name) if f.type == "base64" else node.table.column_renderer(f)))
 
     # -- WHERE ----------------------------------------------------------------------------------
     def _compile(self, cond: Condition) -> Predicate:
@@ -365,6 +378,15 @@ def render(node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
             index = child.table.index
             parents = iter(render(child, [index[r] for r in refs if r is not None], base))
             columns.append([None if r is None else next(parents) for r in refs])
+        elif isinstance(item, Blob):
+            # e.g. "/services/data/v62.0/sobjects/Document/015…/Body"; null when there is no body
+            values = take(table.columns[item.name], rows)
+            columns.append(
+                [
+                    None if v is None else f"{prefix}{rid}/{item.name}"
+                    for v, rid in zip(values, take(table.ids, rows), strict=True)
+                ]
+            )
         else:
             columns.append(item(rows))
     return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]

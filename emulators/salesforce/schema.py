@@ -1,4 +1,4 @@
-"""The emulated org's schema: three objects, and their describe payloads as Salesforce sends them."""
+"""The emulated org's schema: its objects, and their describe payloads as Salesforce sends them."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ _SOAP_TYPES = {
     "date": "xsd:date",
     "datetime": "xsd:dateTime",
     "address": "urn:address",
+    "base64": "xsd:base64Binary",
 }
 
 # Types whose values are text in storage and in SOQL comparisons.
@@ -85,7 +86,8 @@ class FieldDef:
         """This field as an entry of ``fields[]`` in an sObject describe."""
         text_like = self.type in TEXT_TYPES or self.type in ("id", "reference")
         return {
-            "aggregatable": self.type not in ("textarea", "address") or self.length <= 255,
+            "aggregatable": self.type != "base64"
+            and (self.type not in ("textarea", "address") or self.length <= 255),
             "aiPredictionField": False,
             "autoNumber": self.auto_number,
             "byteLength": self.length * 3 if text_like else 0,
@@ -171,15 +173,21 @@ class ChildRelationship:
 
 @dataclass
 class ObjectDef:
-    """An sObject: its name, key prefix and ordered fields (lookup by name is case-insensitive)."""
+    """An sObject: its name, key prefix and ordered fields (lookup by name is case-insensitive).
+
+    ``queryable=False`` makes a type the API only ever returns (AggregateResult): describe says
+    it cannot be queried, retrieved, created, updated or deleted, it has no key prefix, no rows,
+    and SOQL ``FROM`` it fails with INVALID_TYPE.
+    """
 
     name: str
     label: str
     label_plural: str
-    key_prefix: str
+    key_prefix: str | None
     custom: bool
     fields: list[FieldDef]
     children: list[ChildRelationship] = field(default_factory=list)
+    queryable: bool = True
 
     def __post_init__(self) -> None:
         self.by_lower = {f.name.lower(): f for f in self.fields}
@@ -210,34 +218,35 @@ class ObjectDef:
 
     def global_entry(self, version: str) -> dict[str, Any]:
         """This object as an entry of ``sobjects[]`` in the global describe."""
+        data = self.queryable  # an object with rows: readable, writable, in the UI
         return {
             "activateable": False,
             "associateEntityType": None,
             "associateParentEntity": None,
-            "createable": True,
+            "createable": data,
             "custom": self.custom,
             "customSetting": False,
             "deepCloneable": False,
-            "deletable": True,
+            "deletable": data,
             "deprecatedAndHidden": False,
-            "feedEnabled": not self.custom,
+            "feedEnabled": data and not self.custom,
             "hasSubtypes": False,
             "isInterface": False,
             "isSubtype": False,
             "keyPrefix": self.key_prefix,
             "label": self.label,
             "labelPlural": self.label_plural,
-            "layoutable": True,
+            "layoutable": data,
             "mergeable": self.name == "Account",
-            "mruEnabled": True,
+            "mruEnabled": data,
             "name": self.name,
-            "queryable": True,
-            "replicateable": True,
-            "retrieveable": True,
-            "searchable": True,
-            "triggerable": True,
+            "queryable": data,
+            "replicateable": data,
+            "retrieveable": data,
+            "searchable": data,
+            "triggerable": data,
             "undeletable": self.has_is_deleted,
-            "updateable": True,
+            "updateable": data,
             "urls": {
                 k: v for k, v in self.urls(version).items() if k in ("sobject", "describe", "rowTemplate")
             },
@@ -262,7 +271,7 @@ class ObjectDef:
                     }
                     for c in self.children
                 ],
-                "compactLayoutable": True,
+                "compactLayoutable": self.queryable,
                 "defaultImplementation": None,
                 "extendedBy": None,
                 "extendsInterfaces": None,
@@ -287,13 +296,17 @@ class ObjectDef:
                             "/describe/layouts/012000000000000AAA"
                         },
                     }
-                ],
-                "searchLayoutable": True,
+                ]
+                if self.queryable
+                else [],
+                "searchLayoutable": self.queryable,
                 "sobjectDescribeOptions": {},
                 "supportedScopes": [
                     {"label": "All " + self.label_plural.lower(), "name": "everything"},
                     {"label": "My " + self.label_plural.lower(), "name": "mine"},
-                ],
+                ]
+                if self.queryable
+                else [],
                 "urls": self.urls(version),
             }
         )
@@ -614,7 +627,43 @@ SUBSCRIPTION = ObjectDef(
     ],
 )
 
-OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION)}
+DOCUMENT = ObjectDef(
+    "Document",
+    "Document",
+    "Documents",
+    "015",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text("Name", "Document Name", 255, nillable=False, name_field=True),
+        _text("DeveloperName", "Document Unique Name", 80, unique=True),
+        _text("Type", "File Extension", 40),
+        _text("ContentType", "MIME Type", 120),
+        FieldDef("BodyLength", "Body Length", "int", digits=9, createable=False, updateable=False),
+        # Binary content: queries return the URL of the blob (…/sobjects/Document/{Id}/Body),
+        # never the data, and Bulk queries that select it fail.
+        FieldDef("Body", "Body", "base64", filterable=False, sortable=False, groupable=False),
+        FieldDef("Description", "Description", "textarea", length=255),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+)
+
+# A type the API only returns (the rows of aggregate SOQL queries): listed by the global
+# describe with queryable false, describable, but never a FROM target.
+AGGREGATE_RESULT = ObjectDef(
+    "AggregateResult",
+    "AggregateResult",
+    "AggregateResult",
+    None,
+    custom=False,
+    fields=[_id()],
+    queryable=False,
+)
+
+OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, AGGREGATE_RESULT)}
 OBJECTS_LOWER: dict[str, ObjectDef] = {k.lower(): v for k, v in OBJECTS.items()}
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import csv
+import hashlib
 import io
 import json
 import re
@@ -332,7 +334,7 @@ def test_global_describe_with_and_without_slash(sf, http):
         body = http.get(f"{sf.url}{V}/{path}").json()
         assert body["encoding"] == "UTF-8" and body["maxBatchSize"] == 200
         entries = {o["name"]: o for o in body["sobjects"]}
-        assert set(entries) == {"Account", "User", "Subscription__c"}
+        assert set(entries) == {"Account", "User", "Subscription__c", "Document", "AggregateResult"}
         assert entries["Subscription__c"]["custom"] is True
         assert entries["Account"]["keyPrefix"] == "001"
         assert entries["Account"]["urls"]["describe"] == f"{V}/sobjects/Account/describe"
@@ -374,6 +376,55 @@ def test_sobject_describe_shape(sf, http):
     assert arr["calculated"] is True and arr["calculatedFormula"] == "MRR__c * 12"
     user = http.get(f"{sf.url}{V}/sobjects/User/describe").json()
     assert "IsDeleted" not in {f["name"] for f in user["fields"]}
+
+
+def test_document_describe_has_a_base64_body(sf, http):
+    entry = next(o for o in http.get(f"{sf.url}{V}/sobjects").json()["sobjects"] if o["name"] == "Document")
+    assert (entry["keyPrefix"], entry["label"], entry["labelPlural"], entry["custom"]) == (
+        "015",
+        "Document",
+        "Documents",
+        False,
+    )
+    assert entry["queryable"] is entry["retrieveable"] is entry["createable"] is True
+    body = http.get(f"{sf.url}{V}/sobjects/Document/describe").json()
+    fields = {f["name"]: f for f in body["fields"]}
+    assert list(fields) == [
+        "Id", "IsDeleted", "Name", "DeveloperName", "Type", "ContentType", "BodyLength", "Body",
+        "Description", "CreatedDate", "LastModifiedDate", "SystemModstamp",
+    ]  # fmt: skip
+    for f in fields.values():
+        assert set(f) >= FIELD_PROPERTIES, f["name"]
+    blob = fields["Body"]
+    assert (blob["type"], blob["soapType"], blob["nillable"]) == ("base64", "xsd:base64Binary", True)
+    assert not (blob["filterable"] or blob["sortable"] or blob["groupable"] or blob["aggregatable"])
+    name = fields["Name"]
+    assert (name["type"], name["length"], name["nameField"], name["nillable"]) == ("string", 255, True, False)
+    assert (fields["DeveloperName"]["length"], fields["DeveloperName"]["unique"]) == (80, True)
+    assert (fields["Type"]["length"], fields["ContentType"]["length"]) == (40, 120)
+    assert fields["BodyLength"]["type"] == "int"
+    description = fields["Description"]
+    assert (description["type"], description["length"]) == ("textarea", 255)
+    assert fields["SystemModstamp"]["type"] == "datetime"
+
+
+def test_aggregate_result_is_listed_but_not_queryable(sf, http):
+    entry = next(
+        o for o in http.get(f"{sf.url}{V}/sobjects").json()["sobjects"] if o["name"] == "AggregateResult"
+    )
+    body = http.get(f"{sf.url}{V}/sobjects/AggregateResult/describe").json()
+    for described in (entry, body):
+        assert described["label"] == "AggregateResult" and described["keyPrefix"] is None
+        for flag in ("queryable", "retrieveable", "replicateable", "createable", "updateable", "deletable"):
+            assert described[flag] is False, flag
+    assert [f["name"] for f in body["fields"]] == ["Id"]
+    created = http.post(f"{sf.url}{V}/sobjects/AggregateResult", json={})
+    assert (created.status_code, error(created)) == (
+        400,
+        ("INVALID_TYPE_FOR_OPERATION", "entity type cannot be inserted: AggregateResult"),
+    )
+    counts = http.get(f"{sf.url}{V}/limits/recordCount").json()["sObjects"]
+    assert [c["name"] for c in counts] == ["Account", "User", "Subscription__c", "Document"]
 
 
 def test_unknown_object_describe_is_404(sf, http):
@@ -570,6 +621,65 @@ def test_query_errors(sf, http, query, code, message):
 
 
 @pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT Id FROM AggregateResult",
+        "select count() from aggregateresult",
+        "SELECT Id FROM AggregateResult WHERE Id != null LIMIT 1",
+    ],
+)
+def test_query_from_aggregate_result_is_invalid_type(sf, http, query):
+    column = query.lower().index("from ") + 6
+    for endpoint in ("query", "queryAll"):
+        r = soql(http, sf, query, endpoint)
+        assert r.status_code == 400
+        assert r.json() == [
+            {
+                "message": f"\n{query}\n{' ' * (column - 1)}^\nERROR at Row:1:Column:{column}\n"
+                f"sObject type '{query.split()[query.lower().split().index('from') + 1]}' is not "
+                "supported. If you are attempting to use a custom object, be sure to append the "
+                "'__c' after the entity name. Please reference your WSDL or the describe call for "
+                "the appropriate names.",
+                "errorCode": "INVALID_TYPE",
+            }
+        ]
+
+
+def test_document_body_is_returned_as_a_url_path(sf, http):
+    stored = {r["Id"]: r for r in sf.org.rows("Document")}
+    assert len(stored) == 5
+    records = soql(http, sf, "SELECT Id, Name, Body, BodyLength FROM Document ORDER BY Name").json()[
+        "records"
+    ]
+    assert len(records) == 5
+    with_body = [r for r in records if r["Body"] is not None]
+    assert len(with_body) == 4  # the external link document has no body
+    for r in records:
+        assert list(r) == ["attributes", "Id", "Name", "Body", "BodyLength"]
+        if r["Body"] is None:
+            assert stored[r["Id"]]["Body"] is None
+            continue
+        assert r["Body"] == f"{V}/sobjects/Document/{r['Id']}/Body"
+        content = base64.b64decode(stored[r["Id"]]["Body"])
+        assert r["BodyLength"] == len(content) > 0
+        blob = http.get(sf.url + r["Body"])  # the URL serves the bytes
+        assert (blob.status_code, blob.content) == (200, content)
+    one = with_body[0]["Id"]
+    record = http.get(f"{sf.url}{V}/sobjects/Document/{one}").json()
+    assert record["Body"] == f"{V}/sobjects/Document/{one}/Body"
+    older = soql(http, sf, f"SELECT Body FROM Document WHERE Id = '{one}'", "queryAll").json()
+    assert older["records"][0]["Body"] == f"{V}/sobjects/Document/{one}/Body"
+    v59 = http.get(
+        f"{sf.url}/services/data/v59.0/query", params={"q": f"SELECT Body FROM Document WHERE Id = '{one}'"}
+    )
+    assert v59.json()["records"][0]["Body"] == f"/services/data/v59.0/sobjects/Document/{one}/Body"
+    code, message = error(soql(http, sf, "SELECT Id FROM Document WHERE Body != null"))
+    assert code == "INVALID_FIELD" and "field 'Body' can not be filtered" in message
+    code, message = error(soql(http, sf, "SELECT Id FROM Document ORDER BY Body"))
+    assert code == "INVALID_FIELD" and "field 'Body' can not be sorted" in message
+
+
+@pytest.mark.parametrize(
     ("where", "code", "detail"),
     [
         ("Rating = 'Hot' AND Type = 'Other' OR Name = 'x'", "MALFORMED_QUERY", "unexpected token: 'OR'"),
@@ -685,6 +795,42 @@ def test_fault_kinds(sf, http):
     assert sf.faults.pending() == []
 
 
+def test_document_mutations_admin_rows_and_reset(sf, http):
+    admin = client(sf)
+    generated = admin.get(f"{sf.url}/__emulator/rows/Document").json()
+    assert len(generated) == 5
+    target = generated[0]["Id"]
+    new_body = base64.b64encode(b"new content").decode()
+    result = admin.post(
+        f"{sf.url}/__emulator/mutate",
+        json={
+            "object": "Document",
+            "update": [{"Id": target, "fields": {"Body": new_body, "Description": "Replaced"}}],
+            "insert": [
+                {"Name": "Added", "DeveloperName": "Added", "Body": base64.b64encode(b"abc").decode()}
+            ],
+            "delete": [generated[1]["Id"]],
+        },
+    ).json()
+    (added,) = result["inserted"]
+    assert added.startswith("015")
+    rows = {r["Id"]: r for r in admin.get(f"{sf.url}/__emulator/rows/Document?include_deleted=1").json()}
+    assert len(rows) == 6 and rows[generated[1]["Id"]]["IsDeleted"] is True
+    assert (rows[target]["Body"], rows[target]["BodyLength"]) == (new_body, len(b"new content"))
+    assert rows[added]["BodyLength"] == 3
+    assert rows[target]["SystemModstamp"] > generated[0]["SystemModstamp"]
+    assert soql(http, sf, "SELECT COUNT() FROM Document").json()["totalSize"] == 5
+    assert soql(http, sf, "SELECT COUNT() FROM Document", "queryAll").json()["totalSize"] == 6
+    duplicate = http.post(f"{sf.url}{V}/sobjects/Document", json={"Name": "x", "DeveloperName": "added"})
+    assert error(duplicate)[0] == "DUPLICATE_VALUE"
+    bad = http.post(f"{sf.url}{V}/sobjects/Document", json={"Name": "x", "Body": "not base64!"})
+    assert error(bad)[0] == "INVALID_TYPE_ON_FIELD_IN_RECORD"
+    locked = http.post(f"{sf.url}{V}/sobjects/Document", json={"Name": "x", "BodyLength": 3})
+    assert error(locked)[0] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    sf.reset()
+    assert admin.get(f"{sf.url}/__emulator/rows/Document").json() == generated
+
+
 def test_admin_api(sf, http):
     admin = client(sf)
     r = admin.post(f"{sf.url}/__emulator/faults", json={"status": 503, "count": 2, "path": "/query"})
@@ -713,12 +859,31 @@ def test_admin_api(sf, http):
 
 def test_same_seed_same_rows_other_seed_other_rows():
     a, b, c = Org(accounts=300, seed=11), Org(accounts=300, seed=11), Org(accounts=300, seed=12)
-    for name in ("Account", "User", "Subscription__c"):
+    for name in ("Account", "User", "Subscription__c", "Document", "AggregateResult"):
         assert a.rows(name) == b.rows(name)
+    assert a.rows("AggregateResult") == [] and len(a.rows("Document")) == 5
     assert a.rows("Account") != c.rows("Account")
     assert len(a.rows("Subscription__c")) == 150 and len(a.rows("User")) == 20
     ids = [r["Id"] for r in a.rows("Account")]
     assert all(re.fullmatch(r"001[0-9A-Za-z]{15}", i) for i in ids)
+
+
+def test_existing_objects_rows_are_pinned():
+    # Digests of the rows generated before Document and AggregateResult were added: new
+    # objects draw from their own random streams, so these rows must never shift. Change the
+    # digests only when generation of these objects is changed on purpose.
+    org = Org(accounts=300, seed=11)
+    digests = {
+        name: hashlib.sha256(
+            json.dumps(org.rows(name), sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()[:16]
+        for name in ("Account", "User", "Subscription__c")
+    }
+    assert digests == {
+        "Account": "2c979fe3752393a0",
+        "User": "95c76c3ea9677564",
+        "Subscription__c": "0e2c36be2272f6ea",
+    }
 
 
 def test_200k_accounts_generate():
@@ -811,3 +976,25 @@ def test_bulk2_failed_job_fault(sf):
     sf.faults.add(Fault(kind="bulk_job_failed"))
     with pytest.raises(SalesforceOperationError, match="QUERY_TIMEOUT"):
         list(api.bulk2.Account.query("SELECT Id FROM Account", wait=0))
+
+
+def test_bulk2_query_selecting_base64_fails(sf, http):
+    api = simple(sf, sf.new_session())
+    with pytest.raises(SalesforceOperationError, match="FeatureNotEnabled : Binary field not supported"):
+        list(api.bulk2.Document.query("SELECT Id, Name, Body FROM Document", wait=0))
+    jobs = f"{sf.url}{V}/jobs/query"
+    job = http.post(jobs, json={"operation": "queryAll", "query": "SELECT Body FROM Document"}).json()
+    assert job["state"] == "UploadComplete"  # accepted; it fails while it runs
+    polled = http.get(f"{jobs}/{job['id']}").json()
+    assert (polled["state"], polled["errorMessage"], polled["numberRecordsProcessed"]) == (
+        "Failed",
+        "FeatureNotEnabled : Binary field not supported",
+        0,
+    )
+    results = http.get(f"{jobs}/{job['id']}/results")
+    assert (results.status_code, error(results)[0]) == (400, "JOB_NOT_COMPLETE")
+    # Without the base64 field the same object reads fine in Bulk.
+    pages = list(api.bulk2.Document.query("SELECT Id, Name, BodyLength FROM Document", wait=0))
+    assert len(list(csv.DictReader(io.StringIO(pages[0])))) == 5
+    aggregate = http.post(jobs, json={"operation": "query", "query": "SELECT Id FROM AggregateResult"})
+    assert (aggregate.status_code, error(aggregate)[0]) == (400, "INVALID_TYPE")

@@ -226,3 +226,29 @@ def test_an_input_catalog_is_reused_without_describing_again(salesforce, capsys)
     stream = TapSalesforceGroups(config={**CONFIG, "mapping": mapping}, catalog=catalog).streams["Account"]
     assert "Website" in stream.schema["properties"]
     assert [r["path"] for r in salesforce.requests if "describe" in r["path"]]
+
+
+def test_verification_reports_unimportable_types_and_unqueryable_objects(salesforce):
+    mapping = {
+        "version": 1,
+        "mappings": [
+            {
+                "object": "Document",
+                "group_type": "doc",
+                "group_name_field": "DeveloperName",
+                "properties": [{"field": "Name"}, {"field": "Body"}],
+            },
+            {
+                "object": "AggregateResult",
+                "group_type": "agg",
+                "group_name_field": "Id",
+                "properties": [{"field": "Id"}],
+            },
+        ],
+    }
+    with pytest.raises(ConfigValidationError) as exc:
+        TapSalesforceGroups(config={**CONFIG, "mapping": mapping})
+    assert exc.value.errors == [
+        "Document: field 'Body' has type 'base64', which cannot be imported",
+        "AggregateResult: object is not queryable",
+    ]
