@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -141,7 +142,13 @@ def test_request_limit_ends_the_run_with_the_last_good_state(salesforce, capsys,
     with pytest.raises(SystemExit) as exc:
         run_tap(capsys)
     assert exc.value.code == 1
-    assert "REQUEST_LIMIT_EXCEEDED" in caplog.text
+    assert "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded." in caplog.text
+    messages = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records = [m["record"] for m in messages if m["type"] == "RECORD"]
+    state = [m["value"] for m in messages if m["type"] == "STATE"][-1]
+    # the first page (200 rows) made it; the bookmark is the last of them
+    assert len(records) == 200
+    assert state["bookmarks"]["Account"]["replication_key_value"] == records[-1]["SystemModstamp"]
 
 
 def test_api_usage_budget_stops_cleanly(salesforce, capsys, caplog):
