@@ -213,3 +213,19 @@ def test_mapping_commands_through_meltano_invoke(
         "Accountt: no such object, or not visible to this user",
     ):
         assert line in output
+
+
+def test_request_limit_keeps_the_progress_made(project: tuple[Emulators, dict[str, str]]) -> None:
+    emu, env = project
+    emu.salesforce.faults.add(Fault(kind="request_limit", path="/query/", count=1))
+    args = ("--environment=demo", "run", "--state-id-suffix=limit", *TAP_TARGET)
+    result = meltano(*args, env=env, check=False)
+    assert result.returncode != 0
+    assert "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded." in result.stdout + result.stderr
+    saved = json.loads(meltano("state", "get", f"{STATE_ID}:limit", env=env).stdout)["singer_state"]
+    # the first page of Accounts (40 rows) was delivered and its bookmark kept; nothing after it
+    first_page = sorted(emu.salesforce.org.rows("Account"), key=lambda r: (r["SystemModstamp"], r["Id"]))[:40]
+    assert saved["bookmarks"]["Account"]["replication_key_value"] == amplitude_value(
+        first_page[-1]["SystemModstamp"]
+    )
+    assert not saved["bookmarks"].get("Subscription__c")
