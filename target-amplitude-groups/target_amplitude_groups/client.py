@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ REGION_URLS = {
 }
 
 
+# Amplitude's wording: "invalid_api_key" (/groupidentify) or "Invalid API key: …" (HTTP V2).
+_INVALID_KEY = re.compile(r"invalid[ _]api[ _]key", re.IGNORECASE)
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
@@ -148,7 +151,7 @@ class AmplitudeClient:
             raise _Retryable(f"HTTP {status}", _retry_after(response))
         if status == 413:
             raise _TooLarge(body)
-        if status == 400 and "api_key" in body.lower().replace(" ", "_"):
+        if status == 400 and _INVALID_KEY.search(body):
             raise InvalidApiKey(f"Amplitude rejected the API key (HTTP 400: {body.strip()}); check api_key")
         if status == 400:
             raise _Rejected(body.strip())
