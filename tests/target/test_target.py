@@ -244,3 +244,28 @@ def test_the_newest_update_of_a_group_wins_across_batches(amplitude, capsys):
     )
     run_target({"mapping": MAPPING, "batch_size_rows": 4, "max_concurrency": 8}, lines, capsys)
     assert amplitude.groups()["org id"]["001000000000000001"]["account name"] == "new"
+
+
+def test_413_splits_the_request_and_resets_are_retried(amplitude, capsys):
+    amplitude.faults.add(
+        Fault(status=413, count=1, path="/groupidentify", body={"code": 413, "error": "Payload too large"})
+    )
+    amplitude.faults.add(Fault(kind="disconnect", count=1, path="/groupidentify"))
+    states = run_target(
+        {"mapping": MAPPING}, singer(schema_msg(), *[record(i) for i in range(10)], STATE), capsys
+    )
+    assert states == [STATE["value"]]
+    assert len(amplitude.groups()["org id"]) == 10
+    sizes = [r["identifications"] for r in amplitude.requests if r["status"] == 200]
+    assert sorted(sizes) == [5, 5]
+
+
+def test_region_selects_the_endpoint():
+    from target_amplitude_groups.client import REGION_URLS
+
+    eu = TargetAmplitudeGroups(config={"api_key": "k", "region": "eu"})
+    assert eu.client.api_url == REGION_URLS["eu"] == "https://api.eu.amplitude.com/groupidentify"
+    assert (
+        TargetAmplitudeGroups(config={"api_key": "k"}).client.api_url
+        == "https://api2.amplitude.com/groupidentify"
+    )
