@@ -32,6 +32,10 @@ from target_amplitude_groups.identify import Options
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 class TargetAmplitudeGroups(Target):
     """Writes records as Amplitude group properties, batched to the API's limits."""
 
@@ -199,19 +203,16 @@ class TargetAmplitudeGroups(Target):
         self._deliver_everything()
         summary = self.stats.as_dict()
         mode = " (dry run: nothing sent)" if self.config.get("dry_run") else ""
-        self.logger.info(
-            "Summary%s: %s groups sent in %s requests, %s retries, %.1fs throttled, %s skipped, "
-            "%s rejected, %s deleted rows ignored, %s values truncated",
-            mode,
-            summary["groups_sent"],
-            summary["requests"],
-            summary["retries"],
-            summary["throttled_seconds"],
-            summary["skipped"],
-            summary["rejected"],
-            summary["deleted_ignored"],
-            summary["truncated"],
-        )
+        counts = [
+            _count(summary["groups_sent"], "group") + " sent in " + _count(summary["requests"], "request"),
+            _count(summary["retries"], "retry", "retries"),
+            f"{summary['throttled_seconds']:.1f}s throttled",
+            f"{summary['skipped']} skipped",
+            f"{summary['rejected']} rejected",
+            _count(summary["deleted_ignored"], "deleted row") + " ignored",
+            _count(summary["truncated"], "value") + " truncated",
+        ]
+        self.logger.info("Summary%s: %s", mode, ", ".join(counts))
         if path := self.config.get("report_file"):
             report = {"status": "ok", "dry_run": bool(self.config.get("dry_run")), **summary}
             Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

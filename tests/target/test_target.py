@@ -269,3 +269,15 @@ def test_region_selects_the_endpoint():
         TargetAmplitudeGroups(config={"api_key": "k"}).client.api_url
         == "https://api2.amplitude.com/groupidentify"
     )
+
+
+def test_the_run_ends_with_one_summary_line(amplitude, capsys, caplog):
+    lines = singer(
+        schema_msg(), record(1, Name="x" * 2000), record(2, IsDeleted=True), record(3, Id=None), STATE
+    )
+    run_target({"mapping": MAPPING}, lines, capsys)
+    summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Summary")]
+    assert summaries == [
+        "Summary: 1 group sent in 1 request, 0 retries, 0.0s throttled, 1 skipped, 0 rejected, "
+        "1 deleted row ignored, 1 value truncated"
+    ]
