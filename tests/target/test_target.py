@@ -273,7 +273,7 @@ def test_region_selects_the_endpoint():
 
 def test_the_run_ends_with_one_summary_line(amplitude, capsys, caplog):
     lines = singer(
-        schema_msg(), record(1, Name="x" * 2000), record(2, IsDeleted=True), record(3, Id=None), STATE
+        schema_msg(), record(1, Name="x" * 2000), record(2, IsDeleted=True), record(3, Id=""), STATE
     )
     run_target({"mapping": MAPPING}, lines, capsys)
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Summary")]
