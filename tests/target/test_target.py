@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -272,6 +273,7 @@ def test_region_selects_the_endpoint():
 
 
 def test_the_run_ends_with_one_summary_line(amplitude, capsys, caplog):
+    caplog.set_level(logging.INFO)
     lines = singer(
         schema_msg(), record(1, Name="x" * 2000), record(2, IsDeleted=True), record(3, Id=""), STATE
     )
