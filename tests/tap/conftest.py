@@ -11,38 +11,27 @@ import pytest
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceEmulator
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.conftest import SALESFORCE
+from tests.mappings import ACCOUNT_PROPERTIES, document, group
 
-MAPPING = {
-    "version": 1,
-    "mappings": [
-        {
-            "object": "Account",
-            "group_type": "org id",
-            "group_name_field": "Id",
-            "properties": [
-                {"field": "Name", "property": "account name"},
-                {"field": "AnnualRevenue", "property": "revenue"},
-                {"field": "NumberOfEmployees", "property": "employees"},
-                {"field": "IsActive__c", "property": "active"},
-                {"field": "CreatedDate", "property": "date"},
-                {"field": "SLAExpirationDate__c", "property": "sla"},
-                {"field": "Owner.Name", "property": "owner"},
-                {"field": "Parent.Name", "property": "parent"},
-                {"field": "BillingAddress", "property": "billing address"},
-            ],
-        },
-        {
-            "object": "Subscription__c",
-            "group_type": "subscription",
-            "group_name_field": "Name",
-            "properties": [
-                {"field": "Plan__c", "property": "plan"},
-                {"field": "MRR__c", "property": "mrr"},
-                {"field": "Account__r.Name", "property": "account"},
-            ],
-        },
-    ],
-}
+MAPPING = document(
+    group(
+        "Account",
+        "org id",
+        "Id",
+        (
+            *ACCOUNT_PROPERTIES,
+            ("NumberOfEmployees", "employees"),
+            ("Parent.Name", "parent"),
+            ("BillingAddress", "billing address"),
+        ),
+    ),
+    group(
+        "Subscription__c",
+        "subscription",
+        "Name",
+        (("Plan__c", "plan"), ("MRR__c", "mrr"), ("Account__r.Name", "account")),
+    ),
+)
 
 CONFIG = {
     "login_url": SALESFORCE.url,

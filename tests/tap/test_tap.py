@@ -72,8 +72,8 @@ def test_full_sync_emits_flat_records_of_mapped_fields_only(salesforce, capsys):
         assert record["SystemModstamp"].endswith("+00:00")
     soql = [q for q in queries(salesforce) if "FROM Account" in q]
     assert soql == [
-        "SELECT Id, Name, AnnualRevenue, NumberOfEmployees, IsActive__c, CreatedDate, "
-        "SLAExpirationDate__c, Owner.Name, Parent.Name, BillingAddress, SystemModstamp, "
+        "SELECT Id, Name, AnnualRevenue, IsActive__c, CreatedDate, SLAExpirationDate__c, Owner.Name, "
+        "NumberOfEmployees, Parent.Name, BillingAddress, SystemModstamp, "
         "IsDeleted FROM Account ORDER BY SystemModstamp ASC, Id ASC"
     ]
     assert len(run.records["Subscription__c"]) == len(salesforce.org.rows("Subscription__c"))

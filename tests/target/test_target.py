@@ -11,6 +11,7 @@ from singer_sdk.testing import get_target_test_class
 
 from emulators._server import Fault
 from target_amplitude_groups.target import TargetAmplitudeGroups
+from tests.mappings import ACCOUNT_PROPERTIES, document, group
 from tests.target.conftest import BASE_CONFIG, run_target, singer
 
 ACCOUNT_SCHEMA = {
@@ -26,24 +27,7 @@ ACCOUNT_SCHEMA = {
         "IsDeleted": {"type": ["boolean", "null"]},
     },
 }
-MAPPING = {
-    "version": 1,
-    "mappings": [
-        {
-            "object": "Account",
-            "group_type": "org id",
-            "group_name_field": "Id",
-            "properties": [
-                {"field": "Name", "property": "account name"},
-                {"field": "AnnualRevenue", "property": "revenue"},
-                {"field": "IsActive__c", "property": "active"},
-                {"field": "CreatedDate", "property": "date"},
-                {"field": "SLAExpirationDate__c", "property": "sla"},
-                {"field": "Owner.Name", "property": "owner"},
-            ],
-        }
-    ],
-}
+MAPPING = document(group("Account", "org id", "Id", ACCOUNT_PROPERTIES))
 
 
 def schema_msg(stream="Account", schema=ACCOUNT_SCHEMA, keys=("Id",)):
