@@ -53,7 +53,8 @@ def _load(settings: dict[str, Any]) -> Any:
     try:
         return load_mapping(settings.get("mapping"), settings.get("mapping_file"))
     except MappingError as exc:
-        _fail(exc.problems, f"{exc.source} is invalid ({len(exc.problems)} problems):")
+        click.echo(exc.report(), err=True)
+        sys.exit(1)
     return None  # pragma: no cover
 
 
