@@ -7,6 +7,7 @@ group properties in total, at most 1,000,000 bytes of encoded body.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,24 @@ MAX_BODY_BYTES = 1_000_000
 _ENCODED_SEPARATOR = quote_plus(",")
 _SEPARATOR_BYTES = len(_ENCODED_SEPARATOR)
 _ARRAY_BYTES = len(quote_plus("[]"))
+
+
+# quote_plus, mostly in C: str.translate escapes the ASCII characters quote_plus escapes
+# (everything but letters, digits and "_.-~"; space becomes "+"), then the rarer runs of
+# non-ASCII characters become their percent-encoded UTF-8 bytes.
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_ESCAPES = {c: "+" if c == 0x20 else f"%{c:02X}" for c in range(128) if c not in _SAFE}
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _utf8_escape(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match.group().encode("utf-8"))
+
+
+def form_encode(text: str) -> str:
+    """Exactly ``quote_plus(text)``, several times faster."""
+    escaped = text.translate(_ESCAPES)
+    return escaped if text.isascii() else _NON_ASCII.sub(_utf8_escape, escaped)
 
 
 def encode_identification(identification: dict[str, Any]) -> str:
@@ -50,7 +69,7 @@ class Item:
 
     @classmethod
     def of(cls, identification: dict[str, Any]) -> Item:
-        encoded = quote_plus(encode_identification(identification))
+        encoded = form_encode(encode_identification(identification))
         return cls(identification, encoded, property_count(identification))
 
 

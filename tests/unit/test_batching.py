@@ -108,3 +108,28 @@ def test_body_is_the_form_encoding_of_api_key_and_identification():
     for request in pack([ident(i, props=3, text="ü &=+%") for i in range(50)], KEY):
         expected = urlencode({"api_key": KEY, "identification": request.identification_param})
         assert request.body(KEY) == expected.encode()
+
+
+def test_form_encode_matches_quote_plus_on_every_character():
+    from urllib.parse import quote_plus
+
+    from target_amplitude_groups.batching import form_encode
+
+    ascii_text = "".join(chr(c) for c in range(128))
+    assert form_encode(ascii_text) == quote_plus(ascii_text)
+    assert form_encode('{"a":"é 東 🚀"}') == quote_plus('{"a":"é 東 🚀"}')
+    for request in pack([ident(i, props=3, text="plain ascii &=+%/?") for i in range(20)], KEY):
+        assert (
+            request.body(KEY)
+            == urlencode({"api_key": KEY, "identification": request.identification_param}).encode()
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",))))
+def test_form_encode_is_quote_plus(text):
+    from urllib.parse import quote_plus
+
+    from target_amplitude_groups.batching import form_encode
+
+    assert form_encode(text) == quote_plus(text)
