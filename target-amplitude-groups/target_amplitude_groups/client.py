@@ -156,6 +156,7 @@ class AmplitudeClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="amplitude")
+        self._failed = threading.Event()  # one request failed for good: the others stop too
 
     # -- one HTTP exchange -----------------------------------------------------------------
     def _post(self, request: Request) -> None:
@@ -218,7 +219,7 @@ class AmplitudeClient:
         next(delays)  # backoff's wait generators yield a primer first
         attempt = 0
         while True:
-            if self.stop.is_set():
+            if self.stop.is_set() or self._failed.is_set():
                 raise Stopped("stopping: request not sent")
             try:
                 self._post(request)
@@ -300,6 +301,7 @@ class AmplitudeClient:
         """
         rejected: list[Rejection] = []
         pending: set[Future[list[Rejection]]] = set()
+        self._failed.clear()
 
         def collect(done: Iterable[Future[list[Rejection]]]) -> None:
             for future in done:
@@ -310,15 +312,23 @@ class AmplitudeClient:
                 while len(pending) >= self.max_concurrency * 2:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     collect(done)
-                pending.add(self._pool.submit(self.deliver, request))
+                pending.add(self._pool.submit(self._deliver_or_flag, request))
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 collect(done)
         except BaseException:
+            self._failed.set()
             for future in pending:
                 future.cancel()  # not started: never sent; started ones end within request_timeout
             raise
         return rejected
+
+    def _deliver_or_flag(self, request: Request) -> list[Rejection]:
+        try:
+            return self.deliver(request)
+        except BaseException:
+            self._failed.set()
+            raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -6,8 +6,9 @@ The rules (README, "What happens to the data"):
   every request (``200 success``) or refused single identifications, which go to the rejected
   file. Anything else raises, and the SDK then writes no STATE.
 - The SDK writes STATE only after draining every sink, so a STATE line always follows the
-  acknowledgement of every record read before it. A checkpoint is such a drain, asked for after
-  each full batch and at least every ``state_interval_seconds`` once the tap sent a new STATE.
+  acknowledgement of every record read before it. A checkpoint is such a drain, made between two
+  messages once a new STATE arrived after a full batch, or ``state_interval_seconds`` after the
+  last checkpoint.
 - A dry run sends nothing and never lets a STATE through, so the bookmark cannot move.
 """
 
@@ -58,6 +59,7 @@ class Delivery:
         self._states_checkpointed = 0
         self._latest_state: Any = None
         self._last_checkpoint = time.monotonic()
+        self._batch_since_checkpoint = False
         self._last_checkpoint_text = "none yet"
         self._last_progress = time.monotonic()
         self._started = time.monotonic()
@@ -149,13 +151,25 @@ class Delivery:
         """A STATE arrived since the last checkpoint (and this run may write STATE at all)."""
         return not self.is_dry_run and self._states_seen > self._states_checkpointed
 
-    def checkpoint_overdue(self) -> bool:
-        """``state_interval_seconds`` passed since the last checkpoint, with a new STATE to write."""
-        return self.new_state_pending() and time.monotonic() - self._last_checkpoint >= self.state_interval
+    def batch_delivered(self) -> None:
+        """A full batch was acknowledged: the next STATE is worth a checkpoint."""
+        self._batch_since_checkpoint = True
+
+    def checkpoint_wanted(self) -> bool:
+        """A new STATE, after a full batch or ``state_interval_seconds`` since the last checkpoint."""
+        return (
+            self._states_seen > self._states_checkpointed
+            and (
+                self._batch_since_checkpoint
+                or time.monotonic() - self._last_checkpoint >= self.state_interval
+            )
+            and not self.is_dry_run
+        )
 
     def checkpointing(self) -> None:
         """Called just before the drain that writes STATE: log what it will say."""
         self._states_checkpointed = self._states_seen
+        self._batch_since_checkpoint = False
         self._last_checkpoint = time.monotonic()
         self._last_checkpoint_text = (
             f"{describe_state(self._latest_state)} after {self.stats.groups_sent} groups"

@@ -104,16 +104,13 @@ class AmplitudeGroupsSink(BatchSink):
         return GroupMapping.for_stream(stream, key, names)
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Keep the record; when a checkpoint is overdue, drain now so STATE can move."""
+        """Keep the record for the batch."""
         self.pending.append(record)
-        if self.amplitude.delivery.checkpoint_overdue():
-            self.amplitude.checkpoint()
 
     def process_batch(self, context: dict[str, Any]) -> None:
         """Build, pack and deliver the batch; return once Amplitude acknowledged all of it.
 
-        Raising keeps STATE back. After a full batch, a checkpoint lets the STATE that came with
-        it through (a drain of the other sinks' partial batches, then STATE).
+        Raising keeps STATE back. After a full batch the next STATE is checkpointed.
         """
         records, self.pending = self.pending, []
         if not records:
@@ -121,8 +118,8 @@ class AmplitudeGroupsSink(BatchSink):
         full = self.is_full  # a drain of a full sink, not the SDK's drain of everything
         if self.mappings:
             self._deliver(records)
-        if full and self.amplitude.delivery.new_state_pending():
-            self.amplitude.checkpoint()
+        if full:
+            self.amplitude.delivery.batch_delivered()
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
         target = self.amplitude

@@ -39,19 +39,23 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 class StateWatchingReader(SingerReader):
     """The SDK's reader, telling the target about each STATE (the public ``message_reader_class`` hook).
 
-    In a dry run each STATE's value is emptied, and the SDK writes no empty state: a dry run
-    can never move Meltano's bookmark.
+    Between two messages it lets the target checkpoint: every record before a STATE has been
+    read then, and none after it. In a dry run each STATE's value is emptied, and the SDK
+    writes no empty state: a dry run can never move Meltano's bookmark.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.delivery: Delivery | None = None
+        self.target: TargetAmplitudeGroups | None = None
 
     def deserialize_json(self, line: str) -> dict[str, Any]:
+        target = self.target
+        if target is not None and target.delivery.checkpoint_wanted():
+            target.checkpoint()
         message: dict[str, Any] = super().deserialize_json(line)
-        if message.get("type") == "STATE" and self.delivery is not None:
-            self.delivery.note_state(message.get("value"))
-            if self.delivery.is_dry_run:
+        if target is not None and message.get("type") == "STATE":
+            target.delivery.note_state(message.get("value"))
+            if target.delivery.is_dry_run:
                 return {**message, "value": {}}
         return message
 
@@ -180,7 +184,7 @@ class TargetAmplitudeGroups(Target):
         _ = self.mapping  # report mapping problems before reading any record
         TargetAmplitudeGroups.active = self
         if isinstance(self.message_reader, StateWatchingReader):
-            self.message_reader.delivery = self.delivery
+            self.message_reader.target = self
         self._trap_signals()
 
     def _url_problem(self) -> str | None:
@@ -288,11 +292,11 @@ class TargetAmplitudeGroups(Target):
         return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
     def checkpoint(self) -> None:
-        """Emit STATE now for everything read so far.
+        """Emit the latest STATE, delivering every record read before it first.
 
         The SDK writes STATE only in ``drain_all`` (there is no public hook to write it), after
         every sink's ``process_batch`` returned, and ours return only once Amplitude acknowledged
-        their records. So a checkpoint is a ``drain_all``.
+        their records. So a checkpoint is a ``drain_all``, called between two messages.
         """
         self.delivery.checkpointing()
         self.drain_all()
