@@ -295,9 +295,8 @@ def test_bad_values_are_left_out_recorded_and_the_rest_delivered(amplitude, caps
         '{"id": "1", "a": "lone \\ud800 surrogate", "b": "ok"}',
         '{"id": "2", "a": 1e5000, "b": "ok"}',
         '{"id": "3", "a": 1e999999999, "b": "ok"}',
-        '{"id": "4", "a": ["%s"], "b": "ok"}' % ("x" * 1000),
+        json.dumps({"id": "4", "a": ["y" * 1000] * 1200, "b": "ok"}),  # one property over 1 MB
     ]
-    rows[3] = json.dumps({"id": "4", "a": ["y" * 1000] * 1200, "b": "ok"})  # one property over 1 MB
     lines = singer(schema_msg("t", schema, ("id",))) + "".join(
         f'{{"type": "RECORD", "stream": "t", "record": {row}}}\n' for row in rows
     )
