@@ -1,4 +1,4 @@
-"""``tap-salesforce-groups-mapping``: validate, export and scaffold mappings from the command line.
+"""``tap-salesforce-groups-mapping``: validate, export, scaffold and edit mappings.
 
 Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 ``TAP_SALESFORCE_GROUPS_*`` environment variables.
@@ -15,7 +15,9 @@ import click
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.client import SalesforceClientError
-from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type, resolve_field
+from tap_salesforce_groups.editor import run_editor
+from tap_salesforce_groups.editor.org import property_label
+from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
 # Bookkeeping fields the tap reads anyway; a scaffold with --all leaves them out.
@@ -69,7 +71,7 @@ config_option = click.option(
 
 @click.group()
 def main() -> None:
-    """Validate, export and scaffold tap-salesforce-groups mappings."""
+    """Validate, export, scaffold and edit tap-salesforce-groups mappings."""
 
 
 @main.command()
@@ -87,13 +89,6 @@ def export(config: tuple[str, ...]) -> None:
     """Print the normalised mapping (the file format) to stdout."""
     mapping = _load(_settings(config))
     click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
-
-
-def _label(object_name: str, path: str, describe: Any) -> str:
-    """Amplitude's UI names a property after the field label; a path is prefixed by its hops."""
-    resolved = resolve_field(object_name, path, describe)
-    hops = path.split(".")[:-1]
-    return " ".join([*hops, resolved.describe.get("label") or resolved.describe["name"]])
 
 
 @main.command()
@@ -132,7 +127,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         properties = []
         for path in [name_field, *dict.fromkeys(chosen)]:
             try:
-                label = _label(object_name, path, describe)
+                label = property_label(object_name, path, describe)
             except FieldProblem as exc:
                 problems.append(str(exc))
                 continue
@@ -168,6 +163,18 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         )
     else:
         click.echo(text)
+
+
+@main.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
+    """Serve the mapping editor page against the org; stop with Ctrl-C."""
+    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
 
 
 if __name__ == "__main__":
