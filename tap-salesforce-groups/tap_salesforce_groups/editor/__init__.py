@@ -57,6 +57,9 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
         )
     click.echo(f"Mapping editor: {server.url}", nl=True)
     click.echo("Press Ctrl-C to stop.", err=True)
+    # Our own handlers: a Tap built on the main thread (for its settings) installs the SDK's,
+    # which would write a Singer STATE message to stdout and exit mid-request.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
     if open_browser:
         webbrowser.open(server.url)
