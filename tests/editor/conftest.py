@@ -70,3 +70,14 @@ def editor_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def editor(editor_factory: Any) -> Editor:
     return editor_factory()
+
+
+SCREENSHOTS: list[tuple[Path, str]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser test's screenshots are (tests/output/editor/)."""
+    if SCREENSHOTS:
+        terminalreporter.write_sep("-", "mapping editor screenshots")
+        for path, what in SCREENSHOTS:
+            terminalreporter.write_line(f"{path}: {what}")

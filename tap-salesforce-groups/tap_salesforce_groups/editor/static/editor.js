@@ -108,7 +108,10 @@ function fillFieldSelect(select, choices, current, placeholder) {
   for (const [key, list] of groups) {
     const group = document.createElement("optgroup");
     group.label = key ? `via ${key}` : "Fields";
-    for (const f of list) group.append(option(f.path, `${f.label} (${f.path})`, f.path === current));
+    for (const f of list) {
+      const label = f.relationship ? f.property : f.label; // "Owner Full Name", not "Full Name"
+      group.append(option(f.path, `${label} (${f.path})`, f.path === current));
+    }
     select.append(group);
   }
   if (current && !choices.some((f) => f.path === current)) {
@@ -205,6 +208,7 @@ function renderProp(card, cardIndex, prop, i) {
 let checkTimer = null;
 function changed() {
   state.problems = null;
+  $(".panel").classList.add("stale"); // the list shown is the previous state's until check() answers
   state.verifiedFor = null;
   $("#verification").hidden = true;
   updateButtons();
@@ -221,6 +225,7 @@ async function check() {
     return;
   }
   state.problems = r.data.problems;
+  $(".panel").classList.remove("stale");
   renderProblems();
   updateButtons();
 }
@@ -453,9 +458,9 @@ function showCadence(data) {
   const note = $("#cadence-note");
   if (!data.available) {
     select.disabled = true;
-    note.textContent = data.project
-      ? "No schedule in meltano.yml runs this tap."
-      : "Applies to the Meltano schedule: run as `meltano invoke tap-salesforce-groups:editor`.";
+    note.textContent = data.project ? "No schedule in meltano.yml runs this tap." : "Not under Meltano: no schedule to set.";
+    note.title = "The cadence is the interval of the Meltano schedule that runs this tap; "
+      + "start the editor with `meltano invoke tap-salesforce-groups:editor` to change it here.";
     return;
   }
   select.disabled = false;
