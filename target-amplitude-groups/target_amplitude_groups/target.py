@@ -330,7 +330,7 @@ class TargetAmplitudeGroups(Target):
             self.delivery.client.close()
 
     @classmethod
-    def invoke(cls, **kwargs: Any) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: Any) -> None:
         """Run the target; a failure is one error line and a non-zero exit, never a traceback."""
         try:
             super().invoke(**kwargs)
