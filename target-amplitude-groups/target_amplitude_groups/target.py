@@ -254,7 +254,7 @@ class TargetAmplitudeGroups(Target):
             rejected=JsonLines(config["rejected_file"], self.redact),
             dry_run=JsonLines(dry_run_file, self.redact) if dry_run_file else None,
             max_rejected=int(config["max_rejected"]),
-            state_interval_seconds=float(config["state_interval_seconds"]),
+            state_interval=float(config["state_interval_seconds"]),
             logger=self.logger,
         )
 
