@@ -60,6 +60,32 @@ class StateWatchingReader(SingerReader):
         return message
 
 
+# The numeric settings: name, type with the range checked at start, default, description.
+TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
+    (
+        "max_rejected",
+        th.IntegerType(minimum=0),
+        100,
+        "The run fails once Amplitude has rejected more identifications than this.",
+    ),
+    ("max_concurrency", th.IntegerType(minimum=1, maximum=64), 4, "Requests in flight at once."),
+    ("max_retries", th.IntegerType(minimum=0, maximum=100), 8, "Retries of a throttled or failed request."),
+    ("request_timeout", th.NumberType(exclusive_minimum=0, maximum=3600), 30, "Seconds per HTTP request."),
+    (
+        "max_backoff",
+        th.NumberType(minimum=0, maximum=3600),
+        60,
+        "Longest wait between retries, in seconds; a longer Retry-After is capped to it.",
+    ),
+    (
+        "state_interval_seconds",
+        th.NumberType(exclusive_minimum=0, maximum=240),
+        60,
+        "Checkpoint (emit STATE for everything acknowledged) at least this often, besides after each full batch.",
+    ),
+)
+
+
 def _url_problem(name: str, url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -131,47 +157,11 @@ class TargetAmplitudeGroups(Target):
             description="JSONL file of identifications Amplitude rejected and values left out, with reasons.",
         ),
         th.Property(
-            "max_rejected",
-            th.IntegerType(minimum=0),
-            default=100,
-            description="The run fails once Amplitude has rejected more identifications than this.",
-        ),
-        th.Property(
             "report_file",
             th.StringType,
             description="JSON run report, rewritten at the end of every run, failed or not.",
         ),
-        th.Property(
-            "max_concurrency",
-            th.IntegerType(minimum=1, maximum=64),
-            default=4,
-            description="Requests in flight at once.",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=100),
-            default=8,
-            description="Retries of a throttled or failed request.",
-        ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(exclusive_minimum=0, maximum=3600),
-            default=30,
-            description="Seconds per HTTP request.",
-        ),
-        th.Property(
-            "max_backoff",
-            th.NumberType(minimum=0, maximum=3600),
-            default=60,
-            description="Longest wait between retries, in seconds; a longer Retry-After is capped to it.",
-        ),
-        th.Property(
-            "state_interval_seconds",
-            th.NumberType(exclusive_minimum=0, maximum=240),
-            default=60,
-            description="Checkpoint (emit STATE for everything acknowledged) at least this often, besides "
-            "after each full batch.",
-        ),
+        *(th.Property(name, kind, default=default, description=text) for name, kind, default, text in TUNING),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
