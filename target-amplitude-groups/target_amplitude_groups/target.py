@@ -28,7 +28,7 @@ from target_amplitude_groups.client import REGION_URLS, AmplitudeClient
 from target_amplitude_groups.delivery import Delivery
 from target_amplitude_groups.errors import Interrupted, RunFailure
 from target_amplitude_groups.files import JsonLines, write_json
-from target_amplitude_groups.identify import MAX_STRING, Options
+from target_amplitude_groups.identify import Options
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
 
@@ -188,20 +188,11 @@ class TargetAmplitudeGroups(Target):
             return None
         try:
             # Any tap's stream and field names are fine here: the target builds no SOQL.
-            mapping = load_mapping(
+            return load_mapping(
                 self.config.get("mapping"), self.config.get("mapping_file"), strict_names=False
             )
         except MappingError as exc:
             raise ConfigValidationError(f"{exc.source} is invalid", errors=exc.problems) from exc
-        too_long = [m.label[:80] for m in mapping.mappings if len(m.group_type) > MAX_STRING]
-        if too_long:
-            raise ConfigValidationError(
-                "mapping is invalid",
-                errors=[
-                    f"{label}...: group type is longer than {MAX_STRING} characters" for label in too_long
-                ],
-            )
-        return mapping
 
     @property
     def api_key(self) -> str:
