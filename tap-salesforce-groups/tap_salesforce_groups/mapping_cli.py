@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
-from tap_salesforce_groups.client import SalesforceClientError
+from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type, resolve_field
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
@@ -89,6 +89,16 @@ def export(config: tuple[str, ...]) -> None:
     click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
 
 
+def _expand_compound(object_name: str, paths: list[str], describe: Any) -> list[str]:
+    """A compound field (BillingAddress) stands for its components (BillingStreet, …)."""
+    fields = describe(object_name)["fields"]
+    expanded = []
+    for path in paths:
+        parts = [f["name"] for f in fields if (f.get("compoundFieldName") or "").lower() == path.lower()]
+        expanded += parts or [path]
+    return expanded
+
+
 def _label(object_name: str, path: str, describe: Any) -> str:
     """Amplitude's UI names a property after the field label; a path is prefixed by its hops."""
     resolved = resolve_field(object_name, path, describe)
@@ -118,7 +128,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
     tap = TapSalesforceGroups(config=settings, validate_config=False, setup_mapper=False)
     try:
         describe = tap.client.describe
-        chosen = [f.strip() for f in fields.split(",") if f.strip()]
+        chosen = _expand_compound(object_name, [f.strip() for f in fields.split(",") if f.strip()], describe)
         if all_fields:
             chosen += [
                 f["name"]
@@ -159,7 +169,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         _fail(exc.problems, "The scaffolded mapping would be invalid:")
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if write:
-        path = settings.get("mapping_file")
+        path = str(settings.get("mapping_file") or "")
         if not path:
             _fail(["--write needs the mapping_file setting"], "Nowhere to write:")
         Path(path).write_text(text + "\n", encoding="utf-8")
