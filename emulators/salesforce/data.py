@@ -928,7 +928,7 @@ class Org:
         return value
 
     def _reference(self, f: FieldDef, value: str) -> str:
-        target = self.tables[f.reference_to[0]]
+        target = self.tables[f.reference_to[-1]]
         try:
             return target.ids[target.row_of(value)]
         except ApiError as exc:

@@ -136,7 +136,7 @@ class FieldDef:
                 }
                 for value in self.picklist
             ],
-            "polymorphicForeignKey": False,
+            "polymorphicForeignKey": len(self.reference_to) > 1,
             "precision": self.precision,
             "queryByDistance": False,
             "referenceTargetField": None,
@@ -353,14 +353,19 @@ def _audit(name: str, label: str) -> FieldDef:
     )
 
 
-def _owner() -> FieldDef:
+def _owner(*, queue_owned: bool = False) -> FieldDef:
+    """OwnerId; on queue-owned objects (Case, Lead, custom objects with queues) a Group or a User.
+
+    Describe lists ``["Group", "User"]`` for those, as Case.OwnerId does in a real org. Only
+    User rows are generated, so the last target is the one the data follows.
+    """
     return FieldDef(
         "OwnerId",
         "Owner ID",
         "reference",
         length=18,
         nillable=False,
-        reference_to=("User",),
+        reference_to=("Group", "User") if queue_owned else ("User",),
         relationship="Owner",
         defaulted_on_create=True,
     )
@@ -620,7 +625,7 @@ SUBSCRIPTION = ObjectDef(
             updateable=False,
             formula="MRR__c * 12",
         ),
-        _owner(),
+        _owner(queue_owned=True),
         _audit("CreatedDate", "Created Date"),
         _audit("LastModifiedDate", "Last Modified Date"),
         _audit("SystemModstamp", "System Modstamp"),
@@ -665,6 +670,27 @@ AGGREGATE_RESULT = ObjectDef(
 
 OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, AGGREGATE_RESULT)}
 OBJECTS_LOWER: dict[str, ObjectDef] = {k.lower(): v for k, v in OBJECTS.items()}
+
+
+# SOQL reads a polymorphic relationship through the Name object, which has only these fields:
+# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+NAME_OBJECT_FIELDS = frozenset(
+    f.lower()
+    for f in (
+        "Id",
+        "Name",
+        "Alias",
+        "Email",
+        "FirstName",
+        "LastName",
+        "IsActive",
+        "Phone",
+        "Title",
+        "Type",
+        "UserRoleId",
+        "ProfileId",
+    )
+)
 
 
 def find_object(name: str) -> ObjectDef | None:

@@ -55,6 +55,7 @@ def salesforce() -> Iterator[SalesforceEmulator]:
     SALESFORCE.reset()
     yield SALESFORCE
     SALESFORCE.reset()
+    SALESFORCE.query_timeout_rows, SALESFORCE.sandbox, SALESFORCE.api_max = None, False, 1_000_000
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, SECURITY_TOKEN, USERNAME
-from tap_salesforce_groups.auth import auth_flow, jwt_audience, login_base_url
+from tap_salesforce_groups.auth import auth_flow, login_base_url
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceAuthError
 from tests.tap.conftest import CONFIG, settings

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
 from emulators._server import Fault
 from tests.tap.conftest import MAPPING, run_tap
 
