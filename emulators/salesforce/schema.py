@@ -444,6 +444,7 @@ PRIORITIES = ("High", "Low", "Medium")
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic", "Public Sector", "EMEA", "APAC", "AMER")
 PLANS = ("Starter", "Growth", "Business", "Enterprise")
 STATUSES = ("Trial", "Active", "Past Due", "Cancelled")
+CASE_STATUSES = ("New", "Working", "Escalated", "Closed")
 
 
 def _billing(suffix: str, label: str, type_: str, **kw: Any) -> FieldDef:
@@ -656,6 +657,59 @@ DOCUMENT = ObjectDef(
     ],
 )
 
+# Case: the standard object whose Owner is polymorphic (a queue or a user), as in every org.
+CASE = ObjectDef(
+    "Case",
+    "Case",
+    "Cases",
+    "500",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text(
+            "CaseNumber",
+            "Case Number",
+            30,
+            nillable=False,
+            createable=False,
+            updateable=False,
+            name_field=True,
+            auto_number=True,
+            defaulted_on_create=True,
+        ),
+        _text("Subject", "Subject", 255),
+        _picklist("Status", "Status", CASE_STATUSES),
+        _owner(queue_owned=True),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+)
+
+# A custom object as wide as an org allows (800 custom fields), for mappings whose field list
+# does not fit in a REST query URI.
+WIDE_FIELDS = 800
+WIDE = ObjectDef(
+    "Wide__c",
+    "Wide",
+    "Wides",
+    "a0W",
+    custom=True,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text("Name", "Wide Name", 80, nillable=False, name_field=True),
+        *(
+            _text(f"Custom_Attribute_{k:03d}__c", f"Attribute {k}", 80, custom=True)
+            for k in range(1, WIDE_FIELDS + 1)
+        ),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+)
+
 # A type the API only returns (the rows of aggregate SOQL queries): listed by the global
 # describe with queryable false, describable, but never a FROM target.
 AGGREGATE_RESULT = ObjectDef(
@@ -668,7 +722,9 @@ AGGREGATE_RESULT = ObjectDef(
     queryable=False,
 )
 
-OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, AGGREGATE_RESULT)}
+OBJECTS: dict[str, ObjectDef] = {
+    o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, CASE, WIDE, AGGREGATE_RESULT)
+}
 OBJECTS_LOWER: dict[str, ObjectDef] = {k.lower(): v for k, v in OBJECTS.items()}
 
 

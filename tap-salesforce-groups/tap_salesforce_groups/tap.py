@@ -130,7 +130,7 @@ class TapSalesforceGroups(Tap):
         ),
         th.Property(
             "request_timeout",
-            th.NumberType(exclusive_minimum=0),
+            th.IntegerType(minimum=1),  # integers: the SDK parses only those from the environment
             default=300,
             description="Seconds per HTTP request.",
         ),
@@ -142,7 +142,7 @@ class TapSalesforceGroups(Tap):
         ),
         th.Property(
             "max_backoff",
-            th.NumberType(minimum=0),
+            th.IntegerType(minimum=0),
             default=60,
             description="Longest wait in seconds between retries (also caps a Retry-After).",
         ),

@@ -40,7 +40,7 @@ CONFIG = {
     "refresh_token": REFRESH_TOKEN,
     "mapping": MAPPING,
     "max_retries": 3,
-    "max_backoff": 0.2,
+    "max_backoff": 0,
 }
 
 
