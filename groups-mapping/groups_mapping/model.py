@@ -53,20 +53,6 @@ class GroupMapping:
         """Property name → raw record value, in mapping order; a field missing from the record is None."""
         return {p.property: record.get(p.field) for p in self.properties}
 
-    def spelled_as(self, names: Iterable[str]) -> GroupMapping:
-        """This mapping with each field spelled as ``names`` spell it, where only the case differs.
-
-        Salesforce names ignore case and the tap emits describe's spelling (``Industry`` for a
-        mapping's ``industry``); a target matches them once per SCHEMA, not per record.
-        """
-        by_lower = {n.lower(): n for n in names}
-
-        def spell(field: str) -> str:
-            return field if field in by_lower.values() else by_lower.get(field.lower(), field)
-
-        props = tuple(PropertyMapping(spell(p.field), p.property) for p in self.properties)
-        return GroupMapping(self.index, self.object, self.group_type, spell(self.group_name_field), props)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "object": self.object,

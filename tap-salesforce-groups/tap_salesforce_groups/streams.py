@@ -17,6 +17,7 @@ from tap_salesforce_groups.errors import (
     SalesforceClientError,
     StopRun,
 )
+from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
 from tap_salesforce_groups.soql import MAX_URI_BYTES, Window, build_soql, query_uri_bytes
 
@@ -124,12 +125,13 @@ class SalesforceObjectStream(Stream):
         state = self.get_context_state(context)
         start = self.get_starting_timestamp(context) if self.replication_key else None
         ties = self._ties_at(state, start)
+        progress = Progress(self.logger, self.name, delivered=len(ties.skip))
         window, size = Window(start), None
         try:
-            bulk = self._use_bulk(window)
+            bulk = self._use_bulk(window, progress)
             while True:
                 try:
-                    for record in self._read(window, bulk):
+                    for record in self._read(window, bulk, progress):
                         if self._first_time(record, ties, state):
                             yield record
                 except QueryTooBig as exc:
@@ -151,7 +153,7 @@ class SalesforceObjectStream(Stream):
         finally:
             self.logger.info(self.client.usage_line())
 
-    def _read(self, window: Window, bulk: bool) -> Iterator[dict[str, Any]]:
+    def _read(self, window: Window, bulk: bool, progress: Progress) -> Iterator[dict[str, Any]]:
         """Records of one window through REST or Bulk; a signal may interrupt the wait for them."""
         soql = build_soql(
             self.name,
@@ -161,7 +163,7 @@ class SalesforceObjectStream(Stream):
             limit=self.ABORT_AT_RECORD_COUNT,  # under --test, ask for no more than the SDK keeps
         )
         self.logger.info("Querying %s (%s): %s", self.name, "Bulk API 2.0" if bulk else "REST", soql)
-        rows = self._bulk_records(soql) if bulk else self._rest_records(soql)
+        rows = progress.track(self._bulk_records(soql) if bulk else self._rest_records(soql))
         while not self.run.stopped_reason:
             self.run.waiting = True
             try:
@@ -193,7 +195,7 @@ class SalesforceObjectStream(Stream):
             return Ties(None, [])
         return Ties(str(bookmark), list(state.get(EMITTED_AT_BOOKMARK) or []))
 
-    def _use_bulk(self, window: Window) -> bool:
+    def _use_bulk(self, window: Window, progress: Progress) -> bool:
         """Bulk API 2.0 for big objects (api_type auto), always (bulk), or when the REST URI would be too long."""
         api_type = self.config["api_type"]
         soql = build_soql(self.name, self.fields, replication_key=self.replication_key, window=window)
@@ -219,7 +221,7 @@ class SalesforceObjectStream(Stream):
             self.logger.info("%s: counting the rows timed out; using Bulk API 2.0", self.name)
             return True
         threshold = int(self.config["bulk_threshold"])
-        self.logger.info("%s: %d rows to read (Bulk API 2.0 from %d)", self.name, rows, threshold)
+        progress.expect(rows, bulk_from=threshold)
         return rows >= threshold
 
     def _position(self, window: Window, ties: Ties) -> datetime | None:

@@ -329,9 +329,15 @@ class TapSalesforceGroups(Tap):
             for error in exc.errors:
                 cls.logger.error(error)
             cls.logger.error("%s (%d problems)", exc, len(exc.errors))
+            ctx.close()
             ctx.exit(1)
         except SalesforceClientError as exc:
+            ctx.close()
             cls._exit(str(exc), 1)
+        except BaseException:
+            # Exiting from a callback skips click's cleanup: close the --state/--catalog files it opened.
+            ctx.close()
+            raise
 
     @classmethod
     def _exit(cls, message: str, code: int) -> None:
