@@ -71,7 +71,8 @@ class SalesforceRetry(Retry):
         _stacktrace: Any = None,
     ) -> Retry:
         if isinstance(error, NewConnectionError) and "timed out" not in str(error):
-            return self.new(total=0).increment(method, url, response, error, _pool, _stacktrace)
+            exhausted = self.new(total=0)  # raises MaxRetryError naming this error, at once
+            return Retry.increment(exhausted, method, url, response, error, _pool, _stacktrace)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if response is not None:
             self.logger.warning(

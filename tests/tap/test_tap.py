@@ -262,3 +262,29 @@ def test_verification_reports_unimportable_types_and_unqueryable_objects(salesfo
         "Document: field 'Body' has type 'base64', which cannot be imported",
         "AggregateResult: object is not queryable",
     ]
+
+
+def test_sdk_keeps_our_state_key(salesforce, capsys):
+    """The one place tap code writes into SDK state (streams.remember_emitted_at_bookmark).
+
+    It relies on ``Stream.get_context_state`` handing out the live state dict, which the SDK
+    copies whole into STATE and gives back on resume; this fails if an SDK upgrade changes that.
+    """
+    stamp = "2025-01-01T00:00:00+00:00"
+    state = {
+        "bookmarks": {
+            "Account": {
+                "replication_key": "SystemModstamp",
+                "replication_key_value": stamp,
+                "ids_at_bookmark": ["x"],
+            }
+        }
+    }
+    stream = TapSalesforceGroups(config=CONFIG, state=state).streams["Account"]
+    live = stream.get_context_state(None)
+    assert live is stream.get_context_state(None)
+    assert live["ids_at_bookmark"] == ["x"]
+    run = run_tap(capsys)
+    last = run.records["Account"][-1]
+    at_end = [r["Id"] for r in run.records["Account"] if r["SystemModstamp"] == last["SystemModstamp"]]
+    assert run.state["bookmarks"]["Account"]["ids_at_bookmark"] == at_end
