@@ -265,6 +265,9 @@ def load_mapping(
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise MappingError([f"cannot read mapping_file: {exc.strerror}"], str(path)) from exc
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+            raise MappingError([problem], str(path)) from exc
         return _parse_text(text, str(path), strict_names)
     if isinstance(mapping, str):
         return _parse_text(mapping, "mapping setting", strict_names)
