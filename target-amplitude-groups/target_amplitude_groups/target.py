@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.target_base import Target
 
@@ -41,6 +42,8 @@ class TargetAmplitudeGroups(Target):
 
     name = "target-amplitude-groups"
     default_sink_class = AmplitudeGroupsSink
+    # The SDK's msgspec reader: numbers still arrive as decimals, as with the default reader.
+    message_reader_class = MsgSpecReader
 
     config_jsonschema = th.PropertiesList(
         th.Property(
