@@ -1,4 +1,4 @@
-"""Medians over rounds, the bars of SPEC §8 and issue 9, and the printed table."""
+"""Medians over rounds, the bars of docs/SPEC.md §8 and issue 9, and the printed table."""
 
 from __future__ import annotations
 

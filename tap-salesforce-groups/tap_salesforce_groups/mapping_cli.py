@@ -1,4 +1,4 @@
-"""``tap-salesforce-groups-mapping``: validate, export and scaffold mappings from the command line.
+"""``tap-salesforce-groups-mapping``: validate, export, scaffold, verify and edit mappings.
 
 Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 ``TAP_SALESFORCE_GROUPS_*`` environment variables.
@@ -6,16 +6,21 @@ Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.client import SalesforceClientError
-from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type, resolve_field
+from tap_salesforce_groups.editor import run_editor
+from tap_salesforce_groups.editor.org import property_label
+from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
 # Bookkeeping fields the tap reads anyway; a scaffold with --all leaves them out.
@@ -35,14 +40,20 @@ def _settings(config: tuple[str, ...]) -> dict[str, Any]:
     """Settings from the config files, else from the environment (as the SDK reads them)."""
     merged: dict[str, Any] = {}
     for path in config:
-        merged.update(json.loads(Path(path).read_text(encoding="utf-8")))
-    tap = TapSalesforceGroups(
-        config=merged, parse_env_config=not config, validate_config=False, setup_mapper=False
-    )
+        try:
+            merged.update(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            _fail([f"{path}: {exc}"], "Cannot read the settings:")
+    try:
+        tap = TapSalesforceGroups(
+            config=merged, parse_env_config=not config, validate_config=False, setup_mapper=False
+        )
+    except ValueError as exc:  # e.g. an empty TAP_SALESFORCE_GROUPS_MAPPING= in .env
+        _fail([f"{exc} (from a TAP_SALESFORCE_GROUPS_* environment variable)"], "Cannot read the settings:")
     return dict(tap.config)
 
 
-def _fail(problems: list[str], header: str) -> None:
+def _fail(problems: list[str], header: str) -> NoReturn:
     click.echo(header, err=True)
     for problem in problems:
         click.echo(f"  - {problem}", err=True)
@@ -69,7 +80,7 @@ config_option = click.option(
 
 @click.group()
 def main() -> None:
-    """Validate, export and scaffold tap-salesforce-groups mappings."""
+    """Validate, export, scaffold, verify and edit tap-salesforce-groups mappings."""
 
 
 @main.command()
@@ -89,11 +100,16 @@ def export(config: tuple[str, ...]) -> None:
     click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
 
 
-def _label(object_name: str, path: str, describe: Any) -> str:
-    """Amplitude's UI names a property after the field label; a path is prefixed by its hops."""
-    resolved = resolve_field(object_name, path, describe)
-    hops = path.split(".")[:-1]
-    return " ".join([*hops, resolved.describe.get("label") or resolved.describe["name"]])
+def _absent_or_empty(path: str | None) -> bool:
+    """True when there is no mapping file yet to add to: unset, missing, or only whitespace."""
+    if not path:
+        return True
+    try:
+        return not Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # unreadable: let the loader report it
 
 
 @main.command()
@@ -132,7 +148,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         properties = []
         for path in [name_field, *dict.fromkeys(chosen)]:
             try:
-                label = _label(object_name, path, describe)
+                label = property_label(object_name, path, describe)
             except FieldProblem as exc:
                 problems.append(str(exc))
                 continue
@@ -149,7 +165,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         "properties": properties,
     }
     existing = None
-    if settings.get("mapping") is not None or settings.get("mapping_file"):
+    if settings.get("mapping") is not None or not _absent_or_empty(settings.get("mapping_file")):
         existing = _load(settings).to_dict()
     document = existing or {"version": 1, "mappings": []}
     document["mappings"].append(entry)
@@ -168,6 +184,38 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         )
     else:
         click.echo(text)
+
+
+@main.command()
+@config_option
+def verify(config: tuple[str, ...]) -> None:
+    """Check the mapping against the org, then read one row per object (the tap's --test)."""
+    settings = _settings(config)
+    _load(settings)  # offline problems first, before logging in
+    tap = TapSalesforceGroups(config=settings, validate_config=False)
+    try:
+        # The rows read are only a check: keep the Singer messages off the terminal.
+        with contextlib.redirect_stdout(io.StringIO()):
+            tap.run_connection_test()
+    except ConfigValidationError as exc:
+        _fail(exc.errors, f"{exc}:")
+    except SalesforceClientError as exc:
+        _fail([str(exc)], "Cannot read the org:")
+    if tap.stopped_reason:
+        _fail([tap.stopped_reason], "Verification stopped:")
+    click.echo(f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read).")
+
+
+@main.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
+    """Serve the mapping editor page against the org; stop with Ctrl-C."""
+    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
 
 
 if __name__ == "__main__":
