@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import (
@@ -39,6 +40,8 @@ class TapSalesforceGroups(Tap):
 
     name = "tap-salesforce-groups"
     dynamic_catalog = True  # discovery calls describe, so `--discover` checks credentials too
+    # The SDK's msgspec writer: the same JSON lines, serialised in C (see README "Benchmarks").
+    message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property("client_id", th.StringType, description="Connected app consumer key."),

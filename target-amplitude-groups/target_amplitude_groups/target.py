@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.io_base import SingerReader
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
@@ -36,8 +36,9 @@ DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class StateWatchingReader(SingerReader):
-    """The SDK's reader, telling the target about each STATE (the public ``message_reader_class`` hook).
+class StateWatchingReader(MsgSpecReader):
+    """The SDK's msgspec reader (numbers still arrive as decimals, as with the default reader),
+    telling the target about each STATE (the public ``message_reader_class`` hook).
 
     Between two messages it lets the target checkpoint: every record before a STATE has been
     read then, and none after it. In a dry run each STATE's value is emptied, and the SDK
