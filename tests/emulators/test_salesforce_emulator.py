@@ -432,7 +432,14 @@ def test_aggregate_result_is_listed_but_not_queryable(sf, http):
         ("INVALID_TYPE_FOR_OPERATION", "entity type cannot be inserted: AggregateResult"),
     )
     counts = http.get(f"{sf.url}{V}/limits/recordCount").json()["sObjects"]
-    assert [c["name"] for c in counts] == ["Account", "User", "Subscription__c", "Document"]
+    assert [c["name"] for c in counts] == [
+        "Account",
+        "User",
+        "Subscription__c",
+        "Document",
+        "Case",
+        "Wide__c",
+    ]
 
 
 def test_unknown_object_describe_is_404(sf, http):
@@ -867,7 +874,7 @@ def test_admin_api(sf, http):
 
 def test_same_seed_same_rows_other_seed_other_rows():
     a, b, c = Org(accounts=300, seed=11), Org(accounts=300, seed=11), Org(accounts=300, seed=12)
-    for name in ("Account", "User", "Subscription__c", "Document", "AggregateResult"):
+    for name in ("Account", "User", "Subscription__c", "Document", "Case", "Wide__c", "AggregateResult"):
         assert a.rows(name) == b.rows(name)
     assert a.rows("AggregateResult") == [] and len(a.rows("Document")) == 5
     assert a.rows("Account") != c.rows("Account")
