@@ -242,8 +242,9 @@ class SalesforceObjectStream(Stream):
         size = min(size, span) / 2 if size else span / 2
         if size < MIN_WINDOW:
             raise SalesforceClientError(f"{exc}; even a {MIN_WINDOW} window fails")
+        shown = timedelta(seconds=round(size.total_seconds()))
         self.logger.warning(
-            "%s: %s; reading in windows of %s from %s", self.name, exc, size, start.isoformat()
+            "%s: %s; reading in windows of %s from %s", self.name, exc, shown, start.isoformat()
         )
         return Window(start, start + size), size
 
