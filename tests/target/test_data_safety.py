@@ -418,3 +418,12 @@ def test_long_runs_log_progress_and_checkpoints(amplitude, capsys, caplog, monke
     )
     assert all(r.levelno < logging.WARNING for r in caplog.records if "Progress" in r.getMessage())
     assert "Progress" not in capsys.readouterr().out  # never on the Singer stream
+
+
+def test_a_line_that_is_not_json_is_one_error_line(amplitude, tmp_path):
+    lines = singer(schema_msg(), record(1)) + "{not json\n"
+    process = run_cli({"mapping": MAPPING}, lines, tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "input line is not JSON" in err
+    assert "Traceback" not in err
