@@ -15,6 +15,13 @@ from typing import Any
 from emulators.pipeline import TAP_TARGET, Emulators, meltano
 
 ENV = ("--environment=demo",)
+# The editor against a fresh emulator, on a copy of the demo mapping (Save keeps a .bak).
+EDITOR_COMMAND = r"""  cp demo/mapping.json .meltano/demo-mapping.json && rm -f .meltano/demo-sf.url && bash -c '
+    .venv/bin/python -m emulators.salesforce --port 0 --ca-dir .meltano/demo-ca >.meltano/demo-sf.url &
+    trap "kill $!" EXIT; until [ -s .meltano/demo-sf.url ]; do sleep 0.2; done
+    SALESFORCE_EMULATOR_URL=$(head -1 .meltano/demo-sf.url) REQUESTS_CA_BUNDLE=.meltano/demo-ca/ca.pem \
+    TAP_SALESFORCE_GROUPS_MAPPING_FILE=.meltano/demo-mapping.json \
+    .venv/bin/meltano --environment=demo invoke tap-salesforce-groups:editor'"""
 
 
 def _summary(output: str) -> str:
@@ -88,6 +95,8 @@ def main() -> int:
         for stream, bookmark in json.loads(state.stdout)["singer_state"]["bookmarks"].items():
             print(f"  {stream}: {bookmark.get('replication_key')} >= {bookmark.get('replication_key_value')}")
     print("\nDemo finished; emulators stopped.")
+    print("\nTo open the mapping editor against a demo Salesforce emulator (Ctrl-C stops both):")
+    print(EDITOR_COMMAND)
     return 0
 
 
