@@ -1,4 +1,4 @@
-# The two commands (SPEC §7): `make demo` and `make test`. Both install what they need into .venv.
+# The two commands (docs/SPEC.md §7): `make demo` and `make test`. Both install what they need into .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

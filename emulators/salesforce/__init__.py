@@ -1,7 +1,7 @@
 """A Salesforce REST API emulator: OAuth and SOAP login, describe, SOQL query/queryAll with
 paging, limits, sObject CRUD, injected faults and an admin API, over HTTPS on loopback.
 
-It follows the contract in ``reference/salesforce-api.md`` (c): the same JSON shapes, error
+It follows the contract in ``docs/reference/salesforce-api.md`` (c): the same JSON shapes, error
 codes and messages, headers (``Sforce-Limit-Info``) and paging (``nextRecordsUrl``). The org
 holds Account, User, Subscription__c and Document rows generated deterministically from a
 seed, and lists the non-queryable AggregateResult type.

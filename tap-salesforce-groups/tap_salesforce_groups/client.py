@@ -273,6 +273,7 @@ class SalesforceClient:
             (_Transient, requests.ConnectionError, requests.Timeout),
             max_tries=self.max_retries + 1,
             max_value=60,
+            logger=None,  # retry_log and giveup_log say it once; no second "Backing off" line
             jitter=backoff.full_jitter,
             on_backoff=retry_log,
             on_giveup=giveup_log,

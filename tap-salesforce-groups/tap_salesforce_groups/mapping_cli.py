@@ -1,4 +1,4 @@
-"""``tap-salesforce-groups-mapping``: validate, export, scaffold and edit mappings.
+"""``tap-salesforce-groups-mapping``: validate, export, scaffold, verify and edit mappings.
 
 Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 ``TAP_SALESFORCE_GROUPS_*`` environment variables.
@@ -6,12 +6,15 @@ Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.client import SalesforceClientError
@@ -37,14 +40,20 @@ def _settings(config: tuple[str, ...]) -> dict[str, Any]:
     """Settings from the config files, else from the environment (as the SDK reads them)."""
     merged: dict[str, Any] = {}
     for path in config:
-        merged.update(json.loads(Path(path).read_text(encoding="utf-8")))
-    tap = TapSalesforceGroups(
-        config=merged, parse_env_config=not config, validate_config=False, setup_mapper=False
-    )
+        try:
+            merged.update(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            _fail([f"{path}: {exc}"], "Cannot read the settings:")
+    try:
+        tap = TapSalesforceGroups(
+            config=merged, parse_env_config=not config, validate_config=False, setup_mapper=False
+        )
+    except ValueError as exc:  # e.g. an empty TAP_SALESFORCE_GROUPS_MAPPING= in .env
+        _fail([f"{exc} (from a TAP_SALESFORCE_GROUPS_* environment variable)"], "Cannot read the settings:")
     return dict(tap.config)
 
 
-def _fail(problems: list[str], header: str) -> None:
+def _fail(problems: list[str], header: str) -> NoReturn:
     click.echo(header, err=True)
     for problem in problems:
         click.echo(f"  - {problem}", err=True)
@@ -71,7 +80,7 @@ config_option = click.option(
 
 @click.group()
 def main() -> None:
-    """Validate, export, scaffold and edit tap-salesforce-groups mappings."""
+    """Validate, export, scaffold, verify and edit tap-salesforce-groups mappings."""
 
 
 @main.command()
@@ -89,6 +98,18 @@ def export(config: tuple[str, ...]) -> None:
     """Print the normalised mapping (the file format) to stdout."""
     mapping = _load(_settings(config))
     click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
+
+
+def _absent_or_empty(path: str | None) -> bool:
+    """True when there is no mapping file yet to add to: unset, missing, or only whitespace."""
+    if not path:
+        return True
+    try:
+        return not Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # unreadable: let the loader report it
 
 
 @main.command()
@@ -144,7 +165,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         "properties": properties,
     }
     existing = None
-    if settings.get("mapping") is not None or settings.get("mapping_file"):
+    if settings.get("mapping") is not None or not _absent_or_empty(settings.get("mapping_file")):
         existing = _load(settings).to_dict()
     document = existing or {"version": 1, "mappings": []}
     document["mappings"].append(entry)
@@ -163,6 +184,26 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         )
     else:
         click.echo(text)
+
+
+@main.command()
+@config_option
+def verify(config: tuple[str, ...]) -> None:
+    """Check the mapping against the org, then read one row per object (the tap's --test)."""
+    settings = _settings(config)
+    _load(settings)  # offline problems first, before logging in
+    tap = TapSalesforceGroups(config=settings, validate_config=False)
+    try:
+        # The rows read are only a check: keep the Singer messages off the terminal.
+        with contextlib.redirect_stdout(io.StringIO()):
+            tap.run_connection_test()
+    except ConfigValidationError as exc:
+        _fail(exc.errors, f"{exc}:")
+    except SalesforceClientError as exc:
+        _fail([str(exc)], "Cannot read the org:")
+    if tap.stopped_reason:
+        _fail([tap.stopped_reason], "Verification stopped:")
+    click.echo(f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read).")
 
 
 @main.command()

@@ -16,6 +16,7 @@ from tap_salesforce_groups.client import (
     RequestLimitExceeded,
     build_soql,
 )
+from tap_salesforce_groups.progress import Progress
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -95,7 +96,7 @@ class SalesforceObjectStream(Stream):
         return start, bookmark, ids
 
     # -- reading -------------------------------------------------------------------------
-    def _use_bulk(self, start: datetime | None, include_deleted: bool) -> bool:
+    def _use_bulk(self, start: datetime | None, include_deleted: bool, progress: Progress) -> bool:
         """Bulk API 2.0 for big objects (api_type auto) or always (bulk), when the fields allow it."""
         api_type = self.config.get("api_type", "auto")
         if api_type == "rest" or self.ABORT_AT_RECORD_COUNT is not None:
@@ -112,7 +113,7 @@ class SalesforceObjectStream(Stream):
         soql = build_soql(self.name, [], replication_key=self.replication_key, start=start, count=True)
         rows = self._tap_ref.client.count(soql, include_deleted=include_deleted)
         threshold = int(self.config.get("bulk_threshold", 100000))
-        self.logger.info("%s: %d rows to read (Bulk API 2.0 from %d)", self.name, rows, threshold)
+        progress.expect(rows, bulk_from=threshold)
         return rows >= threshold
 
     def _rest_records(self, soql: str, include_deleted: bool) -> Iterator[dict[str, Any]]:
@@ -166,8 +167,11 @@ class SalesforceObjectStream(Stream):
         skip = set(mark_ids)
         state = self.get_context_state(context)
         key = self.replication_key
+        progress = Progress(self.logger, self.name, delivered=len(skip))
         try:
-            read = self._bulk_records if self._use_bulk(start, include_deleted) else self._rest_records
+            read = (
+                self._bulk_records if self._use_bulk(start, include_deleted, progress) else self._rest_records
+            )
             while True:
                 # Under --test the SDK stops after ABORT_AT_RECORD_COUNT rows: ask for no more.
                 soql = build_soql(
@@ -184,7 +188,7 @@ class SalesforceObjectStream(Stream):
                     soql,
                 )
                 try:
-                    for record in read(soql, include_deleted):
+                    for record in progress.track(read(soql, include_deleted)):
                         if key is None:
                             yield record
                             continue

@@ -247,7 +247,12 @@ class TapSalesforceGroups(Tap):
             for error in exc.errors:
                 cls.logger.error(error)
             cls.logger.error("%s (%d problems)", exc, len(exc.errors))
+            ctx.close()
             ctx.exit(1)
+        except BaseException:
+            # Exiting from a callback skips click's cleanup: close the --state/--catalog files it opened.
+            ctx.close()
+            raise
 
     # -- sync ------------------------------------------------------------------------------
     def sync_all(self) -> None:

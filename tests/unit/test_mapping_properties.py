@@ -31,7 +31,7 @@ SCHEMA = json.loads(json_schema_path().read_text())
 jsonschema.Draft202012Validator.check_schema(SCHEMA)
 SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
-# The documented keys at each level (README / SPEC §3), written out rather than imported.
+# The documented keys at each level (README / docs/SPEC.md §3), written out rather than imported.
 TOP_KEYS = ("version", "mappings")
 MAPPING_KEYS = ("object", "group_type", "group_name_field", "properties")
 PROPERTY_KEYS = ("field", "property")

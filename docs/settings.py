@@ -1,0 +1,201 @@
+"""`make docs`: the settings of both plugins, declared once in code, written everywhere else.
+
+Each plugin's ``config_jsonschema`` is the source. From ``<plugin> --about --format=json`` this
+writes the ``settings:`` lists of meltano.yml and all of .env.example; from ``--about
+--format=markdown`` the settings tables of README.md. ``--check`` writes nothing and exits 1
+naming each file that is out of date (tests/ops/test_settings.py runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PLUGINS = ("tap-salesforce-groups", "target-amplitude-groups")
+# The SDK's built-in settings that this project declares in meltano.yml (the others, such as
+# stream_maps, work too but are left to the SDK's documentation).
+DECLARED_BUILTINS = {"target-amplitude-groups": ("batch_size_rows", "validate_records")}
+SDK_BUILTINS = {
+    "stream_maps",
+    "stream_map_config",
+    "faker_config",
+    "flattening_enabled",
+    "flattening_max_depth",
+    "flattening_max_key_length",
+    "flattening_separator",
+    "batch_config",
+    "add_record_metadata",
+    "load_method",
+    "batch_size_rows",
+    "validate_records",
+}
+ENV_HEADERS = {
+    "tap-salesforce-groups": "tap-salesforce-groups: set one of the four credential sets "
+    '(README, "Connect your org")',
+    "target-amplitude-groups": "target-amplitude-groups",
+}
+
+
+def about(plugin: str, fmt: str) -> str:
+    """The plugin's ``--about`` output in ``fmt`` (json or markdown)."""
+    return subprocess.run(
+        [str(BIN / plugin), "--about", f"--format={fmt}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+
+
+def declared(plugin: str, properties: dict[str, Any]) -> list[str]:
+    """The settings meltano.yml declares: the plugin's own, plus the chosen SDK built-ins."""
+    extra = DECLARED_BUILTINS.get(plugin, ())
+    return [name for name in properties if name not in SDK_BUILTINS or name in extra]
+
+
+def meltano_kind(prop: dict[str, Any]) -> str | None:
+    """The Meltano setting ``kind`` for a JSON Schema property (None: the default, string)."""
+    types = [t for t in prop.get("type", []) if t != "null"]
+    if prop.get("enum"):
+        return "options"
+    if "string" in types and prop.get("format") == "date-time":
+        return "date_iso8601"
+    return {"integer": "integer", "number": "decimal", "boolean": "boolean", "object": "object"}.get(
+        types[0] if types else "string"
+    )
+
+
+def env_value(value: Any) -> str:
+    """A default as it is written in .env (empty when there is none)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _yaml_scalar(value: Any) -> str:
+    # JSON strings are YAML double-quoted scalars, so descriptions need no escaping rules of their own.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def meltano_settings(plugin: str, properties: dict[str, Any]) -> list[str]:
+    """One flow-style YAML line per declared setting."""
+    lines = []
+    for name in declared(plugin, properties):
+        prop = properties[name]
+        parts = [f"name: {name}"]
+        kind = meltano_kind(prop)
+        if kind:
+            parts.append(f"kind: {kind}")
+        if prop.get("default") is not None:
+            parts.append(f"value: {_yaml_scalar(prop['default'])}")
+        if prop.get("enum"):
+            options = ", ".join(
+                f"{{label: {_yaml_scalar(v)}, value: {_yaml_scalar(v)}}}" for v in prop["enum"]
+            )
+            parts.append(f"options: [{options}]")
+        if prop.get("secret"):
+            parts.append("sensitive: true")
+        if prop.get("description"):
+            parts.append(f"description: {_yaml_scalar(prop['description'])}")
+        lines.append("    - {" + ", ".join(parts) + "}")
+    return lines
+
+
+def replace_block(text: str, begin: str, end: str, body: str) -> str:
+    """``text`` with everything between the lines containing ``begin`` and ``end`` replaced."""
+    pattern = re.compile(rf"(^[^\n]*{re.escape(begin)}[^\n]*\n).*?(^[^\n]*{re.escape(end)})", re.M | re.S)
+    if not pattern.search(text):
+        msg = f"markers {begin!r} … {end!r} not found"
+        raise SystemExit(msg)
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text, count=1)
+
+
+def settings_table(markdown: str, names: list[str]) -> str:
+    """The ``## Settings`` table of the about markdown, limited to the declared settings."""
+    section = markdown.split("## Settings", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    header, body = rows[:2], rows[2:]
+    keep = [row for row in body if row.split("|")[1].strip() in names]
+    return "\n".join([*header, *keep]) + "\n"
+
+
+def env_example(abouts: dict[str, dict[str, Any]]) -> str:
+    """.env.example: every declared setting, commented out, with its default as the value."""
+    out = [
+        "# Copy to .env (git-ignored; Meltano reads it). Every line is commented out, so the copy",
+        "# changes nothing: uncomment a line and fill it in to set that setting. A value shown is",
+        "# the default. Generated by `make docs` from each plugin's --about; edit the plugin, not this.",
+    ]
+    for plugin, data in abouts.items():
+        prefix = plugin.upper().replace("-", "_")
+        out += ["", f"# --- {ENV_HEADERS[plugin]} ---"]
+        properties = data["settings"]["properties"]
+        for name in declared(plugin, properties):
+            out.append(f"# {prefix}_{name.upper()}={env_value(properties[name].get('default'))}")
+    out += [
+        "",
+        "# --- state backend (README, State backends; default: .meltano/meltano.db) ---",
+        "# MELTANO_STATE_BACKEND_URI=s3://my-bucket/meltano-state",
+        "# MELTANO_DATABASE_URI=postgresql+psycopg://user:password@host:5432/meltano",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def generate() -> dict[Path, str]:
+    """The new text of every generated file."""
+    abouts = {p: json.loads(about(p, "json")) for p in PLUGINS}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    meltano_yml = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    for plugin, data in abouts.items():
+        properties = data["settings"]["properties"]
+        names = declared(plugin, properties)
+        readme = replace_block(
+            readme,
+            f"<!-- settings:{plugin} -->",
+            f"<!-- /settings:{plugin} -->",
+            settings_table(about(plugin, "markdown"), names),
+        )
+        meltano_yml = replace_block(
+            meltano_yml,
+            f"# settings:{plugin}",
+            f"# /settings:{plugin}",
+            "\n".join(meltano_settings(plugin, properties)) + "\n",
+        )
+    return {
+        ROOT / "README.md": readme,
+        ROOT / "meltano.yml": meltano_yml,
+        ROOT / ".env.example": env_example(abouts),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the generated files, or with --check report the stale ones."""
+    parser = argparse.ArgumentParser(prog="python docs/settings.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in generate().items():
+        if path.read_text(encoding="utf-8") != text:
+            stale.append(path.name)
+            if not args.check:
+                path.write_text(text, encoding="utf-8")
+    if args.check and stale:
+        print(f"out of date, run `make docs`: {', '.join(stale)}", file=sys.stderr)
+        return 1
+    print(
+        f"{'updated' if stale else 'up to date'}: {', '.join(stale) or 'README.md, meltano.yml, .env.example'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Settings are declared once, in each plugin's config_jsonschema: meltano.yml, .env.example and
+README's tables must agree with what ``<plugin> --about --format=json`` says."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emulators.pipeline import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+PLUGINS = {"extractors": "tap-salesforce-groups", "loaders": "target-amplitude-groups"}
+# Written out rather than imported from docs/settings.py, so a mistake there cannot hide here.
+KINDS = {"integer": "integer", "number": "decimal", "boolean": "boolean", "object": "object"}
+SDK_SETTINGS_DECLARED = {"target-amplitude-groups": {"batch_size_rows", "validate_records"}}
+SDK_SETTINGS = {
+    "stream_maps", "stream_map_config", "faker_config", "flattening_enabled", "flattening_max_depth",
+    "flattening_max_key_length", "flattening_separator", "batch_config", "add_record_metadata",
+    "load_method", "batch_size_rows", "validate_records",
+}  # fmt: skip
+
+
+def about(plugin: str) -> dict:
+    out = subprocess.run([str(BIN / plugin), "--about", "--format=json"], capture_output=True, check=True)
+    return json.loads(out.stdout)["settings"]["properties"]
+
+
+def own_settings(plugin: str) -> dict:
+    props = about(plugin)
+    keep = SDK_SETTINGS_DECLARED.get(plugin, set())
+    return {k: v for k, v in props.items() if k not in SDK_SETTINGS or k in keep}
+
+
+def expected_kind(prop: dict) -> str | None:
+    types = [t for t in prop["type"] if t != "null"]
+    if prop.get("enum"):
+        return "options"
+    if prop.get("format") == "date-time":
+        return "date_iso8601"
+    return KINDS.get(types[0])
+
+
+@pytest.mark.parametrize(("plugin_type", "plugin"), PLUGINS.items())
+def test_meltano_yml_agrees_with_about(plugin_type, plugin):
+    project = yaml.safe_load((PROJECT_ROOT / "meltano.yml").read_text())
+    entry = next(p for p in project["plugins"][plugin_type] if p["name"] == plugin)
+    declared = {s["name"]: s for s in entry["settings"]}
+    props = own_settings(plugin)
+    assert list(declared) == list(props)
+    for name, prop in props.items():
+        setting = declared[name]
+        assert setting.get("kind") == expected_kind(prop), name
+        assert setting.get("value") == prop.get("default"), name
+        assert bool(setting.get("sensitive")) == bool(prop.get("secret")), name
+        if prop.get("enum"):
+            assert [o["value"] for o in setting["options"]] == prop["enum"], name
+
+
+def test_env_example_lists_every_setting_commented_out_with_its_default():
+    lines = (PROJECT_ROOT / ".env.example").read_text().splitlines()
+    assert all(not line or line.startswith("#") for line in lines), "every line must be commented out"
+    entries = dict(re.findall(r"^# ([A-Z][A-Z0-9_]+)=(.*)$", "\n".join(lines), re.M))
+    for plugin in PLUGINS.values():
+        prefix = plugin.upper().replace("-", "_") + "_"
+        for name, prop in own_settings(plugin).items():
+            default = prop.get("default")
+            text = (
+                "" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+            )
+            assert entries.pop(prefix + name.upper()) == text, name
+    assert set(entries) == {"MELTANO_STATE_BACKEND_URI", "MELTANO_DATABASE_URI"}
+
+
+def test_generated_settings_are_current():
+    """README's tables, meltano.yml's settings and .env.example are what `make docs` writes."""
+    result = subprocess.run(
+        [sys.executable, "docs/settings.py", "--check"],
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
