@@ -6,21 +6,22 @@ change in how the tap is split into modules is re-wired here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import GroupMapping
+from groups_mapping import GroupMapping, MappingError, load_mapping
 from tap_salesforce_groups.client import SalesforceClient, SalesforceClientError
 from tap_salesforce_groups.schema import FieldProblem, group_name_warnings, json_type, resolve_field
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
-__all__ = ["Org", "OrgError", "Verification", "property_label"]
+__all__ = ["Org", "OrgError", "Verification", "property_label", "run_verification"]
 
 # Describe of a polymorphic lookup's targets: SOQL reads such a hop (Owner.Name on Case) through
 # the "Name" object, whose fields are the only ones it allows without TYPEOF.
@@ -39,6 +40,7 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     summary: str = ""
+    header: str = ""  # what the command line prints above the problems
 
 
 def property_label(object_name: str, path: str, describe: Callable[[str], dict[str, Any]]) -> str:
@@ -115,34 +117,46 @@ class Org:
         return field_choices(object_name, self.describe)
 
     def verify(self, document: Any) -> Verification:
-        """The tap's own verification (what ``verify`` runs), for a mapping that is not saved yet."""
+        """``verify`` for a mapping that is not saved yet, on this editor's session."""
         config = {k: v for k, v in self.settings.items() if k not in ("mapping", "mapping_file")}
         config["mapping"] = document
-        tap = TapSalesforceGroups(config=config, validate_config=False, setup_mapper=False)
-        tap.client = self.client  # reuse the session (and its describe cache) of this editor
-        with self._lock, self._captured() as capture:
-            try:
-                streams = tap.discover_streams()
-            except ConfigValidationError as exc:
-                return Verification(list(exc.errors) or [str(exc)], capture.warnings)
-            except SystemExit:  # the tap stops on a login failure after logging why
-                return Verification(capture.errors or ["cannot log in to Salesforce"], capture.warnings)
-        fields = sum(len(s.schema["properties"]) for s in streams)
-        summary = (
-            f"Mapping verified against the org: OK ({len(streams)} objects, {fields} fields, "
-            f"{len(capture.warnings)} warnings)"
-        )
-        return Verification([], capture.warnings, summary)
+        with self._lock:  # one at a time: it borrows the tap's logger and stdout
+            return run_verification(config, self.client)
 
-    @contextmanager
-    def _captured(self) -> Iterator[_Capture]:
-        capture = _Capture()
-        logger = TapSalesforceGroups.logger
-        logger.addHandler(capture)
-        try:
-            yield capture
-        finally:
-            logger.removeHandler(capture)
+
+def run_verification(settings: Mapping[str, Any], client: SalesforceClient | None = None) -> Verification:
+    """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
+    read per object (the tap's connection test). ``client`` reuses a logged-in session.
+    """
+    try:
+        load_mapping(settings.get("mapping"), settings.get("mapping_file"))
+    except MappingError as exc:
+        return Verification(exc.problems, header=exc.report().splitlines()[0])
+    # The mapper is set up below, inside the checks: setting it up discovers the streams.
+    tap = TapSalesforceGroups(config=dict(settings), validate_config=False, setup_mapper=False)
+    if client is not None:
+        tap.client = client  # the editor's session and its describe cache
+    capture = _Capture()
+    logger = TapSalesforceGroups.logger
+    logger.addHandler(capture)
+    try:
+        # The rows read are only a check: keep the Singer messages off stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            tap.setup_mapper()
+            tap.run_connection_test()
+    except ConfigValidationError as exc:
+        return Verification(list(exc.errors) or [str(exc)], capture.warnings, header=f"{exc}:")
+    except SalesforceClientError as exc:
+        return Verification([str(exc)], capture.warnings, header="Cannot read the org:")
+    except SystemExit:  # the tap stops on a login failure after logging why
+        problems = capture.errors or ["cannot log in to Salesforce"]
+        return Verification(problems, capture.warnings, header="Cannot read the org:")
+    finally:
+        logger.removeHandler(capture)
+    if tap.stopped_reason:
+        return Verification([tap.stopped_reason], capture.warnings, header="Verification stopped:")
+    summary = f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read)."
+    return Verification([], capture.warnings, summary)
 
 
 def field_choices(object_name: str, describe: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
