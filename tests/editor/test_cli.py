@@ -104,3 +104,19 @@ def test_a_busy_port_is_one_line(config):
     assert second.stderr.strip().splitlines()[-1] == (
         f"Cannot start the mapping editor on 127.0.0.1:{port}: the port is in use (pass --port)"
     )
+
+
+def test_a_wildcard_host_is_refused(config):
+    # The Host header must name the bound address; no browser ever sends 0.0.0.0.
+    run = subprocess.run(
+        [str(BIN), "editor", "--config", str(config), "--host", "0.0.0.0", "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        "Cannot start the mapping editor on 0.0.0.0: give one address to listen on (the Host header "
+        "is checked against it), e.g. --host 127.0.0.1"
+    )
