@@ -77,6 +77,9 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
     except KeyboardInterrupt:
         pass
     finally:
+        # Meltano passes the terminal's Ctrl-C on as well: a second signal must not cut the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.server_close()
     click.echo("Mapping editor stopped.", err=True)
     return 0
