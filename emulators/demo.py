@@ -1,27 +1,25 @@
 """`make demo`: emulators up, two real `meltano run`s (full, then incremental), what Amplitude got.
 
-Everything runs in this process or as its children, so nothing is left running afterwards.
+``python -m emulators.demo --editor`` instead opens the mapping editor under Meltano against a
+demo Salesforce emulator, on a copy of the demo mapping, until Ctrl-C. Everything runs in this
+process or as its children, so nothing is left running afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from emulators.pipeline import TAP_TARGET, Emulators, meltano
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, sealed_environ
+from emulators.pipeline import meltano as run_meltano
 
-ENV = ("--environment=demo",)
-# The editor against a fresh emulator, on a copy of the demo mapping (Save keeps a .bak).
-EDITOR_COMMAND = r"""  cp demo/mapping.json .meltano/demo-mapping.json && rm -f .meltano/demo-sf.url && bash -c '
-    .venv/bin/python -m emulators.salesforce --port 0 --ca-dir .meltano/demo-ca >.meltano/demo-sf.url &
-    trap "kill $!" EXIT; until [ -s .meltano/demo-sf.url ]; do sleep 0.2; done
-    SALESFORCE_EMULATOR_URL=$(head -1 .meltano/demo-sf.url) REQUESTS_CA_BUNDLE=.meltano/demo-ca/ca.pem \
-    TAP_SALESFORCE_GROUPS_MAPPING_FILE=.meltano/demo-mapping.json \
-    .venv/bin/meltano --environment=demo invoke tap-salesforce-groups:editor'"""
+EDITOR_COMMAND = ".venv/bin/python -m emulators.demo --editor"
 
 
 def _summary(output: str) -> str:
@@ -50,14 +48,24 @@ def print_groups(
 
 def main() -> int:
     with Emulators(accounts=12) as emu, tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+        # Sealed: the demo can only reach the emulators. Meltano reads an empty env file instead
+        # of the project's .env, and no TAP_/TARGET_/MELTANO_ variable of this shell reaches it,
+        # so real credentials or URLs set for production can never be used by the demo.
+        empty_env_file = Path(tmp) / "demo.env"
+        empty_env_file.write_text("")
+        sealed = sealed_environ()
         # A private system database: the demo starts from an empty bookmark every time.
         env = {**emu.env(), "MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"}
+
+        def meltano(*args: str, env: dict[str, str]) -> Any:
+            return run_meltano(f"--env-file={empty_env_file}", *args, env=env, base_env=sealed)
+
         print(f"Salesforce emulator: {emu.salesforce.url}   Amplitude emulator: {emu.amplitude.url}")
         print("Installing the plugins (meltano install)…")
         meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
 
         print("\n== Run 1: full sync ==")
-        run = meltano(*ENV, "run", *TAP_TARGET, env=env)
+        run = meltano("--environment=demo", "run", *TAP_TARGET, env=env)
         print("  " + _summary(run.stderr + run.stdout))
         print_groups(emu.amplitude.groups())
 
@@ -78,7 +86,7 @@ def main() -> int:
 
         before = len(emu.amplitude.requests)
         print("\n== Run 2: incremental ==")
-        run = meltano(*ENV, "run", *TAP_TARGET, env=env)
+        run = meltano("--environment=demo", "run", *TAP_TARGET, env=env)
         print("  " + _summary(run.stderr + run.stdout))
         sent = {
             (i["group_type"], i["group_value"])
@@ -89,16 +97,59 @@ def main() -> int:
         print_groups(emu.amplitude.groups(), only=sent)
 
         state = meltano(
-            *ENV, "state", "get", "demo:tap-salesforce-groups-to-target-amplitude-groups", env=env
+            "--environment=demo",
+            "state",
+            "get",
+            "demo:tap-salesforce-groups-to-target-amplitude-groups",
+            env=env,
         )
         print("\n== Bookmarks kept by Meltano ==")
         for stream, bookmark in json.loads(state.stdout)["singer_state"]["bookmarks"].items():
             print(f"  {stream}: {bookmark.get('replication_key')} >= {bookmark.get('replication_key_value')}")
     print("\nDemo finished; emulators stopped.")
-    print("\nTo open the mapping editor against a demo Salesforce emulator (Ctrl-C stops both):")
-    print(EDITOR_COMMAND)
+    print(
+        f"\nOpen the mapping editor against a demo Salesforce emulator (Ctrl-C stops it):\n  {EDITOR_COMMAND}"
+    )
     return 0
 
 
+def editor(args: list[str]) -> int:
+    """The mapping editor under Meltano against a demo emulator, sealed like the demo, until Ctrl-C."""
+    with Emulators(accounts=12) as emu, tempfile.TemporaryDirectory(prefix="demo-editor-") as tmp:
+        empty_env_file = Path(tmp) / "demo.env"
+        empty_env_file.write_text("")
+        mapping = Path(tmp) / "mapping.json"
+        shutil.copy(PROJECT_ROOT / "demo" / "mapping.json", mapping)
+        env = {
+            **sealed_environ(),
+            **emu.env(),
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}",
+            "TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(mapping),
+        }
+        meltano = [str(Path(sys.executable).with_name("meltano")), f"--env-file={empty_env_file}"]
+        if not (PROJECT_ROOT / ".meltano" / "extractors" / "tap-salesforce-groups").exists():
+            print("Installing the tap (meltano install)…", flush=True)
+            run_meltano(*meltano[1:], "install", "extractor", "tap-salesforce-groups", env=env, base_env=env)
+        print(f"Salesforce emulator: {emu.salesforce.url}; editing a copy of demo/mapping.json", flush=True)
+        command = [*meltano, "--environment=demo", "invoke", "tap-salesforce-groups:editor", *args]
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+        interrupted = False
+        while True:
+            try:
+                process.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True  # the editor got the same Ctrl-C: wait for it to stop
+    print("Editor demo finished; emulator stopped.")
+    return 0 if interrupted else process.returncode
+
+
+def entry(argv: list[str]) -> int:
+    if argv[:1] == ["--editor"]:
+        return editor(argv[1:])
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(sys.argv[1:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,3 +71,36 @@ def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: 
     assert out == ""
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/api/schedule", headers=headers, timeout=5)
+
+
+def test_demo_editor_command_runs_until_ctrl_c() -> None:
+    from emulators.demo import EDITOR_COMMAND
+
+    # What `make demo` prints at the end, with --no-browser and a free port.
+    command = [sys.executable, "-m", "emulators.demo", "--editor", "--no-browser", "--port", "0"]
+    assert EDITOR_COMMAND == ".venv/bin/python -m emulators.demo --editor"
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        while not (line := process.stdout.readline()).startswith("Mapping editor: "):
+            assert line, f"no editor URL; output so far: {lines}"
+            lines.append(line)
+        assert any(line.startswith("Salesforce emulator: https://127.0.0.1:") for line in lines)
+        url = line.split(": ", 1)[1].strip()
+        base, token = url.split("/?token=")
+        got = requests.get(f"{base}/api/mapping", headers={"X-Editor-Token": token}, timeout=30).json()
+        assert got["mapping"] == json.loads((PROJECT_ROOT / "demo" / "mapping.json").read_text())
+        assert got["mapping_file"] != str(PROJECT_ROOT / "demo" / "mapping.json")  # a copy
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out.strip().splitlines()[-1] == "Editor demo finished; emulator stopped."
+    assert "Traceback" not in err
