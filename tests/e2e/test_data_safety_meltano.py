@@ -95,7 +95,9 @@ def test_4_checkpoints_keep_progress_when_a_run_dies_late(project):
     first = len(emu.amplitude.requests)
     assert run(env, "calibrate", **extra).returncode == 0
     accounts = sum(
-        1 for r in emu.amplitude.requests[first:] if r["payload"] and r["payload"][0]["group_type"] == "org id"
+        1
+        for r in emu.amplitude.requests[first:]
+        if r["payload"] and r["payload"][0]["group_type"] == "org id"
     )
     # Account is delivered and checkpointed; Amplitude then fails for good during Subscription__c.
     emu.amplitude.faults.add(Fault(count=accounts, path="/groupidentify"))  # answered normally

@@ -52,11 +52,19 @@ def test_editor_prints_its_url_and_stops_cleanly(config, stop):
         assert requests.get(base + "/api/objects", timeout=30).status_code == 403
         objects = requests.get(base + "/api/objects", headers={"X-Editor-Token": token}, timeout=30)
         assert objects.status_code == 200
+        # Next reads one row per object; its Singer messages must not reach the editor's stdout.
+        verified = requests.post(
+            base + "/api/verify",
+            data=json.dumps(CONFIG["mapping"]),
+            headers={"X-Editor-Token": token},
+            timeout=60,
+        )
+        assert verified.json()["problems"] == []
     finally:
         process.send_signal(stop)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0
-    assert out == ""  # stdout held the URL line only (no Singer message from the SDK's handlers)
+    assert out == ""  # stdout held the URL line only (no Singer message from verify or the SDK)
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "Mapping editor stopped."
     assert CLIENT_SECRET not in out + err

@@ -1,7 +1,7 @@
-"""Field choices for polymorphic lookups: the fields of the Name object that the tap can read.
+"""Field choices for polymorphic lookups: the fields of the Name object, as the tap reads them.
 
 Salesforce documents that a polymorphic relationship (Case.Owner: a User or a Group/queue) is
-read in SOQL through the "Name" object, describable with describeSObjects():
+read in SOQL through the "Name" object and its fields only:
 https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
 https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-relationships-and-polymorph-keys.md
 The emulator has no polymorphic lookup, so these describes are built here in describe's shape.
@@ -33,17 +33,6 @@ DESCRIBES = {
             ),
         ]
     },
-    # The Name object: the fields SOQL allows through a polymorphic hop.
-    "Name": {
-        "fields": [
-            field("Id", "Name ID", "id"),
-            field("Name", "Name"),
-            field("Email", "Email", "email"),
-            field("Type", "Type", "picklist"),
-            field("Alias", "Alias"),
-            field("Title", "Title"),
-        ]
-    },
     "Group": {
         "fields": [
             field("Id", "Group ID", "id"),
@@ -57,14 +46,26 @@ DESCRIBES = {
 }
 
 
-def test_polymorphic_lookup_offers_name_object_fields_the_tap_resolves():
+def test_polymorphic_lookup_offers_the_name_object_fields():
     choices = {c["path"]: c for c in field_choices("Case", DESCRIBES.__getitem__)}
-    owner = sorted(p for p in choices if p.startswith("Owner."))
-    # Name-object fields only (never Group-only fields such as DoesSendEmailToMembers), and only
-    # those the tap's verification resolves today (it follows the first target, Group).
-    assert owner == ["Owner.Email", "Owner.Id", "Owner.Name", "Owner.Type"]
-    assert choices["Owner.Name"]["property"] == "Owner Name"
-    assert choices["Owner.Name"]["relationship"] is True
+    owner = [p for p in choices if p.startswith("Owner.")]
+    assert owner == [
+        "Owner.Name",
+        "Owner.Alias",
+        "Owner.Email",
+        "Owner.FirstName",
+        "Owner.LastName",
+        "Owner.IsActive",
+        "Owner.Phone",
+        "Owner.Title",
+        "Owner.Type",
+        "Owner.UserRoleId",
+        "Owner.ProfileId",
+    ]
+    # Never a field of one target only (a Group's DoesSendEmailToMembers, a User's Department).
+    assert "Owner.DoesSendEmailToMembers" not in choices
+    assert choices["Owner.Email"]["property"] == "Owner Email"
+    assert choices["Owner.Email"]["relationship"] is True
     assert choices["Subject"]["name_warnings"] == [
         "group name field 'Subject' can be empty; rows without a value are skipped",
         "group name field 'Subject' is not unique; rows sharing a value update one group",
