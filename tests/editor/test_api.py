@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from groups_mapping import validate
 from tap_salesforce_groups.mapping_cli import main
+from tap_salesforce_groups.schema import NAME_OBJECT_FIELDS
 from tests.conftest import SALESFORCE
 from tests.mappings import document, group
 from tests.tap.conftest import CONFIG, MAPPING
@@ -50,6 +51,20 @@ def test_fields_offer_one_hop_paths_labels_and_name_warnings(editor):
     document_fields = {f["path"] for f in editor.call("GET", "/api/objects/Document/fields").json()["fields"]}
     assert "Name" in document_fields
     assert "Body" not in document_fields  # base64: the tap cannot import it
+
+
+def test_fields_through_a_polymorphic_lookup_are_the_name_objects(editor):
+    # Case.OwnerId is a Group (queue) or a User; SOQL reads Owner.* through the Name object only.
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+    response = editor.call("GET", "/api/objects/Case/fields")
+    assert response.status_code == 200
+    owner = [f["path"] for f in response.json()["fields"] if f["path"].startswith("Owner.")]
+    assert owner == [f"Owner.{name}" for name in NAME_OBJECT_FIELDS]
+    # Offered paths pass verification, one-row read included. (Only those the emulator's User has:
+    # it reads a polymorphic hop through User, which lacks Alias, Phone, Type, UserRoleId, ProfileId.)
+    chosen = ("Owner.Name", "Owner.Email", "Owner.IsActive")
+    document_ = document(group("Case", "case", "Id", tuple((p, p) for p in chosen)))
+    assert editor.call("POST", "/api/verify", document_).json()["problems"] == []
 
 
 def test_fields_of_an_unknown_or_malformed_object(editor):
