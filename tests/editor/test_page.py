@@ -8,6 +8,7 @@ main states go to tests/output/editor/.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from groups_mapping import validate
 from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
 from tests.mappings import document, group
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
+CHROMIUM = Path(os.environ.get("EDITOR_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
     "--headless",
     "--no-sandbox",
