@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import json
 import signal
 import threading
 from collections.abc import Sequence
@@ -11,9 +13,11 @@ from types import FrameType
 from typing import Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
+import msgspec
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.contrib.msgspec import decoder as msgspec_decoder
+from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
@@ -53,12 +57,28 @@ class StateWatchingReader(MsgSpecReader):
         target = self.target
         if target is not None and target.delivery.checkpoint_wanted():
             target.checkpoint()
-        message: dict[str, Any] = super().deserialize_json(line)
+        message = self._parse(line)
         if target is not None and message.get("type") == "STATE":
             target.delivery.note_state(message.get("value"))
             if target.delivery.is_dry_run:
                 return {**message, "value": {}}
         return message
+
+    @staticmethod
+    def _parse(line: str) -> dict[str, Any]:
+        try:
+            parsed = msgspec_decoder.decode(line)
+        except msgspec.DecodeError:
+            # msgspec refuses the JSON escape of a lone surrogate ("\ud800"), which the json
+            # module (and taps) accept; parsing such a line anyway lets that one value be refused
+            # instead of the whole run.
+            try:
+                parsed = json.loads(line, parse_float=decimal.Decimal)
+            except ValueError as exc:
+                raise InvalidInputLine(f"input line is not JSON ({exc}): {line[:200]}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidInputLine(f"input line is not a JSON object: {line[:200]}")
+        return parsed
 
 
 # The numeric settings: name, type with the range checked at start, default, description.
@@ -316,7 +336,7 @@ class TargetAmplitudeGroups(Target):
         """Run the target; a failure is one error line and a non-zero exit, never a traceback."""
         try:
             super().invoke(**kwargs)
-        except RunFailure as exc:
+        except (RunFailure, InvalidInputLine) as exc:
             target = cls.active
             message = target.redact(str(exc)) if target else str(exc)
             cls.logger.error("%s", message)
@@ -326,7 +346,7 @@ class TargetAmplitudeGroups(Target):
                 cls.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
             if target is not None:
                 target.finish("interrupted" if isinstance(exc, Interrupted) else "failed", message)
-            raise SystemExit(exc.exit_code) from None
+            raise SystemExit(getattr(exc, "exit_code", 1)) from None
 
 
 if __name__ == "__main__":

@@ -395,3 +395,35 @@ def test_the_report_describes_a_failed_run(amplitude, tmp_path):
     saved = json.loads(report.read_text())
     assert saved["status"] == "failed" and "gave up after 1 attempts" in saved["error"]
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
+
+
+# -- Issue 10: the target's progress lines ----------------------------------------------------------
+def test_long_runs_log_progress_and_checkpoints(amplitude, capsys, caplog, monkeypatch):
+    from target_amplitude_groups import delivery
+
+    monkeypatch.setattr(delivery, "PROGRESS_SECONDS", 0.0)  # every batch, instead of every 30 s
+    caplog.set_level(logging.INFO)
+    lines = singer(
+        schema_msg(), *[m for i in range(3) for m in (*[record(i * 50 + j) for j in range(50)], state(i + 1))]
+    )
+    out = run_target({"mapping": MAPPING, "batch_size_rows": 50}, lines, capsys)
+    assert len(states_in(out)) == 3
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress: ")]
+    assert progress[0].startswith("Progress: 50 groups delivered (")
+    assert "1 request, 0 retries, 0.0s throttled; last checkpoint: none yet" in progress[0]
+    assert "last checkpoint: Account bookmark=2025-01-01 after 50 groups" in progress[1]
+    checkpoints = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Checkpoint: ")]
+    assert checkpoints[0] == (
+        "Checkpoint: 50 groups delivered and acknowledged; STATE Account bookmark=2025-01-01"
+    )
+    assert all(r.levelno < logging.WARNING for r in caplog.records if "Progress" in r.getMessage())
+    assert "Progress" not in capsys.readouterr().out  # never on the Singer stream
+
+
+def test_a_line_that_is_not_json_is_one_error_line(amplitude, tmp_path):
+    lines = singer(schema_msg(), record(1)) + "{not json\n"
+    process = run_cli({"mapping": MAPPING}, lines, tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "input line is not JSON" in err
+    assert "Traceback" not in err
