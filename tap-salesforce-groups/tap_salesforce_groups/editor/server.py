@@ -209,6 +209,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "mapping-editor"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a connection may sit idle or half-sent before its thread is freed
 
     # Every method comes through one dispatcher so that unknown ones get 405, not 501.
     def do_GET(self) -> None:
