@@ -1,19 +1,25 @@
 """`make demo`: emulators up, two real `meltano run`s (full, then incremental), what Amplitude got.
 
-Everything runs in this process or as its children, so nothing is left running afterwards.
+``python -m emulators.demo --editor`` instead opens the mapping editor under Meltano against a
+demo Salesforce emulator, on a copy of the demo mapping, until Ctrl-C. Everything runs in this
+process or as its children, so nothing is left running afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from emulators.pipeline import TAP_TARGET, Emulators, sealed_environ
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, sealed_environ
 from emulators.pipeline import meltano as run_meltano
+
+EDITOR_COMMAND = ".venv/bin/python -m emulators.demo --editor"
 
 
 def _summary(output: str) -> str:
@@ -101,8 +107,49 @@ def main() -> int:
         for stream, bookmark in json.loads(state.stdout)["singer_state"]["bookmarks"].items():
             print(f"  {stream}: {bookmark.get('replication_key')} >= {bookmark.get('replication_key_value')}")
     print("\nDemo finished; emulators stopped.")
+    print(
+        f"\nOpen the mapping editor against a demo Salesforce emulator (Ctrl-C stops it):\n  {EDITOR_COMMAND}"
+    )
     return 0
 
 
+def editor(args: list[str]) -> int:
+    """The mapping editor under Meltano against a demo emulator, sealed like the demo, until Ctrl-C."""
+    with Emulators(accounts=12) as emu, tempfile.TemporaryDirectory(prefix="demo-editor-") as tmp:
+        empty_env_file = Path(tmp) / "demo.env"
+        empty_env_file.write_text("")
+        mapping = Path(tmp) / "mapping.json"
+        shutil.copy(PROJECT_ROOT / "demo" / "mapping.json", mapping)
+        env = {
+            **sealed_environ(),
+            **emu.env(),
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}",
+            "TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(mapping),
+        }
+        meltano = [str(Path(sys.executable).with_name("meltano")), f"--env-file={empty_env_file}"]
+        if not (PROJECT_ROOT / ".meltano" / "extractors" / "tap-salesforce-groups").exists():
+            print("Installing the tap (meltano install)…", flush=True)
+            run_meltano(*meltano[1:], "install", "extractor", "tap-salesforce-groups", env=env, base_env=env)
+        print(f"Salesforce emulator: {emu.salesforce.url}; editing a copy of demo/mapping.json", flush=True)
+        command = [*meltano, "--environment=demo", "invoke", "tap-salesforce-groups:editor", *args]
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+        interrupted = False
+        while True:
+            try:
+                process.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True  # the editor got the same Ctrl-C: wait for it to stop
+    print("Editor demo finished; emulator stopped.")
+    return 0 if interrupted else process.returncode
+
+
+def entry(argv: list[str]) -> int:
+    if argv[:1] == ["--editor"]:
+        return editor(argv[1:])
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(sys.argv[1:]))

@@ -6,19 +6,16 @@ Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.editor import run_editor
-from tap_salesforce_groups.editor.org import property_label
+from tap_salesforce_groups.editor.org import property_label, run_verification
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
@@ -200,20 +197,12 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 @config_option
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
-    settings = _settings(config)
-    _load(settings)  # offline problems first, before logging in
-    tap = TapSalesforceGroups(config=settings, validate_config=False)
-    try:
-        # The rows read are only a check: keep the Singer messages off the terminal.
-        with contextlib.redirect_stdout(io.StringIO()):
-            tap.run_connection_test()
-    except ConfigValidationError as exc:
-        _fail(exc.errors, f"{exc}:")
-    except SalesforceClientError as exc:
-        _fail([str(exc)], "Cannot read the org:")
-    if tap.run.stopped_reason:
-        _fail([tap.run.stopped_reason], "Verification stopped:")
-    click.echo(f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read).")
+    result = run_verification(_settings(config))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.problems:
+        _fail(result.problems, result.header)
+    click.echo(result.summary)
 
 
 @main.command()

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 from groups_mapping import validate
 from tap_salesforce_groups.mapping_cli import main
+from tap_salesforce_groups.schema import NAME_OBJECT_FIELDS
+from tests.conftest import SALESFORCE
 from tests.mappings import document, group
 from tests.tap.conftest import CONFIG, MAPPING
 
@@ -49,6 +51,20 @@ def test_fields_offer_one_hop_paths_labels_and_name_warnings(editor):
     document_fields = {f["path"] for f in editor.call("GET", "/api/objects/Document/fields").json()["fields"]}
     assert "Name" in document_fields
     assert "Body" not in document_fields  # base64: the tap cannot import it
+
+
+def test_fields_through_a_polymorphic_lookup_are_the_name_objects(editor):
+    # Case.OwnerId is a Group (queue) or a User; SOQL reads Owner.* through the Name object only.
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+    response = editor.call("GET", "/api/objects/Case/fields")
+    assert response.status_code == 200
+    owner = [f["path"] for f in response.json()["fields"] if f["path"].startswith("Owner.")]
+    assert owner == [f"Owner.{name}" for name in NAME_OBJECT_FIELDS]
+    # Offered paths pass verification, one-row read included. (Only those the emulator's User has:
+    # it reads a polymorphic hop through User, which lacks Alias, Phone, Type, UserRoleId, ProfileId.)
+    chosen = ("Owner.Name", "Owner.Email", "Owner.IsActive")
+    document_ = document(group("Case", "case", "Id", tuple((p, p) for p in chosen)))
+    assert editor.call("POST", "/api/verify", document_).json()["problems"] == []
 
 
 def test_fields_of_an_unknown_or_malformed_object(editor):
@@ -95,11 +111,11 @@ def test_verify_runs_the_same_checks_as_the_verify_command(editor, tmp_path):
         "2: Subscription__c -> subscription: group name field 'Name' is not unique; "
         "rows sharing a value update one group"
     ]
-    # `verify` is the tap's --test (meltano.yml); it logs the same lines.
+    # The `verify` command (tap-salesforce-groups-mapping verify) reports the same lines.
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**CONFIG, "mapping": broken}))
     run = subprocess.run(
-        [str(BIN / "tap-salesforce-groups"), "--config", str(config), "--test"],
+        [str(BIN / "tap-salesforce-groups-mapping"), "verify", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,12 +123,23 @@ def test_verify_runs_the_same_checks_as_the_verify_command(editor, tmp_path):
         check=False,
     )
     assert run.returncode == 1
-    for line in [*result["problems"], *result["warnings"]]:
-        assert line in run.stderr
+    assert (
+        run.stderr.splitlines()[-3:]
+        == [
+            "mapping does not match the Salesforce org:",
+            *[f"  - {p}" for p in result["problems"]],
+        ][-3:]
+    )
+    assert result["warnings"][0] in run.stderr
 
+    SALESFORCE.clear_requests()
     ok = editor.call("POST", "/api/verify", MAPPING).json()
     assert ok["problems"] == []
-    assert ok["summary"].startswith("Mapping verified against the org: OK (2 objects")
+    assert ok["summary"] == "Mapping verified against the org: OK (2 objects, one row of each read)."
+    # Like `verify`, it reads one row of each object (the tap's connection test).
+    queried = [r["query"] for r in SALESFORCE.requests if "/query" in r["path"]]
+    assert any("FROM Account" in (q or "") for q in queried)
+    assert any("FROM Subscription__c" in (q or "") for q in queried)
 
 
 def test_verify_reports_mapping_problems_too(editor):

@@ -52,11 +52,19 @@ def test_editor_prints_its_url_and_stops_cleanly(config, stop):
         assert requests.get(base + "/api/objects", timeout=30).status_code == 403
         objects = requests.get(base + "/api/objects", headers={"X-Editor-Token": token}, timeout=30)
         assert objects.status_code == 200
+        # Next reads one row per object; its Singer messages must not reach the editor's stdout.
+        verified = requests.post(
+            base + "/api/verify",
+            data=json.dumps(CONFIG["mapping"]),
+            headers={"X-Editor-Token": token},
+            timeout=60,
+        )
+        assert verified.json()["problems"] == []
     finally:
         process.send_signal(stop)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0
-    assert out == ""  # stdout held the URL line only (no Singer message from the SDK's handlers)
+    assert out == ""  # stdout held the URL line only (no Singer message from verify or the SDK)
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "Mapping editor stopped."
     assert CLIENT_SECRET not in out + err
@@ -103,4 +111,20 @@ def test_a_busy_port_is_one_line(config):
     assert second.returncode == 1
     assert second.stderr.strip().splitlines()[-1] == (
         f"Cannot start the mapping editor on 127.0.0.1:{port}: the port is in use (pass --port)"
+    )
+
+
+def test_a_wildcard_host_is_refused(config):
+    # The Host header must name the bound address; no browser ever sends 0.0.0.0.
+    run = subprocess.run(
+        [str(BIN), "editor", "--config", str(config), "--host", "0.0.0.0", "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        "Cannot start the mapping editor on 0.0.0.0: give one address to listen on (the Host header "
+        "is checked against it), e.g. --host 127.0.0.1"
     )

@@ -8,6 +8,7 @@ main states go to tests/output/editor/.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from groups_mapping import validate
 from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
 from tests.mappings import document, group
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
+CHROMIUM = Path(os.environ.get("EDITOR_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -253,4 +255,57 @@ def test_cadence_control(browser: Browser, editor_factory: Any, tmp_path: Path) 
     page.locator("#cadence").select_option("hourly")
     expect(page.locator("#notice")).to_contain_text("Sync cadence set to hourly")
     assert "interval: '@hourly'" in (root / "meltano.yml").read_text()
+    page.close()
+
+
+def tab_to(page: Page, selector: str, limit: int = 60) -> None:
+    """Press Tab until the element matching ``selector`` has the focus (it must be reachable)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reachable with Tab")
+
+
+def arrow_to(page: Page, selector: str, value: str, limit: int = 200) -> None:
+    """Move the focused select's choice with the arrow keys until it is ``value``."""
+    for _ in range(limit):
+        if page.locator(selector).input_value() == value:
+            return
+        page.keyboard.press("ArrowDown")
+    raise AssertionError(f"{value} is not reachable with the arrow keys in {selector}")
+
+
+def test_keyboard_only(browser: Browser, editor_factory: Any) -> None:
+    editor = editor_factory(file_mapping=None)
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator("#problems li")).to_have_count(1)
+    tab_to(page, "#add-mapping")
+    page.keyboard.press("Enter")
+    expect(page.locator(".card .object")).to_be_focused()
+    arrow_to(page, ".card .object", "Account")
+    page.keyboard.press("Tab")
+    expect(page.locator(".card .group-type")).to_be_focused()
+    page.keyboard.type("org id")
+    page.keyboard.press("Tab")
+    expect(page.locator(".card .name-field")).to_be_focused()
+    expect(page.locator(".card .name-field option[value='Id']")).to_have_count(1)  # fields loaded
+    arrow_to(page, ".card .name-field", "Id")
+    tab_to(page, ".add-property")
+    page.keyboard.press("Enter")
+    expect(page.locator(".prop-field")).to_be_focused()
+    arrow_to(page, ".prop-field", "Industry")
+    expect(page.locator(".prop-name")).to_have_value("Industry")
+    expect(page.locator("#problems li")).to_have_count(0)
+    page.keyboard.press("Shift+Tab")  # back to the top: Next comes before the cards
+    tab_to(page, "#next")
+    page.keyboard.press("Enter")
+    expect(page.locator("#verify-summary")).to_contain_text("Mapping verified against the org: OK")
+    tab_to(page, "#save")
+    page.keyboard.press("Enter")
+    expect(page.locator("#notice")).to_have_text(f"Saved to {editor.mapping_file}.")
+    assert json.loads(editor.mapping_file.read_text()) == document(
+        group("Account", "org id", "Id", (("Industry", "Industry"),))
+    )
     page.close()

@@ -23,11 +23,11 @@ from tap_salesforce_groups.editor.server import EditorApp, EditorServer
 __all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "run_editor"]
 
 
-def _is_loopback(host: str) -> bool:
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return host == "localhost"
+        return None
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -36,6 +36,15 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: bool) -> int:
     """Log in, serve until Ctrl-C (or SIGTERM), return the exit status; errors are one line."""
+    address = _address(host)
+    if address is not None and address.is_unspecified:
+        # Browsers send the address they were given as Host, never 0.0.0.0: nothing would pass.
+        click.echo(
+            f"Cannot start the mapping editor on {host}: give one address to listen on (the Host "
+            "header is checked against it), e.g. --host 127.0.0.1",
+            err=True,
+        )
+        return 2
     try:
         org = Org(settings)
         org.login()
@@ -49,7 +58,7 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
         reason = "the port is in use (pass --port)" if exc.errno == errno.EADDRINUSE else exc.strerror
         click.echo(f"Cannot start the mapping editor on {host}:{port}: {reason}", err=True)
         return 1
-    if not _is_loopback(host):
+    if not (address.is_loopback if address is not None else host == "localhost"):
         click.echo(
             f"Warning: listening on {host}, not loopback: anyone who can reach it and has the "
             "token can change the mapping.",
@@ -68,6 +77,9 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
     except KeyboardInterrupt:
         pass
     finally:
+        # Meltano passes the terminal's Ctrl-C on as well: a second signal must not cut the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.server_close()
     click.echo("Mapping editor stopped.", err=True)
     return 0

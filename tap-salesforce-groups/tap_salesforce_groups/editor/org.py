@@ -6,27 +6,29 @@ change in how the tap is split into modules is re-wired here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import GroupMapping
+from groups_mapping import GroupMapping, MappingError, load_mapping
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceClientError
-from tap_salesforce_groups.schema import FieldProblem, group_name_warnings, json_type, resolve_field
-from tap_salesforce_groups.tap import TapSalesforceGroups
+from tap_salesforce_groups.schema import (
+    NAME_OBJECT_FIELDS,
+    FieldProblem,
+    group_name_warnings,
+    json_type,
+    resolve_field,
+)
+from tap_salesforce_groups.tap import TapSalesforceGroups, settings_problems
 
-__all__ = ["Org", "OrgError", "Verification", "property_label"]
-
-# Describe of a polymorphic lookup's targets: SOQL reads such a hop (Owner.Name on Case) through
-# the "Name" object, whose fields are the only ones it allows without TYPEOF.
-# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
-NAME_OBJECT = "Name"
+__all__ = ["Org", "OrgError", "Verification", "property_label", "run_verification"]
 
 
 class OrgError(Exception):
@@ -40,6 +42,7 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     summary: str = ""
+    header: str = ""  # what the command line prints above the problems
 
 
 def property_label(object_name: str, path: str, describe: Callable[[str], dict[str, Any]]) -> str:
@@ -50,9 +53,8 @@ def property_label(object_name: str, path: str, describe: Callable[[str], dict[s
 
 
 def _is_polymorphic(ref: Mapping[str, Any]) -> bool:
-    return bool(
-        ref.get("polymorphicForeignKey") or ref.get("namePointing") or len(ref.get("referenceTo") or []) > 1
-    )
+    """As the tap's resolve_field decides it: several targets, or Salesforce says so."""
+    return len(ref.get("referenceTo") or []) > 1 or bool(ref.get("polymorphicForeignKey"))
 
 
 class _Capture(logging.Handler):
@@ -72,8 +74,13 @@ class Org:
     """One logged-in connection to the configured org, shared by every request of the editor."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.settings = dict(settings)
-        self._lock = threading.Lock()  # one verification at a time: it borrows the tap's logger
+        # The tap's view of the settings: its defaults filled in, as the client expects them.
+        tap = TapSalesforceGroups(config=dict(settings), validate_config=False, setup_mapper=False)
+        self.settings = dict(tap.config)
+        self._lock = threading.Lock()  # one verification at a time: it borrows the logger and stdout
+        problems = settings_problems(self.settings)  # what the tap checks before its first call
+        if problems:
+            raise OrgError("; ".join(problems))
         try:
             self.client = SalesforceClient(self.settings, TapSalesforceGroups.logger)
         except SalesforceClientError as exc:
@@ -96,9 +103,10 @@ class Org:
         """The queryable objects of the org (global describe), by label."""
         try:
             # simple-salesforce's describe() is the global describe: GET /sobjects/.
-            listing = self.client.sf.describe() or {}
-        except Exception as exc:  # any failure of the call is reported as one line
-            raise OrgError(f"list objects: {exc.__class__.__name__}: {exc}") from exc
+            # A lambda: after a re-login, client.sf is a new connection.
+            listing = self.client.call("list objects", lambda: self.client.sf.describe()) or {}  # noqa: PLW0108
+        except SalesforceClientError as exc:
+            raise OrgError(str(exc)) from exc
         return sorted(
             (
                 {"name": o["name"], "label": o.get("label") or o["name"], "custom": bool(o.get("custom"))}
@@ -116,42 +124,55 @@ class Org:
         return field_choices(object_name, self.describe)
 
     def verify(self, document: Any) -> Verification:
-        """The tap's own verification (what ``verify`` runs), for a mapping that is not saved yet."""
+        """``verify`` for a mapping that is not saved yet, on this editor's session."""
         config = {k: v for k, v in self.settings.items() if k not in ("mapping", "mapping_file")}
         config["mapping"] = document
-        tap = TapSalesforceGroups(config=config, validate_config=False, setup_mapper=False)
-        tap.client = self.client  # reuse the session (and its describe cache) of this editor
-        with self._lock, self._captured() as capture:
-            try:
-                streams = tap.discover_streams()
-            except ConfigValidationError as exc:
-                return Verification(list(exc.errors) or [str(exc)], capture.warnings)
-            except SystemExit:  # the tap stops on a login failure after logging why
-                return Verification(capture.errors or ["cannot log in to Salesforce"], capture.warnings)
-        fields = sum(len(s.schema["properties"]) for s in streams)
-        summary = (
-            f"Mapping verified against the org: OK ({len(streams)} objects, {fields} fields, "
-            f"{len(capture.warnings)} warnings)"
-        )
-        return Verification([], capture.warnings, summary)
+        with self._lock:  # one at a time: it borrows the tap's logger and stdout
+            return run_verification(config, self.client)
 
-    @contextmanager
-    def _captured(self) -> Iterator[_Capture]:
-        capture = _Capture()
-        logger = TapSalesforceGroups.logger
-        logger.addHandler(capture)
-        try:
-            yield capture
-        finally:
-            logger.removeHandler(capture)
+
+def run_verification(settings: Mapping[str, Any], client: SalesforceClient | None = None) -> Verification:
+    """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
+    read per object (the tap's connection test). ``client`` reuses a logged-in session.
+    """
+    try:
+        load_mapping(settings.get("mapping"), settings.get("mapping_file"))
+    except MappingError as exc:
+        return Verification(exc.problems, header=exc.report().splitlines()[0])
+    # The mapper is set up below, inside the checks: setting it up discovers the streams.
+    tap = TapSalesforceGroups(config=dict(settings), validate_config=False, setup_mapper=False)
+    if client is not None:
+        tap.client = client  # the editor's session and its describe cache
+    capture = _Capture()
+    logger = TapSalesforceGroups.logger
+    logger.addHandler(capture)
+    try:
+        # The rows read are only a check: keep the Singer messages off stdout (the writer uses
+        # stdout's binary buffer, so the stand-in is a real file).
+        with open(os.devnull, "w", encoding="utf-8") as devnull, contextlib.redirect_stdout(devnull):
+            tap.setup_mapper()
+            tap.run_connection_test()
+    except ConfigValidationError as exc:
+        return Verification(list(exc.errors) or [str(exc)], capture.warnings, header=f"{exc}:")
+    except SalesforceClientError as exc:
+        return Verification([str(exc)], capture.warnings, header="Cannot read the org:")
+    except SystemExit:  # the tap stops on a login failure after logging why
+        problems = capture.errors or ["cannot log in to Salesforce"]
+        return Verification(problems, capture.warnings, header="Cannot read the org:")
+    finally:
+        logger.removeHandler(capture)
+    if tap.run.stopped_reason:
+        return Verification([tap.run.stopped_reason], capture.warnings, header="Verification stopped:")
+    summary = f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read)."
+    return Verification([], capture.warnings, summary)
 
 
 def field_choices(object_name: str, describe: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
     """Every field path the tap can read for ``object_name``, each with its default property name.
 
-    Direct fields first, then one hop through each lookup (``Owner.Name``). A polymorphic lookup
-    offers the fields of the Name object that the tap can resolve. Group name warnings are the
-    tap's own (:func:`group_name_warnings`), with the mapping label left off.
+    Direct fields first, then one hop through each lookup (``Owner.Name``); a polymorphic lookup
+    offers the Name object's fields. Only what the tap's verification accepts is offered. Group
+    name warnings are the tap's own (:func:`group_name_warnings`), mapping label left off.
     """
     own = describe(object_name)["fields"]
     paths: list[str] = [f["name"] for f in own if json_type(f) is not None]
@@ -160,8 +181,13 @@ def field_choices(object_name: str, describe: Callable[[str], dict[str, Any]]) -
         targets = ref.get("referenceTo") or []
         if not relationship or not targets:
             continue
+        if _is_polymorphic(ref):
+            # SOQL reads a polymorphic hop (Owner on Case) through the Name object's fields only.
+            # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+            paths += [f"{relationship}.{name}" for name in NAME_OBJECT_FIELDS]
+            continue
         try:
-            target = describe(NAME_OBJECT if _is_polymorphic(ref) else targets[0])["fields"]
+            target = describe(targets[0])["fields"]
         except OrgError:
             continue  # a lookup to an object this user cannot describe offers nothing
         paths += [f"{relationship}.{f['name']}" for f in target if json_type(f) is not None]

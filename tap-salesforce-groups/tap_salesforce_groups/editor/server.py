@@ -117,9 +117,8 @@ class EditorApp:
         document: Any = self.inline_mapping
         if self.mapping_file is not None:
             if not self.mapping_file.exists():
-                document = EMPTY_DOCUMENT
-                problems = validate(document)
-                return {"mapping": document, "mapping_file": source, "exists": False, "problems": problems}
+                empty = {"mapping": EMPTY_DOCUMENT, "mapping_file": source, "exists": False}
+                return {**empty, "problems": validate(EMPTY_DOCUMENT)}
             try:
                 document = json.loads(self.mapping_file.read_text(encoding="utf-8"))
             except (OSError, ValueError):
@@ -193,8 +192,8 @@ class EditorServer(ThreadingHTTPServer):
         self.app = app
         self.token = secrets.token_urlsafe(32)
         super().__init__((host, port), Handler)
-        bound_host, bound_port = self.server_address[:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        bound_host, bound_port = str(self.server_address[0]), self.server_address[1]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.authority = f"{shown}:{bound_port}"
 
     @property
@@ -210,6 +209,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "mapping-editor"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a connection may sit idle or half-sent before its thread is freed
 
     # Every method comes through one dispatcher so that unknown ones get 405, not 501.
     def do_GET(self) -> None:

@@ -284,7 +284,7 @@ async function verify() {
   renderList("#verify-warnings", warnings);
   const passed = problems.length === 0;
   $("#verify-summary").textContent = passed
-    ? `${summary}.${state.writable ? " Click Save to write the mapping file." : ""}`
+    ? `${summary}${state.writable ? " Click Save to write the mapping file." : ""}`
     : `Verification found ${problems.length} problem${problems.length === 1 ? "" : "s"}:`;
   $("#verify-summary").classList.toggle("ok", passed);
   if (passed && snapshot === documentText()) state.verifiedFor = snapshot;
