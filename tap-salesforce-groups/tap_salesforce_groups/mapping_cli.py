@@ -197,8 +197,8 @@ def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
     settings = _settings(config)
     _load(settings)  # offline problems first, before logging in
-    tap = TapSalesforceGroups(config=settings, validate_config=False)
     try:
+        tap = TapSalesforceGroups(config=settings, validate_config=False)  # discovers: logs in
         # The rows read are only a check: keep the Singer messages off the terminal.
         with contextlib.redirect_stdout(io.StringIO()):
             tap.run_connection_test()
