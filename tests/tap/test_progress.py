@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
-
 from emulators._server import Fault
 from tap_salesforce_groups import progress
 from tap_salesforce_groups.progress import Progress
