@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.report import BAR_RULES, bars, median_of, table
+from bench.report import BAR_RULES, bars, markdown, median_of, table
 from bench.runner import MELTANO, bench_size
 from emulators.pipeline import PROJECT_ROOT, meltano
 
@@ -29,16 +29,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--sizes", help="comma-separated Account row counts, e.g. 20000,200000 (overrides --accounts)"
     )
     parser.add_argument("--fields", type=int, default=12, help="mapped Account fields (default 12)")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds per size; medians are reported")
+    parser.add_argument(
+        "--rounds",
+        "--repeat",
+        dest="repeat",
+        type=int,
+        default=1,
+        help="rounds per size; medians are reported",
+    )
     parser.add_argument(
         "--bookmark-burst",
         type=int,
         help="live rows given the final SystemModstamp (default max(1000, rows/50))",
     )
     parser.add_argument(
+        "--apis",
         "--api-type",
-        choices=("auto", "rest", "bulk"),
-        help="the tap's api_type (default: the plugin's own, auto)",
+        dest="apis",
+        default="rest,bulk",
+        help="comma-separated api_type values to run, each with its own floors (default rest,bulk)",
     )
     parser.add_argument("--out", default="bench-results/bench.json", help="JSON results file")
     args = parser.parse_args(argv)
@@ -48,7 +57,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         else [args.accounts]
     )
     if not args.size_list or min(args.size_list) < 1 or args.fields < 1 or args.repeat < 1:
-        parser.error("sizes, --fields and --repeat must be positive")
+        parser.error("sizes, --fields and --rounds must be positive")
+    args.api_list = [a.strip() for a in args.apis.split(",") if a.strip()]
+    if not args.api_list or not set(args.api_list) <= {"rest", "bulk"}:
+        parser.error("--apis takes rest, bulk or both (the raw floors read one or the other)")
     args.size_list.sort()
     return args
 
@@ -71,6 +83,17 @@ def _git_revision() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     # SystemExit unwinds the stack, so child processes are stopped and emulators shut down.
     sys.exit(128 + signum)
@@ -86,16 +109,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = []
     for accounts in args.size_list:
         try:
-            size = bench_size(accounts, args.fields, args.repeat, args.bookmark_burst, args.api_type)
+            size = bench_size(accounts, args.fields, args.repeat, args.bookmark_burst, args.api_list)
         except (RuntimeError, ValueError) as exc:
             print(f"\nBenchmark failed at {accounts:,} rows: {exc}", file=sys.stderr)
             return 1
-        size["median"] = median_of(size["rounds"])
+        size["median"] = {api: median_of([r[api] for r in size["rounds"]]) for api in args.api_list}
         sizes.append(size)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cpu_count": os.cpu_count(),
+            "cpu_model": _cpu_model(),
             "memory_bytes": psutil.virtual_memory().total,
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -106,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fields": args.fields,
             "repeat": args.repeat,
             "bookmark_burst": args.bookmark_burst,
-            "api_type": args.api_type or "auto (plugin default)",
+            "apis": args.api_list,
         },
         "sizes": sizes,
         "duration_s": round(time.perf_counter() - started, 1),
@@ -119,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print()
     print(table(result))
-    print(f"\nWrote {out}")
+    out.with_suffix(".md").write_text(markdown(result) + "\n", encoding="utf-8")
+    print(f"\nWrote {out} and {out.with_suffix('.md')}")
     broken = [f"{bar['bar']} [{bar['where']}]: {bar['detail']}" for bar in result["bars"] if not bar["ok"]]
     if broken:
         print("\nBar(s) broken:\n  " + "\n  ".join(broken), file=sys.stderr)

@@ -1,19 +1,26 @@
-"""The raw floor: the pipeline's work as one plain script, no Singer and no Meltano.
+"""The raw floors: the pipeline's work as one plain script, no Singer and no Meltano.
 
-It logs in with the refresh-token grant, pages one SOQL query through ``/queryAll`` following
-``nextRecordsUrl``, turns each live row into the identification the target would send
-(``$set`` of the mapped values, relationship paths flattened, datetimes in ISO 8601 with a
-colon in the offset, strings cut to 1024 characters, ``$unset`` for nulls), packs full
-requests within Amplitude's three limits and posts them form-encoded, up to ``--concurrency``
-in flight. It prints one JSON object with what it measured.
+It logs in with the refresh-token grant and reads one SOQL query, either through REST
+(``/queryAll`` pages, following ``nextRecordsUrl``, JSON parsed) or through Bulk API 2.0 (a
+``queryAll`` job, polled, its CSV results paged by locator in pages of 10,000 rows and parsed,
+each column typed from one describe call as the tap types it).
 
-    python -m bench.raw_floor --login-url https://127.0.0.1:8443 \\
+``--mode query`` stops there: the floor for the tap alone. ``--mode job`` (the default) also
+turns each live row into the identification the target would send (``$set`` of the mapped
+values, relationship paths flattened, datetimes in ISO 8601 with a colon in the offset, whole
+floats as integers, strings cut to 1024 characters, ``$unset`` for nulls), packs full requests
+within Amplitude's three limits and posts them form-encoded, up to ``--concurrency`` in flight:
+the floor for the whole run. It prints one JSON object with what it measured.
+
+    python -m bench.raw_floor --login-url https://127.0.0.1:8443 --api bulk \\
         --amplitude-url https://127.0.0.1:8444/groupidentify --mapping mapping.json
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import resource
 import sys
@@ -68,9 +75,53 @@ def amplitude_value(value: Any) -> Any:
     """A Salesforce JSON value as the target sends it."""
     if isinstance(value, str):
         if len(value) == 28 and value[10] == "T" and value[23] in "+-":
-            return value[:26] + ":" + value[26:]  # ...000+0000 -> ...000+00:00
+            return value[:26] + ":" + value[26:]  # REST: ...000+0000 -> ...000+00:00
+        if len(value) == 24 and value[10] == "T" and value[23] == "Z":
+            return value[:23] + "+00:00"  # Bulk CSV: ...000Z -> ...000+00:00
         return value[:MAX_STRING]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the target reads JSON numbers as decimals and sends whole ones as integers
     return value
+
+
+def _bulk_cast(sf_type: str) -> Any:
+    """A CSV cell of one describe type as the tap types it ("" is null)."""
+    if sf_type in {"int", "long"}:
+        return lambda v: int(float(v)) if v else None
+    if sf_type in {"double", "currency", "percent"}:
+        return lambda v: float(v) if v else None
+    if sf_type == "boolean":
+        return lambda v: v.lower() == "true" if v else None
+    return lambda v: v if v else None
+
+
+def column_types(
+    session: requests.Session, instance: str, version: str, obj: str, columns: list[str]
+) -> list[str]:
+    """The describe type of each CSV column (relationship paths followed one describe per hop)."""
+    cache: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def fields(name: str) -> dict[str, dict[str, Any]]:
+        if name not in cache:
+            url = f"{instance}/services/data/v{version}/sobjects/{name}/describe"
+            response = session.get(url, timeout=60)
+            response.raise_for_status()
+            cache[name] = {f["name"].lower(): f for f in response.json()["fields"]}
+        return cache[name]
+
+    types = []
+    for column in columns:
+        *hops, last = column.split(".")
+        current = obj
+        for hop in hops:
+            ref = next(
+                f
+                for f in fields(current).values()
+                if (f.get("relationshipName") or "").lower() == hop.lower()
+            )
+            current = ref["referenceTo"][0]
+        types.append(fields(current)[last.lower()]["type"])
+    return types
 
 
 class Sender:
@@ -157,7 +208,7 @@ def login(session: requests.Session, args: argparse.Namespace) -> tuple[str, str
     return body["access_token"], body["instance_url"].rstrip("/")
 
 
-def pages(
+def rest_pages(
     session: requests.Session, instance: str, version: str, soql: str, counter: list[int]
 ) -> Iterator[list[dict[str, Any]]]:
     """Each page of records of ``soql`` via queryAll; ``counter[0]`` counts API calls."""
@@ -170,6 +221,81 @@ def pages(
         if body.get("done", True) or not body.get("nextRecordsUrl"):
             return
         response = session.get(instance + body["nextRecordsUrl"], timeout=300)
+
+
+BULK_PAGE_ROWS = 10_000  # as the tap pages Bulk results
+
+
+def bulk_csv_pages(
+    session: requests.Session, instance: str, version: str, soql: str, counter: list[int]
+) -> Iterator[str]:
+    """Each CSV results page of a Bulk API 2.0 queryAll job of ``soql``."""
+    base = f"{instance}/services/data/v{version}/jobs/query"
+    response = session.post(base, json={"operation": "queryAll", "query": soql}, timeout=60)
+    counter[0] += 1
+    response.raise_for_status()
+    job = response.json()["id"]
+    while True:
+        response = session.get(f"{base}/{job}", timeout=60)
+        counter[0] += 1
+        response.raise_for_status()
+        state = response.json()["state"]
+        if state == "JobComplete":
+            break
+        if state in ("Failed", "Aborted"):
+            raise RuntimeError(f"Bulk job {job} ended {state}")
+        time.sleep(0.1)
+    locator = ""
+    while True:
+        params = {"maxRecords": str(BULK_PAGE_ROWS), **({"locator": locator} if locator else {})}
+        response = session.get(f"{base}/{job}/results", params=params, timeout=300)
+        counter[0] += 1
+        response.raise_for_status()
+        response.encoding = "utf-8"
+        yield response.text
+        locator = response.headers.get("Sforce-Locator") or "null"
+        if locator == "null":
+            return
+
+
+def bulk_pages(
+    session: requests.Session, instance: str, version: str, soql: str, counter: list[int], *, obj: str
+) -> Iterator[list[dict[str, Any]]]:
+    """Bulk results as pages of records shaped like the REST ones (typed, relationships nested)."""
+    casts: list[Any] | None = None
+    paths: list[list[str]] = []
+    for text in bulk_csv_pages(session, instance, version, soql, counter):
+        rows = csv.reader(io.StringIO(text))
+        header = next(rows)
+        if casts is None:
+            casts = [_bulk_cast(t) for t in column_types(session, instance, version, obj, header)]
+            counter[0] += 1  # describe (cached per object; one call in the benchmark)
+            paths = [c.split(".") for c in header]
+        page = []
+        for row in rows:
+            record: dict[str, Any] = {}
+            for hops, cast, cell in zip(paths, casts, row, strict=True):
+                node = record
+                for hop in hops[:-1]:
+                    node = node.setdefault(hop, {})
+                node[hops[-1]] = cast(cell)
+            page.append(record)
+        yield page
+
+
+def query_only(
+    args: argparse.Namespace, session: requests.Session, instance: str, soql: str
+) -> tuple[int, int]:
+    """Rows and API calls of reading ``soql`` and parsing it, nothing else (the tap's floor)."""
+    calls = [0]
+    rows = 0
+    if args.api == "bulk":
+        for text in bulk_csv_pages(session, instance, args.api_version, soql, calls):
+            rows += sum(1 for _ in csv.reader(io.StringIO(text))) - 1
+    else:
+        for page in rest_pages(session, instance, args.api_version, soql, calls):
+            rows += len(page)
+    return rows, calls[0]
 
 
 def peak_rss() -> int:
@@ -191,12 +317,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     session = requests.Session()
     token, instance = login(session, args)
     session.headers["Authorization"] = f"Bearer {token}"
+    if args.mode == "query":
+        try:
+            rows, api_calls = query_only(args, session, instance, soql)
+        finally:
+            session.close()
+        wall = time.perf_counter() - started
+        return {
+            "mode": "query",
+            "api": args.api,
+            "wall_s": round(wall, 3),
+            "rows": rows,
+            "rows_per_s": round(rows / wall, 1) if wall else None,
+            "salesforce_api_calls": api_calls,
+            "peak_rss_bytes": peak_rss(),
+            "cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 2),
+            "soql": soql,
+        }
     sender = Sender(args.amplitude_url, args.api_key, args.concurrency)
     calls = [0]
     rows = skipped = 0
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    pages = (
+        bulk_pages(session, instance, args.api_version, soql, calls, obj=obj)
+        if args.api == "bulk"
+        else rest_pages(session, instance, args.api_version, soql, calls)
+    )
     try:
-        for page in pages(session, instance, args.api_version, soql, calls):
+        for page in pages:
             rows += len(page)
             for record in page:
                 group_value = record.get(name_field)
@@ -227,6 +375,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         session.close()
     wall = time.perf_counter() - started
     return {
+        "mode": "job",
+        "api": args.api,
         "wall_s": round(wall, 3),
         "rows": rows,
         "rows_per_s": round(rows / wall, 1) if wall else None,
@@ -245,7 +395,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.raw_floor", description=__doc__.splitlines()[0])
     parser.add_argument("--login-url", required=True, help="Salesforce login host (the emulator)")
-    parser.add_argument("--amplitude-url", required=True, help="full /groupidentify URL")
+    parser.add_argument("--mode", choices=("job", "query"), default="job", help="whole job, or query only")
+    parser.add_argument(
+        "--api", choices=("rest", "bulk"), default="rest", help="REST queryAll or Bulk API 2.0"
+    )
+    parser.add_argument("--amplitude-url", help="full /groupidentify URL (required with --mode job)")
     parser.add_argument("--mapping", required=True, help="mapping JSON (its first mapping is used)")
     parser.add_argument("--soql", help="the query to page (default: built from the mapping)")
     parser.add_argument("--api-version", default="62.0")
@@ -260,7 +414,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    print(json.dumps(run(parse_args(argv))), flush=True)
+    args = parse_args(argv)
+    if args.mode == "job" and not args.amplitude_url:
+        print("--amplitude-url is required with --mode job", file=sys.stderr)
+        return 2
+    print(json.dumps(run(args)), flush=True)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""One benchmark size: emulators up, full and incremental `meltano run`s, the raw floor."""
+"""One benchmark size: emulators up; per API (REST, Bulk) the full and incremental `meltano run`s,
+the tap alone, the raw query floor and the raw whole-job floor."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ from emulators.salesforce.data import HISTORY_END_MS, format_datetime
 TAP, TARGET = TAP_TARGET
 MELTANO = Path(sys.executable).with_name("meltano")
 ENVIRONMENT = "--environment=demo"
+# The tap as `meltano install` put it in the project (the same code `meltano run` starts).
+TAP_EXECUTABLE = PROJECT_ROOT / ".meltano" / "extractors" / TAP / "venv" / "bin" / TAP
+# The demo environment's emulator credentials (meltano.yml), for the tap run on its own.
+EMULATOR_CREDENTIALS = {
+    "client_id": "emulator-client-id",
+    "client_secret": "emulator-client-secret",
+    "refresh_token": "emulator-refresh-token",
+}
 
 
 class BenchEmulators(Emulators):
@@ -75,9 +84,16 @@ def _stop_group(process: subprocess.Popen[Any]) -> None:
 
 
 def run_measured(
-    command: list[str], env: dict[str, str], log_path: Path, timeout: float, roles: tuple[str, ...]
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float,
+    roles: tuple[str, ...],
+    *,
+    discard_stdout: bool = False,
 ) -> tuple[int, float, TreeMonitor]:
-    """Run ``command`` in its own process group, sampling its tree; exit code, wall, monitor."""
+    """Run ``command`` in its own process group, sampling its tree; exit code, wall, monitor.
+    Output goes to ``log_path`` (stdout to /dev/null with ``discard_stdout``)."""
     full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **env}
     with log_path.open("w", encoding="utf-8") as log:
         started = time.perf_counter()
@@ -85,8 +101,8 @@ def run_measured(
             command,
             cwd=PROJECT_ROOT,
             env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL if discard_stdout else log,
+            stderr=log if discard_stdout else subprocess.STDOUT,
             start_new_session=True,
         )
         try:
@@ -160,18 +176,51 @@ def meltano_run(ctx: Context, label: str, *extra: str) -> dict[str, Any]:
     }
 
 
-def raw_floor(ctx: Context, soql: str | None) -> dict[str, Any]:
-    """The plain script against the same emulators, after resetting Amplitude."""
+def tap_alone(ctx: Context, api: str) -> dict[str, Any]:
+    """The tap by itself (discovery, then the full read), its messages written to /dev/null."""
+    emu = ctx.emu
+    config = {
+        "login_url": emu.salesforce.url,
+        **EMULATOR_CREDENTIALS,
+        "mapping_file": str(ctx.mapping),
+        "api_type": api,
+    }
+    config_path = ctx.workdir / f"tap-{api}.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    log_path = ctx.workdir / f"tap-{api}.log"
+    calls_before = emu.salesforce.api_calls
+    command = [str(TAP_EXECUTABLE), "--config", str(config_path)]
+    code, wall, monitor = run_measured(command, ctx.env, log_path, ctx.timeout, (TAP,), discard_stdout=True)
+    if code != 0:
+        raise RuntimeError(f"the tap alone exited {code}; log {log_path}:\n{_tail(log_path)}")
+    rows = emu.salesforce.org.count(OBJECT, include_deleted=True)
+    stats = monitor.stats
+    return {
+        "wall_s": round(wall, 3),
+        "rows_per_s": round(rows / wall, 1),
+        "peak_rss_bytes": stats["root"].peak_rss,
+        "cpu_s": round(stats["root"].cpu_s, 2),
+        "salesforce_api_calls": emu.salesforce.api_calls - calls_before,
+    }
+
+
+def raw_floor(ctx: Context, soql: str | None, api: str, mode: str) -> dict[str, Any]:
+    """The plain script against the same emulators (``mode`` query or job), after resetting
+    Amplitude."""
     emu = ctx.emu
     emu.amplitude.reset()
     calls_before = emu.salesforce.api_calls
-    log_path = ctx.workdir / "raw-floor.out"
+    log_path = ctx.workdir / f"raw-floor-{api}-{mode}.out"
     command = [
         sys.executable,
         "-m",
         "bench.raw_floor",
         "--login-url",
         emu.salesforce.url,
+        "--api",
+        api,
+        "--mode",
+        mode,
         "--amplitude-url",
         f"{emu.amplitude.url}/groupidentify",
         "--mapping",
@@ -182,15 +231,17 @@ def raw_floor(ctx: Context, soql: str | None) -> dict[str, Any]:
     code, wall, _ = run_measured(command, ctx.env, log_path, ctx.timeout, ())
     emulators_cpu = time.process_time() - cpu_before
     if code != 0:
-        raise RuntimeError(f"the raw floor exited {code}:\n{_tail(log_path)}")
+        raise RuntimeError(f"the raw floor ({api}, {mode}) exited {code}:\n{_tail(log_path)}")
     own = json.loads(log_path.read_text(encoding="utf-8").strip().splitlines()[-1])
-    return {
+    result = {
         **own,
         "process_wall_s": round(wall, 3),
         "emulators_cpu_s": round(emulators_cpu, 2),
         "salesforce_api_calls_seen": emu.salesforce.api_calls - calls_before,
-        "amplitude": amplitude.figures(emu.amplitude.requests),
     }
+    if mode == "job":
+        result["amplitude"] = amplitude.figures(emu.amplitude.requests)
+    return result
 
 
 def tap_soql(emu: Emulators) -> str | None:
@@ -208,10 +259,43 @@ def tap_soql(emu: Emulators) -> str | None:
     return None
 
 
+def bench_api(ctx: Context, api: str, label: str) -> dict[str, Any]:
+    """One round on one API: full run, unchanged incremental run, tap alone, both raw floors."""
+    emu = ctx.emu
+    base_env = ctx.env
+    ctx.env = {**base_env, "TAP_SALESFORCE_GROUPS_API_TYPE": api}
+    try:
+        print(f"  {label} {api}: full run…", flush=True)
+        emu.amplitude.reset()
+        full = meltano_run(ctx, f"full-{api}", "--full-refresh", "--refresh-catalog")
+        soql = tap_soql(emu)
+        print(f"  {label} {api}: incremental run…", flush=True)
+        incremental = meltano_run(ctx, f"incremental-{api}")
+        print(f"  {label} {api}: tap alone…", flush=True)
+        tap = tap_alone(ctx, api)
+        print(f"  {label} {api}: raw query floor…", flush=True)
+        query_floor = raw_floor(ctx, soql, api, "query")
+        print(f"  {label} {api}: raw whole-job floor…", flush=True)
+        job_floor = raw_floor(ctx, soql, api, "job")
+    finally:
+        ctx.env = base_env
+    return {
+        "full": full,
+        "incremental": incremental,
+        "tap_alone": tap,
+        "raw_query_floor": query_floor,
+        "raw_floor": job_floor,
+        "ratios": {
+            "tap_vs_query_floor": round(query_floor["process_wall_s"] / tap["wall_s"], 3),
+            "run_vs_job_floor": round(job_floor["process_wall_s"] / full["wall_s"], 3),
+        },
+    }
+
+
 def bench_size(
-    accounts: int, fields: int, repeat: int, burst: int | None, api_type: str | None = None
+    accounts: int, fields: int, repeat: int, burst: int | None, api_types: list[str]
 ) -> dict[str, Any]:
-    """Every figure for one row count: ``repeat`` rounds of full run, incremental run, raw floor."""
+    """Every figure for one row count: ``repeat`` rounds, each on every API of ``api_types``."""
     with (
         BenchEmulators(accounts=accounts) as emu,
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
@@ -226,26 +310,18 @@ def bench_size(
             "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
             "TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(mapping),
             "TARGET_AMPLITUDE_GROUPS_MAPPING_FILE": str(mapping),
-            **({"TAP_SALESFORCE_GROUPS_API_TYPE": api_type} if api_type else {}),
         }
         ctx = Context(emu, env, mapping, workdir, timeout=max(900.0, accounts / 50))
         rounds = []
         for index in range(repeat):
-            print(f"  [{accounts:,} rows] round {index + 1}/{repeat}: full run…", flush=True)
-            emu.amplitude.reset()
-            full = meltano_run(ctx, "full", "--full-refresh", "--refresh-catalog")
-            soql = tap_soql(emu)
-            print(f"  [{accounts:,} rows] round {index + 1}/{repeat}: incremental run…", flush=True)
-            incremental = meltano_run(ctx, "incremental")
-            print(f"  [{accounts:,} rows] round {index + 1}/{repeat}: raw floor…", flush=True)
-            floor = raw_floor(ctx, soql)
-            rounds.append({"full": full, "incremental": incremental, "raw_floor": floor})
+            label = f"[{accounts:,} rows] round {index + 1}/{repeat}"
+            rounds.append({api: bench_api(ctx, api, label) for api in api_types})
         return {
             "accounts": accounts,
             "rows": org.count(OBJECT, include_deleted=True),
             "live_rows": org.count(OBJECT),
             "rows_at_bookmark": at_bookmark,
             "fields": [{"field": f, "property": p} for f, p in chosen],
-            "soql": rounds[-1]["raw_floor"]["soql"],
+            "soql": {api: rounds[-1][api]["raw_floor"]["soql"] for api in api_types},
             "rounds": rounds,
         }

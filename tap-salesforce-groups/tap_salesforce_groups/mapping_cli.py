@@ -1,4 +1,4 @@
-"""``tap-salesforce-groups-mapping``: validate, export, scaffold and verify mappings.
+"""``tap-salesforce-groups-mapping``: validate, export, scaffold, verify and edit mappings.
 
 Settings come from ``--config FILE`` or, as under ``meltano invoke``, from the
 ``TAP_SALESFORCE_GROUPS_*`` environment variables.
@@ -18,7 +18,9 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.client import SalesforceClientError
-from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type, resolve_field
+from tap_salesforce_groups.editor import run_editor
+from tap_salesforce_groups.editor.org import property_label
+from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
 # Bookkeeping fields the tap reads anyway; a scaffold with --all leaves them out.
@@ -78,7 +80,7 @@ config_option = click.option(
 
 @click.group()
 def main() -> None:
-    """Validate, export, scaffold and verify tap-salesforce-groups mappings."""
+    """Validate, export, scaffold, verify and edit tap-salesforce-groups mappings."""
 
 
 @main.command()
@@ -108,13 +110,6 @@ def _absent_or_empty(path: str | None) -> bool:
         return True
     except OSError:
         return False  # unreadable: let the loader report it
-
-
-def _label(object_name: str, path: str, describe: Any) -> str:
-    """Amplitude's UI names a property after the field label; a path is prefixed by its hops."""
-    resolved = resolve_field(object_name, path, describe)
-    hops = path.split(".")[:-1]
-    return " ".join([*hops, resolved.describe.get("label") or resolved.describe["name"]])
 
 
 @main.command()
@@ -153,7 +148,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         properties = []
         for path in [name_field, *dict.fromkeys(chosen)]:
             try:
-                label = _label(object_name, path, describe)
+                label = property_label(object_name, path, describe)
             except FieldProblem as exc:
                 problems.append(str(exc))
                 continue
@@ -210,6 +205,18 @@ def verify(config: tuple[str, ...]) -> None:
     if tap.stopped_reason:
         _fail([tap.stopped_reason], "Verification stopped:")
     click.echo(f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read).")
+
+
+@main.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
+    """Serve the mapping editor page against the org; stop with Ctrl-C."""
+    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
 
 
 if __name__ == "__main__":

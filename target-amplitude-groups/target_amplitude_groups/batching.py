@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
@@ -117,8 +117,20 @@ class Request:
         return request
 
 
+class OversizedValue(ValueError):
+    """One property whose value alone does not fit in a request."""
+
+    def __init__(self, identification: dict[str, Any], prop: str) -> None:
+        super().__init__(f"property '{prop}' alone exceeds the {MAX_BODY_BYTES:,}-byte request limit")
+        self.identification = identification
+        self.property = prop
+
+
 def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[Item]:
-    """Items for one group; a group too big for one request is sent as several partial updates."""
+    """Items for one group; a group too big for one request is sent as several partial updates.
+
+    Raises :class:`OversizedValue` when a single property cannot fit in any request.
+    """
     item = Item.of(identification)
     if item.properties <= MAX_PROPERTIES and overhead + item.encoded_bytes <= MAX_BODY_BYTES:
         yield item
@@ -129,8 +141,7 @@ def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[I
         for key, value in values.items()
     ]
     if len(ops) <= 1:
-        msg = f"one property of group {identification['group_value']!r} alone exceeds the request size limit"
-        raise ValueError(msg)
+        raise OversizedValue(identification, ops[0][1] if ops else "")
     for half in (ops[: len(ops) // 2], ops[len(ops) // 2 :]):
         props: dict[str, dict[str, Any]] = {}
         for op, key, value in half:
@@ -138,28 +149,42 @@ def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[I
         yield from split_oversized({**identification, "group_properties": props}, overhead)
 
 
-def pack(
-    identifications: Iterable[dict[str, Any]], api_key: str, carried: Iterable[Item] = ()
-) -> list[Request]:
-    """Greedy packing in order: for contiguous packing this gives the fewest requests.
+def iter_pack(
+    identifications: Iterable[dict[str, Any]],
+    api_key: str,
+    on_oversized: Callable[[OversizedValue], None] | None = None,
+) -> Iterator[Request]:
+    """Greedy packing in order, each request yielded as soon as it is full.
 
-    ``carried`` items (the unsent tail of the previous batch) go first, so that batch
-    boundaries do not leave half-empty requests behind.
+    For contiguous packing this gives the fewest requests. A property too large for any request
+    is left out and reported to ``on_oversized`` (or raised without one); the rest of its group is sent.
     """
     overhead = body_overhead(api_key)
-    requests: list[Request] = []
     current = Request()
-
-    def items() -> Iterator[Item]:
-        yield from carried
-        for identification in identifications:
-            yield from split_oversized(identification, overhead)
-
-    for item in items():
-        if not current.fits(item, overhead):
-            requests.append(current)
-            current = Request()
-        current.add(item)
+    for identification in identifications:
+        try:
+            items = list(split_oversized(identification, overhead))
+        except OversizedValue as exc:
+            if on_oversized is None:
+                raise
+            on_oversized(exc)
+            rest = {
+                op: {k: v for k, v in values.items() if k != exc.property}
+                for op, values in identification["group_properties"].items()
+            }
+            rest = {op: values for op, values in rest.items() if values}
+            if not rest:
+                continue
+            items = list(split_oversized({**identification, "group_properties": rest}, overhead))
+        for item in items:
+            if not current.fits(item, overhead):
+                yield current
+                current = Request()
+            current.add(item)
     if current.items:
-        requests.append(current)
-    return requests
+        yield current
+
+
+def pack(identifications: Iterable[dict[str, Any]], api_key: str) -> list[Request]:
+    """Every request of :func:`iter_pack`, as a list."""
+    return list(iter_pack(identifications, api_key))

@@ -1,67 +1,49 @@
-"""The /groupidentify HTTP client: form-encoded requests, retries, throttling, split and bisect."""
+"""The /groupidentify HTTP client: one exchange, its classification, retries, split and bisect.
+
+Amplitude's Group Identify API (https://amplitude.com/docs/apis/analytics/group-identify):
+form-encoded ``api_key`` + ``identification``; ``200`` with the body ``success`` is the only
+acknowledgement; 413 means too large; 400 is a bad request with no per-item detail; 429 and
+5xx are transient. See docs/amplitude.md for how each answer is handled.
+"""
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import backoff
 import requests
 from requests.adapters import HTTPAdapter
 
 from target_amplitude_groups.batching import Request
+from target_amplitude_groups.errors import AmplitudeError, InvalidApiKey, Stopped, Unreachable
+from target_amplitude_groups.stats import RunStats
 
 REGION_URLS = {
     "us": "https://api2.amplitude.com/groupidentify",
     "eu": "https://api.eu.amplitude.com/groupidentify",
 }
-
+SUCCESS_BODY = "success"  # Amplitude's documented answer to an accepted request
 
 # Amplitude's wording: "invalid_api_key" (/groupidentify) or "Invalid API key: …" (HTTP V2).
 _INVALID_KEY = re.compile(r"invalid[ _]api[ _]key", re.IGNORECASE)
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
-class AmplitudeError(Exception):
-    """Delivery failed for good; the message says why (and never contains the API key)."""
+@dataclass(frozen=True)
+class Rejection:
+    """One identification Amplitude refused on its own, with the answer that refused it."""
 
-
-class InvalidApiKey(AmplitudeError):
-    """Amplitude refused the API key: nothing can be sent."""
-
-
-@dataclass
-class RunStats:
-    """What the run did, for the summary line and the run report."""
-
-    groups_sent: int = 0
-    requests: int = 0
-    retries: int = 0
-    throttled_seconds: float = 0.0
-    skipped: int = 0
-    rejected: int = 0
-    deleted_ignored: int = 0
-    truncated: int = 0
-
-    def add(self, **counts: float) -> None:
-        with _STATS_LOCK:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["throttled_seconds"] = round(self.throttled_seconds, 3)
-        return data
-
-
-_STATS_LOCK = threading.Lock()
+    identification: dict[str, Any]
+    status: int
+    reason: str
 
 
 class _Retryable(Exception):
@@ -71,12 +53,13 @@ class _Retryable(Exception):
         self.throttled = throttled
 
 
-class _Rejected(Exception):
-    """HTTP 400 for this request: some identification in it is bad."""
+class _Refused(Exception):
+    """HTTP 400 (or 413) for this request; ``reason`` is Amplitude's answer."""
 
-
-class _TooLarge(Exception):
-    """HTTP 413 for this request."""
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -89,17 +72,58 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _json_code(response: requests.Response) -> int | None:
     """The ``code`` of a JSON body, e.g. a 2xx that still says ``"code": 429``."""
-    if "json" not in response.headers.get("Content-Type", "") and not response.text.startswith("{"):
+    if not response.text.lstrip().startswith("{"):
         return None
     try:
         body = response.json()
     except ValueError:
         return None
-    return body.get("code") if isinstance(body, dict) else None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (requests → urllib3 MaxRetryError → socket error)."""
+    todo: list[object] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+
+
+def unfixable_cause(exc: requests.RequestException, host: str) -> str | None:
+    """The one-line cause of a connection failure that retrying cannot fix, else None."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return (
+            f"TLS certificate verification failed for {host} ({_short(exc)}); if it uses a private CA, "
+            "point REQUESTS_CA_BUNDLE at the CA's PEM file"
+        )
+    for cause in _causes(exc):
+        name = type(cause).__name__
+        if name == "NameResolutionError" or (isinstance(cause, OSError) and cause.errno in (-2, -3, -5)):
+            return f"cannot resolve host {host} (DNS lookup failed); check api_url or region"
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return f"connection refused by {host}; check api_url (is the service or proxy running?)"
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    match = re.search(r"certificate verify failed: ([^(')]+)", text)
+    return match.group(1).strip() if match else type(exc).__name__
 
 
 class AmplitudeClient:
-    """Sends packed requests concurrently; STATE safety comes from raising on final failure."""
+    """Sends packed requests; returns the identifications Amplitude rejected on their own.
+
+    Raises :class:`AmplitudeError` when delivery fails for good, so the caller keeps STATE back.
+    """
 
     def __init__(
         self,
@@ -107,151 +131,205 @@ class AmplitudeClient:
         api_url: str,
         api_key: str,
         stats: RunStats,
-        max_concurrency: int = 4,
-        max_retries: int = 8,
-        request_timeout: float = 30.0,
-        max_backoff: float = 60.0,
-        on_rejected: Callable[[dict[str, Any], int, str], None] | None = None,
-        logger: logging.Logger | None = None,
+        max_concurrency: int,
+        max_retries: int,
+        request_timeout: float,
+        max_backoff: float,
+        stop: threading.Event,
+        redact: Callable[[str], str],
+        logger: logging.Logger,
     ) -> None:
         self.api_url = api_url
+        self.host = urlsplit(api_url).netloc
         self._api_key = api_key
         self.stats = stats
-        self.max_concurrency = max(1, max_concurrency)
+        self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.timeout = request_timeout
         self.max_backoff = max_backoff
-        self.on_rejected = on_rejected
-        self.logger = logger or logging.getLogger(__name__)
+        self.stop = stop
+        self.redact = redact
+        self.logger = logger
+        self.acknowledged_once = False
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.max_concurrency)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_concurrency)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="amplitude")
+        self._failed = threading.Event()  # one request failed for good: the others stop too
 
     # -- one HTTP exchange -----------------------------------------------------------------
     def _post(self, request: Request) -> None:
-        """One POST; raises a classified exception unless Amplitude accepted it."""
+        """One POST; returns only when Amplitude acknowledged it, else raises a classified error."""
         try:
             response = self.session.post(
                 self.api_url, data=request.body(self._api_key), headers=FORM_HEADERS, timeout=self.timeout
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(exc.__class__.__name__) from exc
+        except requests.RequestException as exc:
+            cause = unfixable_cause(exc, self.host)
+            # A refused connection after earlier successes is a restart, not a wrong address.
+            if cause and not (self.acknowledged_once and "refused" in cause):
+                raise Unreachable(cause) from None
+            raise _Retryable(exc.__class__.__name__) from None
         finally:
             self.stats.add(requests=1)
         status = response.status_code
-        body = response.text[:500]
+        body = self.redact(response.text[:300].strip())
         if 200 <= status < 300:
-            if _json_code(response) == 429:  # throttled, though the status says otherwise
-                raise _Retryable("HTTP 200 with code 429", _retry_after(response), throttled=True)
+            code = _json_code(response)
+            if code == 429:  # throttled, though the status says otherwise
+                raise _Retryable(f"HTTP {status} with code 429", self._wait_for(response), throttled=True)
+            if code is not None and code >= 500:
+                raise _Retryable(f"HTTP {status} with code {code}", self._wait_for(response))
+            if response.text.strip() != SUCCESS_BODY:
+                raise AmplitudeError(
+                    f"{self.host} answered HTTP {status} without Amplitude's success answer "
+                    f"({body[:120]!r}); nothing after the last checkpoint counts as delivered "
+                    "(is a proxy or a wrong api_url in the way?)"
+                )
+            self.acknowledged_once = True
             return
         if status == 429:
-            raise _Retryable("HTTP 429", _retry_after(response), throttled=True)
-        if status >= 500:
-            raise _Retryable(f"HTTP {status}", _retry_after(response))
+            raise _Retryable("HTTP 429", self._wait_for(response), throttled=True)
+        if status >= 500 or status in (408, 502, 503, 504):
+            raise _Retryable(f"HTTP {status}", self._wait_for(response))
         if status == 413:
-            raise _TooLarge(body)
+            raise _Refused(413, body or "payload too large")
         if status == 400 and _INVALID_KEY.search(body):
-            raise InvalidApiKey(f"Amplitude rejected the API key (HTTP 400: {body.strip()}); check api_key")
+            raise InvalidApiKey(f"Amplitude rejected the API key (HTTP 400: {body}); check api_key")
         if status == 400:
-            raise _Rejected(body.strip())
-        raise AmplitudeError(f"Amplitude answered HTTP {status} to {self.api_url}: {body.strip()}")
+            raise _Refused(400, body)
+        raise AmplitudeError(f"Amplitude answered HTTP {status} to {self.api_url}: {body}")
+
+    def _wait_for(self, response: requests.Response) -> float | None:
+        """Retry-After, capped at max_backoff (a server may ask for hours)."""
+        wait = _retry_after(response)
+        if wait is not None and wait > self.max_backoff:
+            self.logger.warning(
+                "Amplitude asked to wait %gs (Retry-After); waiting max_backoff=%gs instead",
+                wait,
+                self.max_backoff,
+            )
+            return self.max_backoff
+        return wait
 
     def _post_with_retries(self, request: Request) -> None:
         """Retry throttling and transient failures with exponential backoff and full jitter."""
         delays = backoff.expo(base=2, factor=1, max_value=self.max_backoff)
         next(delays)  # backoff's wait generators yield a primer first
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
+            if self.stop.is_set() or self._failed.is_set():
+                raise Stopped("stopping: request not sent")
             try:
                 self._post(request)
                 return
             except _Retryable as exc:
-                if attempt == self.max_retries:
+                attempt += 1
+                if attempt > self.max_retries:
                     raise AmplitudeError(
-                        f"gave up after {attempt + 1} attempts ({exc}) sending {len(request.items)} "
+                        f"gave up after {attempt} attempts ({exc}) sending {len(request.items)} "
                         f"groups to {self.api_url}"
-                    ) from exc
+                    ) from None
                 wait = exc.wait if exc.wait is not None else backoff.full_jitter(next(delays))
                 self.stats.add(retries=1, **({"throttled_seconds": wait} if exc.throttled else {}))
                 self.logger.warning("Amplitude %s; retrying in %.1fs", exc, wait)
-                time.sleep(wait)
+                if self.stop.wait(wait):  # a signal cuts the wait short
+                    raise Stopped("stopping: retry abandoned") from None
 
     # -- delivery of a request, splitting as Amplitude asks --------------------------------
-    def deliver(self, request: Request) -> None:
-        """Deliver every identification of the request, or raise; bad ones go to on_rejected."""
+    def deliver(self, request: Request) -> list[Rejection]:
+        """Deliver every identification of the request, or raise; returns the ones refused alone.
+
+        A 413 splits the request. A 400 has no per-item detail, so the request is bisected to
+        isolate the bad identifications. When both halves of the first split are refused for
+        the same reason, or no identification gets through, the request was refused as a whole
+        (a malformed request, a broken proxy...) and the run fails: within three requests in
+        the first case, instead of bisecting down to every single group.
+        """
         try:
             self._post_with_retries(request)
-        except _TooLarge:
+        except _Refused as exc:
             if len(request.items) == 1:
-                self._reject(request, 413, "payload too large")
-                return
-            for half in request.split():
-                self.deliver(half)
-            return
-        except _Rejected as exc:
-            if len(request.items) == 1:
-                self._reject(request, 400, str(exc))
-                return
-            # Amplitude gives no per-item errors: bisect to isolate the bad identifications.
-            for half in request.split():
-                self.deliver(half)
-            return
+                return [Rejection(request.items[0].identification, exc.status, exc.reason)]
+            halves = request.split()
+            answers = [self._try(half) for half in halves]
+            if exc.status == 400 and all(a is not None and a.reason == exc.reason for a in answers):
+                raise AmplitudeError(
+                    f"Amplitude refused a request as a whole (HTTP 400: {exc.reason}): both halves of "
+                    "it were refused for the same reason, so it is not one bad group"
+                ) from None
+            rejected = [
+                r
+                for half, answer in zip(halves, answers, strict=True)
+                if answer
+                for r in self._bisect(half, answer)
+            ]
+            if exc.status == 400 and len(rejected) == len(request.items):
+                raise AmplitudeError(
+                    f"Amplitude refused every one of {len(request.items)} groups of a request "
+                    f"(HTTP 400: {exc.reason})"
+                ) from None
+            return rejected
         self.stats.add(groups_sent=len(request.items))
+        return []
 
-    def _reject(self, request: Request, status: int, reason: str) -> None:
-        identification = request.items[0].identification
-        self.stats.add(rejected=1)
-        self.logger.warning(
-            "Amplitude rejected group %r of type %r (HTTP %s): %s",
-            identification["group_value"],
-            identification["group_type"],
-            status,
-            reason,
-        )
-        if self.on_rejected is not None:
-            self.on_rejected(identification, status, reason)
+    def _try(self, request: Request) -> _Refused | None:
+        """Send; None when acknowledged, else Amplitude's refusal."""
+        try:
+            self._post_with_retries(request)
+        except _Refused as exc:
+            return exc
+        self.stats.add(groups_sent=len(request.items))
+        return None
 
-    def deliver_all(self, requests_: list[Request]) -> None:
-        """Deliver requests concurrently (up to max_concurrency); raise the first failure."""
-        if len(requests_) <= 1 or self.max_concurrency == 1:
+    def _bisect(self, request: Request, refusal: _Refused) -> list[Rejection]:
+        """The refused identifications of an already refused request, by halving it."""
+        if len(request.items) == 1:
+            return [Rejection(request.items[0].identification, refusal.status, refusal.reason)]
+        rejected: list[Rejection] = []
+        for half in request.split():
+            answer = self._try(half)
+            if answer is not None:
+                rejected += self._bisect(half, answer)
+        return rejected
+
+    def deliver_all(self, requests_: Iterable[Request]) -> list[Rejection]:
+        """Deliver requests concurrently as they come (packing overlaps sending); raise the first failure.
+
+        Returns only once every request was acknowledged (or refused item by item).
+        """
+        rejected: list[Rejection] = []
+        pending: set[Future[list[Rejection]]] = set()
+        self._failed.clear()
+
+        def collect(done: Iterable[Future[list[Rejection]]]) -> None:
+            for future in done:
+                rejected.extend(future.result())  # re-raises a request's failure here
+
+        try:
             for request in requests_:
-                self.deliver(request)
-            return
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            # list() waits for all and re-raises the first failure here, in the sink's thread.
-            list(pool.map(self.deliver, requests_))
+                while len(pending) >= self.max_concurrency * 2:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    collect(done)
+                pending.add(self._pool.submit(self._deliver_or_flag, request))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                collect(done)
+        except BaseException:
+            self._failed.set()
+            for future in pending:
+                future.cancel()  # not started: never sent; started ones end within request_timeout
+            raise
+        return rejected
 
+    def _deliver_or_flag(self, request: Request) -> list[Rejection]:
+        try:
+            return self.deliver(request)
+        except BaseException:
+            self._failed.set()
+            raise
 
-class BackgroundSender:
-    """Sends one batch's requests while the next batch is being built.
-
-    At most one batch is in flight: ``submit`` first waits for the previous one, and ``wait``
-    (called before any STATE is written) re-raises its failure, so STATE still follows
-    acknowledgement of every earlier record.
-    """
-
-    def __init__(self, client: AmplitudeClient) -> None:
-        self.client = client
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amplitude-sender")
-        self._lock = threading.Lock()
-        self._pending: Future[None] | None = None
-
-    def submit(self, requests_: list[Request]) -> None:
-        with self._lock:
-            self._wait_locked()
-            self._pending = self._pool.submit(self.client.deliver_all, requests_)
-
-    def wait(self) -> None:
-        """Block until the batch in flight is acknowledged; raise what it raised."""
-        with self._lock:
-            self._wait_locked()
-
-    def _wait_locked(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-
-def dump_request(request: Request) -> str:
-    """One dry-run line: the request as it would be sent, without the API key."""
-    return json.dumps({"identification": json.loads(request.identification_param)}, ensure_ascii=False)
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.session.close()

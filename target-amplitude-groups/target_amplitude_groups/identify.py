@@ -18,6 +18,7 @@ from groups_mapping import GroupMapping
 MAX_STRING = 1024  # Amplitude truncates longer strings; we do it first, and say so
 UNSET = "-"  # the value Amplitude's SDKs send with $unset
 DELETED_PROPERTY = "deleted"
+_MISSING = object()  # a key absent from a record, unlike an explicit null
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,55 @@ class Skip(Exception):
     """The record cannot become a group (no usable group value); the message says why."""
 
 
+class BadValue(ValueError):
+    """A value Amplitude cannot store as sent; the message says why."""
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """One property value left out of an identification, and why."""
+
+    group_type: str
+    group_value: str
+    property: str
+    reason: str
+
+
+# Past this exponent a number is no longer a finite IEEE double, which is what Amplitude stores.
+_MAX_EXPONENT = 308
+
+
+def _number(value: decimal.Decimal) -> int | float:
+    if not value.is_finite():
+        raise BadValue(f"{value} is not a finite number")
+    if value.adjusted() > _MAX_EXPONENT:  # checked first: int() of 1e999999999 runs for minutes
+        raise BadValue(f"{value:.3e} is too large for a number")
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _check_text(value: str) -> str:
+    # A lone surrogate (from an escaped "\ud800") has no UTF-8 form: it would fail the request.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadValue(f"invalid Unicode (lone surrogate at position {exc.start})") from None
+    return value
+
+
 def to_amplitude(value: Any) -> Any:
-    """A JSON value Amplitude stores as intended: dates as ISO-8601 strings, numbers stay numbers."""
+    """A JSON value Amplitude stores as intended: dates as ISO-8601 strings, numbers stay numbers.
+
+    Raises :class:`BadValue` for what has no faithful JSON form (NaN, infinities, lone surrogates).
+    """
+    if isinstance(value, str):
+        return _check_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadValue(f"{value} is not a finite number")  # JSON has no NaN or Infinity
+        return value
     if isinstance(value, dt.datetime):
         # One fixed shape in UTC, so that Amplitude's string comparison of dates is chronological.
         if value.tzinfo is None:
@@ -42,11 +90,9 @@ def to_amplitude(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN or Infinity
+        return _number(value)
     if isinstance(value, Mapping):
-        return {str(k): to_amplitude(v) for k, v in value.items() if v is not None}
+        return {_check_text(str(k)): to_amplitude(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [to_amplitude(v) for v in value if v is not None]
     return value
@@ -54,23 +100,42 @@ def to_amplitude(value: Any) -> Any:
 
 def group_value_of(mapping: GroupMapping, record: Mapping[str, Any]) -> str:
     """The group name field as a string; raises :class:`Skip` when it cannot name a group."""
-    raw = mapping.group_value(record)
+    raw = record.get(mapping.group_name_field)
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise Skip(f"no value in group name field '{mapping.group_name_field}'")
-    value = str(to_amplitude(raw))
+    if isinstance(raw, bool):
+        return "true" if raw else "false"  # as JSON writes it, not Python's "True"
+    try:
+        value = str(to_amplitude(raw))
+    except BadValue as exc:
+        raise Skip(f"group name field '{mapping.group_name_field}': {exc}") from None
     if len(value) > MAX_STRING:
         # Truncating an id could merge two groups, so such a row is skipped instead.
         raise Skip(f"group name field '{mapping.group_name_field}' is longer than {MAX_STRING} characters")
     return value
 
 
+def merge_into(earlier: dict[str, Any], later: dict[str, Any]) -> None:
+    """Apply ``later``'s operations on top of ``earlier`` (same group), as Amplitude would in order."""
+    ops = earlier["group_properties"]
+    for op, values in later["group_properties"].items():
+        for other, other_values in ops.items():
+            if other != op:
+                for name in values:
+                    other_values.pop(name, None)
+        ops.setdefault(op, {}).update(values)
+    for op in [op for op, values in ops.items() if not values]:
+        del ops[op]
+
+
 class IdentificationBuilder:
-    """Builds identifications and counts what it had to skip or truncate."""
+    """Builds identifications and counts what it had to skip, refuse or truncate."""
 
     def __init__(self, options: Options, logger: logging.Logger) -> None:
         self.options = options
         self.logger = logger
         self.truncated = 0
+        self.bad_values: list[ValueProblem] = []
         self._warned_truncation: set[tuple[str, str]] = set()
 
     def _string(self, mapping: GroupMapping, prop: str, value: Any) -> Any:
@@ -89,7 +154,10 @@ class IdentificationBuilder:
         return value
 
     def build(self, mapping: GroupMapping, record: Mapping[str, Any]) -> dict[str, Any] | None:
-        """One identification for one mapping of a record; None when there is nothing to send."""
+        """One identification for one mapping of a record; None when there is nothing to send.
+
+        A field absent from the record is left alone; only an explicit null is ``$unset``.
+        """
         group_value = group_value_of(mapping, record)
         set_: dict[str, Any] = {}
         unset: dict[str, str] = {}
@@ -98,13 +166,22 @@ class IdentificationBuilder:
         if deleted and mode == "unset":
             unset = dict.fromkeys((p.property for p in mapping.properties), UNSET)
         else:
-            for prop, raw in mapping.property_values(record).items():
-                value = to_amplitude(raw)
+            for p in mapping.properties:
+                raw = record.get(p.field, _MISSING)
+                if raw is _MISSING:
+                    continue
+                try:
+                    value = to_amplitude(raw)
+                except BadValue as exc:
+                    self.bad_values.append(
+                        ValueProblem(mapping.group_type, group_value, p.property, str(exc))
+                    )
+                    continue
                 if value is None:
                     if self.options.null_values == "unset":
-                        unset[prop] = UNSET
+                        unset[p.property] = UNSET
                     continue
-                set_[prop] = self._string(mapping, prop, value)
+                set_[p.property] = self._string(mapping, p.property, value)
             if mode == "flag":
                 set_[DELETED_PROPERTY] = deleted
         ops: dict[str, dict[str, Any]] = {}
@@ -119,10 +196,11 @@ class IdentificationBuilder:
     def build_all(
         self, mappings: tuple[GroupMapping, ...], records: list[dict[str, Any]], stream: str
     ) -> tuple[list[dict[str, Any]], list[str], int]:
-        """Identifications of a batch (last write per group wins), skip reasons, deleted rows ignored.
+        """Identifications of a batch (one per group, later records applied over earlier ones),
+        skip reasons, deleted rows ignored.
 
         Requests go out concurrently, so two updates of one group must not travel in two of
-        them: a later record of the same group replaces the earlier one here.
+        them: a later record of the same group is merged into the earlier one here.
         """
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         skipped: list[str] = []
@@ -138,6 +216,12 @@ class IdentificationBuilder:
                     name = record.get("Id") or {k: record.get(k) for k in list(record)[:3]}
                     skipped.append(f"{stream} record {name}: {exc}")
                     continue
-                if identification is not None:
-                    latest[(identification["group_type"], identification["group_value"])] = identification
+                if identification is None:
+                    continue
+                key = (identification["group_type"], identification["group_value"])
+                earlier = latest.get(key)
+                if earlier is None:
+                    latest[key] = identification
+                else:
+                    merge_into(earlier, identification)
         return list(latest.values()), skipped, deleted_ignored

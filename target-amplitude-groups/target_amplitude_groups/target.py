@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
+import datetime as dt
+import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 from functools import cached_property
-from pathlib import Path
-from typing import IO, Any
+from types import FrameType
+from typing import Any, ClassVar
+from urllib.parse import quote_plus, urlsplit
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.io_base import SingerReader
+from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
 from groups_mapping import (
@@ -21,19 +24,49 @@ from groups_mapping import (
     MappingError,
     load_mapping,
 )
-from target_amplitude_groups.client import (
-    REGION_URLS,
-    AmplitudeClient,
-    AmplitudeError,
-    BackgroundSender,
-    RunStats,
-)
-from target_amplitude_groups.identify import Options
+from target_amplitude_groups.client import REGION_URLS, AmplitudeClient
+from target_amplitude_groups.delivery import Delivery
+from target_amplitude_groups.errors import Interrupted, RunFailure
+from target_amplitude_groups.files import JsonLines, write_json
+from target_amplitude_groups.identify import MAX_STRING, Options
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
+from target_amplitude_groups.stats import RunStats
+
+DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
+class StateWatchingReader(SingerReader):
+    """The SDK's reader, telling the target about each STATE (the public ``message_reader_class`` hook).
+
+    Between two messages it lets the target checkpoint: every record before a STATE has been
+    read then, and none after it. In a dry run each STATE's value is emptied, and the SDK
+    writes no empty state: a dry run can never move Meltano's bookmark.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: TargetAmplitudeGroups | None = None
+
+    def deserialize_json(self, line: str) -> dict[str, Any]:
+        target = self.target
+        if target is not None and target.delivery.checkpoint_wanted():
+            target.checkpoint()
+        message: dict[str, Any] = super().deserialize_json(line)
+        if target is not None and message.get("type") == "STATE":
+            target.delivery.note_state(message.get("value"))
+            if target.delivery.is_dry_run:
+                return {**message, "value": {}}
+        return message
+
+
+def _url_problem(name: str, url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return None  # emulators on this machine
+    return f"{name} must be an https:// URL (plain http:// only for a loopback emulator); got {url!r}"
 
 
 class TargetAmplitudeGroups(Target):
@@ -41,6 +74,8 @@ class TargetAmplitudeGroups(Target):
 
     name = "target-amplitude-groups"
     default_sink_class = AmplitudeGroupsSink
+    message_reader_class = StateWatchingReader
+    active: ClassVar[TargetAmplitudeGroups | None] = None  # the run ``invoke`` reports on
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -55,7 +90,8 @@ class TargetAmplitudeGroups(Target):
         th.Property(
             "api_url",
             th.StringType,
-            description="Full /groupidentify URL; overrides region (proxies, emulators).",
+            description="Full /groupidentify URL; overrides region (proxies, emulators). https:// only, "
+            "except http:// to a loopback host.",
         ),
         th.Property("mapping_file", th.StringType, description=MAPPING_FILE_DESCRIPTION),
         th.Property("mapping", th.ObjectType(), description=MAPPING_DESCRIPTION),
@@ -63,7 +99,8 @@ class TargetAmplitudeGroups(Target):
             "null_values",
             th.StringType(allowed_values=["unset", "skip"]),
             default="unset",
-            description="unset: a null clears the property with $unset; skip: nulls are not sent.",
+            description="unset: an explicit null clears the property with $unset; skip: nulls are not "
+            "sent. A field absent from a record is always left alone.",
         ),
         th.Property(
             "deleted_records",
@@ -73,38 +110,86 @@ class TargetAmplitudeGroups(Target):
             "with property 'deleted' = true.",
         ),
         th.Property(
+            "keep_sdc_columns",
+            th.BooleanType,
+            default=False,
+            description="Without a mapping: also send Singer metadata columns (_sdc_*) as properties.",
+        ),
+        th.Property(
             "dry_run",
             th.BooleanType,
             default=False,
-            description="Build and validate every request; send nothing.",
+            description="Build and validate every request; send nothing and emit no STATE.",
         ),
         th.Property(
             "dry_run_file", th.StringType, description="JSONL file for dry-run requests (default: the log)."
         ),
         th.Property(
-            "rejected_file", th.StringType, description="JSONL file of identifications Amplitude rejected."
+            "rejected_file",
+            th.StringType,
+            default=DEFAULT_REJECTED_FILE,
+            description="JSONL file of identifications Amplitude rejected and values left out, with reasons.",
         ),
         th.Property(
-            "report_file", th.StringType, description="JSON run report written at the end of the run."
+            "max_rejected",
+            th.IntegerType(minimum=0),
+            default=100,
+            description="The run fails once Amplitude has rejected more identifications than this.",
         ),
-        th.Property("max_concurrency", th.IntegerType, default=4, description="Requests in flight at once."),
         th.Property(
-            "max_retries", th.IntegerType, default=8, description="Retries of a throttled or failed request."
+            "report_file",
+            th.StringType,
+            description="JSON run report, rewritten at the end of every run, failed or not.",
         ),
-        th.Property("request_timeout", th.NumberType, default=30, description="Seconds per HTTP request."),
+        th.Property(
+            "max_concurrency",
+            th.IntegerType(minimum=1, maximum=64),
+            default=4,
+            description="Requests in flight at once.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0, maximum=100),
+            default=8,
+            description="Retries of a throttled or failed request.",
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType(exclusive_minimum=0, maximum=3600),
+            default=30,
+            description="Seconds per HTTP request.",
+        ),
         th.Property(
             "max_backoff",
-            th.NumberType,
+            th.NumberType(minimum=0, maximum=3600),
             default=60,
-            description="Longest wait between retries, in seconds (Retry-After is honoured as sent).",
+            description="Longest wait between retries, in seconds; a longer Retry-After is capped to it.",
+        ),
+        th.Property(
+            "state_interval_seconds",
+            th.NumberType(exclusive_minimum=0, maximum=240),
+            default=60,
+            description="Checkpoint (emit STATE for everything acknowledged) at least this often, besides "
+            "after each full batch.",
         ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.stats = RunStats()
-        self._file_lock = threading.Lock()
+        self.stop_event = threading.Event()
         super().__init__(*args, **kwargs)
+        problems = [p for p in (self._url_problem(),) if p]
+        if problems:
+            raise ConfigValidationError("Config validation failed", errors=problems)
         _ = self.mapping  # report mapping problems before reading any record
+        TargetAmplitudeGroups.active = self
+        if isinstance(self.message_reader, StateWatchingReader):
+            self.message_reader.target = self
+        self._trap_signals()
+
+    def _url_problem(self) -> str | None:
+        url = self.config.get("api_url")
+        return _url_problem("api_url", url) if url else None
 
     @cached_property
     def mapping(self) -> MappingConfig | None:
@@ -113,109 +198,153 @@ class TargetAmplitudeGroups(Target):
             return None
         try:
             # Any tap's stream and field names are fine here: the target builds no SOQL.
-            return load_mapping(
+            mapping = load_mapping(
                 self.config.get("mapping"), self.config.get("mapping_file"), strict_names=False
             )
         except MappingError as exc:
             raise ConfigValidationError(f"{exc.source} is invalid", errors=exc.problems) from exc
+        too_long = [m.label[:80] for m in mapping.mappings if len(m.group_type) > MAX_STRING]
+        if too_long:
+            raise ConfigValidationError(
+                "mapping is invalid",
+                errors=[
+                    f"{label}...: group type is longer than {MAX_STRING} characters" for label in too_long
+                ],
+            )
+        return mapping
 
     @property
     def api_key(self) -> str:
         return str(self.config["api_key"])
 
+    def redact(self, text: str) -> str:
+        """The text with the API key (plain or URL-encoded) replaced by ***."""
+        for secret in {self.api_key, quote_plus(self.api_key)}:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
     @cached_property
     def options(self) -> Options:
         """The settings that shape identifications."""
-        return Options(self.config.get("null_values", "unset"), self.config.get("deleted_records", "ignore"))
+        return Options(self.config["null_values"], self.config["deleted_records"])
 
     @cached_property
-    def client(self) -> AmplitudeClient:
-        return AmplitudeClient(
-            api_url=self.config.get("api_url") or REGION_URLS[self.config.get("region", "us")],
+    def delivery(self) -> Delivery:
+        config = self.config
+        client = None
+        if not config["dry_run"]:
+            client = AmplitudeClient(
+                api_url=config.get("api_url") or REGION_URLS[config["region"]],
+                api_key=self.api_key,
+                stats=self.stats,
+                max_concurrency=int(config["max_concurrency"]),
+                max_retries=int(config["max_retries"]),
+                request_timeout=float(config["request_timeout"]),
+                max_backoff=float(config["max_backoff"]),
+                stop=self.stop_event,
+                redact=self.redact,
+                logger=self.logger,
+            )
+        dry_run_file = config.get("dry_run_file")
+        return Delivery(
+            client=client,
             api_key=self.api_key,
             stats=self.stats,
-            max_concurrency=int(self.config.get("max_concurrency", 4)),
-            max_retries=int(self.config.get("max_retries", 8)),
-            request_timeout=float(self.config.get("request_timeout", 30)),
-            max_backoff=float(self.config.get("max_backoff", 60)),
-            on_rejected=self.write_rejected,
+            rejected=JsonLines(config["rejected_file"], self.redact),
+            dry_run=JsonLines(dry_run_file, self.redact) if dry_run_file else None,
+            max_rejected=int(config["max_rejected"]),
+            state_interval_seconds=float(config["state_interval_seconds"]),
             logger=self.logger,
         )
 
-    @cached_property
-    def sender(self) -> BackgroundSender:
-        return BackgroundSender(self.client)
+    # -- signals ---------------------------------------------------------------------------
+    def _trap_signals(self) -> None:
+        """Replace the SDK's SIGINT/SIGTERM handler with one that stops without writing STATE.
 
-    # -- side files ------------------------------------------------------------------------
-    def _append_lines(self, path: str, lines: Iterable[str]) -> None:
-        with self._file_lock, Path(path).open("a", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line + "\n")
+        The SDK's handler drains every sink and writes STATE from inside whatever was running,
+        possibly a batch half-delivered, then exits 0. No SDK hook changes that, so the handler
+        is replaced here (tests/target/test_signals.py fails if the SDK's behaviour shows again).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
 
-    def write_rejected(self, identification: dict[str, Any], status: int, reason: str) -> None:
-        if path := self.config.get("rejected_file"):
-            line = json.dumps(
-                {"identification": identification, "status": status, "reason": reason}, ensure_ascii=False
-            )
-            self._append_lines(path, [line])
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_event.set()  # retries and backoff waits end now; in-flight requests end within request_timeout
+        raise Interrupted(signum, signal.Signals(signum).name)
 
-    def write_dry_run(self, lines: Iterable[str]) -> None:
-        lines = list(lines)
-        self.stats.add(requests=len(lines))
-        if path := self.config.get("dry_run_file"):
-            self._append_lines(path, lines)
-        else:
-            for line in lines:
-                self.logger.info("dry run request: %s", line)
+    # -- sinks and checkpoints -------------------------------------------------------------
+    def get_sink(
+        self,
+        stream_name: str,
+        *,
+        record: dict[str, Any] | None = None,
+        schema: dict[str, Any] | None = None,
+        key_properties: Sequence[str] | None = None,
+    ) -> Sink:
+        """As the SDK does; a sink retired by a schema change is delivered first, keeping order."""
+        if schema is not None and self.sink_exists(stream_name):
+            current = super().get_sink(stream_name)
+            if current.original_schema != schema or current.key_properties != key_properties:
+                self.drain_one(current)  # its records precede the new schema's: send them first
+        return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
-    # -- run lifecycle ---------------------------------------------------------------------
-    def listen(self, file_input: IO[str] | None = None) -> None:
-        """Read Singer messages; a final delivery failure ends the run with one clear line."""
-        try:
-            super().listen(file_input)
-        except AmplitudeError as exc:
-            self.logger.error("Delivery to Amplitude failed: %s", exc)
-            self.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
-            sys.exit(1)
+    def checkpoint(self) -> None:
+        """Emit the latest STATE, delivering every record read before it first.
 
-    def drain_all(self, *, is_endofpipe: bool = False) -> None:
-        """Drain as the SDK does; sinks retired by a schema change keep no carried tail."""
-        for sink in self._sinks_to_clear:
-            if isinstance(sink, AmplitudeGroupsSink):
-                sink.retiring = True
-        super().drain_all(is_endofpipe=is_endofpipe)
+        The SDK writes STATE only in ``drain_all`` (there is no public hook to write it), after
+        every sink's ``process_batch`` returned, and ours return only once Amplitude acknowledged
+        their records. So a checkpoint is a ``drain_all``, called between two messages.
+        """
+        self.delivery.checkpointing()
+        self.drain_all()
 
-    def _deliver_everything(self) -> None:
-        """Send every sink's carried tail and wait until Amplitude acknowledged it all."""
-        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
-            if isinstance(sink, AmplitudeGroupsSink):
-                sink.flush()
-        self.sender.wait()
-
-    def _write_state_message(self, state: dict) -> None:
-        """STATE only once every record before it was acknowledged by Amplitude."""
-        self._deliver_everything()
-        super()._write_state_message(state)
-
+    # -- end of the run --------------------------------------------------------------------
     def process_endofpipe(self) -> None:
-        """Drain everything (STATE follows acknowledgement), then summarise the run."""
+        """Deliver everything, then the final STATE (SDK), then the summary and report."""
+        if self.delivery.new_state_pending():
+            self.delivery.checkpointing()
         super().process_endofpipe()
-        self._deliver_everything()
-        summary = self.stats.as_dict()
-        mode = " (dry run: nothing sent)" if self.config.get("dry_run") else ""
-        counts = [
-            _count(summary["groups_sent"], "group") + " sent in " + _count(summary["requests"], "request"),
-            _count(summary["retries"], "retry", "retries"),
-            f"{summary['throttled_seconds']:.1f}s throttled",
-            f"{summary['skipped']} skipped",
-            f"{summary['rejected']} rejected",
-            _count(summary["deleted_ignored"], "deleted row") + " ignored",
-            _count(summary["truncated"], "value") + " truncated",
-        ]
-        self.logger.info("Summary%s: %s", mode, ", ".join(counts))
+        self.finish("ok")
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """The summary line and the run report; called once per run, failed or not."""
+        dry_run = bool(self.config["dry_run"])
+        mode = " (dry run: nothing sent, no STATE)" if dry_run else ""
+        (self.logger.info if status == "ok" else self.logger.error)(
+            "Summary%s: %s%s", mode, self.stats.summary(), "" if status == "ok" else f" ({status})"
+        )
         if path := self.config.get("report_file"):
-            report = {"status": "ok", "dry_run": bool(self.config.get("dry_run")), **summary}
-            Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            report = {
+                "status": status,
+                "error": error,
+                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "dry_run": dry_run,
+                "rejected_file": str(self.delivery.rejected.path) if self.delivery.rejected.lines else None,
+                **self.stats.as_dict(),
+            }
+            write_json(path, report, self.redact)
+        if self.delivery.client is not None:
+            self.delivery.client.close()
+
+    @classmethod
+    def invoke(cls, **kwargs: Any) -> None:  # type: ignore[override]
+        """Run the target; a failure is one error line and a non-zero exit, never a traceback."""
+        try:
+            super().invoke(**kwargs)
+        except RunFailure as exc:
+            target = cls.active
+            message = target.redact(str(exc)) if target else str(exc)
+            cls.logger.error("%s", message)
+            if isinstance(exc, Interrupted):
+                cls.logger.error("Stopped; STATE was emitted only for groups Amplitude acknowledged")
+            else:
+                cls.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
+            if target is not None:
+                target.finish("interrupted" if isinstance(exc, Interrupted) else "failed", message)
+            raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from groups_mapping import parse_mapping
-from target_amplitude_groups.identify import IdentificationBuilder, Options, Skip, to_amplitude
+from target_amplitude_groups.identify import BadValue, IdentificationBuilder, Options, Skip, to_amplitude
 
 MAPPING = parse_mapping(
     {
@@ -69,7 +69,57 @@ def test_to_amplitude_conversions():
     assert to_amplitude(dt.datetime(2025, 5, 1, 1, 2, 3)) == "2025-05-01T01:02:03.000+00:00"
     assert to_amplitude(decimal.Decimal(3)) == 3
     assert to_amplitude({"city": "Paris", "state": None}) == {"city": "Paris"}
-    assert to_amplitude(float("nan")) == "nan"
+    assert to_amplitude(decimal.Decimal("1E+20")) == 10**20  # integers stay exact
+    assert to_amplitude(2**70) == 2**70
+
+
+# Issue 6, point 15 and 19: values with no faithful JSON form are refused one by one.
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (float("nan"), "not a finite number"),
+        (float("inf"), "not a finite number"),
+        (decimal.Decimal("NaN"), "not a finite number"),
+        (decimal.Decimal("1e5000"), "too large"),
+        (decimal.Decimal("1e999999999"), "too large"),  # int() of it would run for minutes
+        ("bad \ud800 surrogate", "lone surrogate"),
+        ({"city": "\udfff"}, "lone surrogate"),
+    ],
+)
+def test_values_with_no_json_form_are_refused(value, reason):
+    with pytest.raises(BadValue, match=reason):
+        to_amplitude(value)
+
+
+def test_a_bad_value_is_left_out_and_the_rest_of_the_group_sent():
+    b = builder()
+    ident = b.build(
+        MAPPING[0], {"Id": "1", "Name": "ok", "AnnualRevenue": float("nan"), "Owner.Name": "\ud800"}
+    )
+    assert ident["group_properties"] == {"$set": {"name": "ok"}}
+    assert [(p.group_value, p.property) for p in b.bad_values] == [("1", "revenue"), ("1", "owner")]
+
+
+def test_missing_keys_are_left_alone_and_only_explicit_nulls_unset():
+    # Issue 6, point 14: Singer records may omit keys; absent is not null.
+    ident = builder().build(MAPPING[0], {"Id": "1", "Name": "B", "Owner.Name": None})
+    assert ident["group_properties"] == {"$set": {"name": "B"}, "$unset": {"owner": "-"}}
+    assert builder().build(MAPPING[0], {"Id": "1"}) is None
+
+
+def test_later_records_of_a_group_merge_over_earlier_ones():
+    records = [
+        {"Id": "a1", "Name": "A", "AnnualRevenue": 7, "Owner.Name": None},
+        {"Id": "a1", "Name": "B", "Owner.Name": "Ann"},
+    ]
+    (ident,), _, _ = builder().build_all(MAPPING, records, "Account")
+    assert ident["group_properties"] == {"$set": {"name": "B", "revenue": 7, "owner": "Ann"}}
+
+
+def test_group_values_are_written_as_json_writes_them():
+    assert builder().build(MAPPING[0], {"Id": True, "Name": "x"})["group_value"] == "true"
+    with pytest.raises(Skip, match="not a finite number"):
+        builder().build(MAPPING[0], {"Id": float("nan"), "Name": "x"})
 
 
 def test_long_strings_are_truncated_and_counted():

@@ -1,0 +1,73 @@
+"""The mapping editor: Amplitude's Salesforce V2 mapping screen as a local page (SPEC §8a).
+
+``server`` serves the page and the JSON API, ``org`` is the one door into the tap (login,
+describe, verification), ``schedule`` sets the Meltano schedule's cadence, ``static/`` holds
+the page itself (plain HTML, CSS and JavaScript).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import signal
+import webbrowser
+from types import FrameType
+from typing import Any
+
+import click
+
+from tap_salesforce_groups.editor.org import Org, OrgError
+from tap_salesforce_groups.editor.schedule import ProjectSchedule
+from tap_salesforce_groups.editor.server import EditorApp, EditorServer
+
+__all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "run_editor"]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the editor the way Ctrl-C does
+
+
+def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: bool) -> int:
+    """Log in, serve until Ctrl-C (or SIGTERM), return the exit status; errors are one line."""
+    try:
+        org = Org(settings)
+        org.login()
+    except OrgError as exc:
+        click.echo(f"Cannot start the mapping editor: {exc}", err=True)
+        return 1
+    app = EditorApp(org, settings, ProjectSchedule())
+    try:
+        server = EditorServer(app, host, port)
+    except OSError as exc:
+        reason = "the port is in use (pass --port)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        click.echo(f"Cannot start the mapping editor on {host}:{port}: {reason}", err=True)
+        return 1
+    if not _is_loopback(host):
+        click.echo(
+            f"Warning: listening on {host}, not loopback: anyone who can reach it and has the "
+            "token can change the mapping.",
+            err=True,
+        )
+    click.echo(f"Mapping editor: {server.url}", nl=True)
+    click.echo("Press Ctrl-C to stop.", err=True)
+    # Our own handlers: a Tap built on the main thread (for its settings) installs the SDK's,
+    # which would write a Singer STATE message to stdout and exit mid-request.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop)
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    click.echo("Mapping editor stopped.", err=True)
+    return 0

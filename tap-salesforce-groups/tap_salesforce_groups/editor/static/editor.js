@@ -1,0 +1,520 @@
+// The mapping editor page. It talks only to the JSON API of SPEC §8a (plus /api/schedule);
+// every check is the server's: the panel shows exactly what `validate` reports, Next runs
+// what `verify` runs. No framework, no build step.
+"use strict";
+
+const TOKEN = document.querySelector('meta[name="editor-token"]').content;
+const $ = (selector, root = document) => root.querySelector(selector);
+
+// -- state ---------------------------------------------------------------------------------
+// cards: [{object, group_type, group_name_field, properties: [{field, property, named}]}]
+// `named` is true once the user typed a property name; until then it follows the field label.
+const state = {
+  cards: [],
+  objects: [],
+  fields: new Map(), // object name -> Promise of field choices
+  fieldInfo: new Map(), // object name -> resolved choices (for labels and warnings)
+  fileTypes: [], // group types of the saved mapping, suggested in the group type box
+  problems: null, // null while a check is pending
+  verifiedFor: null, // the document text that passed verification; Save needs it unchanged
+  writable: false,
+  seq: 0,
+};
+
+async function api(method, path, body) {
+  const options = { method, headers: { "X-Editor-Token": TOKEN } };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = typeof body === "string" ? body : JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  let data = null;
+  try { data = await response.json(); } catch (_) { data = { error: `HTTP ${response.status}` }; }
+  return { status: response.status, ok: response.ok, data };
+}
+
+// The document exactly as the file format has it (UI bookkeeping left out).
+function documentOf() {
+  return {
+    version: 1,
+    mappings: state.cards.map((c) => ({
+      object: c.object,
+      group_type: c.group_type,
+      group_name_field: c.group_name_field,
+      properties: c.properties.map((p) => ({ field: p.field, property: p.property })),
+    })),
+  };
+}
+const documentText = () => JSON.stringify(documentOf(), null, 2);
+
+function cardsFrom(doc) {
+  const items = doc && Array.isArray(doc.mappings) ? doc.mappings : [];
+  const text = (v) => (v === undefined || v === null ? "" : String(v));
+  return items.map((m) => {
+    m = m && typeof m === "object" ? m : {};
+    const props = Array.isArray(m.properties) ? m.properties : [];
+    return {
+      object: text(m.object),
+      group_type: text(m.group_type),
+      group_name_field: text(m.group_name_field),
+      properties: props.map((p) => {
+        p = p && typeof p === "object" ? p : {};
+        return { field: text(p.field), property: text(p.property ?? p.field), named: true };
+      }),
+    };
+  });
+}
+
+// -- notices -------------------------------------------------------------------------------
+function notice(text, isError = false) {
+  const box = $("#notice");
+  box.textContent = text;
+  box.classList.toggle("error", isError);
+  box.hidden = !text;
+}
+
+// -- fields of an object -------------------------------------------------------------------
+function fieldsOf(objectName) {
+  if (!objectName) return Promise.resolve([]);
+  if (!state.fields.has(objectName)) {
+    const promise = api("GET", `/api/objects/${encodeURIComponent(objectName)}/fields`).then((r) => {
+      const list = r.ok ? r.data.fields : [];
+      if (!r.ok) notice(`${objectName}: ${r.data.error}`, true);
+      state.fieldInfo.set(objectName, new Map(list.map((f) => [f.path, f])));
+      return list;
+    });
+    state.fields.set(objectName, promise);
+  }
+  return state.fields.get(objectName);
+}
+
+function option(value, label, selected) {
+  const o = document.createElement("option");
+  o.value = value;
+  o.textContent = label;
+  o.selected = selected;
+  return o;
+}
+
+// Fill a field <select>: direct fields, then one group per relationship (Owner.Name, …).
+function fillFieldSelect(select, choices, current, placeholder) {
+  select.replaceChildren(option("", placeholder, !current));
+  const groups = new Map();
+  for (const f of choices) {
+    const key = f.relationship ? f.path.split(".")[0] : "";
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(f);
+  }
+  for (const [key, list] of groups) {
+    const group = document.createElement("optgroup");
+    group.label = key ? `via ${key}` : "Fields";
+    for (const f of list) {
+      const label = f.relationship ? f.property : f.label; // "Owner Full Name", not "Full Name"
+      group.append(option(f.path, `${label} (${f.path})`, f.path === current));
+    }
+    select.append(group);
+  }
+  if (current && !choices.some((f) => f.path === current)) {
+    // Keep what the mapping says even when the org has no such field: verify will say so.
+    select.append(option(current, `${current} (not found in the org)`, true));
+  }
+}
+
+// -- rendering -----------------------------------------------------------------------------
+function cardLabel(card, index) {
+  return `${index + 1}: ${card.object || "Unknown"} -> ${card.group_type || "Unknown"}`;
+}
+
+function renderGroupTypes() {
+  const types = new Set([...state.fileTypes, ...state.cards.map((c) => c.group_type).filter(Boolean)]);
+  $("#group-types").replaceChildren(...[...types].map((t) => option(t, t, false)));
+}
+
+function render(focus) {
+  const container = $("#cards");
+  container.replaceChildren(...state.cards.map((card, index) => renderCard(card, index)));
+  renderGroupTypes();
+  if (focus) {
+    const target = container.querySelector(focus);
+    if (target) target.focus();
+  }
+}
+
+function renderCard(card, index) {
+  const node = $("#card-template").content.firstElementChild.cloneNode(true);
+  node.dataset.index = index;
+  const title = $(".card-title", node);
+  title.textContent = cardLabel(card, index);
+  title.id = `card-title-${index}`;
+  node.setAttribute("aria-labelledby", title.id);
+  $(".delete-mapping", node).setAttribute("aria-label", `Delete mapping ${cardLabel(card, index)}`);
+
+  const objectSelect = $(".object", node);
+  objectSelect.replaceChildren(option("", "Choose an object…", !card.object));
+  for (const o of state.objects) {
+    objectSelect.append(option(o.name, o.label === o.name ? o.name : `${o.label} (${o.name})`, o.name === card.object));
+  }
+  if (card.object && !state.objects.some((o) => o.name === card.object)) {
+    objectSelect.append(option(card.object, `${card.object} (not queryable or not found)`, true));
+  }
+  const groupType = $(".group-type", node);
+  groupType.value = card.group_type;
+
+  const nameSelect = $(".name-field", node);
+  const props = $(".props", node);
+  card.properties.forEach((p, i) => props.append(renderProp(card, index, p, i)));
+  fieldsOf(card.object).then((choices) => {
+    fillFieldSelect(nameSelect, choices, card.group_name_field, "Choose the group name field…");
+    renderNameWarnings(node, card);
+    props.querySelectorAll(".prop").forEach((row, i) => {
+      const p = card.properties[i];
+      if (p) fillFieldSelect($(".prop-field", row), choices, p.field, "Choose a field…");
+    });
+  });
+  return node;
+}
+
+function renderNameWarnings(node, card) {
+  const info = state.fieldInfo.get(card.object);
+  const field = info && info.get(card.group_name_field);
+  const list = $(".name-warnings", node);
+  list.replaceChildren(
+    ...(field ? field.name_warnings : []).map((w) => {
+      const li = document.createElement("li");
+      li.textContent = w;
+      return li;
+    }),
+  );
+}
+
+function renderProp(card, cardIndex, prop, i) {
+  const row = $("#prop-template").content.firstElementChild.cloneNode(true);
+  row.dataset.index = i;
+  const n = i + 1;
+  const where = cardLabel(card, cardIndex);
+  $(".prop-field", row).setAttribute("aria-label", `${where}: Salesforce field of group property ${n}`);
+  $(".prop-name", row).setAttribute("aria-label", `${where}: name of group property ${n}`);
+  $(".prop-name", row).value = prop.property;
+  $(".up", row).setAttribute("aria-label", `Move group property ${n} up`);
+  $(".down", row).setAttribute("aria-label", `Move group property ${n} down`);
+  $(".remove", row).setAttribute("aria-label", `Delete group property ${n}`);
+  $(".up", row).disabled = i === 0;
+  $(".down", row).disabled = i === card.properties.length - 1;
+  fillFieldSelect($(".prop-field", row), [], prop.field, "Choose a field…");
+  return row;
+}
+
+// -- checks --------------------------------------------------------------------------------
+let checkTimer = null;
+function changed() {
+  state.problems = null;
+  $(".panel").classList.add("stale"); // the list shown is the previous state's until check() answers
+  state.verifiedFor = null;
+  $("#verification").hidden = true;
+  updateButtons();
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(check, 120);
+}
+
+async function check() {
+  const seq = ++state.seq;
+  const r = await api("POST", "/api/validate", documentOf());
+  if (seq !== state.seq) return; // a newer edit is already being checked
+  if (!r.ok) {
+    notice(r.data.error, true);
+    return;
+  }
+  state.problems = r.data.problems;
+  $(".panel").classList.remove("stale");
+  renderProblems();
+  updateButtons();
+}
+
+function renderProblems() {
+  const list = $("#problems");
+  const problems = state.problems || [];
+  list.replaceChildren(
+    ...problems.map((p) => {
+      const li = document.createElement("li");
+      li.textContent = p;
+      return li;
+    }),
+  );
+  const summary = $("#panel-summary");
+  const panel = $(".panel");
+  summary.classList.toggle("ok", problems.length === 0);
+  panel.classList.toggle("ok", problems.length === 0);
+  panel.classList.toggle("bad", problems.length > 0);
+  summary.textContent = problems.length === 0
+    ? "No problems. Click Next for the final verification against the org."
+    : `${problems.length} problem${problems.length === 1 ? "" : "s"} to fix before Next:`;
+}
+
+function updateButtons() {
+  $("#next").disabled = state.problems === null || state.problems.length > 0;
+  $("#save").disabled = !state.writable || state.verifiedFor === null || state.verifiedFor !== documentText();
+}
+
+function renderList(selector, items) {
+  $(selector).replaceChildren(
+    ...items.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }),
+  );
+}
+
+async function verify() {
+  const snapshot = documentText();
+  $("#next").disabled = true;
+  $("#verification").hidden = false;
+  $("#verify-summary").textContent = "Verifying against the org…";
+  $("#verify-summary").classList.remove("ok");
+  renderList("#verify-problems", []);
+  renderList("#verify-warnings", []);
+  const r = await api("POST", "/api/verify", snapshot);
+  if (!r.ok) {
+    $("#verify-summary").textContent = r.data.error;
+    updateButtons();
+    return;
+  }
+  const { problems, warnings, summary } = r.data;
+  renderList("#verify-problems", problems);
+  renderList("#verify-warnings", warnings);
+  const passed = problems.length === 0;
+  $("#verify-summary").textContent = passed
+    ? `${summary}.${state.writable ? " Click Save to write the mapping file." : ""}`
+    : `Verification found ${problems.length} problem${problems.length === 1 ? "" : "s"}:`;
+  $("#verify-summary").classList.toggle("ok", passed);
+  if (passed && snapshot === documentText()) state.verifiedFor = snapshot;
+  updateButtons();
+  $(passed && state.writable ? "#save" : "#verify-summary").focus?.();
+}
+
+async function save() {
+  const r = await api("PUT", "/api/mapping", documentText());
+  if (r.status === 422) {
+    state.problems = r.data.problems;
+    renderProblems();
+    notice(r.data.error, true);
+  } else if (!r.ok) {
+    notice(r.data.error, true);
+  } else {
+    const backup = r.data.backup ? ` (previous file kept as ${r.data.backup})` : "";
+    notice(`Saved to ${r.data.saved}${backup}.`);
+    state.fileTypes = [...new Set(r.data.mapping.mappings.map((m) => m.group_type))];
+  }
+  state.verifiedFor = null;
+  updateButtons();
+}
+
+// -- config buttons ------------------------------------------------------------------------
+async function copyConfig() {
+  const text = documentText();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (_) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  notice("Mapping config copied to the clipboard.");
+}
+
+function exportConfig() {
+  const url = URL.createObjectURL(new Blob([documentText() + "\n"], { type: "application/json" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = "mapping.json";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  notice("Exported mapping.json.");
+}
+
+async function importConfig(file) {
+  const text = await file.text();
+  // The server parses and validates the file as `validate` would (same messages).
+  const r = await api("POST", "/api/validate", text);
+  if (!r.ok) {
+    notice(`${file.name}: ${r.data.error.replace(/^request body is /, "")}`, true);
+    return;
+  }
+  state.cards = cardsFrom(JSON.parse(text));
+  const problems = r.data.problems;
+  notice(
+    problems.length
+      ? `Imported ${file.name}: ${problems.length} problem${problems.length === 1 ? "" : "s"} (listed in the panel).`
+      : `Imported ${file.name}: no problems.`,
+    problems.length > 0,
+  );
+  render();
+  changed();
+}
+
+// -- events --------------------------------------------------------------------------------
+function cardOf(element) {
+  const node = element.closest(".card");
+  return node ? [state.cards[Number(node.dataset.index)], Number(node.dataset.index), node] : [null, -1, null];
+}
+
+function onInput(event) {
+  const el = event.target;
+  const [card, index, node] = cardOf(el);
+  if (!card) return;
+  if (el.classList.contains("group-type")) {
+    card.group_type = el.value;
+    $(".card-title", node).textContent = cardLabel(card, index);
+    renderGroupTypes();
+  } else if (el.classList.contains("prop-name")) {
+    const p = card.properties[Number(el.closest(".prop").dataset.index)];
+    p.property = el.value;
+    p.named = el.value !== "";
+  } else {
+    return;
+  }
+  changed();
+}
+
+function onChange(event) {
+  const el = event.target;
+  const [card, index] = cardOf(el);
+  if (!card) return;
+  if (el.classList.contains("object")) {
+    card.object = el.value;
+    card.group_name_field = "";
+    for (const p of card.properties) {
+      p.field = "";
+      if (!p.named) p.property = "";
+    }
+    render(`.card[data-index="${index}"] .object`);
+  } else if (el.classList.contains("name-field")) {
+    card.group_name_field = el.value;
+    renderNameWarnings(el.closest(".card"), card);
+  } else if (el.classList.contains("prop-field")) {
+    const row = el.closest(".prop");
+    const p = card.properties[Number(row.dataset.index)];
+    p.field = el.value;
+    const info = state.fieldInfo.get(card.object);
+    const choice = info && info.get(el.value);
+    if (!p.named) {
+      p.property = choice ? choice.property : el.value;
+      $(".prop-name", row).value = p.property;
+    }
+  } else {
+    return;
+  }
+  changed();
+}
+
+function onClick(event) {
+  const button = event.target.closest("button");
+  if (!button) return;
+  const [card, index] = cardOf(button);
+  if (!card) return;
+  const row = button.closest(".prop");
+  const i = row ? Number(row.dataset.index) : -1;
+  const at = (sel) => `.card[data-index="${index}"] ${sel}`;
+  if (button.classList.contains("delete-mapping")) {
+    state.cards.splice(index, 1);
+    render(state.cards.length ? `.card[data-index="${Math.max(0, index - 1)}"] .object` : null);
+    if (!state.cards.length) $("#add-mapping").focus();
+  } else if (button.classList.contains("add-property")) {
+    card.properties.push({ field: "", property: "", named: false });
+    render(at(`.prop[data-index="${card.properties.length - 1}"] .prop-field`));
+  } else if (button.classList.contains("up") && i > 0) {
+    [card.properties[i - 1], card.properties[i]] = [card.properties[i], card.properties[i - 1]];
+    render(at(`.prop[data-index="${i - 1}"] ${i - 1 === 0 ? ".down" : ".up"}`));
+  } else if (button.classList.contains("down") && i < card.properties.length - 1) {
+    [card.properties[i + 1], card.properties[i]] = [card.properties[i], card.properties[i + 1]];
+    const last = i + 1 === card.properties.length - 1;
+    render(at(`.prop[data-index="${i + 1}"] ${last ? ".up" : ".down"}`));
+  } else if (button.classList.contains("remove")) {
+    card.properties.splice(i, 1);
+    const next = Math.min(i, card.properties.length - 1);
+    render(next >= 0 ? at(`.prop[data-index="${next}"] .prop-field`) : at(".add-property"));
+  } else {
+    return;
+  }
+  changed();
+}
+
+async function setCadence(event) {
+  const r = await api("PUT", "/api/schedule", { cadence: event.target.value });
+  if (!r.ok) {
+    notice(r.data.error, true);
+    return;
+  }
+  notice(`Sync cadence set to ${r.data.cadence} in ${r.data.project} (${r.data.schedules.join(", ")}).`);
+}
+
+function showCadence(data) {
+  const select = $("#cadence");
+  const note = $("#cadence-note");
+  if (!data.available) {
+    select.disabled = true;
+    note.textContent = data.project ? "No schedule in meltano.yml runs this tap." : "Not under Meltano: no schedule to set.";
+    note.title = "The cadence is the interval of the Meltano schedule that runs this tap; "
+      + "start the editor with `meltano invoke tap-salesforce-groups:editor` to change it here.";
+    return;
+  }
+  select.disabled = false;
+  select.value = data.cadence || "daily";
+  note.textContent = `Schedule: ${data.schedules.join(", ")}`;
+}
+
+async function start() {
+  document.addEventListener("input", onInput);
+  document.addEventListener("change", onChange);
+  $("#cards").addEventListener("click", onClick);
+  $("#add-mapping").addEventListener("click", () => {
+    state.cards.push({ object: "", group_type: "", group_name_field: "", properties: [] });
+    render(`.card[data-index="${state.cards.length - 1}"] .object`);
+    changed();
+  });
+  $("#next").addEventListener("click", verify);
+  $("#save").addEventListener("click", save);
+  $("#copy").addEventListener("click", copyConfig);
+  $("#export").addEventListener("click", exportConfig);
+  $("#import").addEventListener("click", () => $("#import-file").click());
+  $("#import-file").addEventListener("change", (e) => {
+    if (e.target.files[0]) importConfig(e.target.files[0]);
+    e.target.value = "";
+  });
+  $("#cadence").addEventListener("change", setCadence);
+  document.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === "s") {
+      e.preventDefault();
+      if (!$("#save").disabled) save();
+    }
+  });
+
+  const [objects, mapping, schedule] = await Promise.all([
+    api("GET", "/api/objects"),
+    api("GET", "/api/mapping"),
+    api("GET", "/api/schedule"),
+  ]);
+  if (!objects.ok) notice(`Cannot list the org's objects: ${objects.data.error}`, true);
+  state.objects = objects.ok ? objects.data.objects : [];
+  if (schedule.ok) showCadence(schedule.data);
+  else $("#cadence-note").textContent = schedule.data.error;
+  if (mapping.ok) {
+    const m = mapping.data;
+    state.writable = Boolean(m.mapping_file);
+    $("#source").textContent = m.mapping_file
+      ? `mapping_file: ${m.mapping_file}${m.exists ? "" : " (new file)"}`
+      : "mapping setting (inline): Save needs the mapping_file setting";
+    state.cards = cardsFrom(m.mapping);
+    state.fileTypes = [...new Set(state.cards.map((c) => c.group_type).filter(Boolean))];
+    if (m.mapping === null && m.problems.length) notice(`The mapping file cannot be read:\n${m.problems.join("\n")}`, true);
+  }
+  render();
+  changed();
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,217 @@
+"""Delivery and acknowledgement: the one place that decides what counts as delivered.
+
+The rules (README, "What happens to the data"):
+
+- A batch is packed into requests and sent; ``send`` returns only once Amplitude acknowledged
+  every request (``200 success``) or refused single identifications, which go to the rejected
+  file. Anything else raises, and the SDK then writes no STATE.
+- The SDK writes STATE only after draining every sink, so a STATE line always follows the
+  acknowledgement of every record read before it. A checkpoint is such a drain, made between two
+  messages once a new STATE arrived after a full batch, or ``state_interval_seconds`` after the
+  last checkpoint.
+- A dry run sends nothing and never lets a STATE through, so the bookmark cannot move.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from target_amplitude_groups.batching import OversizedValue, iter_pack
+from target_amplitude_groups.client import AmplitudeClient, Rejection
+from target_amplitude_groups.errors import TooManyRejected
+from target_amplitude_groups.files import JsonLines
+from target_amplitude_groups.identify import ValueProblem
+from target_amplitude_groups.stats import RunStats, count
+
+PROGRESS_SECONDS = 30.0
+_LOGGED_VALUE_PROBLEMS = 20  # then one line per batch, the rest are in the rejected file
+
+
+class Delivery:
+    """Sends batches, accounts for every identification, and says when STATE may move."""
+
+    def __init__(
+        self,
+        *,
+        client: AmplitudeClient | None,
+        api_key: str,
+        stats: RunStats,
+        rejected: JsonLines,
+        dry_run: JsonLines | None,
+        max_rejected: int,
+        state_interval_seconds: float,
+        logger: logging.Logger,
+    ) -> None:
+        self.client = client  # None in a dry run
+        self.api_key = api_key
+        self.stats = stats
+        self.rejected = rejected
+        self.dry_run = dry_run
+        self.max_rejected = max_rejected
+        self.state_interval = state_interval_seconds
+        self.logger = logger
+        self._lock = threading.Lock()
+        self._states_seen = 0
+        self._states_checkpointed = 0
+        self._latest_state: Any = None
+        self._last_checkpoint = time.monotonic()
+        self._batch_since_checkpoint = False
+        self._last_checkpoint_text = "none yet"
+        self._last_progress = time.monotonic()
+        self._started = time.monotonic()
+
+    @property
+    def is_dry_run(self) -> bool:
+        return self.client is None
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, identifications: list[dict[str, Any]], problems: list[ValueProblem]) -> None:
+        """Deliver a batch's identifications; return once all are acknowledged, else raise."""
+        self.refuse_values(problems)
+        requests = iter_pack(identifications, self.api_key, self._oversized)
+        if self.client is None:
+            lines = [{"identification": json.loads(r.identification_param)} for r in requests]
+            self.stats.add(requests=len(lines))
+            if self.dry_run is not None:
+                self.dry_run.write(lines)
+            else:
+                for line in lines:
+                    self.logger.info("dry run request: %s", json.dumps(line, ensure_ascii=False))
+            return
+        self.record_rejections(self.client.deliver_all(requests))
+        self.log_progress()
+
+    def _oversized(self, exc: OversizedValue) -> None:
+        ident = exc.identification
+        self.refuse_values([ValueProblem(ident["group_type"], ident["group_value"], exc.property, str(exc))])
+
+    def refuse_values(self, problems: list[ValueProblem]) -> None:
+        """Values left out of their group: counted, logged with group and property, kept on file."""
+        if not problems:
+            return
+        with self._lock:
+            before = self.stats.values_rejected
+            self.stats.add(values_rejected=len(problems))
+        for problem in problems[: max(0, _LOGGED_VALUE_PROBLEMS - before)]:
+            self.logger.warning(
+                "Value left out: group %r of type %r, property '%s': %s",
+                problem.group_value,
+                problem.group_type,
+                problem.property,
+                problem.reason,
+            )
+        if before + len(problems) > _LOGGED_VALUE_PROBLEMS:
+            self.logger.warning(
+                "%s left out in all; see %s", count(before + len(problems), "value"), self.rejected.path
+            )
+        self.rejected.write({"kind": "value", **vars(p)} for p in problems)
+
+    def record_rejections(self, rejections: list[Rejection]) -> None:
+        """Identifications Amplitude refused on their own go to the rejected file; too many fail the run."""
+        if not rejections:
+            return
+        for rejection in rejections:
+            self.logger.warning(
+                "Amplitude rejected group %r of type %r (HTTP %s): %s",
+                rejection.identification["group_value"],
+                rejection.identification["group_type"],
+                rejection.status,
+                rejection.reason,
+            )
+        first = self.rejected.lines == 0
+        self.rejected.write(
+            {
+                "kind": "identification",
+                "identification": r.identification,
+                "status": r.status,
+                "reason": r.reason,
+            }
+            for r in rejections
+        )
+        if first:
+            self.logger.warning("Rejected identifications are written to %s", self.rejected.path)
+        self.stats.add(rejected=len(rejections))
+        if self.stats.rejected > self.max_rejected:
+            raise TooManyRejected(
+                f"Amplitude rejected {self.stats.rejected} identifications, more than max_rejected="
+                f"{self.max_rejected}; they are in {self.rejected.path}"
+            )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def note_state(self, value: Any) -> None:
+        """The tap sent a STATE message (the SDK keeps it until the next drain writes it)."""
+        self._states_seen += 1
+        self._latest_state = value
+
+    def new_state_pending(self) -> bool:
+        """A STATE arrived since the last checkpoint (and this run may write STATE at all)."""
+        return not self.is_dry_run and self._states_seen > self._states_checkpointed
+
+    def batch_delivered(self) -> None:
+        """A full batch was acknowledged: the next STATE is worth a checkpoint."""
+        self._batch_since_checkpoint = True
+
+    def checkpoint_wanted(self) -> bool:
+        """A new STATE, after a full batch or ``state_interval_seconds`` since the last checkpoint."""
+        return (
+            self._states_seen > self._states_checkpointed
+            and (
+                self._batch_since_checkpoint
+                or time.monotonic() - self._last_checkpoint >= self.state_interval
+            )
+            and not self.is_dry_run
+        )
+
+    def checkpointing(self) -> None:
+        """Called just before the drain that writes STATE: log what it will say."""
+        self._states_checkpointed = self._states_seen
+        self._batch_since_checkpoint = False
+        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint_text = (
+            f"{describe_state(self._latest_state)} after {self.stats.groups_sent} groups"
+        )
+        self.stats.add(checkpoints=1)
+        self.logger.info(
+            "Checkpoint: %s delivered and acknowledged; STATE %s",
+            count(self.stats.groups_sent, "group"),
+            describe_state(self._latest_state),
+        )
+
+    def log_progress(self, *, force: bool = False) -> None:
+        """Groups delivered, requests, throttling and the last checkpoint, every 30 s at most."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_SECONDS:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._started, 1e-9)
+        self.logger.info(
+            "Progress: %s delivered (%.0f/s), %s, %s, %.1fs throttled; last checkpoint: %s",
+            count(self.stats.groups_sent, "group"),
+            self.stats.groups_sent / elapsed,
+            count(self.stats.requests, "request"),
+            count(self.stats.retries, "retry", "retries"),
+            self.stats.throttled_seconds,
+            self._last_checkpoint_text,
+        )
+
+
+def describe_state(state: Any) -> str:
+    """A short account of a Singer STATE: each stream's bookmark, else the JSON cut short."""
+    bookmarks = state.get("bookmarks") if isinstance(state, dict) else None
+    if isinstance(bookmarks, dict) and bookmarks:
+        parts = []
+        for stream, mark in bookmarks.items():
+            if isinstance(mark, dict) and "replication_key_value" in mark:
+                parts.append(
+                    f"{stream} {mark.get('replication_key', 'bookmark')}={mark['replication_key_value']}"
+                )
+            else:
+                parts.append(f"{stream} (no bookmark yet)")
+        text = ", ".join(parts)
+    else:
+        text = json.dumps(state)
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,83 @@
+"""The mapping editor served in-process against the session's Salesforce emulator, on a free port."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tap_salesforce_groups.editor import EditorApp, EditorServer, Org, ProjectSchedule
+from tests.tap.conftest import CONFIG, MAPPING
+
+OUTPUT_DIR = Path(__file__).resolve().parents[1] / "output" / "editor"
+
+
+@dataclass
+class Editor:
+    server: EditorServer
+    mapping_file: Path
+    org: Org
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.server.authority}"
+
+    @property
+    def token(self) -> str:
+        return self.server.token
+
+    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        headers = {"X-Editor-Token": self.token, **kwargs.pop("headers", {})}
+        data = json.dumps(body) if isinstance(body, (dict, list)) else body
+        return requests.request(method, self.base + path, data=data, headers=headers, timeout=30, **kwargs)
+
+
+def start_editor(settings: dict[str, Any], project_root: str | None = None) -> EditorServer:
+    org = Org(settings)
+    org.login()
+    app = EditorApp(org, settings, ProjectSchedule(project_root))
+    server = EditorServer(app, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def editor_factory(tmp_path: Path) -> Iterator[Any]:
+    servers: list[EditorServer] = []
+
+    def make(file_mapping: Any = MAPPING, project_root: str | None = None, **overrides: Any) -> Editor:
+        mapping_file = tmp_path / "mapping.json"
+        if file_mapping is not None:
+            mapping_file.write_text(json.dumps(file_mapping, indent=2))
+        settings = {k: v for k, v in CONFIG.items() if k != "mapping"}
+        settings |= {"mapping_file": str(mapping_file), **overrides}
+        server = start_editor(settings, project_root)
+        servers.append(server)
+        return Editor(server, mapping_file, server.app.org)
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def editor(editor_factory: Any) -> Editor:
+    return editor_factory()
+
+
+SCREENSHOTS: list[tuple[Path, str]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser test's screenshots are (tests/output/editor/)."""
+    if SCREENSHOTS:
+        terminalreporter.write_sep("-", "mapping editor screenshots")
+        for path, what in SCREENSHOTS:
+            terminalreporter.write_line(f"{path}: {what}")

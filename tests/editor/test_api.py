@@ -1,0 +1,189 @@
+"""The editor's JSON API through real HTTP, against the Salesforce emulator (SPEC §8a)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from groups_mapping import validate
+from tap_salesforce_groups.mapping_cli import main
+from tests.mappings import document, group
+from tests.tap.conftest import CONFIG, MAPPING
+
+BIN = Path(sys.executable).parent
+
+
+def test_objects_lists_only_queryable_objects(editor):
+    # The global describe lists every sObject with a "queryable" flag; only those can be a FROM.
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_describeGlobal.htm
+    response = editor.call("GET", "/api/objects")
+    assert response.status_code == 200
+    names = [o["name"] for o in response.json()["objects"]]
+    assert {"Account", "Subscription__c", "User"} <= set(names)
+    assert "AggregateResult" not in names  # describable, but queryable is false
+    subscription = next(o for o in response.json()["objects"] if o["name"] == "Subscription__c")
+    assert subscription == {"name": "Subscription__c", "label": "Subscription", "custom": True}
+
+
+def test_fields_offer_one_hop_paths_labels_and_name_warnings(editor):
+    response = editor.call("GET", "/api/objects/Account/fields")
+    assert response.status_code == 200
+    fields = {f["path"]: f for f in response.json()["fields"]}
+    # Direct fields, then one hop through each lookup (relationshipName + referenceTo).
+    assert fields["Name"]["property"] == "Account Name"
+    assert fields["Owner.Name"]["property"] == "Owner Full Name"
+    assert fields["Owner.Name"]["relationship"] is True
+    assert fields["Parent.Industry"]["property"] == "Parent Industry"
+    assert not any(p.count(".") > 1 for p in fields)  # one hop only
+    # The tap's own group name rule: an id never warns, a nillable or non-unique field does.
+    assert fields["Id"]["name_warnings"] == []
+    assert fields["Industry"]["name_warnings"] == [
+        "group name field 'Industry' can be empty; rows without a value are skipped",
+        "group name field 'Industry' is not unique; rows sharing a value update one group",
+    ]
+    document_fields = {f["path"] for f in editor.call("GET", "/api/objects/Document/fields").json()["fields"]}
+    assert "Name" in document_fields
+    assert "Body" not in document_fields  # base64: the tap cannot import it
+
+
+def test_fields_of_an_unknown_or_malformed_object(editor):
+    missing = editor.call("GET", "/api/objects/Nothing__c/fields")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "Nothing__c: no such object, or not visible to this user"}
+    malformed = editor.call("GET", "/api/objects/Account;DROP/fields")
+    assert malformed.status_code == 400
+    assert "not a Salesforce object name" in malformed.json()["error"]
+
+
+def test_validate_returns_exactly_what_the_validate_command_prints(editor, tmp_path):
+    broken = document(
+        group("Account", "org id", "Id", (("Name", "name"), ("Industry", "name"), ("Name", "again"))),
+        group("", "", "Id", ()),
+    )
+    response = editor.call("POST", "/api/validate", broken)
+    assert response.status_code == 200
+    problems = response.json()["problems"]
+    assert len(problems) == 5
+    assert problems == validate(broken)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**CONFIG, "mapping": broken}))
+    printed = CliRunner().invoke(main, ["validate", "--config", str(config)]).output.splitlines()
+    assert printed[1:] == [f"  - {p}" for p in problems]
+    assert editor.call("POST", "/api/validate", MAPPING).json() == {"problems": []}
+
+
+def test_verify_runs_the_same_checks_as_the_verify_command(editor, tmp_path):
+    broken = document(
+        group("Account", "org id", "Id", (("Name", "name"), ("Nope__c", "nope"), ("Owner.Nope", "x"))),
+        group("Subscription__c", "subscription", "Name", (("Plan__c", "plan"),)),
+        group("Nothing__c", "thing", "Id", (("Name", "name"),)),
+    )
+    response = editor.call("POST", "/api/verify", broken)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["problems"] == [
+        "Account: no field 'Nope__c' on Account",
+        "Account: no field 'Nope' on User (in 'Owner.Nope')",
+        "Nothing__c: no such object, or not visible to this user",
+    ]
+    assert result["warnings"] == [
+        "2: Subscription__c -> subscription: group name field 'Name' is not unique; "
+        "rows sharing a value update one group"
+    ]
+    # `verify` is the tap's --test (meltano.yml); it logs the same lines.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**CONFIG, "mapping": broken}))
+    run = subprocess.run(
+        [str(BIN / "tap-salesforce-groups"), "--config", str(config), "--test"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+        check=False,
+    )
+    assert run.returncode == 1
+    for line in [*result["problems"], *result["warnings"]]:
+        assert line in run.stderr
+
+    ok = editor.call("POST", "/api/verify", MAPPING).json()
+    assert ok["problems"] == []
+    assert ok["summary"].startswith("Mapping verified against the org: OK (2 objects")
+
+
+def test_verify_reports_mapping_problems_too(editor):
+    result = editor.call("POST", "/api/verify", {"version": 1, "mappings": []}).json()
+    assert result["problems"] == ["mapping: 'mappings' must be a non-empty list of group mappings"]
+
+
+def test_get_mapping_reads_the_file_with_its_problems(editor_factory):
+    editor = editor_factory()
+    got = editor.call("GET", "/api/mapping").json()
+    assert got == {
+        "mapping": MAPPING,
+        "mapping_file": str(editor.mapping_file),
+        "exists": True,
+        "problems": [],
+    }
+    editor.mapping_file.write_text('{"version": 1, "mappings": [')
+    broken = editor.call("GET", "/api/mapping").json()
+    assert broken["mapping"] is None
+    assert broken["problems"] == ["not valid JSON: Expecting value at line 1 column 29"]
+
+
+def test_get_mapping_of_a_new_file(editor_factory):
+    editor = editor_factory(file_mapping=None)
+    got = editor.call("GET", "/api/mapping").json()
+    assert got["exists"] is False
+    assert got["mapping"] == {"version": 1, "mappings": []}
+    assert got["problems"] == ["mapping: 'mappings' must be a non-empty list of group mappings"]
+
+
+def test_put_mapping_saves_atomically_and_keeps_a_backup(editor):
+    before = editor.mapping_file.read_text()
+    changed = document(group("Account", "org id", "Id", (("Name", "account name"), ("Industry", "  "))))
+    changed["mappings"][0]["properties"][1] = {"field": "Industry"}  # property defaults to the field
+    response = editor.call("PUT", "/api/mapping", changed)
+    assert response.status_code == 200, response.text
+    expected = document(
+        group("Account", "org id", "Id", (("Name", "account name"), ("Industry", "Industry")))
+    )
+    assert response.json() == {
+        "saved": str(editor.mapping_file),
+        "backup": str(editor.mapping_file) + ".bak",
+        "mapping": expected,
+    }
+    assert json.loads(editor.mapping_file.read_text()) == expected  # normalised, as `export` prints
+    assert Path(str(editor.mapping_file) + ".bak").read_text() == before
+    assert sorted(p.name for p in editor.mapping_file.parent.iterdir()) == [
+        "mapping.json",
+        "mapping.json.bak",
+    ]  # no temporary file left behind
+    assert editor.call("GET", "/api/mapping").json()["mapping"] == expected
+
+
+def test_put_invalid_mapping_is_422_and_leaves_the_file_untouched(editor):
+    before = editor.mapping_file.read_bytes()
+    stamp = editor.mapping_file.stat().st_mtime_ns
+    bad = document(group("Account", "", "Id", ()))
+    response = editor.call("PUT", "/api/mapping", bad)
+    assert response.status_code == 422
+    assert response.json()["problems"] == validate(bad)
+    assert "the file was not changed" in response.json()["error"]
+    assert editor.mapping_file.read_bytes() == before
+    assert editor.mapping_file.stat().st_mtime_ns == stamp
+    assert not Path(str(editor.mapping_file) + ".bak").exists()
+
+
+def test_put_with_an_inline_mapping_setting_is_refused(editor_factory):
+    editor = editor_factory(file_mapping=None, mapping_file=None, mapping=MAPPING)
+    got = editor.call("GET", "/api/mapping").json()
+    assert got["mapping"] == MAPPING
+    assert got["mapping_file"] is None
+    response = editor.call("PUT", "/api/mapping", MAPPING)
+    assert response.status_code == 409
+    assert "set 'mapping_file' to save from the editor" in response.json()["error"]

@@ -1,0 +1,106 @@
+"""`tap-salesforce-groups-mapping editor`: starts after login, prints the URL, stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from emulators.salesforce import CLIENT_SECRET
+from tests.tap.conftest import CONFIG
+
+BIN = Path(sys.executable).parent / "tap-salesforce-groups-mapping"
+
+
+def start(config: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN), "editor", "--config", str(config), "--port", "0", "--no-browser", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+
+
+@pytest.fixture
+def config(tmp_path):
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps(CONFIG["mapping"]))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**CONFIG, "mapping": None, "mapping_file": str(mapping)}))
+    return path
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_editor_prints_its_url_and_stops_cleanly(config, stop):
+    process = start(config)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Mapping editor: http://127.0.0.1:"), line
+        url = line.split(": ", 1)[1].strip()
+        assert "?token=" in url
+        page = requests.get(url, timeout=30)
+        assert page.status_code == 200
+        base = url.split("/?")[0]
+        token = url.split("token=")[1]
+        assert requests.get(base + "/api/objects", timeout=30).status_code == 403
+        objects = requests.get(base + "/api/objects", headers={"X-Editor-Token": token}, timeout=30)
+        assert objects.status_code == 200
+    finally:
+        process.send_signal(stop)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert out == ""  # stdout held the URL line only (no Singer message from the SDK's handlers)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "Mapping editor stopped."
+    assert CLIENT_SECRET not in out + err
+
+
+def test_each_run_has_its_own_token(config):
+    tokens = []
+    for _ in range(2):
+        process = start(config)
+        tokens.append(process.stdout.readline().split("token=")[1].strip())
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert len(tokens[0]) >= 40
+    assert tokens[0] != tokens[1]
+
+
+def test_bad_credentials_stop_before_serving_with_one_line(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**CONFIG, "client_secret": "not-the-secret"}))
+    process = start(path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("Cannot start the mapping editor: Salesforce login (refresh_token flow)")
+    assert "Traceback" not in err
+    assert "not-the-secret" not in err
+
+
+def test_a_busy_port_is_one_line(config):
+    first = start(config)
+    try:
+        port = first.stdout.readline().split(":")[3].split("/")[0]
+        second = subprocess.run(
+            [str(BIN), "editor", "--config", str(config), "--port", port, "--no-browser"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"Cannot start the mapping editor on 127.0.0.1:{port}: the port is in use (pass --port)"
+    )

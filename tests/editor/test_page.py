@@ -1,0 +1,256 @@
+"""The editor page in a real headless Chromium (Debian's `chromium`), driven by Playwright.
+
+Builds a valid mapping from scratch with the page's controls, watches the validation panel
+follow a broken and a fixed rule, verifies, saves, and checks the file. Screenshots of the
+main states go to tests/output/editor/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from groups_mapping import validate
+from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
+from tests.mappings import document, group
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's chromium (.ci/run does) to run the browser test",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        # The system Chromium only: Playwright never downloads a browser here.
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def shot(page: Page, name: str, what: str) -> Path:
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_DIR / name
+    page.screenshot(path=str(path), full_page=True)
+    SCREENSHOTS.append((path, what))
+    print(f"screenshot: {path} ({what})")
+    return path
+
+
+def test_build_break_fix_verify_save(browser: Browser, editor_factory: Any) -> None:
+    editor = editor_factory(file_mapping=None)  # no mapping file yet: start from scratch
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(editor.server.url)
+
+    # Empty: the one problem `validate` reports for an empty document; Next and Save disabled.
+    expect(page.locator("#problems li")).to_have_text(
+        ["mapping: 'mappings' must be a non-empty list of group mappings"]
+    )
+    expect(page.locator("#next")).to_be_disabled()
+    expect(page.locator("#save")).to_be_disabled()
+    expect(page.locator("#source")).to_contain_text("(new file)")
+    shot(page, "editor-1-empty.png", "empty editor: no mapping file yet, one problem, Next disabled")
+
+    # Set up a new group mapping with the keyboard: Enter on the button focuses the object picker.
+    page.locator("#add-mapping").focus()
+    page.keyboard.press("Enter")
+    card = page.locator(".card").first
+    expect(card.locator(".object")).to_be_focused()
+    expect(page.locator("#problems li")).to_have_text(
+        [
+            "1: Unknown -> Unknown: group mapping is missing Salesforce object",
+            "1: Unknown -> Unknown: group mapping is missing group type",
+            "1: Unknown -> Unknown: group mapping is missing a Salesforce field to represent group id",
+            "1: Unknown -> Unknown: group mapping has no group properties",
+        ]
+    )
+    object_options = card.locator(".object option").all_inner_texts()
+    assert "Subscription (Subscription__c)" in object_options
+    assert not any("AggregateResult" in o for o in object_options)  # not queryable
+    card.locator(".object").select_option("Account")
+    card.locator(".group-type").fill("org id")
+    expect(card.locator(".card-title")).to_have_text("1: Account -> org id")
+    expect(card.locator(".name-field option[value='Account_Number__c']")).to_have_count(1)
+
+    # A nillable, non-unique group name field warns (the tap's rule); Id does not.
+    card.locator(".name-field").select_option("Industry")
+    expect(card.locator(".name-warnings li")).to_have_text(
+        [
+            "group name field 'Industry' can be empty; rows without a value are skipped",
+            "group name field 'Industry' is not unique; rows sharing a value update one group",
+        ]
+    )
+    card.locator(".name-field").select_option("Id")
+    expect(card.locator(".name-warnings li")).to_have_count(0)
+
+    # Property rows: the name defaults to the field label; one-hop paths are offered.
+    for field in ("Name", "Owner.Name", "AnnualRevenue"):
+        card.locator(".add-property").click()
+        row = card.locator(".prop").last
+        expect(row.locator(".prop-field")).to_be_focused()
+        row.locator(".prop-field").select_option(field)
+    names = card.locator(".prop-name")
+    for n, label in enumerate(["Account Name", "Owner Full Name", "Annual Revenue"]):
+        expect(names.nth(n)).to_have_value(label)
+    expect(page.locator("#problems li")).to_have_count(0)
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    expect(page.locator("#next")).to_be_enabled()
+
+    # Break a rule: two properties with one name. The panel shows validate's message at once.
+    names.nth(1).fill("Account Name")
+    broken = document(
+        group(
+            "Account",
+            "org id",
+            "Id",
+            (("Name", "Account Name"), ("Owner.Name", "Account Name"), ("AnnualRevenue", "Annual Revenue")),
+        )
+    )
+    expect(page.locator("#problems li")).to_have_text(validate(broken))
+    assert validate(broken) == [
+        "1: Account -> org id: group property 2: group property 'Account Name' is already mapped by "
+        "group property 1 (each group property comes from one field)"
+    ]
+    expect(page.locator("#next")).to_be_disabled()
+    shot(page, "editor-2-problems.png", "a mapping with a problem: two properties named 'Account Name'")
+
+    # Fix it, reorder with the keyboard (focus stays on the moved row), delete a row.
+    names.nth(1).fill("owner")
+    expect(page.locator("#problems li")).to_have_count(0)
+    card.locator(".prop").nth(2).locator(".up").focus()
+    page.keyboard.press("Enter")
+    expect(card.locator(".prop-field").nth(1)).to_have_value("AnnualRevenue")
+    expect(card.locator(".prop").nth(1).locator(".up")).to_be_focused()
+    card.locator(".add-property").click()
+    card.locator(".prop").last.locator(".prop-field").select_option("Parent.Name")
+    expect(card.locator(".prop-name").last).to_have_value("Parent Account Name")
+    card.locator(".prop").last.locator(".remove").click()
+    expect(card.locator(".prop")).to_have_count(3)
+    expect(page.locator("#next")).to_be_enabled()
+
+    # Next: the final verification against the org (the tap's checks); then Save.
+    expect(page.locator("#save")).to_be_disabled()
+    page.locator("#next").click()
+    expect(page.locator("#verify-summary")).to_contain_text(
+        "Mapping verified against the org: OK (1 objects", timeout=30_000
+    )
+    expect(page.locator("#save")).to_be_enabled()
+    shot(page, "editor-3-verified.png", "a valid mapping after the final verification; Save enabled")
+
+    page.locator("#save").click()
+    expect(page.locator("#notice")).to_have_text(f"Saved to {editor.mapping_file}.")
+    expected = document(
+        group(
+            "Account",
+            "org id",
+            "Id",
+            (("Name", "Account Name"), ("AnnualRevenue", "Annual Revenue"), ("Owner.Name", "owner")),
+        )
+    )
+    assert json.loads(editor.mapping_file.read_text()) == expected
+    expect(page.locator("#save")).to_be_disabled()  # saved; a new change needs a new verification
+
+    # A second save keeps the first file as .bak.
+    card.locator(".group-type").fill("account")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    expect(page.locator("#notice")).to_contain_text("previous file kept as")
+    assert json.loads(Path(f"{editor.mapping_file}.bak").read_text()) == expected
+    assert json.loads(editor.mapping_file.read_text())["mappings"][0]["group_type"] == "account"
+    assert errors == []
+    page.close()
+
+
+def test_config_buttons_and_look(browser: Browser, editor_factory: Any, tmp_path: Path) -> None:
+    editor = editor_factory()  # the tap tests' two-mapping file
+    saved = json.loads(editor.mapping_file.read_text())
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True, color_scheme="dark"
+    )
+    page = context.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator(".card")).to_have_count(2)
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    # Group types in use are suggested.
+    assert page.locator("#group-types option").evaluate_all("os => os.map(o => o.value)") == [
+        "org id",
+        "subscription",
+    ]
+
+    # Export config: a download of the mapping as shown.
+    with page.expect_download() as download:
+        page.locator("#export").click()
+    assert download.value.suggested_filename == "mapping.json"
+    assert json.loads(Path(download.value.path()).read_text()) == saved
+
+    # Copy config: the clipboard holds the same document.
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator("#copy").click()
+    expect(page.locator("#notice")).to_have_text("Mapping config copied to the clipboard.")
+    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == saved
+
+    # Import config: a file with problems is shown, and its problems listed as validate says.
+    bad = document(group("Account", "org id", "Id", (("Name", "n"), ("Name", "m"))))
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text(json.dumps(bad))
+    page.locator("#import-file").set_input_files(str(bad_file))
+    expect(page.locator("#notice")).to_have_text("Imported bad.json: 1 problem (listed in the panel).")
+    expect(page.locator(".card")).to_have_count(1)
+    expect(page.locator("#problems li")).to_have_text(validate(bad))
+    not_json = tmp_path / "broken.json"
+    not_json.write_text('{"version": 1,')
+    page.locator("#import-file").set_input_files(str(not_json))
+    expect(page.locator("#notice")).to_have_text(
+        "broken.json: not valid JSON: Expecting property name enclosed in double quotes at line 1 column 15"
+    )
+    expect(page.locator(".card")).to_have_count(1)  # a file that is not JSON changes nothing
+
+    # Dark mode follows the system; a narrow window has no horizontal scrolling.
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)"
+    page.set_viewport_size({"width": 380, "height": 900})
+    page.locator("#import-file").set_input_files(str(editor.mapping_file))
+    expect(page.locator(".card")).to_have_count(2)
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "editor-4-dark-narrow.png", "dark mode in a 380 px wide window, the tap tests' mapping")
+    context.close()
+
+
+def test_cadence_control(browser: Browser, editor_factory: Any, tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "meltano.yml", root / "meltano.yml")
+    editor = editor_factory(project_root=str(root))
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator("#cadence")).to_be_enabled()
+    expect(page.locator("#cadence")).to_have_value("daily")
+    page.locator("#cadence").select_option("hourly")
+    expect(page.locator("#notice")).to_contain_text("Sync cadence set to hourly")
+    assert "interval: '@hourly'" in (root / "meltano.yml").read_text()
+    page.close()

@@ -1,0 +1,397 @@
+"""Issue 6 ("Never lose or damage data"), target side: one test per numbered point.
+
+Amplitude's documented answers (https://amplitude.com/docs/apis/analytics/group-identify):
+``200`` with the body ``success`` accepts a request; ``400`` refuses it with no per-item detail;
+``413`` is too large; ``429`` throttles. The emulator answers the same way (emulators/amplitude.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from singer_sdk.exceptions import ConfigValidationError
+
+from emulators._server import Fault, LocalCA
+from emulators.amplitude import API_KEY, AmplitudeEmulator
+from target_amplitude_groups.errors import AmplitudeError, StreamMismatch, TooManyRejected, Unreachable
+from tests.conftest import CA
+from tests.mappings import document, group
+from tests.target.conftest import BASE_CONFIG, run_target, singer
+from tests.target.test_target import MAPPING, STATE, record, schema_msg
+
+TARGET_CLI = str(Path(sys.executable).with_name("target-amplitude-groups"))
+
+
+def state(n: int) -> dict:
+    return {
+        "type": "STATE",
+        "value": {"bookmarks": {"Account": {"replication_key_value": f"2025-01-{n:02d}"}}},
+    }
+
+
+def states_in(messages: list[dict]) -> list[dict]:
+    return [m for m in messages if "bookmarks" in m]
+
+
+# -- 1. A request refused as a whole fails the run, within three requests, without STATE -------
+def test_a_request_refused_as_a_whole_fails_the_run(amplitude, capsys):
+    amplitude.faults.add(Fault(status=400, count=10_000, path="/groupidentify", body="invalid_request"))
+    lines = singer(schema_msg(), *[record(i) for i in range(300)], STATE)
+    with pytest.raises(AmplitudeError, match=r"refused a request as a whole \(HTTP 400: invalid_request\)"):
+        run_target({"mapping": MAPPING}, lines, capsys)
+    # Two requests of 150 groups went out at once; each is refused, then both of its halves:
+    # at most 3 requests each, not a bisection down to 300 single groups.
+    assert len(amplitude.requests) <= 6
+    assert "bookmarks" not in capsys.readouterr().out
+
+
+def test_rejections_always_go_to_a_file_and_too_many_fail_the_run(amplitude, capsys, tmp_path):
+    schema = {"type": "object", "properties": {"id": {"type": "string"}, "meta": {"type": "object"}}}
+    deep: dict = {"x": 1}
+    for _ in range(45):  # Amplitude refuses objects nested deeper than 40 (emulator: strict mode)
+        deep = {"x": deep}
+    rows = [
+        {"type": "RECORD", "stream": "u", "record": {"id": str(i), "meta": deep if i < 3 else {"ok": i}}}
+        for i in range(20)
+    ]
+    rejected = tmp_path / "nested" / "rejected.jsonl"
+    config = {"rejected_file": str(rejected), "max_rejected": 2}
+    with pytest.raises(TooManyRejected, match="more than max_rejected=2"):
+        run_target(config, singer(schema_msg("u", schema, ("id",)), *rows, STATE), capsys)
+    assert [json.loads(line)["status"] for line in rejected.read_text().splitlines()] == [400, 400, 400]
+    assert stat.S_IMODE(rejected.stat().st_mode) == 0o600  # point 19: side files are private
+    assert "bookmarks" not in capsys.readouterr().out
+
+
+# -- 2. A dry run never moves the bookmark ------------------------------------------------------
+def test_a_dry_run_emits_no_state(amplitude, capsys, tmp_path):
+    out = tmp_path / "dry.jsonl"
+    lines = singer(schema_msg(), *[record(i) for i in range(30)], state(1), record(31), state(2))
+    messages = run_target(
+        {"mapping": MAPPING, "dry_run": True, "dry_run_file": str(out), "batch_size_rows": 10}, lines, capsys
+    )
+    assert messages == []
+    assert amplitude.requests == []
+    assert sum(len(json.loads(line)["identification"]) for line in out.read_text().splitlines()) == 31
+
+
+# -- 3. A mapped field the stream does not have fails at SCHEMA time -----------------------------
+def test_a_mapped_field_missing_from_the_schema_fails_before_sending(amplitude, capsys):
+    mapping = document(group("Account", "org id", "Id", (("Industy", "industry"), ("Name", "name"))))
+    with pytest.raises(StreamMismatch) as exc:
+        run_target({"mapping": mapping}, singer(schema_msg(), record(1), STATE), capsys)
+    message = str(exc.value)
+    assert message.startswith("mapping 1: Account -> org id: stream 'Account' has no field 'Industy'")
+    assert "its fields are: Id, Name, AnnualRevenue" in message
+    assert "\n" not in message
+    assert amplitude.requests == []
+
+
+def test_mapped_fields_match_the_stream_case_insensitively(amplitude, capsys):
+    # Salesforce field names are case-insensitive; the tap emits canonical names.
+    mapping = document(group("Account", "org id", "id", (("name", "name"), ("OWNER.NAME", "owner"))))
+    run_target({"mapping": mapping}, singer(schema_msg(), record(1), STATE), capsys)
+    assert amplitude.groups()["org id"]["001000000000000001"] == {"name": "Account 1", "owner": "Ann Ö"}
+
+
+# -- 4. Checkpoints: STATE after each acknowledged batch and every state_interval_seconds ---------
+def test_state_follows_each_acknowledged_batch(amplitude, capsys):
+    lines = singer(
+        schema_msg(),
+        *[m for i in range(5) for m in (*[record(i * 100 + j) for j in range(100)], state(i + 1))],
+    )
+    messages = run_target({"mapping": MAPPING, "batch_size_rows": 100}, lines, capsys)
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in states_in(messages)] == [
+        f"2025-01-{n:02d}" for n in range(1, 6)
+    ]
+
+
+def test_a_crash_late_in_a_run_keeps_the_checkpoints_before_it(amplitude, capsys):
+    # 100 groups of 6 properties: one request per batch. Three batches pass, then Amplitude fails.
+    batches = [m for i in range(5) for m in (*[record(i * 100 + j) for j in range(100)], state(i + 1))]
+    amplitude.faults.add(Fault(count=3, path="/groupidentify"))  # no status: answered normally
+    amplitude.faults.add(Fault(status=503, count=100, path="/groupidentify"))
+    with pytest.raises(AmplitudeError):
+        run_target(
+            {"mapping": MAPPING, "batch_size_rows": 100, "max_retries": 1},
+            singer(schema_msg(), *batches),
+            capsys,
+        )
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == [
+        "2025-01-01",
+        "2025-01-02",
+        "2025-01-03",
+    ]
+    assert len(amplitude.groups()["org id"]) == 300
+
+
+def test_a_slow_stream_is_checkpointed_every_state_interval(amplitude, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    messages = [schema_msg()]
+    for i in range(4):
+        messages += [record(i), state(i + 1)]
+    lines = singer(*messages)
+    # Each record arrives after the interval has passed: its STATE is checkpointed without a full batch.
+    config = {"mapping": MAPPING, "state_interval_seconds": 0.000001}
+    out = run_target(config, lines, capsys)
+    assert len(states_in(out)) >= 3
+    assert "Checkpoint: " in caplog.text
+
+
+# -- 7. Errors that retrying cannot fix fail at once ----------------------------------------------
+def test_a_certificate_error_fails_at_once_and_names_requests_ca_bundle(capsys):
+    with AmplitudeEmulator(ca=LocalCA()) as other:  # a CA that REQUESTS_CA_BUNDLE does not hold
+        config = {"api_url": f"{other.url}/groupidentify", "max_retries": 8, "max_backoff": 5}
+        started = time.monotonic()
+        with pytest.raises(Unreachable, match="REQUESTS_CA_BUNDLE") as exc:
+            run_target({**config, "mapping": MAPPING}, singer(schema_msg(), record(1), STATE), capsys)
+        assert time.monotonic() - started < 5
+    assert "certificate" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("https://no-such-host.invalid/groupidentify", "cannot resolve host"),
+        ("https://127.0.0.1:9/groupidentify", "connection refused"),
+    ],
+)
+def test_dns_failures_and_refused_connections_fail_at_once(capsys, url, cause):
+    with pytest.raises(Unreachable, match=cause):
+        run_target(
+            {"api_url": url, "mapping": MAPPING, "max_backoff": 5}, singer(schema_msg(), record(1)), capsys
+        )
+
+
+# -- 8. Generic mode drops Singer metadata columns --------------------------------------------------
+def test_generic_mode_does_not_send_sdc_columns(amplitude, capsys):
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "plan": {"type": "string"},
+            "_sdc_filename": {"type": "string"},
+            "_sdc_stream": {"type": "string"},
+        },
+    }
+    row = {"id": "1", "plan": "pro", "_sdc_filename": "a.jsonl", "_sdc_stream": "x"}
+    lines = singer(schema_msg("t", schema, ("id",)), {"type": "RECORD", "stream": "t", "record": row})
+    run_target({}, lines, capsys)
+    assert amplitude.groups()["t"]["1"] == {"plan": "pro"}
+    amplitude.reset()
+    run_target({"keep_sdc_columns": True}, lines, capsys)
+    assert set(amplitude.groups()["t"]["1"]) == {"plan", "_sdc_filename", "_sdc_stream"}
+
+
+# -- 9, 16, 19. Settings are checked at start ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("setting", "value", "error"),
+    [
+        ("max_retries", -1, "max_retries"),
+        ("request_timeout", 0, "request_timeout"),
+        ("max_backoff", -1, "max_backoff"),
+        ("max_concurrency", 0, "max_concurrency"),
+        ("state_interval_seconds", 0, "state_interval_seconds"),
+        ("max_rejected", -5, "max_rejected"),
+        ("api_url", "http://api2.amplitude.com/groupidentify", "must be an https:// URL"),
+        ("api_url", "api2.amplitude.com/groupidentify", "must be an https:// URL"),
+    ],
+)
+def test_bad_settings_fail_at_start(amplitude, capsys, setting, value, error):
+    with pytest.raises(ConfigValidationError) as exc:
+        run_target({"mapping": MAPPING, setting: value}, singer(schema_msg(), record(1)), capsys)
+    assert any(error in e for e in exc.value.errors), exc.value.errors
+    assert amplitude.requests == []
+
+
+def test_plain_http_is_allowed_to_loopback_only():
+    from target_amplitude_groups.target import TargetAmplitudeGroups
+
+    TargetAmplitudeGroups(config={"api_key": "k", "api_url": "http://127.0.0.1:8444/groupidentify"})
+
+
+# -- 10. Retry-After is capped at max_backoff -------------------------------------------------------
+def test_retry_after_is_capped_at_max_backoff(amplitude, capsys, caplog):
+    amplitude.faults.add(Fault(status=429, count=1, path="/groupidentify", headers={"Retry-After": "1e9"}))
+    started = time.monotonic()
+    run_target({"mapping": MAPPING, "max_backoff": 0.2}, singer(schema_msg(), record(1), STATE), capsys)
+    assert time.monotonic() - started < 5
+    assert "asked to wait 1e+09s (Retry-After); waiting max_backoff=0.2s instead" in caplog.text
+
+
+# -- 11. Only Amplitude's success answer acknowledges ----------------------------------------------
+@pytest.mark.parametrize("body", ["<html><body>Sign in to the proxy</body></html>", {"code": 400}])
+def test_a_2xx_without_amplitudes_success_answer_is_not_an_acknowledgement(amplitude, capsys, body):
+    amplitude.faults.add(Fault(status=200, count=1000, path="/groupidentify", body=body))
+    with pytest.raises(AmplitudeError, match="without Amplitude's success answer"):
+        run_target({"mapping": MAPPING}, singer(schema_msg(), record(1), STATE), capsys)
+    assert "bookmarks" not in capsys.readouterr().out
+
+
+# -- 12. Input that would be refused wholesale fails validation ------------------------------------
+def test_oversized_group_types_and_unusable_property_names_are_refused(amplitude, capsys):
+    mapping = document(group("Account", "g" * 1100, "Id", (("Name", "name"),)))
+    with pytest.raises(ConfigValidationError) as exc:
+        run_target({"mapping": mapping}, "", capsys)
+    assert any("longer than 1024" in e for e in exc.value.errors)
+    for bad in ("", "$plan"):
+        schema = {"type": "object", "properties": {"id": {"type": "string"}, bad: {"type": "string"}}}
+        with pytest.raises(StreamMismatch, match="cannot be Amplitude property names"):
+            run_target({}, singer(schema_msg("t", schema, ("id",))), capsys)
+    assert amplitude.requests == []
+
+
+# -- 13. Records of one group keep their order across a SCHEMA change -----------------------------
+def test_order_is_kept_across_a_schema_change(amplitude, capsys):
+    changed = {
+        **schema_msg()["schema"],
+        "properties": {**schema_msg()["schema"]["properties"], "X": {"type": "string"}},
+    }
+    lines = singer(
+        schema_msg(),
+        record(1, Name="old"),
+        schema_msg(schema=changed),
+        record(1, Name="new"),
+        *[record(i) for i in range(2, 1501)],
+        STATE,
+    )
+    run_target({"mapping": MAPPING, "batch_size_rows": 1500}, lines, capsys)
+    assert amplitude.groups()["org id"]["001000000000000001"]["account name"] == "new"
+
+
+# -- 14. A key absent from a record is left alone ------------------------------------------------
+def test_missing_keys_do_not_unset_properties(amplitude, capsys):
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "n": {"type": ["integer", "null"]},
+        },
+    }
+    rows = [{"id": "a1", "name": "A", "n": 7}, {"id": "a1", "name": "B"}]
+    lines = singer(
+        schema_msg("t", schema, ("id",)), *[{"type": "RECORD", "stream": "t", "record": r} for r in rows]
+    )
+    for batch in (1, 10):  # across batches and within one
+        amplitude.reset()
+        run_target({"batch_size_rows": batch}, lines, capsys)
+        assert amplitude.groups()["t"]["a1"] == {"name": "B", "n": 7}
+
+
+# -- 15. One bad value never blocks a run -----------------------------------------------------------
+def test_bad_values_are_left_out_recorded_and_the_rest_delivered(amplitude, capsys, tmp_path):
+    schema = {"type": "object", "properties": {"id": {"type": "string"}, "a": {}, "b": {}}}
+    rows = [
+        '{"id": "1", "a": "lone \\ud800 surrogate", "b": "ok"}',
+        '{"id": "2", "a": 1e5000, "b": "ok"}',
+        '{"id": "3", "a": 1e999999999, "b": "ok"}',
+        json.dumps({"id": "4", "a": ["y" * 1000] * 1200, "b": "ok"}),  # one property over 1 MB
+    ]
+    lines = singer(schema_msg("t", schema, ("id",))) + "".join(
+        f'{{"type": "RECORD", "stream": "t", "record": {row}}}\n' for row in rows
+    )
+    rejected = tmp_path / "rejected.jsonl"
+    started = time.monotonic()
+    run_target({"rejected_file": str(rejected), "validate_records": False}, lines + singer(STATE), capsys)
+    assert time.monotonic() - started < 30
+    assert amplitude.groups()["t"] == {str(i): {"b": "ok"} for i in range(1, 5)}
+    problems = [json.loads(line) for line in rejected.read_text().splitlines()]
+    assert [(p["group_value"], p["property"]) for p in problems] == [
+        ("1", "a"),
+        ("2", "a"),
+        ("3", "a"),
+        ("4", "a"),
+    ]
+
+
+# -- 17. The API key never reaches a log line or a file ---------------------------------------------
+def test_the_api_key_is_redacted_from_errors_and_files(amplitude, capsys, caplog, tmp_path):
+    amplitude.faults.add(Fault(status=400, count=1, path="/groupidentify", body=f"bad group ({API_KEY})"))
+    rejected = tmp_path / "rejected.jsonl"
+    run_target(
+        {"mapping": MAPPING, "rejected_file": str(rejected)}, singer(schema_msg(), record(1), STATE), capsys
+    )
+    assert API_KEY not in caplog.text + rejected.read_text() + capsys.readouterr().err
+    assert "bad group (***)" in rejected.read_text()
+
+
+# -- 18. Debug logging stays linear in the batch size ----------------------------------------------
+def test_debug_logging_is_linear_in_the_run_size(amplitude, capsys, caplog):
+    def logged(n: int) -> int:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            run_target(
+                {"mapping": MAPPING, "batch_size_rows": 10_000},
+                singer(schema_msg(), *[record(i) for i in range(n)]),
+                capsys,
+            )
+        return sum(len(r.getMessage()) for r in caplog.records)
+
+    small, large = logged(200), logged(800)
+    assert large < 6 * small  # quadratic logging would be 16 times larger
+
+
+# -- 5, 10, 19. Signals and the run report, through the real CLI ------------------------------------
+def run_cli(config: dict, lines: str, tmp_path: Path, **popen: object) -> subprocess.Popen[str]:
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({**BASE_CONFIG, **config}))
+    input_file = tmp_path / "input.jsonl"
+    input_file.write_text(lines)
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(CA.ca_path)}
+    return subprocess.Popen(
+        [TARGET_CLI, "--config", str(config_file), "--input", str(input_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(("signum", "code"), [(15, 143), (2, 130)])
+def test_a_signal_during_delivery_stops_without_state_or_traceback(amplitude, tmp_path, signum, code):
+    amplitude.faults.add(Fault(delay=30, count=100, path="/groupidentify"))  # a very slow Amplitude
+    report = tmp_path / "report.json"
+    lines = singer(schema_msg(), *[record(i) for i in range(50)], STATE)
+    process = run_cli({"mapping": MAPPING, "request_timeout": 2, "report_file": str(report)}, lines, tmp_path)
+    deadline = time.monotonic() + 20
+    while not amplitude.faults.pending() or amplitude.faults.pending()[0].count == 100:
+        assert time.monotonic() < deadline, "the target never sent a request"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=15)  # a deadlock would time out here
+    assert time.monotonic() - sent < 2 + 3  # in-flight requests end within request_timeout
+    assert process.returncode == code
+    assert "Traceback" not in err
+    assert "interrupted by SIG" in err
+    assert "bookmarks" not in out
+    assert json.loads(report.read_text())["status"] == "interrupted"
+
+
+def test_the_report_describes_a_failed_run(amplitude, tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"status": "ok"}))  # the previous run's
+    amplitude.faults.add(Fault(status=503, count=100, path="/groupidentify"))
+    process = run_cli(
+        {"mapping": MAPPING, "max_retries": 0, "report_file": str(report)},
+        singer(schema_msg(), record(1), STATE),
+        tmp_path,
+    )
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "Traceback" not in err
+    saved = json.loads(report.read_text())
+    assert saved["status"] == "failed" and "gave up after 1 attempts" in saved["error"]
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
