@@ -7,9 +7,11 @@ group properties in total, at most 1,000,000 bytes of encoded body.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -22,27 +24,73 @@ _SEPARATOR_BYTES = len(_ENCODED_SEPARATOR)
 _ARRAY_BYTES = len(quote_plus("[]"))
 
 
-# quote_plus, mostly in C: str.translate escapes the ASCII characters quote_plus escapes
-# (everything but letters, digits and "_.-~"; space becomes "+"), then the rarer runs of
-# non-ASCII characters become their percent-encoded UTF-8 bytes.
+# quote_plus of UTF-8 text, one table lookup per byte: a byte Amplitude's form decoding leaves
+# alone ("A-Za-z0-9_.-~") stays, a space becomes "+", every other byte becomes "%XX". Text that
+# is all safe characters (ids, most numbers) is returned as it is, after one regex check.
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-_ESCAPES = {c: "+" if c == 0x20 else f"%{c:02X}" for c in range(128) if c not in _SAFE}
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-
-
-def _utf8_escape(match: re.Match[str]) -> str:
-    return "".join(f"%{b:02X}" for b in match.group().encode("utf-8"))
+_BYTE_ESCAPES = tuple(chr(b) if b in _SAFE else "+" if b == 0x20 else f"%{b:02X}" for b in range(256))
+_escape_byte = _BYTE_ESCAPES.__getitem__
+_all_safe = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
 
 
 def form_encode(text: str) -> str:
     """Exactly ``quote_plus(text)``, several times faster."""
-    escaped = text.translate(_ESCAPES)
-    return escaped if text.isascii() else _NON_ASCII.sub(_utf8_escape, escaped)
+    if _all_safe(text):
+        return text
+    return "".join(map(_escape_byte, text.encode("utf-8")))
 
 
 def encode_identification(identification: dict[str, Any]) -> str:
     """Compact JSON, as it goes inside the ``identification`` array."""
     return json.dumps(identification, separators=(",", ":"), ensure_ascii=False)
+
+
+# The form encoding of compact JSON, built value by value: quoting works character by
+# character, so quote_plus(a + b) == quote_plus(a) + quote_plus(b), and the encoded keys (the
+# same few property names in every identification) are kept rather than encoded again.
+_QUOTE = form_encode('"')
+_COLON = form_encode(":")
+_COMMA = form_encode(",")
+_OPEN, _CLOSE = form_encode("{"), form_encode("}")
+_KEY_CACHE_LIMIT = 10_000
+_encoded_keys: dict[str, str] = {}
+
+
+def _encoded_key(key: str) -> str:
+    encoded = _encoded_keys.get(key)
+    if encoded is None:
+        encoded = form_encode(encode_basestring(key)) + _COLON
+        if len(_encoded_keys) < _KEY_CACHE_LIMIT:
+            _encoded_keys[key] = encoded
+    return encoded
+
+
+def _encoded_value(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return _QUOTE + value + _QUOTE if _all_safe(value) else form_encode(encode_basestring(value))
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)  # digits and "-": nothing to escape
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return form_encode(float.__repr__(value))  # as json.dumps writes floats
+    if kind is dict:
+        return _encoded_object(value)
+    return form_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False))  # the rest, as json
+
+
+def _encoded_object(obj: dict[Any, Any]) -> str:
+    if not all(type(key) is str for key in obj):
+        return form_encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+    return _OPEN + _COMMA.join([_encoded_key(k) + _encoded_value(v) for k, v in obj.items()]) + _CLOSE
+
+
+def form_encode_identification(identification: dict[str, Any]) -> str:
+    """Exactly ``form_encode(encode_identification(identification))``, about three times faster."""
+    return _encoded_object(identification)
 
 
 def property_count(identification: dict[str, Any]) -> int:
@@ -69,8 +117,7 @@ class Item:
 
     @classmethod
     def of(cls, identification: dict[str, Any]) -> Item:
-        encoded = form_encode(encode_identification(identification))
-        return cls(identification, encoded, property_count(identification))
+        return cls(identification, form_encode_identification(identification), property_count(identification))
 
 
 @dataclass
