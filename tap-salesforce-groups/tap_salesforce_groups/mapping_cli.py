@@ -206,7 +206,7 @@ def verify(config: tuple[str, ...]) -> None:
     try:
         tap = TapSalesforceGroups(config=settings, validate_config=False)  # discovers: logs in
         # The rows read are only a check: keep the Singer messages off the terminal.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO())):  # .buffer: msgspec writes bytes
             tap.run_connection_test()
     except ConfigValidationError as exc:
         _fail(exc.errors, f"{exc}:")

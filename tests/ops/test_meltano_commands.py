@@ -183,7 +183,7 @@ def test_verify_lists_each_org_problem_on_one_line(env, emu, tmp_path):
                 "TAP_SALESFORCE_GROUPS_LOGIN_URL": "https://127.0.0.1:9",
                 "TAP_SALESFORCE_GROUPS_MAX_RETRIES": "0",
             },
-            "cannot reach the Salesforce login host https://127.0.0.1:9/services/oauth2/token",
+            "Salesforce login: connection refused by 127.0.0.1:9",
         ),
     ],
     ids=["wrong-secret", "salesforce-down"],
