@@ -38,7 +38,12 @@ def clone_like(dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The checkout's plugins are installed (quick when they already are)."""
+    """The checkout's .venv and plugins are installed and current (quick when they already are).
+
+    `make install` first: a copy's `make install` (the README runs it) must find the shared
+    .venv current, or it would reinstall the editable packages from the copy, which is deleted.
+    """
+    subprocess.run(["make", "install"], cwd=PROJECT_ROOT, check=True, capture_output=True)
     db = tmp_path_factory.mktemp("install") / "meltano.db"
     meltano("install", env={"MELTANO_DATABASE_URI": f"sqlite:///{db}"})
 
