@@ -3,7 +3,7 @@
 Amplitude's Group Identify API (https://amplitude.com/docs/apis/analytics/group-identify):
 form-encoded ``api_key`` + ``identification``; ``200`` with the body ``success`` is the only
 acknowledgement; 413 means too large; 400 is a bad request with no per-item detail; 429 and
-5xx are transient. See docs/amplitude.md for how each answer is handled.
+5xx are transient. README.md ("What happens to the data", Failures) says how each answer is handled.
 """
 
 from __future__ import annotations
