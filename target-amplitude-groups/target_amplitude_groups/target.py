@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
@@ -29,6 +28,7 @@ from target_amplitude_groups.delivery import Delivery
 from target_amplitude_groups.errors import Interrupted, RunFailure
 from target_amplitude_groups.files import JsonLines, write_json
 from target_amplitude_groups.identify import MAX_STRING, Options
+from target_amplitude_groups.reader import FastSingerReader
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
 
@@ -36,7 +36,7 @@ DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class StateWatchingReader(MsgSpecReader):
+class StateWatchingReader(FastSingerReader):
     """The SDK's msgspec reader (numbers still arrive as decimals, as with the default reader),
     telling the target about each STATE (the public ``message_reader_class`` hook).
 
