@@ -2,7 +2,7 @@
 
 It follows the Group Identify contract in the project's Amplitude API reference notes,
 section (a): a form-urlencoded body with ``api_key`` and ``identification`` (a JSON string),
-the documented per-request limits, the group property operations, and the project limits
+the documented per-request limits, the $set and $unset operations, and the project limits
 that Amplitude applies silently (strings truncated, a 6th group type dropped, properties past
 the project limit not indexed). Every request is atomic: one invalid identification rejects
 the whole request and nothing is applied, which is what a client that bisects on 400 relies on.
@@ -49,7 +49,10 @@ ADMIN_PREFIX = "/__emulator/"
 FORM_TYPE = "application/x-www-form-urlencoded"
 TEXT = "text/plain; charset=utf-8"
 
-OPERATIONS = ("$set", "$setOnce", "$add", "$append", "$prepend", "$unset", "$clearAll")
+OPERATIONS = ("$set", "$unset")
+# Documented for /groupidentify, but the target never sends them (they are not idempotent, or
+# not needed), so they are not emulated: a client that starts sending them must notice here.
+NOT_EMULATED = ("$setOnce", "$add", "$append", "$prepend", "$clearAll")
 KNOWN_IDENTIFICATION_KEYS = frozenset({"group_type", "group_value", "group_properties", "library"})
 KNOWN_FORM_PARAMETERS = frozenset({"api_key", "identification", "options"})
 FAULT_KINDS = frozenset({"body_429", "disconnect"})
@@ -100,7 +103,6 @@ class Identification:
     group_type: str
     group_value: str
     operations: dict[str, dict[str, Any]]
-    clear_all: bool
     property_count: int
 
 
@@ -197,29 +199,20 @@ def validate_identification(index: int, obj: object) -> tuple[Identification, li
         raise _bad(f"invalid group_properties: mixes operations and plain properties in {where}")
 
     operations: dict[str, dict[str, Any]] = {}
-    clear_all = False
     count = 0
     if not op_keys:
         _check_properties(props, where)
         operations["$set"] = props
         count = len(props)
     for op in op_keys:
+        if op in NOT_EMULATED:
+            raise _bad(f"operation '{op}' is not emulated (the target sends only $set and $unset) in {where}")
         if op not in OPERATIONS:
             raise _bad(f"invalid group_properties: unknown operation '{op}' in {where}")
         value = props[op]
-        if op == "$clearAll":
-            if value is None:
-                raise _bad(f"invalid group_properties: null value for '$clearAll' in {where}")
-            clear_all = True
-            count += 1
-            continue
         if not isinstance(value, dict):
             raise _bad(f"invalid group_properties: '{op}' must be an object in {where}")
         _check_properties(value, where)
-        if op == "$add":
-            for name, operand in value.items():
-                if not _is_number(operand):
-                    raise _bad(f"invalid group_properties: $add needs a number for '{name}' in {where}")
         operations[op] = value
         count += len(value)
 
@@ -235,7 +228,6 @@ def validate_identification(index: int, obj: object) -> tuple[Identification, li
         group_type=obj["group_type"],
         group_value=obj["group_value"],
         operations=operations,
-        clear_all=clear_all,
         property_count=count,
     )
     return ident, warnings
@@ -635,10 +627,7 @@ class AmplitudeEmulator(BackgroundServer):
 
 def _apply_operations(props: dict[str, Any], ident: Identification, written: set[str]) -> int:
     """Apply one identification to ``props`` in place; return how many strings were truncated."""
-    where = f"identification {ident.index}"
     truncated = 0
-    if ident.clear_all:
-        props.clear()
     for op, values in ident.operations.items():
         for name, raw in values.items():
             if op == "$unset":
@@ -647,22 +636,7 @@ def _apply_operations(props: dict[str, Any], ident: Identification, written: set
             value, n = _truncate(raw)
             truncated += n
             written.add(name)
-            if op == "$set":
-                props[name] = value
-            elif op == "$setOnce":
-                props.setdefault(name, value)
-            elif op == "$add":
-                current = props.get(name, 0)
-                if not _is_number(current):
-                    raise _bad(
-                        f"invalid group_properties: $add on non-number current value of '{name}' in {where}"
-                    )
-                props[name] = current + value
-            else:  # $append / $prepend: a scalar already there becomes a one-item array
-                current = props.get(name, [])
-                existing = current if isinstance(current, list) else [current]
-                added = value if isinstance(value, list) else [value]
-                props[name] = existing + added if op == "$append" else added + existing
+            props[name] = value
     return truncated
 
 

@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from emulators.pipeline import TAP_TARGET, Emulators, meltano
-
-ENV = ("--environment=demo",)
+from emulators.pipeline import TAP_TARGET, Emulators, sealed_environ
+from emulators.pipeline import meltano as run_meltano
 
 
 def _summary(output: str) -> str:
@@ -43,14 +42,24 @@ def print_groups(
 
 def main() -> int:
     with Emulators(accounts=12) as emu, tempfile.TemporaryDirectory(prefix="demo-") as tmp:
+        # Sealed: the demo can only reach the emulators. Meltano reads an empty env file instead
+        # of the project's .env, and no TAP_/TARGET_/MELTANO_ variable of this shell reaches it,
+        # so real credentials or URLs set for production can never be used by the demo.
+        empty_env_file = Path(tmp) / "demo.env"
+        empty_env_file.write_text("")
+        sealed = sealed_environ()
         # A private system database: the demo starts from an empty bookmark every time.
         env = {**emu.env(), "MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"}
+
+        def meltano(*args: str, env: dict[str, str]) -> Any:
+            return run_meltano(f"--env-file={empty_env_file}", *args, env=env, base_env=sealed)
+
         print(f"Salesforce emulator: {emu.salesforce.url}   Amplitude emulator: {emu.amplitude.url}")
         print("Installing the plugins (meltano install)…")
         meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
 
         print("\n== Run 1: full sync ==")
-        run = meltano(*ENV, "run", *TAP_TARGET, env=env)
+        run = meltano("--environment=demo", "run", *TAP_TARGET, env=env)
         print("  " + _summary(run.stderr + run.stdout))
         print_groups(emu.amplitude.groups())
 
@@ -71,7 +80,7 @@ def main() -> int:
 
         before = len(emu.amplitude.requests)
         print("\n== Run 2: incremental ==")
-        run = meltano(*ENV, "run", *TAP_TARGET, env=env)
+        run = meltano("--environment=demo", "run", *TAP_TARGET, env=env)
         print("  " + _summary(run.stderr + run.stdout))
         sent = {
             (i["group_type"], i["group_value"])
@@ -82,7 +91,11 @@ def main() -> int:
         print_groups(emu.amplitude.groups(), only=sent)
 
         state = meltano(
-            *ENV, "state", "get", "demo:tap-salesforce-groups-to-target-amplitude-groups", env=env
+            "--environment=demo",
+            "state",
+            "get",
+            "demo:tap-salesforce-groups-to-target-amplitude-groups",
+            env=env,
         )
         print("\n== Bookmarks kept by Meltano ==")
         for stream, bookmark in json.loads(state.stdout)["singer_state"]["bookmarks"].items():

@@ -47,12 +47,28 @@ class Emulators:
         }
 
 
+PLUGIN_ENV_PREFIXES = ("TAP_SALESFORCE_GROUPS_", "TARGET_AMPLITUDE_GROUPS_", "MELTANO_")
+
+
+def sealed_environ() -> dict[str, str]:
+    """This process's environment without any variable that could configure Meltano or the plugins."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith(PLUGIN_ENV_PREFIXES)}
+
+
 def meltano(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 900, check: bool = True
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    check: bool = True,
+    base_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `meltano` of this virtualenv in the project root; output is captured."""
+    """Run the `meltano` of this virtualenv in the project root; output is captured.
+
+    ``base_env`` replaces this process's environment (default: inherited) under ``env``.
+    """
     executable = Path(sys.executable).with_name("meltano")
-    full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})}
+    inherited = os.environ if base_env is None else base_env
+    full_env = {**inherited, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})}
     result = subprocess.run(
         [str(executable), *args],
         cwd=PROJECT_ROOT,

@@ -24,6 +24,7 @@ from .query import CompiledQuery, Node, compile_query, render
 from .schema import API_VERSIONS, OBJECTS, ORG_ID, release_label
 
 FAULT_KINDS = ("expire_session", "expire_cursor", "request_limit", "query_timeout", "bulk_job_failed")
+MAX_URI_BYTES = 16_384  # https://help.salesforce.com/s/articleView?id=000386238 (414 URI Too Long)
 MAX_CURSORS = 200  # open query cursors kept; older ones answer INVALID_QUERY_LOCATOR
 MAX_LOG = 100_000
 
@@ -46,7 +47,10 @@ class SalesforceEmulator(BackgroundServer):
     """An HTTPS server that behaves like a Salesforce org's REST API (see ``emulators.salesforce``).
 
     ``accounts`` rows of Account (and half as many Subscription__c) are generated from
-    ``seed``. Query pages hold ``page_size`` records at most. Every data API call counts
+    ``seed``. Query pages hold ``page_size`` records at most. A query (or Bulk job) matching
+    more than ``query_timeout_rows`` rows without a smaller LIMIT fails with QUERY_TIMEOUT, as
+    big unbounded queries do in real orgs. ``sandbox`` makes the JWT flow accept only the
+    sandbox audience ``https://test.salesforce.com``. Every data API call counts
     against ``api_max``; ``limit_info_suffix`` appends ``; api-bursts=1/750`` to
     ``Sforce-Limit-Info`` as some orgs do. Bulk API 2.0 query jobs complete ``bulk_delay``
     seconds after creation.
@@ -64,6 +68,8 @@ class SalesforceEmulator(BackgroundServer):
         api_max: int = 1_000_000,
         limit_info_suffix: bool = False,
         bulk_delay: float = 0.0,
+        query_timeout_rows: int | None = None,
+        sandbox: bool = False,
     ) -> None:
         super().__init__(host=host, port=port, ca=ca)
         self.org = Org(accounts=accounts, seed=seed)
@@ -79,6 +85,8 @@ class SalesforceEmulator(BackgroundServer):
         self._cursors: OrderedDict[str, Cursor] = OrderedDict()
         self._log: list[dict[str, Any]] = []
         self.bulk = BulkApi(self.org, delay=bulk_delay)
+        self.query_timeout_rows = query_timeout_rows
+        self.sandbox = sandbox
 
     # -- Python API -----------------------------------------------------------------------------
     @property
@@ -132,6 +140,12 @@ class SalesforceEmulator(BackgroundServer):
             except (ValueError, KeyError, TypeError, HTTPException) as exc:
                 return json_response({"error": f"{type(exc).__name__}: {exc}"}, 400)
         try:
+            self.bulk.query_timeout_rows = self.query_timeout_rows
+            self.auth.sandbox = self.sandbox
+            uri = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or request.full_path
+            if len(uri.encode()) > MAX_URI_BYTES:
+                # Salesforce's edge refuses long request lines before any API logic.
+                return self._finish(request, Response("URI Too Long", status=414))
             response = self._route(request)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)
@@ -427,6 +441,7 @@ class SalesforceEmulator(BackgroundServer):
         compiled: CompiledQuery = compile_query(self.org, request.args.get("q", ""))
         with self.org.lock:
             rows = compiled.run(include_deleted)
+        check_timeout(compiled, rows, self.query_timeout_rows)
         if compiled.count_only:
             aggregate = compiled.aggregate(rows)
             if aggregate is None:
@@ -619,6 +634,13 @@ def _method_not_allowed(request: Request, *methods: str) -> ApiError:
         "METHOD_NOT_ALLOWED",
         f"HTTP Method '{request.method}' not allowed. Allowed are {','.join(methods)}",
     )
+
+
+def check_timeout(compiled: CompiledQuery, rows: list[int], limit_rows: int | None) -> None:
+    """QUERY_TIMEOUT for a query over more than ``limit_rows`` rows that a LIMIT does not bound."""
+    limit = compiled.query.limit
+    if limit_rows is not None and len(rows) > limit_rows and (limit is None or limit > limit_rows):
+        raise ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
 
 
 def _request_limit() -> ApiError:

@@ -78,6 +78,7 @@ class Authenticator:
     def __init__(self, sessions: Sessions, user_id: str) -> None:
         self.sessions = sessions
         self.user_id = user_id
+        self.sandbox = False  # a sandbox accepts only the https://test.salesforce.com audience
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.jwt_public_key = key.public_key()
         self.jwt_private_key_pem = key.private_bytes(
@@ -147,7 +148,8 @@ class Authenticator:
             raise OAuthError("invalid_client_id", "client identifier invalid")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         hosts = {urlsplit(str(a)).netloc.lower() for a in audiences}
-        if not hosts & {host.lower(), *_AUDIENCE_HOSTS}:
+        allowed = {"test.salesforce.com"} if self.sandbox else {host.lower(), *_AUDIENCE_HOSTS}
+        if not hosts & allowed:
             raise OAuthError("invalid_grant", "audience is invalid")
         # simple-salesforce sends exp as a string of digits; PyJWT has already checked it parses.
         if int(claims["exp"]) > time.time() + JWT_MAX_LIFETIME_S:

@@ -91,6 +91,7 @@ class BulkApi:
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._serial = 40_000
+        self.query_timeout_rows: int | None = None
 
     def clear(self) -> None:
         with self._lock:
@@ -188,6 +189,10 @@ class BulkApi:
         if error is None:
             with self.org.lock:
                 rows = compiled.run(include_deleted=operation == "queryAll")
+            limit = q.limit
+            too_many = self.query_timeout_rows is not None and len(rows) > self.query_timeout_rows
+            if too_many and (limit is None or limit > (self.query_timeout_rows or 0)):
+                error, rows = "QUERY_TIMEOUT: Your query request was running for too long.", []
         with self._lock:
             self._serial += 1
             job = Job(

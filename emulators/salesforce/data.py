@@ -26,6 +26,7 @@ from .credentials import USERNAME
 from .errors import ApiError, not_found
 from .schema import (
     ACCOUNT_TYPES,
+    CASE_STATUSES,
     GEOCODE_ACCURACIES,
     INDUSTRIES,
     LATEST_VERSION,
@@ -36,6 +37,7 @@ from .schema import (
     SEGMENTS,
     STATUSES,
     TEXT_TYPES,
+    WIDE_FIELDS,
     FieldDef,
     ObjectDef,
     find_object,
@@ -512,6 +514,8 @@ class Org:
         self.tables["Account"] = self._generate_accounts(users)
         self.tables["Subscription__c"] = self._generate_subscriptions(users, self.tables["Account"])
         self.tables["Document"] = self._generate_documents()
+        self.tables["Case"] = self._generate_cases(users)
+        self.tables["Wide__c"] = self._generate_wide()
         self.tables["AggregateResult"] = Table(self._obj("AggregateResult"), {"Id": []}, 0)
 
     def _generate_users(self) -> Table:
@@ -668,6 +672,43 @@ class Org:
             "SystemModstamp": modstamp,
         }
         return Table(self._obj("Document"), cols, serial)
+
+    def _generate_cases(self, users: Table) -> Table:
+        rng = self._rng("Case")
+        n = 40
+        serial = 3000 + rng.randrange(5000)
+        created, modified, modstamp = _history(rng, n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("500", serial, n),
+            "IsDeleted": [False] * n,
+            "CaseNumber": [f"{k + 1:08d}" for k in range(n)],
+            "Subject": [f"Case {k + 1}" for k in range(n)],
+            "Status": _pick(rng, CASE_STATUSES, n),
+            "OwnerId": _pick(rng, users.ids, n),
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": modstamp,
+        }
+        return Table(self._obj("Case"), cols, serial)
+
+    def _generate_wide(self) -> Table:
+        rng = self._rng("Wide__c")
+        n = 30
+        serial = 4000 + rng.randrange(5000)
+        created, modified, modstamp = _history(rng, n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("a0W", serial, n),
+            "IsDeleted": [False] * n,
+            "Name": [f"W-{k + 1:04d}" for k in range(n)],
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": modstamp,
+        }
+        for k in range(1, WIDE_FIELDS + 1):
+            cols[f"Custom_Attribute_{k:03d}__c"] = [
+                None if (row + k) % 7 == 0 else f"v{k}-{row}" for row in range(n)
+            ]
+        return Table(self._obj("Wide__c"), cols, serial)
 
     # -- lookups --------------------------------------------------------------------------------
     @staticmethod
@@ -928,7 +969,7 @@ class Org:
         return value
 
     def _reference(self, f: FieldDef, value: str) -> str:
-        target = self.tables[f.reference_to[0]]
+        target = self.tables[f.reference_to[-1]]
         try:
             return target.ids[target.row_of(value)]
         except ApiError as exc:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .data import Org, Table, take, valid_id
 from .errors import ApiError
-from .schema import NUMBER_TYPES, TEXT_TYPES, FieldDef, ObjectDef, find_object
+from .schema import NAME_OBJECT_FIELDS, NUMBER_TYPES, TEXT_TYPES, FieldDef, ObjectDef, find_object
 from .soql import Comparison, Condition, Literal, Logic, Not, Path, Query, SoqlError, parse
 
 _NO_COLUMN = (
@@ -130,10 +130,12 @@ class CompiledQuery:
             if ref is None:
                 raise SoqlError("INVALID_FIELD", _NO_RELATIONSHIP.format(name=part), q.text, offset)
             chain.append(ref)
-            target = find_object(ref.reference_to[0])
+            target = find_object(ref.reference_to[-1])
             assert target is not None  # every reference in the schema targets a known object
             entity = target
         f = entity.field(parts[-1])
+        if chain and len(chain[-1].reference_to) > 1 and parts[-1].lower() not in NAME_OBJECT_FIELDS:
+            raise SoqlError("INVALID_FIELD", _NO_COLUMN.format(name=parts[-1], entity="Name"), q.text, offset)
         if f is None:
             raise SoqlError(
                 "INVALID_FIELD",
@@ -152,7 +154,7 @@ class CompiledQuery:
         hops: list[tuple[list[Any], dict[str, int]]] = []
         source = self.table
         for ref in resolved.chain:
-            target = self.org.tables[ref.reference_to[0]]
+            target = self.org.tables[ref.reference_to[-1]]
             hops.append((source.columns[ref.name], target.index))
             source = target
 
@@ -172,7 +174,7 @@ class CompiledQuery:
         for ref in resolved.chain:
             child = node.children.get(ref.name)
             if child is None:
-                child = Node(self.org.tables[ref.reference_to[0]])
+                child = Node(self.org.tables[ref.reference_to[-1]])
                 node.children[ref.name] = child
                 node.items.append((ref.relationship or ref.name, (ref, child)))
             node = child

@@ -136,7 +136,7 @@ class FieldDef:
                 }
                 for value in self.picklist
             ],
-            "polymorphicForeignKey": False,
+            "polymorphicForeignKey": len(self.reference_to) > 1,
             "precision": self.precision,
             "queryByDistance": False,
             "referenceTargetField": None,
@@ -353,14 +353,19 @@ def _audit(name: str, label: str) -> FieldDef:
     )
 
 
-def _owner() -> FieldDef:
+def _owner(*, queue_owned: bool = False) -> FieldDef:
+    """OwnerId; on queue-owned objects (Case, Lead, custom objects with queues) a Group or a User.
+
+    Describe lists ``["Group", "User"]`` for those, as Case.OwnerId does in a real org. Only
+    User rows are generated, so the last target is the one the data follows.
+    """
     return FieldDef(
         "OwnerId",
         "Owner ID",
         "reference",
         length=18,
         nillable=False,
-        reference_to=("User",),
+        reference_to=("Group", "User") if queue_owned else ("User",),
         relationship="Owner",
         defaulted_on_create=True,
     )
@@ -439,6 +444,7 @@ PRIORITIES = ("High", "Low", "Medium")
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic", "Public Sector", "EMEA", "APAC", "AMER")
 PLANS = ("Starter", "Growth", "Business", "Enterprise")
 STATUSES = ("Trial", "Active", "Past Due", "Cancelled")
+CASE_STATUSES = ("New", "Working", "Escalated", "Closed")
 
 
 def _billing(suffix: str, label: str, type_: str, **kw: Any) -> FieldDef:
@@ -620,7 +626,7 @@ SUBSCRIPTION = ObjectDef(
             updateable=False,
             formula="MRR__c * 12",
         ),
-        _owner(),
+        _owner(queue_owned=True),
         _audit("CreatedDate", "Created Date"),
         _audit("LastModifiedDate", "Last Modified Date"),
         _audit("SystemModstamp", "System Modstamp"),
@@ -651,6 +657,59 @@ DOCUMENT = ObjectDef(
     ],
 )
 
+# Case: the standard object whose Owner is polymorphic (a queue or a user), as in every org.
+CASE = ObjectDef(
+    "Case",
+    "Case",
+    "Cases",
+    "500",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text(
+            "CaseNumber",
+            "Case Number",
+            30,
+            nillable=False,
+            createable=False,
+            updateable=False,
+            name_field=True,
+            auto_number=True,
+            defaulted_on_create=True,
+        ),
+        _text("Subject", "Subject", 255),
+        _picklist("Status", "Status", CASE_STATUSES),
+        _owner(queue_owned=True),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+)
+
+# A custom object as wide as an org allows (800 custom fields), for mappings whose field list
+# does not fit in a REST query URI.
+WIDE_FIELDS = 800
+WIDE = ObjectDef(
+    "Wide__c",
+    "Wide",
+    "Wides",
+    "a0W",
+    custom=True,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text("Name", "Wide Name", 80, nillable=False, name_field=True),
+        *(
+            _text(f"Custom_Attribute_{k:03d}__c", f"Attribute {k}", 80, custom=True)
+            for k in range(1, WIDE_FIELDS + 1)
+        ),
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    ],
+)
+
 # A type the API only returns (the rows of aggregate SOQL queries): listed by the global
 # describe with queryable false, describable, but never a FROM target.
 AGGREGATE_RESULT = ObjectDef(
@@ -663,8 +722,31 @@ AGGREGATE_RESULT = ObjectDef(
     queryable=False,
 )
 
-OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, AGGREGATE_RESULT)}
+OBJECTS: dict[str, ObjectDef] = {
+    o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, CASE, WIDE, AGGREGATE_RESULT)
+}
 OBJECTS_LOWER: dict[str, ObjectDef] = {k.lower(): v for k, v in OBJECTS.items()}
+
+
+# SOQL reads a polymorphic relationship through the Name object, which has only these fields:
+# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+NAME_OBJECT_FIELDS = frozenset(
+    f.lower()
+    for f in (
+        "Id",
+        "Name",
+        "Alias",
+        "Email",
+        "FirstName",
+        "LastName",
+        "IsActive",
+        "Phone",
+        "Title",
+        "Type",
+        "UserRoleId",
+        "ProfileId",
+    )
+)
 
 
 def find_object(name: str) -> ObjectDef | None:

@@ -29,6 +29,7 @@ SALESFORCE_FIELD = re.compile(rf"^{_NAME}(\.{_NAME}){{0,5}}$")
 
 TOP_KEYS = ("version", "mappings")
 MAPPING_KEYS = ("object", "group_type", "group_name_field", "properties")
+MAX_NAME_LENGTH = 1024  # Amplitude's limit on a string: longer group types and property names fail
 PROPERTY_KEYS = ("field", "property")
 
 
@@ -112,6 +113,9 @@ def _parse_properties(label: str, raw: Any, strict: bool) -> tuple[list[Property
                 problems.append(f"{where}: group property name is empty")
         elif field is not None:
             prop = field  # the name defaults to the field, as the README says
+        if prop is not None and len(prop) > MAX_NAME_LENGTH:
+            problems.append(f"{where}: group property name is longer than {MAX_NAME_LENGTH} characters")
+            prop = None
         if prop is not None and prop.startswith("$"):
             problems.append(
                 f"{where}: group property name '{prop}' must not start with '$' "
@@ -155,7 +159,11 @@ def _parse_one(index: int, raw: Any, strict: bool) -> tuple[GroupMapping | None,
     obj = required("object", "group mapping is missing Salesforce object")
     if obj is not None and (bad := _check_name(obj, SALESFORCE_OBJECT, "object", strict)):
         problems.append(f"{label}: {bad}")
-    required("group_type", "group mapping is missing group type")
+    if (group_type := required("group_type", "group mapping is missing group type")) is not None and len(
+        group_type
+    ) > MAX_NAME_LENGTH:
+        # Amplitude refuses longer strings as names: every request of this type would fail.
+        problems.append(f"{label[:80]}...: group type is longer than {MAX_NAME_LENGTH} characters")
     name_field = required(
         "group_name_field", "group mapping is missing a Salesforce field to represent group id"
     )
@@ -257,6 +265,9 @@ def load_mapping(
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise MappingError([f"cannot read mapping_file: {exc.strerror}"], str(path)) from exc
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+            raise MappingError([problem], str(path)) from exc
         return _parse_text(text, str(path), strict_names)
     if isinstance(mapping, str):
         return _parse_text(mapping, "mapping setting", strict_names)

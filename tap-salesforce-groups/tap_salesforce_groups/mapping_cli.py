@@ -17,9 +17,9 @@ import click
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
-from tap_salesforce_groups.client import SalesforceClientError
 from tap_salesforce_groups.editor import run_editor
 from tap_salesforce_groups.editor.org import property_label
+from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
@@ -100,6 +100,16 @@ def export(config: tuple[str, ...]) -> None:
     click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
 
 
+def _expand_compound(object_name: str, paths: list[str], describe: Any) -> list[str]:
+    """A compound field (BillingAddress) stands for its components (BillingStreet, …)."""
+    fields = describe(object_name)["fields"]
+    expanded = []
+    for path in paths:
+        parts = [f["name"] for f in fields if (f.get("compoundFieldName") or "").lower() == path.lower()]
+        expanded += parts or [path]
+    return expanded
+
+
 def _absent_or_empty(path: str | None) -> bool:
     """True when there is no mapping file yet to add to: unset, missing, or only whitespace."""
     if not path:
@@ -134,7 +144,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
     tap = TapSalesforceGroups(config=settings, validate_config=False, setup_mapper=False)
     try:
         describe = tap.client.describe
-        chosen = [f.strip() for f in fields.split(",") if f.strip()]
+        chosen = _expand_compound(object_name, [f.strip() for f in fields.split(",") if f.strip()], describe)
         if all_fields:
             chosen += [
                 f["name"]
@@ -175,7 +185,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         _fail(exc.problems, "The scaffolded mapping would be invalid:")
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if write:
-        path = settings.get("mapping_file")
+        path = str(settings.get("mapping_file") or "")
         if not path:
             _fail(["--write needs the mapping_file setting"], "Nowhere to write:")
         Path(path).write_text(text + "\n", encoding="utf-8")
@@ -201,8 +211,8 @@ def verify(config: tuple[str, ...]) -> None:
         _fail(exc.errors, f"{exc}:")
     except SalesforceClientError as exc:
         _fail([str(exc)], "Cannot read the org:")
-    if tap.stopped_reason:
-        _fail([tap.stopped_reason], "Verification stopped:")
+    if tap.run.stopped_reason:
+        _fail([tap.run.stopped_reason], "Verification stopped:")
     click.echo(f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read).")
 
 

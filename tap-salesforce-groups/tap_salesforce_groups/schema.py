@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from groups_mapping import GroupMapping
+from groups_mapping import GroupMapping, MappingConfig
 
 # Replication keys in order of preference, as every mature Salesforce tap does.
 REPLICATION_KEYS = ("SystemModstamp", "LastModifiedDate")
@@ -28,21 +28,15 @@ _STRING_TYPES = {
     "datacategorygroupreference",
     "time",
 }
-_ADDRESS_PARTS = (
-    "street",
-    "city",
-    "state",
-    "stateCode",
-    "postalCode",
-    "country",
-    "countryCode",
-    "geocodeAccuracy",
-)
 UNSUPPORTED_TYPES = {"base64", "json"}
 
 
 def json_type(field: dict[str, Any]) -> dict[str, Any] | None:
-    """JSON Schema for one describe field (nullable); ``None`` for types that cannot be imported."""
+    """JSON Schema for one describe field (nullable); ``None`` for types that cannot be imported.
+
+    Compound address and location fields are ``None`` too: their components are fields of
+    their own, flat properties that Amplitude can segment on.
+    """
     sf_type = field.get("type")
     if sf_type in _STRING_TYPES:
         return {"type": ["string", "null"]}
@@ -56,13 +50,6 @@ def json_type(field: dict[str, Any]) -> dict[str, Any] | None:
         return {"type": ["string", "null"], "format": "date"}
     if sf_type == "datetime":
         return {"type": ["string", "null"], "format": "date-time"}
-    if sf_type == "address":
-        parts = {p: {"type": ["string", "null"]} for p in _ADDRESS_PARTS}
-        parts |= {"latitude": {"type": ["number", "null"]}, "longitude": {"type": ["number", "null"]}}
-        return {"type": ["object", "null"], "properties": parts}
-    if sf_type == "location":
-        coords = {"latitude": {"type": ["number", "null"]}, "longitude": {"type": ["number", "null"]}}
-        return {"type": ["object", "null"], "properties": coords}
     if sf_type == "anyType":
         return {}
     return None
@@ -72,38 +59,96 @@ class FieldProblem(Exception):
     """A mapped field that the org does not have (or cannot import)."""
 
 
+# SOQL resolves a polymorphic relationship (Owner on Case, Lead and queue-owned objects;
+# What/Who on Task and Event) through the Name object, which has only these fields:
+# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+NAME_OBJECT_FIELDS: dict[str, dict[str, Any]] = {
+    name: {"type": ["boolean", "null"]} if name == "IsActive" else {"type": ["string", "null"]}
+    for name in (
+        "Name",
+        "Alias",
+        "Email",
+        "FirstName",
+        "LastName",
+        "IsActive",
+        "Phone",
+        "Title",
+        "Type",
+        "UserRoleId",
+        "ProfileId",
+    )
+}
+COMPOUND_TYPES = {"address", "location"}
+
+
 @dataclass(frozen=True)
 class ResolvedField:
-    """A mapped field (possibly a relationship path) resolved against describe."""
+    """A mapped field (possibly a relationship path) resolved against describe.
+
+    ``path`` is the canonical spelling (describe's names), used in SOQL and as the record key.
+    """
 
     path: str
     describe: dict[str, Any]
     schema: dict[str, Any]
 
 
+def _named(items: Iterable[dict[str, Any]], key: str, name: str) -> dict[str, Any] | None:
+    """The describe entry whose ``key`` equals ``name`` as Salesforce compares: ignoring case."""
+    lowered = name.lower()
+    return next((i for i in items if str(i.get(key) or "").lower() == lowered), None)
+
+
 def resolve_field(object_name: str, path: str, describe: Callable[[str], dict[str, Any]]) -> ResolvedField:
     """Resolve ``Name`` or ``Owner.Manager.Name`` by following relationshipName → referenceTo."""
     current = object_name
     *hops, last = path.split(".")
-    for hop in hops:
-        fields = describe(current)["fields"]
-        ref = next((f for f in fields if (f.get("relationshipName") or "").lower() == hop.lower()), None)
+    canonical: list[str] = []
+    for n, hop in enumerate(hops):
+        ref = _named(describe(current)["fields"], "relationshipName", hop)
         if ref is None or not ref.get("referenceTo"):
             msg = f"{object_name}: no relationship '{hop}' on {current} (in '{path}')"
             raise FieldProblem(msg)
-        # Polymorphic lookups (Owner → User or Group) list several targets; the first is the
-        # usual one and shares the standard fields (Name) the mapping can name.
-        current = ref["referenceTo"][0]
-    field = next((f for f in describe(current)["fields"] if f["name"].lower() == last.lower()), None)
+        canonical.append(str(ref["relationshipName"]))
+        targets = list(ref["referenceTo"])
+        if len(targets) > 1 or ref.get("polymorphicForeignKey"):
+            return _through_name_object(object_name, path, canonical, [*hops[n + 1 :], last], targets)
+        current = targets[0]
+    fields = describe(current)["fields"]
+    field = _named(fields, "name", last)
     if field is None:
         where = f"{current} (in '{path}')" if hops else current
         msg = f"{object_name}: no field '{last}' on {where}"
+        raise FieldProblem(msg)
+    name = str(field["name"])
+    if field.get("type") in COMPOUND_TYPES:
+        parts = [str(f["name"]) for f in fields if f.get("compoundFieldName") == name]
+        msg = (
+            f"{object_name}: '{path}' is a compound {field['type']} field; map its components "
+            f"{', '.join(parts)} instead"
+        )
         raise FieldProblem(msg)
     schema = json_type(field)
     if schema is None:
         msg = f"{object_name}: field '{path}' has type '{field.get('type')}', which cannot be imported"
         raise FieldProblem(msg)
-    return ResolvedField(path, field, schema)
+    return ResolvedField(".".join([*canonical, name]), field, schema)
+
+
+def _through_name_object(
+    object_name: str, path: str, canonical: list[str], rest: list[str], targets: list[str]
+) -> ResolvedField:
+    """A field behind a polymorphic lookup: exactly one of the Name object's fields."""
+    field = next((f for f in NAME_OBJECT_FIELDS if len(rest) == 1 and f.lower() == rest[0].lower()), None)
+    if field is None:
+        msg = (
+            f"{object_name}: '{path}' goes through the polymorphic lookup {canonical[-1]} "
+            f"({' or '.join(targets)}), which SOQL reads through the Name object; use one of "
+            f"{', '.join(NAME_OBJECT_FIELDS)}"
+        )
+        raise FieldProblem(msg)
+    schema = NAME_OBJECT_FIELDS[field]
+    return ResolvedField(".".join([*canonical, field]), {"name": field, "type": "string"}, schema)
 
 
 def replication_key_for(field_names: Iterable[str]) -> str | None:
@@ -127,3 +172,57 @@ def group_name_warnings(mapping: GroupMapping, field: dict[str, Any]) -> list[st
             f"{mapping.label}: group name field '{name}' is not unique; rows sharing a value update one group"
         )
     return warnings
+
+
+@dataclass
+class StreamSpec:
+    """What describe says about one mapped object: its stream schema and what is wrong with it."""
+
+    name: str
+    schema: dict[str, Any]
+    key_properties: list[str]
+    replication_key: str | None
+    problems: list[str]
+    warnings: list[str]
+
+
+def stream_spec(
+    mapping: MappingConfig,
+    name: str,
+    describe: Callable[[str], dict[str, Any]],
+    *,
+    include_deleted: bool,
+) -> StreamSpec:
+    """Verify one mapped object against describe and build its schema in canonical names.
+
+    Each field is selected once, however the mapping spells it (``id`` and ``Id`` are one
+    field); Id, the replication key and IsDeleted are always read.
+    """
+    spec = StreamSpec(name, {}, [], None, [], [])
+    object_describe = describe(name)
+    if not object_describe.get("queryable", True):
+        spec.problems.append(f"{name}: object is not queryable")
+        return spec
+    names = [str(f["name"]) for f in object_describe["fields"]]
+    spec.replication_key = replication_key_for(names)
+    extra = ["Id", *([spec.replication_key] if spec.replication_key else [])]
+    if include_deleted and "IsDeleted" in names:
+        extra.append("IsDeleted")
+    resolved: dict[str, ResolvedField] = {}  # mapping spelling -> canonical field
+    for path in dict.fromkeys([*mapping.fields_for(name), *extra]):
+        try:
+            resolved[path] = resolve_field(name, path, describe)
+        except FieldProblem as exc:
+            spec.problems.append(str(exc))
+    for m in mapping.for_object(name):
+        if m.group_name_field in resolved:
+            spec.warnings += group_name_warnings(m, resolved[m.group_name_field].describe)
+    properties = {r.path: r.schema for r in resolved.values()}
+    if "Id" in properties:
+        properties["Id"] = {"type": "string"}
+    spec.schema = {"type": "object", "properties": properties}
+    key_fields = {
+        resolved[m.group_name_field].path for m in mapping.for_object(name) if m.group_name_field in resolved
+    }
+    spec.key_properties = [key_fields.pop()] if len(key_fields) == 1 else ["Id"]
+    return spec

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
 
-from tap_salesforce_groups.client import (
-    BULK_PAGE_ROWS,
-    ApiBudgetReached,
+from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.errors import (
     QueryCursorExpired,
-    RequestLimitExceeded,
-    build_soql,
+    QueryTooBig,
+    SalesforceClientError,
+    StopRun,
 )
 from tap_salesforce_groups.progress import Progress
+from tap_salesforce_groups.run import RunControl, RunInterrupted
+from tap_salesforce_groups.soql import MAX_URI_BYTES, Window, build_soql, query_uri_bytes
 
 if TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-    from tap_salesforce_groups.tap import TapSalesforceGroups
-
 # State key next to the SDK's bookmark: Ids already emitted whose replication key equals the
-# bookmark. The query uses `>=` so an interrupted run loses nothing; these are skipped so that
+# bookmark. Queries use `>=` so an interrupted run loses nothing; these Ids are skipped so that
 # an unchanged org sends nothing even when thousands of rows share the bookmark's timestamp.
 EMITTED_AT_BOOKMARK = "ids_at_bookmark"
+MIN_WINDOW = timedelta(minutes=1)  # windows halve on QUERY_TIMEOUT down to this, then give up
 
 _TZ_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
 
@@ -38,26 +41,50 @@ def iso_datetime(value: str) -> str:
     return _TZ_NO_COLON.sub(r"\1:\2", value)
 
 
-def _lookup(obj: dict[str, Any], key: str) -> Any:
-    """``obj[key]``, matching case-insensitively when the mapping spells a name differently."""
-    if key in obj:
-        return obj[key]
-    lowered = key.lower()
-    return next((v for k, v in obj.items() if k.lower() == lowered), None)
+def parse_datetime(value: str) -> datetime:
+    """A bookmark or record timestamp as an aware datetime (UTC when it names no zone)."""
+    parsed = datetime.fromisoformat(iso_datetime(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def flatten(raw: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
-    """A flat record: relationship paths such as ``Owner.Name`` become top-level keys."""
-    record: dict[str, Any] = {}
-    for path in paths:
-        if "." not in path:
-            record[path] = _lookup(raw, path)
-            continue
-        node: Any = raw
-        for hop in path.split("."):
-            node = _lookup(node, hop) if isinstance(node, dict) else None
-        record[path] = node
-    return record
+def exact_int(value: str) -> int:
+    """A CSV integer without a detour through float, which loses digits beyond 2**53."""
+    return int(value) if "." not in value and "E" not in value.upper() else int(Decimal(value))
+
+
+class Ties:
+    """The newest timestamp emitted and the Ids emitted at it; and which of them to skip."""
+
+    def __init__(self, stamp: str | None, ids: list[str]) -> None:
+        self.stamp, self.ids = stamp, ids
+        self.restart()
+
+    def restart(self) -> None:
+        """A new query starts at ``stamp`` (``>=``): skip the Ids already emitted there."""
+        self.skip_stamp, self.skip = self.stamp, set(self.ids)
+
+    def already_emitted(self, stamp: str, record_id: str) -> bool:
+        return stamp == self.skip_stamp and record_id in self.skip
+
+    def emitted(self, stamp: str, record_id: str) -> bool:
+        """Note an emitted row; True when it started a newer stamp (a new Id list)."""
+        if self.stamp is None or stamp > self.stamp:
+            self.stamp, self.ids = stamp, [record_id]
+            return True
+        if stamp == self.stamp:
+            self.ids.append(record_id)
+        return False
+
+
+def remember_emitted_at_bookmark(state: dict[str, Any], ids: list[str]) -> None:
+    """Keep the Ids emitted at the bookmark's timestamp in the stream's state.
+
+    The SDK has no hook for tap-defined state, so this is the one place that writes into the
+    dict ``Stream.get_context_state`` returns (documented as writable). The SDK copies the
+    whole dict into STATE and gives it back on resume;
+    tests/tap/test_tap.py::test_sdk_keeps_our_state_key fails if that changes.
+    """
+    state[EMITTED_AT_BOOKMARK] = ids
 
 
 class SalesforceObjectStream(Stream):
@@ -65,75 +92,206 @@ class SalesforceObjectStream(Stream):
 
     def __init__(
         self,
-        tap: TapSalesforceGroups,
+        tap: Tap,
         *,
         name: str,
         schema: dict[str, Any],
         key_properties: list[str],
         replication_key: str | None,
+        client: SalesforceClient,
+        run: RunControl,
     ) -> None:
         super().__init__(tap=tap, schema=schema, name=name)
         self.primary_keys = key_properties
         self.replication_key = replication_key
-        self._tap_ref = tap
+        self.client = client
+        self.run = run
         props = schema.get("properties", {})
-        self._fields = list(props)
+        self.fields = list(props)
+        self._hops = [(f, f.split(".")) for f in self.fields]
         self._datetime_fields = [k for k, v in props.items() if v.get("format") == "date-time"]
 
     @property
     def is_sorted(self) -> bool:
-        """Incremental queries are ordered by the replication key, so state is resumable."""
+        """Queries are ordered by the replication key, so the bookmark advances row by row."""
         return self.replication_key is not None
 
-    def _resume_point(self, context: Context | None) -> tuple[datetime | None, str | None, list[str]]:
-        """Where to start: the bookmark (or start_date) and the Ids already emitted at it."""
-        start = self.get_starting_timestamp(context) if self.replication_key else None
+    # -- the read, in one screen ---------------------------------------------------------------
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """Read the object from the bookmark, window by window; stop cleanly when told to."""
+        if self.run.stopped_reason:
+            self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            return
         state = self.get_context_state(context)
-        bookmark = state.get("replication_key_value")
-        ids = list(state.get(EMITTED_AT_BOOKMARK) or [])
-        if start is None or bookmark is None or self._parse_datetime(bookmark) != start:
-            return start, None, []  # start_date is later than the bookmark: nothing was emitted there
-        return start, bookmark, ids
+        start = self.get_starting_timestamp(context) if self.replication_key else None
+        ties = self._ties_at(state, start)
+        progress = Progress(self.logger, self.name, delivered=len(ties.skip))
+        window, size = Window(start), None
+        try:
+            bulk = self._use_bulk(window, progress)
+            while True:
+                try:
+                    for record in self._read(window, bulk, progress):
+                        if self._first_time(record, ties, state):
+                            yield record
+                except QueryTooBig as exc:
+                    window, size = self._smaller_window(window, size, ties, exc)
+                    continue
+                except QueryCursorExpired:
+                    self.logger.warning("Query cursor expired on %s; re-querying", self.name)
+                    window = Window(self._position(window, ties), window.end)
+                    continue
+                if window.end is None or self.run.stopped_reason:
+                    return
+                window = self._next_window(window, size)
+        except StopRun as exc:
+            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+        except SalesforceClientError as exc:
+            self.run.stop(str(exc), failed=True)
+        except RunInterrupted:
+            self.logger.warning("%s: stopped reading on a signal; state saved", self.name)
+        finally:
+            self.logger.info(self.client.usage_line())
 
-    # -- reading -------------------------------------------------------------------------
-    def _use_bulk(self, start: datetime | None, include_deleted: bool, progress: Progress) -> bool:
-        """Bulk API 2.0 for big objects (api_type auto) or always (bulk), when the fields allow it."""
-        api_type = self.config.get("api_type", "auto")
-        if api_type == "rest" or self.ABORT_AT_RECORD_COUNT is not None:
-            return False
-        compound = [f for f, v in self.schema["properties"].items() if "object" in (v.get("type") or [])]
-        if compound:  # Bulk queries cannot select compound (address, location) fields
-            if api_type == "bulk":
-                self.logger.warning(
-                    "%s: compound fields %s need the REST API; not using Bulk", self.name, compound
-                )
-            return False
-        if api_type == "bulk":
+    def _read(self, window: Window, bulk: bool, progress: Progress) -> Iterator[dict[str, Any]]:
+        """Records of one window through REST or Bulk; a signal may interrupt the wait for them."""
+        soql = build_soql(
+            self.name,
+            self.fields,
+            replication_key=self.replication_key,
+            window=window,
+            limit=self.ABORT_AT_RECORD_COUNT,  # under --test, ask for no more than the SDK keeps
+        )
+        self.logger.info("Querying %s (%s): %s", self.name, "Bulk API 2.0" if bulk else "REST", soql)
+        rows = progress.track(self._bulk_records(soql) if bulk else self._rest_records(soql))
+        while not self.run.stopped_reason:
+            self.run.waiting = True
+            try:
+                record = next(rows, None)
+            finally:
+                self.run.waiting = False
+            if record is None:
+                return
+            yield record
+
+    def _first_time(self, record: dict[str, Any], ties: Ties, state: dict[str, Any]) -> bool:
+        """False for a row emitted at the bookmark already; tracks the Ids at the newest stamp."""
+        key = self.replication_key
+        if key is None:
             return True
-        soql = build_soql(self.name, [], replication_key=self.replication_key, start=start, count=True)
-        rows = self._tap_ref.client.count(soql, include_deleted=include_deleted)
-        threshold = int(self.config.get("bulk_threshold", 100000))
+        stamp, record_id = record[key], record["Id"]
+        if ties.already_emitted(stamp, record_id):
+            return False
+        if ties.emitted(stamp, record_id):
+            # Before the SDK advances its bookmark to this stamp, so any STATE is consistent.
+            remember_emitted_at_bookmark(state, ties.ids)
+        return True
+
+    # -- where to read ---------------------------------------------------------------------------
+    def _ties_at(self, state: dict[str, Any], start: datetime | None) -> Ties:
+        """The Ids emitted at the bookmark, unless start_date moved the start past it."""
+        bookmark = state.get("replication_key_value")
+        if start is None or bookmark is None or parse_datetime(str(bookmark)) != start:
+            return Ties(None, [])
+        return Ties(str(bookmark), list(state.get(EMITTED_AT_BOOKMARK) or []))
+
+    def _use_bulk(self, window: Window, progress: Progress) -> bool:
+        """Bulk API 2.0 for big objects (api_type auto), always (bulk), or when the REST URI would be too long."""
+        api_type = self.config["api_type"]
+        soql = build_soql(self.name, self.fields, replication_key=self.replication_key, window=window)
+        uri = query_uri_bytes(self.client.api_version, soql)
+        if uri > MAX_URI_BYTES:
+            if api_type == "rest":
+                msg = (
+                    f"{self.name}: the REST query URI would be {uri} bytes, above Salesforce's "
+                    f"{MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
+                )
+                raise SalesforceClientError(msg)
+            self.logger.info(
+                "%s: %d fields make a %d-byte REST URI; using Bulk API 2.0", self.name, len(self.fields), uri
+            )
+            return True
+        if api_type != "auto" or self.ABORT_AT_RECORD_COUNT is not None:
+            return bool(api_type == "bulk")
+        count = build_soql(self.name, [], replication_key=self.replication_key, window=window, count=True)
+        include_deleted = self._include_deleted
+        try:
+            rows = self.client.count(count, include_deleted=include_deleted)
+        except QueryTooBig:
+            self.logger.info("%s: counting the rows timed out; using Bulk API 2.0", self.name)
+            return True
+        threshold = int(self.config["bulk_threshold"])
         progress.expect(rows, bulk_from=threshold)
         return rows >= threshold
 
-    def _rest_records(self, soql: str, include_deleted: bool) -> Iterator[dict[str, Any]]:
-        client = self._tap_ref.client
-        for page in client.query_pages(soql, include_deleted=include_deleted):
+    def _position(self, window: Window, ties: Ties) -> datetime | None:
+        """Where a re-query starts: at the last emitted stamp (its Ids skipped), else the window's start."""
+        if ties.stamp is not None and (window.start is None or parse_datetime(ties.stamp) >= window.start):
+            ties.restart()
+            return parse_datetime(ties.stamp)
+        return window.start
+
+    def _smaller_window(
+        self, window: Window, size: timedelta | None, ties: Ties, exc: QueryTooBig
+    ) -> tuple[Window, timedelta]:
+        """Half the window that failed, from where reading stopped; fail below MIN_WINDOW."""
+        if not self.replication_key:
+            raise SalesforceClientError(f"{exc} ({self.name} has no SystemModstamp to read it in windows)")
+        start = self._position(window, ties) or self._oldest()
+        span = (window.end or datetime.now(timezone.utc)) - start
+        size = min(size, span) / 2 if size else span / 2
+        if size < MIN_WINDOW:
+            raise SalesforceClientError(f"{exc}; even a {MIN_WINDOW} window fails")
+        self.logger.warning(
+            "%s: %s; reading in windows of %s from %s", self.name, exc, size, start.isoformat()
+        )
+        return Window(start, start + size), size
+
+    def _next_window(self, window: Window, size: timedelta | None) -> Window:
+        start = window.end or datetime.now(timezone.utc)
+        end = start + size if size else None
+        return Window(start, end if end and end < datetime.now(timezone.utc) else None)
+
+    def _oldest(self) -> datetime:
+        """The oldest replication key value: the start of the first window (one indexed row)."""
+        key = str(self.replication_key)
+        soql = build_soql(self.name, ["Id", key], replication_key=key, limit=1)
+        for page in self.client.query_pages(soql, include_deleted=self._include_deleted):
+            for row in page:
+                return parse_datetime(str(row[key]))
+        return datetime.now(timezone.utc)
+
+    @property
+    def _include_deleted(self) -> bool:
+        return bool(self.config["include_deleted"]) and "IsDeleted" in self.fields
+
+    # -- records -----------------------------------------------------------------------------------
+    def _rest_records(self, soql: str) -> Iterator[dict[str, Any]]:
+        """Flat records from REST pages: ``Owner.Name`` becomes a top-level key (canonical names)."""
+        for page in self.client.query_pages(soql, include_deleted=self._include_deleted):
             for raw in page:
-                record = flatten(raw, self._fields)
+                record: dict[str, Any] = {}
+                for path, hops in self._hops:
+                    node: Any = raw
+                    for hop in hops:
+                        node = node.get(hop) if isinstance(node, dict) else None
+                    record[path] = node
                 for f in self._datetime_fields:
                     if record[f] is not None:
                         record[f] = iso_datetime(record[f])
                 yield record
-            client.check_budget()
 
-    def _bulk_records(self, soql: str, include_deleted: bool) -> Iterator[dict[str, Any]]:
-        client = self._tap_ref.client
+    def _bulk_records(self, soql: str) -> Iterator[dict[str, Any]]:
+        """Typed records from Bulk CSV rows, whose header holds the canonical names we selected."""
         convert = self._csv_converters()
-        for n, row in enumerate(client.bulk_rows(self.name, soql, include_deleted=include_deleted), start=1):
-            yield {f: convert[f](row.get(f, "")) for f in self._fields}
-            if n % BULK_PAGE_ROWS == 0:
-                client.check_budget()
+        checked = False
+        for row in self.client.bulk_rows(self.name, soql, include_deleted=self._include_deleted):
+            if not checked:
+                missing = [f for f in self.fields if f not in row]
+                if missing:
+                    raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
+                checked = True
+            yield {f: convert[f](row[f]) for f in self.fields}
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any]]:
         """Bulk results are CSV text: empty means null; types come from the schema."""
@@ -147,7 +305,7 @@ class SalesforceObjectStream(Stream):
             if prop.get("format") == "date-time":
                 converters[name] = typed(iso_datetime)
             elif "integer" in types:
-                converters[name] = typed(lambda v: int(float(v)))
+                converters[name] = typed(exact_int)
             elif "number" in types:
                 converters[name] = typed(float)
             elif "boolean" in types:
@@ -155,61 +313,3 @@ class SalesforceObjectStream(Stream):
             else:
                 converters[name] = typed(str)
         return converters
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """Query the object and yield flat records, resuming after an expired query cursor."""
-        tap = self._tap_ref
-        if tap.stopped_reason:
-            self.logger.warning("Skipping %s: %s", self.name, tap.stopped_reason)
-            return
-        include_deleted = bool(self.config.get("include_deleted", True)) and "IsDeleted" in self._fields
-        start, mark, mark_ids = self._resume_point(context)
-        skip = set(mark_ids)
-        state = self.get_context_state(context)
-        key = self.replication_key
-        progress = Progress(self.logger, self.name, delivered=len(skip))
-        try:
-            read = (
-                self._bulk_records if self._use_bulk(start, include_deleted, progress) else self._rest_records
-            )
-            while True:
-                # Under --test the SDK stops after ABORT_AT_RECORD_COUNT rows: ask for no more.
-                soql = build_soql(
-                    self.name,
-                    self._fields,
-                    replication_key=key,
-                    start=start,
-                    limit=self.ABORT_AT_RECORD_COUNT,
-                )
-                self.logger.info(
-                    "Querying %s (%s): %s",
-                    self.name,
-                    "Bulk API 2.0" if read == self._bulk_records else "REST",
-                    soql,
-                )
-                try:
-                    for record in progress.track(read(soql, include_deleted)):
-                        if key is None:
-                            yield record
-                            continue
-                        stamp = record[key]
-                        if stamp == mark and record["Id"] in skip:
-                            continue
-                        # Before the SDK advances its bookmark to this stamp, record the Ids
-                        # emitted at it, so any STATE written from here on is consistent.
-                        if stamp != mark:
-                            mark, mark_ids, skip = stamp, [], set()
-                        mark_ids.append(record["Id"])
-                        state[EMITTED_AT_BOOKMARK] = mark_ids
-                        yield record
-                    return
-                except QueryCursorExpired:
-                    # Re-query from the last emitted stamp; the Ids at it are skipped.
-                    self.logger.warning("Query cursor expired on %s; re-querying from %s", self.name, mark)
-                    if mark is not None:
-                        start = self._parse_datetime(mark)
-                        skip = set(mark_ids)
-        except ApiBudgetReached as exc:
-            tap.stop(f"{exc}; stopping cleanly with state saved, the next run resumes")
-        except RequestLimitExceeded as exc:
-            tap.stop(str(exc), failed=True)

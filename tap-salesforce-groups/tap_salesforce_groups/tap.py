@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import ipaddress
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import IO, Any, ClassVar
+from urllib.parse import urlsplit
 
 import click
 from singer_sdk import Stream, Tap
@@ -19,15 +24,12 @@ from groups_mapping import (
     MappingError,
     load_mapping,
 )
-from tap_salesforce_groups.client import SalesforceAuthError, SalesforceClient, SalesforceClientError
-from tap_salesforce_groups.schema import (
-    FieldProblem,
-    ResolvedField,
-    group_name_warnings,
-    replication_key_for,
-    resolve_field,
-)
-from tap_salesforce_groups.streams import SalesforceObjectStream
+from tap_salesforce_groups.auth import auth_flow, jwt_assertion
+from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientError
+from tap_salesforce_groups.run import RunControl
+from tap_salesforce_groups.schema import stream_spec
+from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
 from tap_salesforce_groups.writer import FastSingerWriter
 
 DEFAULT_API_VERSION = "62.0"
@@ -76,7 +78,8 @@ class TapSalesforceGroups(Tap):
         th.Property(
             "login_url",
             th.StringType,
-            description="Full login URL overriding domain, e.g. https://127.0.0.1:8443 for an emulator.",
+            description="Full login URL overriding domain, e.g. https://127.0.0.1:8443 for an emulator "
+            "(https only; http only for a loopback host).",
         ),
         th.Property(
             "instance_url",
@@ -84,7 +87,16 @@ class TapSalesforceGroups(Tap):
             description="Override of the instance URL returned by login.",
         ),
         th.Property(
-            "api_version", th.StringType, default=DEFAULT_API_VERSION, description="REST API version."
+            "jwt_audience",
+            th.StringType,
+            description="JWT bearer audience override (default: https://test.salesforce.com for domain "
+            "test or a *.sandbox.my.salesforce.com host, else https://login.salesforce.com).",
+        ),
+        th.Property(
+            "api_version",
+            th.StringType(pattern=r"^[0-9]{2}\.0$"),
+            default=DEFAULT_API_VERSION,
+            description="REST API version, such as 62.0.",
         ),
         th.Property(
             "start_date",
@@ -97,17 +109,18 @@ class TapSalesforceGroups(Tap):
             "api_type",
             th.StringType(allowed_values=["auto", "rest", "bulk"]),
             default="auto",
-            description="auto, rest or bulk. auto uses Bulk API 2.0 for objects with at least bulk_threshold rows to read; objects with compound (address, location) fields always use REST.",
+            description="auto, rest or bulk. auto uses Bulk API 2.0 for objects with at least "
+            "bulk_threshold rows to read, and for field lists too long for a REST query URI.",
         ),
         th.Property(
             "bulk_threshold",
-            th.IntegerType,
+            th.IntegerType(minimum=1),
             default=100000,
             description="With api_type auto: rows to read from which an object uses Bulk API 2.0.",
         ),
         th.Property(
             "max_api_usage_percent",
-            th.IntegerType,
+            th.IntegerType(minimum=1, maximum=100),
             default=80,
             description="Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
             "(read from Sforce-Limit-Info).",
@@ -118,17 +131,58 @@ class TapSalesforceGroups(Tap):
             default=True,
             description="Query with queryAll and emit soft-deleted rows with IsDeleted.",
         ),
-        th.Property("request_timeout", th.IntegerType, default=300, description="Seconds per HTTP request."),
+        th.Property(
+            "request_timeout",
+            th.IntegerType(minimum=1),  # integers: the SDK parses only those from the environment
+            default=300,
+            description="Seconds per HTTP request.",
+        ),
         th.Property(
             "max_retries",
-            th.IntegerType,
+            th.IntegerType(minimum=0),
             default=5,
             description="Retries of a transient failure (5xx, 406, connection reset, timeout).",
         ),
+        th.Property(
+            "max_backoff",
+            th.IntegerType(minimum=0),
+            default=60,
+            description="Longest wait in seconds between retries (also caps a Retry-After).",
+        ),
     ).to_dict()
 
-    stopped_reason: str | None = None
-    failed: bool = False
+    last_run: ClassVar[RunControl | None] = None  # the CLI's exit status comes from it
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any] | None = None,
+        catalog: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+    ) -> None:
+        super().__init__(
+            config=config,
+            catalog=catalog,
+            state=state,
+            parse_env_config=parse_env_config,
+            validate_config=validate_config,
+            setup_mapper=setup_mapper,
+        )
+        if validate_config:
+            problems = self._state_problems()
+            if problems:
+                raise ConfigValidationError("state is invalid", errors=problems)
+            self.run.install_signal_handlers()
+
+    @cached_property
+    def run(self) -> RunControl:
+        """This run's stop reason and exit status, shared with the streams."""
+        run = RunControl(self.logger)
+        type(self).last_run = run
+        return run
 
     @cached_property
     def mapping(self) -> MappingConfig:
@@ -140,13 +194,32 @@ class TapSalesforceGroups(Tap):
 
     @cached_property
     def client(self) -> SalesforceClient:
+        """The connection to the org; the settings are checked before its first call."""
+        problems = settings_problems(self.config)
+        if problems:
+            raise ConfigValidationError("settings are invalid", errors=problems)
         return SalesforceClient(self.config, self.logger)
 
-    def stop(self, reason: str, *, failed: bool = False) -> None:
-        """End the run after the current stream: state so far is kept."""
-        self.stopped_reason = reason
-        self.failed = self.failed or failed
-        (self.logger.error if failed else self.logger.warning)("Stopping: %s", reason)
+    def _state_problems(self) -> list[str]:
+        """Bookmarks must parse; one in the future is a warning naming its stream."""
+        problems = []
+        now = datetime.now(timezone.utc)
+        for stream, entry in (self.state.get("bookmarks") or {}).items():
+            value = entry.get("replication_key_value") if isinstance(entry, dict) else None
+            if value is None:
+                continue
+            try:
+                when = parse_datetime(str(value))
+            except ValueError:
+                problems.append(f"state: bookmark of {stream} is not a timestamp: {str(value)[:40]!r}")
+                continue
+            if when > now:
+                self.logger.warning(
+                    "state: bookmark of %s is in the future (%s); rows changed before then are skipped",
+                    stream,
+                    value,
+                )
+        return problems
 
     # -- discovery and verification --------------------------------------------------------
     def discover_streams(self) -> list[Stream]:
@@ -155,95 +228,104 @@ class TapSalesforceGroups(Tap):
         Describing is also the verification against the org: every problem is collected and
         reported at once, one line each, before any query.
         """
-        mapping = self.mapping
-        catalog = self.input_catalog
         streams: list[Stream] = []
         problems: list[str] = []
         warnings: list[str] = []
-        for name in mapping.objects:
-            entry = catalog.get_stream(name) if catalog else None
-            if entry is not None and set(mapping.fields_for(name)) <= set(
-                entry.schema.to_dict()["properties"]
-            ):
+        described = 0
+        for name in self.mapping.objects:
+            entry = self.input_catalog.get_stream(name) if self.input_catalog else None
+            if entry is not None and _covers(entry.schema.to_dict(), self.mapping.fields_for(name)):
                 streams.append(
-                    SalesforceObjectStream(
-                        self,
-                        name=name,
-                        schema=entry.schema.to_dict(),
-                        key_properties=list(entry.key_properties or []),
-                        replication_key=entry.replication_key,
+                    self._stream(
+                        name,
+                        entry.schema.to_dict(),
+                        list(entry.key_properties or []),
+                        entry.replication_key,
                     )
                 )
                 continue
+            described += 1
             try:
-                stream = self._describe_stream(name, problems, warnings)
-            except SalesforceAuthError as exc:
-                self._fail(str(exc))
+                spec = stream_spec(
+                    self.mapping, name, self.client.describe, include_deleted=self.config["include_deleted"]
+                )
+            except SalesforceAuthError:
+                raise
             except SalesforceClientError as exc:
                 not_found = "NOT_FOUND" in str(exc)
                 problems.append(
                     f"{name}: no such object, or not visible to this user" if not_found else f"{name}: {exc}"
                 )
                 continue
-            if stream is not None:
-                streams.append(stream)
+            problems += spec.problems
+            warnings += spec.warnings
+            if not spec.problems:
+                streams.append(self._stream(name, spec.schema, spec.key_properties, spec.replication_key))
         for warning in warnings:
             self.logger.warning(warning)
         if problems:
             raise ConfigValidationError("mapping does not match the Salesforce org", errors=problems)
         fields = sum(len(s.schema["properties"]) for s in streams)
-        self.logger.info(
-            "Mapping verified against the org: OK (%d objects, %d fields, %d warnings)",
-            len(streams),
-            fields,
-            len(warnings),
-        )
+        if described:
+            self.logger.info(
+                "Mapping verified against the org: OK (%d objects, %d fields, %d warnings)",
+                len(streams),
+                fields,
+                len(warnings),
+            )
         return streams
 
-    def _describe_stream(
-        self, name: str, problems: list[str], warnings: list[str]
-    ) -> SalesforceObjectStream | None:
-        mapping = self.mapping
-        describe = self.client.describe(name)
-        if not describe.get("queryable", True):
-            problems.append(f"{name}: object is not queryable")
-            return None
-        names = [f["name"] for f in describe["fields"]]
-        replication_key = replication_key_for(names)
-        extra = ["Id", *([replication_key] if replication_key else [])]
-        if self.config.get("include_deleted", True) and "IsDeleted" in names:
-            extra.append("IsDeleted")
-        resolved: dict[str, ResolvedField] = {}
-        for path in dict.fromkeys([*mapping.fields_for(name), *extra]):
-            try:
-                resolved[path] = resolve_field(name, path, self.client.describe)
-            except FieldProblem as exc:
-                problems.append(str(exc))
-        for m in mapping.for_object(name):
-            if m.group_name_field in resolved:
-                warnings += group_name_warnings(m, resolved[m.group_name_field].describe)
-        properties = {path: r.schema for path, r in resolved.items()}
-        if "Id" in properties:
-            properties["Id"] = {"type": "string"}
-        name_fields = {m.group_name_field for m in mapping.for_object(name)}
-        key = [name_fields.pop()] if len(name_fields) == 1 else ["Id"]
-        schema = {"type": "object", "properties": properties}
+    def _stream(
+        self, name: str, schema: dict[str, Any], keys: list[str], replication_key: str | None
+    ) -> SalesforceObjectStream:
         return SalesforceObjectStream(
-            self, name=name, schema=schema, key_properties=key, replication_key=replication_key
+            self,
+            name=name,
+            schema=schema,
+            key_properties=keys,
+            replication_key=replication_key,
+            client=self.client,
+            run=self.run,
         )
+
+    # -- command line ------------------------------------------------------------------------
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        state: IO[str] | None = None,
+        catalog: IO[str] | None = None,
+    ) -> None:
+        """Sync, then exit 1 on a failed stop, 130/143 on a signal, always after the state is written."""
+        if state is not None:
+            state = io.StringIO(_checked_state_text(state.read()))
+        try:
+            super().invoke(
+                about=about, about_format=about_format, config=config, state=state, catalog=catalog
+            )
+        except SalesforceClientError as exc:
+            cls._exit(str(exc), 1)
+        run = cls.last_run
+        if run is not None and run.exit_code:
+            cls._exit(
+                f"run stopped: {run.stopped_reason}; state written for the records emitted", run.exit_code
+            )
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """``--test``: verify the mapping against the org, then read one row per object."""
-        cls._clean_config_errors(super().cb_test, ctx, param, value)
+        cls._clean_errors(super().cb_test, ctx, param, value)
 
     @classmethod
     def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
         """``--discover``, reporting mapping problems as lines rather than a traceback."""
-        cls._clean_config_errors(super().cb_discover, ctx, param, value)
+        cls._clean_errors(super().cb_discover, ctx, param, value)
 
     @classmethod
-    def _clean_config_errors(cls, callback: Callable[..., None], ctx: click.Context, *args: Any) -> None:
+    def _clean_errors(cls, callback: Callable[..., None], ctx: click.Context, *args: Any) -> None:
         try:
             callback(ctx, *args)
         except ConfigValidationError as exc:
@@ -252,34 +334,70 @@ class TapSalesforceGroups(Tap):
             cls.logger.error("%s (%d problems)", exc, len(exc.errors))
             ctx.close()
             ctx.exit(1)
+        except SalesforceClientError as exc:
+            ctx.close()
+            cls._exit(str(exc), 1)
         except BaseException:
             # Exiting from a callback skips click's cleanup: close the --state/--catalog files it opened.
             ctx.close()
             raise
 
-    # -- sync ------------------------------------------------------------------------------
-    def sync_all(self) -> None:
-        """Sync every stream; a request-limit stop fails the run after the state is written."""
+    @classmethod
+    def _exit(cls, message: str, code: int) -> None:
+        """One clear error line and the exit status, no traceback for an expected failure."""
+        cls.logger.error(message)
+        sys.exit(code)
+
+
+def settings_problems(config: Mapping[str, Any]) -> list[str]:
+    """What the JSON schema cannot check: URL schemes, start_date, credentials, the JWT key."""
+    problems = []
+    for key in ("login_url", "instance_url"):
+        url = config.get(key)
+        if url and not _secure_url(str(url)):
+            problems.append(f"{key} must be an https:// URL (http:// only for a loopback host), got {url!r}")
+    if config.get("start_date"):
         try:
-            super().sync_all()
-        except SalesforceClientError as exc:
-            self._fail(str(exc))
-        finally:
-            self._log_api_usage()
-        if self.failed:
-            self._fail(self.stopped_reason or "stopped")
+            parse_datetime(str(config["start_date"]))
+        except ValueError:
+            problems.append(f"start_date is not an ISO 8601 timestamp: {str(config['start_date'])[:40]!r}")
+    try:
+        if auth_flow(config) == "jwt":
+            jwt_assertion(config)
+    except SalesforceAuthError as exc:
+        problems.append(str(exc))
+    return problems
 
-    def _log_api_usage(self) -> None:
-        if "client" not in self.__dict__:  # never logged in
-            return
-        client = self.client
-        usage = f"; org daily usage {client.usage[0]}/{client.usage[1]}" if client.usage else ""
-        self.logger.info("Salesforce requests this run: %d%s", client.requests_made, usage)
 
-    def _fail(self, message: str) -> None:
-        """One clear error line and exit status 1 (no traceback for an expected failure)."""
-        self.logger.error(message)
-        sys.exit(1)
+def _secure_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_state_text(text: str) -> str:
+    """``--state`` must hold a JSON object; anything else is one line, not a traceback."""
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ConfigValidationError("--state is invalid", errors=[f"--state is not JSON: {exc}"]) from exc
+    if not isinstance(value, dict):
+        raise ConfigValidationError("--state is invalid", errors=["--state must hold a JSON object"])
+    return text
+
+
+def _covers(schema: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    """Whether a catalog schema has every mapped field (Salesforce names ignore case)."""
+    have = {p.lower() for p in schema.get("properties", {})}
+    return all(f.lower() in have for f in fields)
 
 
 if __name__ == "__main__":

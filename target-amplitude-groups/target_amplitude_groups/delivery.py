@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from target_amplitude_groups.batching import OversizedValue, iter_pack
@@ -31,38 +32,27 @@ PROGRESS_SECONDS = 30.0
 _LOGGED_VALUE_PROBLEMS = 20  # then one line per batch, the rest are in the rejected file
 
 
+@dataclass
 class Delivery:
     """Sends batches, accounts for every identification, and says when STATE may move."""
 
-    def __init__(
-        self,
-        *,
-        client: AmplitudeClient | None,
-        api_key: str,
-        stats: RunStats,
-        rejected: JsonLines,
-        dry_run: JsonLines | None,
-        max_rejected: int,
-        state_interval_seconds: float,
-        logger: logging.Logger,
-    ) -> None:
-        self.client = client  # None in a dry run
-        self.api_key = api_key
-        self.stats = stats
-        self.rejected = rejected
-        self.dry_run = dry_run
-        self.max_rejected = max_rejected
-        self.state_interval = state_interval_seconds
-        self.logger = logger
-        self._lock = threading.Lock()
-        self._states_seen = 0
-        self._states_checkpointed = 0
-        self._latest_state: Any = None
-        self._last_checkpoint = time.monotonic()
-        self._batch_since_checkpoint = False
-        self._last_checkpoint_text = "none yet"
-        self._last_progress = time.monotonic()
-        self._started = time.monotonic()
+    client: AmplitudeClient | None  # None in a dry run
+    api_key: str
+    stats: RunStats
+    rejected: JsonLines
+    dry_run: JsonLines | None
+    max_rejected: int
+    state_interval: float
+    logger: logging.Logger
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _states_seen: int = field(default=0, init=False)
+    _states_checkpointed: int = field(default=0, init=False)
+    _latest_state: Any = field(default=None, init=False)
+    _batch_since_checkpoint: bool = field(default=False, init=False)
+    _last_checkpoint: float = field(default_factory=time.monotonic, init=False)
+    _last_checkpoint_text: str = field(default="none yet", init=False)
+    _last_progress: float = field(default_factory=time.monotonic, init=False)
+    _started: float = field(default_factory=time.monotonic, init=False)
 
     @property
     def is_dry_run(self) -> bool:

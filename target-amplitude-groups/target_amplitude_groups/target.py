@@ -27,7 +27,7 @@ from target_amplitude_groups.client import REGION_URLS, AmplitudeClient
 from target_amplitude_groups.delivery import Delivery
 from target_amplitude_groups.errors import Interrupted, RunFailure
 from target_amplitude_groups.files import JsonLines, write_json
-from target_amplitude_groups.identify import MAX_STRING, Options
+from target_amplitude_groups.identify import Options
 from target_amplitude_groups.reader import FastSingerReader
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
@@ -59,6 +59,32 @@ class StateWatchingReader(FastSingerReader):
             if target.delivery.is_dry_run:
                 return {**message, "value": {}}
         return message
+
+
+# The numeric settings: name, type with the range checked at start, default, description.
+TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
+    (
+        "max_rejected",
+        th.IntegerType(minimum=0),
+        100,
+        "The run fails once Amplitude has rejected more identifications than this.",
+    ),
+    ("max_concurrency", th.IntegerType(minimum=1, maximum=64), 4, "Requests in flight at once."),
+    ("max_retries", th.IntegerType(minimum=0, maximum=100), 8, "Retries of a throttled or failed request."),
+    ("request_timeout", th.NumberType(exclusive_minimum=0, maximum=3600), 30, "Seconds per HTTP request."),
+    (
+        "max_backoff",
+        th.NumberType(minimum=0, maximum=3600),
+        60,
+        "Longest wait between retries, in seconds; a longer Retry-After is capped to it.",
+    ),
+    (
+        "state_interval_seconds",
+        th.NumberType(exclusive_minimum=0, maximum=240),
+        60,
+        "Checkpoint (emit STATE for everything acknowledged) at least this often, besides after each full batch.",
+    ),
+)
 
 
 def _url_problem(name: str, url: str) -> str | None:
@@ -132,47 +158,11 @@ class TargetAmplitudeGroups(Target):
             description="JSONL file of identifications Amplitude rejected and values left out, with reasons.",
         ),
         th.Property(
-            "max_rejected",
-            th.IntegerType(minimum=0),
-            default=100,
-            description="The run fails once Amplitude has rejected more identifications than this.",
-        ),
-        th.Property(
             "report_file",
             th.StringType,
             description="JSON run report, rewritten at the end of every run, failed or not.",
         ),
-        th.Property(
-            "max_concurrency",
-            th.IntegerType(minimum=1, maximum=64),
-            default=4,
-            description="Requests in flight at once.",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=100),
-            default=8,
-            description="Retries of a throttled or failed request.",
-        ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(exclusive_minimum=0, maximum=3600),
-            default=30,
-            description="Seconds per HTTP request.",
-        ),
-        th.Property(
-            "max_backoff",
-            th.NumberType(minimum=0, maximum=3600),
-            default=60,
-            description="Longest wait between retries, in seconds; a longer Retry-After is capped to it.",
-        ),
-        th.Property(
-            "state_interval_seconds",
-            th.NumberType(exclusive_minimum=0, maximum=240),
-            default=60,
-            description="Checkpoint (emit STATE for everything acknowledged) at least this often, besides "
-            "after each full batch.",
-        ),
+        *(th.Property(name, kind, default=default, description=text) for name, kind, default, text in TUNING),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -199,20 +189,11 @@ class TargetAmplitudeGroups(Target):
             return None
         try:
             # Any tap's stream and field names are fine here: the target builds no SOQL.
-            mapping = load_mapping(
+            return load_mapping(
                 self.config.get("mapping"), self.config.get("mapping_file"), strict_names=False
             )
         except MappingError as exc:
             raise ConfigValidationError(f"{exc.source} is invalid", errors=exc.problems) from exc
-        too_long = [m.label[:80] for m in mapping.mappings if len(m.group_type) > MAX_STRING]
-        if too_long:
-            raise ConfigValidationError(
-                "mapping is invalid",
-                errors=[
-                    f"{label}...: group type is longer than {MAX_STRING} characters" for label in too_long
-                ],
-            )
-        return mapping
 
     @property
     def api_key(self) -> str:
@@ -255,7 +236,7 @@ class TargetAmplitudeGroups(Target):
             rejected=JsonLines(config["rejected_file"], self.redact),
             dry_run=JsonLines(dry_run_file, self.redact) if dry_run_file else None,
             max_rejected=int(config["max_rejected"]),
-            state_interval_seconds=float(config["state_interval_seconds"]),
+            state_interval=float(config["state_interval_seconds"]),
             logger=self.logger,
         )
 
@@ -331,7 +312,7 @@ class TargetAmplitudeGroups(Target):
             self.delivery.client.close()
 
     @classmethod
-    def invoke(cls, **kwargs: Any) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: Any) -> None:
         """Run the target; a failure is one error line and a non-zero exit, never a traceback."""
         try:
             super().invoke(**kwargs)

@@ -334,7 +334,15 @@ def test_global_describe_with_and_without_slash(sf, http):
         body = http.get(f"{sf.url}{V}/{path}").json()
         assert body["encoding"] == "UTF-8" and body["maxBatchSize"] == 200
         entries = {o["name"]: o for o in body["sobjects"]}
-        assert set(entries) == {"Account", "User", "Subscription__c", "Document", "AggregateResult"}
+        assert set(entries) == {
+            "Account",
+            "User",
+            "Subscription__c",
+            "Document",
+            "Case",
+            "Wide__c",
+            "AggregateResult",
+        }
         assert entries["Subscription__c"]["custom"] is True
         assert entries["Account"]["keyPrefix"] == "001"
         assert entries["Account"]["urls"]["describe"] == f"{V}/sobjects/Account/describe"

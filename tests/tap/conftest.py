@@ -22,7 +22,7 @@ MAPPING = document(
             *ACCOUNT_PROPERTIES,
             ("NumberOfEmployees", "employees"),
             ("Parent.Name", "parent"),
-            ("BillingAddress", "billing address"),
+            ("BillingCity", "billing city"),
         ),
     ),
     group(
@@ -40,7 +40,14 @@ CONFIG = {
     "refresh_token": REFRESH_TOKEN,
     "mapping": MAPPING,
     "max_retries": 3,
+    "max_backoff": 0,
 }
+
+
+def settings(**overrides: object) -> dict:
+    """CONFIG with overrides, and every default filled in as the SDK does for the tap."""
+    config = {k: v for k, v in {**CONFIG, **overrides}.items() if v is not None}
+    return dict(TapSalesforceGroups(config=config, validate_config=False, setup_mapper=False).config)
 
 
 @pytest.fixture
@@ -48,6 +55,7 @@ def salesforce() -> Iterator[SalesforceEmulator]:
     SALESFORCE.reset()
     yield SALESFORCE
     SALESFORCE.reset()
+    SALESFORCE.query_timeout_rows, SALESFORCE.sandbox, SALESFORCE.api_max = None, False, 1_000_000
 
 
 @dataclass
@@ -55,6 +63,8 @@ class TapRun:
     records: dict[str, list[dict]] = field(default_factory=dict)
     states: list[dict] = field(default_factory=list)
     schemas: dict[str, dict] = field(default_factory=dict)
+    exit_code: int = 0
+    stopped_reason: str | None = None
 
     @property
     def state(self) -> dict:
@@ -66,7 +76,7 @@ def run_tap(capsys: pytest.CaptureFixture[str], state: dict | None = None, **con
     capsys.readouterr()
     tap = TapSalesforceGroups(config={**CONFIG, **config}, state=state or {})
     tap.sync_all()
-    run = TapRun()
+    run = TapRun(exit_code=tap.run.exit_code, stopped_reason=tap.run.stopped_reason)
     for line in capsys.readouterr().out.splitlines():
         message = json.loads(line)
         if message["type"] == "RECORD":

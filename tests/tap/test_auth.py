@@ -5,14 +5,22 @@ from __future__ import annotations
 import pytest
 
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, SECURITY_TOKEN, USERNAME
-from tap_salesforce_groups.client import SalesforceAuthError, SalesforceClient, auth_flow, login_base_url
-from tests.tap.conftest import CONFIG
+from tap_salesforce_groups.auth import auth_flow, login_base_url
+from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.errors import SalesforceAuthError
+from tests.tap.conftest import CONFIG, settings
 
-BASE = {"login_url": CONFIG["login_url"], "mapping": CONFIG["mapping"]}
+BASE = {
+    "login_url": CONFIG["login_url"],
+    "mapping": CONFIG["mapping"],
+    "client_id": None,
+    "client_secret": None,
+    "refresh_token": None,
+}
 
 
 def logged_in(config):
-    client = SalesforceClient(config)
+    client = SalesforceClient(settings(**config))
     assert client.describe("Account")["name"] == "Account"
     return client
 
@@ -61,7 +69,7 @@ def test_legacy_soap_login(salesforce):
     ],
 )
 def test_failed_logins_say_which_flow_and_where(salesforce, overrides, message):
-    config = {k: v for k, v in {**CONFIG, **overrides}.items() if v is not None}
+    config = settings(**overrides)
     with pytest.raises(
         SalesforceAuthError, match=r"Salesforce login \(" + message.replace("(", r"\(").replace(")", r"\)")
     ) as exc:
@@ -70,7 +78,7 @@ def test_failed_logins_say_which_flow_and_where(salesforce, overrides, message):
 
 
 def test_domains_and_missing_credentials():
-    assert login_base_url({}) == "https://login.salesforce.com"
+    assert login_base_url({"domain": "login"}) == "https://login.salesforce.com"
     assert login_base_url({"domain": "test"}) == "https://test.salesforce.com"
     assert login_base_url({"domain": "acme.my.salesforce.com"}) == "https://acme.my.salesforce.com"
     assert login_base_url({"domain": "test", "login_url": "https://127.0.0.1:1/"}) == "https://127.0.0.1:1"
@@ -90,7 +98,7 @@ def test_domains_and_missing_credentials():
 def test_api_usage_is_read_from_every_limit_info_shape(header, usage):
     import requests
 
-    client = SalesforceClient(CONFIG)
+    client = SalesforceClient(settings())
     response = requests.Response()
     response.headers["Sforce-Limit-Info"] = header
     client._on_response(response)

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
 from emulators._server import Fault
 from tests.tap.conftest import MAPPING, run_tap
 
-# Bulk queries cannot select compound fields: this mapping has none.
-NO_COMPOUND = copy.deepcopy(MAPPING)
-NO_COMPOUND["mappings"][0]["properties"] = [
-    p for p in NO_COMPOUND["mappings"][0]["properties"] if p["field"] != "BillingAddress"
-]
+NO_COMPOUND = copy.deepcopy(MAPPING)  # compound fields are refused now; every mapping is Bulk-able
 
 
 def used_bulk(salesforce) -> bool:
@@ -40,17 +34,16 @@ def test_auto_uses_bulk_from_the_threshold(salesforce, capsys):
     assert len(run.records["Account"]) == len(salesforce.org.rows("Account"))
 
 
-def test_compound_fields_keep_rest(salesforce, capsys, caplog):
-    run = run_tap(capsys, api_type="bulk")
-    assert "compound fields ['BillingAddress'] need the REST API" in caplog.text
-    assert any(r["BillingAddress"] for r in run.records["Account"])
-    bulk_queries = [r["query"] for r in salesforce.requests if "/jobs/query" in r["path"] and r.get("query")]
-    assert all("FROM Account" not in q for q in bulk_queries)
-    assert any("FROM Subscription__c" in q for q in bulk_queries)
-
-
-def test_a_failed_bulk_job_fails_the_run_clearly(salesforce, capsys, caplog):
+def test_a_failed_bulk_job_is_read_again_in_smaller_windows(salesforce, capsys, caplog):
+    # Issue 7.3: a failed job (here QUERY_TIMEOUT) no longer ends the run; the object is read
+    # in SystemModstamp windows that halve, with the bookmark moving per row.
+    expected = run_tap(capsys, mapping=NO_COMPOUND, api_type="rest")
     salesforce.faults.add(Fault(kind="bulk_job_failed", path="/jobs/query"))
-    with pytest.raises(SystemExit):
-        run_tap(capsys, mapping=NO_COMPOUND, api_type="bulk")
-    assert "Bulk API 2.0 query on Account" in caplog.text
+    run = run_tap(capsys, mapping=NO_COMPOUND, api_type="bulk")
+    assert run.exit_code == 0
+    assert "reading in windows of" in caplog.text
+    assert sorted(r["Id"] for r in run.records["Account"]) == sorted(
+        r["Id"] for r in expected.records["Account"]
+    )
+    windowed = [q for q in (r["query"] for r in salesforce.requests) if q and "SystemModstamp <" in q]
+    assert windowed

@@ -90,4 +90,4 @@ def test_a_retry_is_logged_once(salesforce, capsys, caplog):
     run_tap(capsys, max_retries=2)
     retries = [m for m in caplog.messages if "retry" in m.lower() or "backing off" in m.lower()]
     assert len(retries) == 1, retries
-    assert retries[0].startswith("Transient Salesforce failure (")
+    assert retries[0].startswith("Salesforce answered HTTP 503 to GET ")

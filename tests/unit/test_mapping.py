@@ -199,6 +199,17 @@ def test_project_limits():
     ]
 
 
+def test_names_amplitude_would_refuse_are_refused():
+    # Issue 6, point 12: Amplitude refuses strings over 1024 characters as names, so a mapping
+    # with such a group type or property name would have every request refused.
+    long_type = validate(doc(account(group_type="g" * 1100)))
+    assert len(long_type) == 1 and long_type[0].endswith("group type is longer than 1024 characters")
+    long_prop = validate(doc(account(properties=[{"field": "Name", "property": "p" * 1025}])))
+    assert long_prop == [
+        "1: Account -> org id: group property 1: group property name is longer than 1024 characters"
+    ]
+
+
 def test_every_problem_is_reported_at_once():
     problems = validate(
         {"version": 2, "mappings": [account(object=""), account(group_type=""), "x"], "extra": 1}

@@ -16,7 +16,8 @@ from typing import Any
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import GroupMapping
-from tap_salesforce_groups.client import SalesforceClient, SalesforceClientError
+from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import FieldProblem, group_name_warnings, json_type, resolve_field
 from tap_salesforce_groups.tap import TapSalesforceGroups
 

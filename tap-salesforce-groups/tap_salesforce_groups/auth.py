@@ -1,0 +1,168 @@
+"""The four Salesforce login flows: OAuth refresh token, JWT bearer, client credentials, SOAP.
+
+Each returns an access token and the instance URL. Transient failures are retried by the
+session's adapter (see ``client.py``); a refused login raises :class:`SalesforceAuthError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+import jwt
+import requests
+
+from tap_salesforce_groups.errors import SalesforceAuthError
+
+PRODUCTION_AUDIENCE = "https://login.salesforce.com"
+SANDBOX_AUDIENCE = "https://test.salesforce.com"
+
+
+def login_base_url(config: Mapping[str, Any]) -> str:
+    """The login host: ``login_url`` if set, else built from ``domain`` (login, test or My Domain)."""
+    if config.get("login_url"):
+        return str(config["login_url"]).rstrip("/")
+    domain = str(config["domain"]).strip()
+    if domain.startswith("https://"):
+        return domain.rstrip("/")
+    if "." in domain:  # a My Domain host such as acme.my.salesforce.com
+        return f"https://{domain}"
+    return f"https://{domain}.salesforce.com"
+
+
+def jwt_audience(config: Mapping[str, Any]) -> str:
+    """The JWT ``aud`` claim: login or test, never the My Domain host.
+
+    Salesforce documents ``https://test.salesforce.com`` for sandboxes, including sandbox My
+    Domains (``acme--uat.sandbox.my.salesforce.com``); a sandbox answers anything else with
+    ``invalid_grant: audience is invalid``. ``jwt_audience`` overrides the choice.
+    """
+    if config.get("jwt_audience"):
+        return str(config["jwt_audience"])
+    domain = str(config["domain"]).strip().lower()
+    host = urlsplit(domain).hostname if "://" in domain else domain
+    sandbox = domain == "test" or (host or "").endswith(".sandbox.my.salesforce.com")
+    return SANDBOX_AUDIENCE if sandbox else PRODUCTION_AUDIENCE
+
+
+def auth_flow(config: Mapping[str, Any]) -> str:
+    """Which login flow the settings describe; raises when none is complete."""
+    has = {
+        k
+        for k in ("client_id", "client_secret", "refresh_token", "private_key", "username", "password")
+        if config.get(k)
+    }
+    if {"client_id", "client_secret", "refresh_token"} <= has:
+        return "refresh_token"
+    if {"client_id", "private_key", "username"} <= has:
+        return "jwt"
+    if {"username", "password"} <= has:
+        return "password"
+    if {"client_id", "client_secret"} <= has:
+        return "client_credentials"
+    msg = (
+        "no complete Salesforce credentials: set client_id + client_secret + refresh_token (OAuth), "
+        "client_id + private_key + username (JWT bearer), client_id + client_secret (client "
+        "credentials, My Domain), or username + password + security_token"
+    )
+    raise SalesforceAuthError(msg)
+
+
+def jwt_assertion(config: Mapping[str, Any]) -> str:
+    """A signed JWT bearer assertion; a key that is not a usable PEM key is one clear error."""
+    claims = {
+        "iss": config["client_id"],
+        "sub": config["username"],
+        "aud": jwt_audience(config),
+        "exp": int(time.time()) + 180,
+    }
+    try:
+        return jwt.encode(claims, config["private_key"], algorithm="RS256")
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        msg = "private_key is not a PEM-encoded RSA private key (check the BEGIN/END lines and newlines)"
+        raise SalesforceAuthError(msg) from exc
+
+
+def login(session: requests.Session, config: Mapping[str, Any], flow: str, timeout: float) -> tuple[str, str]:
+    """Log in with ``flow``; returns ``(access_token, instance_url)``."""
+    base = login_base_url(config)
+    if flow == "password":
+        return _soap_login(session, base, config, timeout)
+    return _oauth_login(session, base, config, flow, timeout)
+
+
+def _oauth_login(
+    session: requests.Session, base: str, config: Mapping[str, Any], flow: str, timeout: float
+) -> tuple[str, str]:
+    headers: dict[str, str] = {}
+    if flow == "refresh_token":
+        data = {
+            "grant_type": "refresh_token",
+            "client_id": config["client_id"],
+            "client_secret": config["client_secret"],
+            "refresh_token": config["refresh_token"],
+        }
+    elif flow == "jwt":
+        data = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": jwt_assertion(config),
+        }
+    else:  # client credentials: Basic auth, as Salesforce documents it
+        pair = f"{config['client_id']}:{config['client_secret']}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        data = {"grant_type": "client_credentials"}
+    url = f"{base}/services/oauth2/token"
+    response = session.post(url, data=data, headers=headers, timeout=timeout)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if response.status_code != 200 or "access_token" not in body:
+        code = body.get("error", f"HTTP {response.status_code}")
+        reason = f"{code}: {body.get('error_description', '')}".strip()
+        msg = f"Salesforce login ({flow} flow) at {url} failed: {reason}"
+        raise SalesforceAuthError(msg)
+    return str(body["access_token"]), str(body["instance_url"])
+
+
+def _soap_login(
+    session: requests.Session, base: str, config: Mapping[str, Any], timeout: float
+) -> tuple[str, str]:
+    secret = escape(str(config["password"]) + str(config.get("security_token") or ""))
+    envelope = (
+        '<?xml version="1.0" encoding="utf-8" ?>'
+        '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/">'
+        '<env:Body><n1:login xmlns:n1="urn:partner.soap.sforce.com">'
+        f"<n1:username>{escape(str(config['username']))}</n1:username>"
+        f"<n1:password>{secret}</n1:password>"
+        "</n1:login></env:Body></env:Envelope>"
+    )
+    url = f"{base}/services/Soap/u/{config['api_version']}"
+    headers = {"content-type": "text/xml", "charset": "UTF-8", "SOAPAction": "login"}
+    response = session.post(url, data=envelope.encode(), headers=headers, timeout=timeout)
+    return parse_soap_login(response.status_code, response.text, url)
+
+
+def parse_soap_login(status: int, text: str, url: str) -> tuple[str, str]:
+    """``(sessionId, instance URL)`` from a SOAP ``loginResponse``; a fault raises its faultstring."""
+    try:
+        root = ET.fromstring(text)  # noqa: S314 (response from the configured login host)
+    except ET.ParseError as exc:
+        msg = f"Salesforce login (password flow) at {url} failed: HTTP {status}"
+        raise SalesforceAuthError(msg) from exc
+    session_id = root.find(".//{*}sessionId")
+    server_url = root.find(".//{*}serverUrl")
+    if status != 200 or session_id is None or server_url is None:
+        fault = root.find(".//{*}faultstring")
+        reason = fault.text if fault is not None else f"HTTP {status}"
+        msg = f"Salesforce login (password flow) at {url} failed: {reason}"
+        raise SalesforceAuthError(msg)
+    parts = urlsplit(str(server_url.text))
+    return str(session_id.text), f"https://{parts.netloc.replace('-api', '')}"

@@ -1,0 +1,35 @@
+"""What can go wrong talking to Salesforce, as the tap tells it apart."""
+
+from __future__ import annotations
+
+
+class SalesforceClientError(Exception):
+    """A Salesforce failure the run cannot recover from; the message says what and where."""
+
+
+class SalesforceAuthError(SalesforceClientError):
+    """Login failed (bad or missing credentials, blocked flow, unusable key)."""
+
+
+class StopRun(SalesforceClientError):
+    """Stop reading, keep the state of what was emitted: the org's limit or our budget."""
+
+    failed = True
+
+
+class RequestLimitExceeded(StopRun):
+    """The org's API request limit is exhausted (REQUEST_LIMIT_EXCEEDED)."""
+
+
+class ApiBudgetReached(StopRun):
+    """The org's daily API usage reached ``max_api_usage_percent``."""
+
+    failed = False
+
+
+class QueryTooBig(SalesforceClientError):
+    """The org gave up on a query (QUERY_TIMEOUT) or a Bulk job failed: read a smaller window."""
+
+
+class QueryCursorExpired(SalesforceClientError):
+    """The server forgot a query cursor (INVALID_QUERY_LOCATOR); re-query from the bookmark."""

@@ -1,0 +1,236 @@
+"""Issue 7: where real Salesforce differs from a friendly fake, each behaviour in the emulator.
+
+Sources for the behaviours the emulator reproduces (cited per test too):
+- Field names are case-insensitive; selecting one twice is MALFORMED_QUERY "duplicate field
+  selected": https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select.htm
+- Polymorphic relationships resolve through the Name object:
+  https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+- JWT audience for sandboxes is https://test.salesforce.com:
+  https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm
+- Bulk API 2.0 job lifecycle (create, poll, results with Sforce-Locator, delete):
+  https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_create_job.htm
+- QUERY_TIMEOUT and windowed reads as singer-io/tap-salesforce does
+  (tap_salesforce/salesforce/rest.py: _query_recur halves the window on QUERY_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from singer_sdk.exceptions import ConfigValidationError
+
+from emulators._server import Fault
+from emulators.salesforce import CLIENT_ID, USERNAME
+from tap_salesforce_groups.auth import jwt_audience
+from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.soql import MAX_URI_BYTES, build_soql, query_uri_bytes
+from tap_salesforce_groups.streams import exact_int
+from tap_salesforce_groups.tap import TapSalesforceGroups
+from tests.mappings import document, group
+from tests.tap.conftest import CONFIG, MAPPING, run_tap, settings
+
+ANY_CASE = document(
+    group(
+        "Account",
+        "org id",
+        "id",  # the group name field in lower case: Id is selected once
+        (("name", "account name"), ("INDUSTRY", "industry"), ("owner.name", "owner"), ("Id", "sf id")),
+    )
+)
+
+
+def bulk_jobs(salesforce, method):
+    return [r for r in salesforce.requests if "/jobs/query" in r["path"] and r["method"] == method]
+
+
+# -- 1. names in any case ------------------------------------------------------------------------
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_a_mapping_in_any_case_reads_canonical_names_once(salesforce, capsys, api_type):
+    run = run_tap(capsys, mapping=ANY_CASE, api_type=api_type)
+    assert run.exit_code == 0
+    records = run.records["Account"]
+    assert set(records[0]) == {"Id", "Name", "Industry", "Owner.Name", "SystemModstamp", "IsDeleted"}
+    rows = {r["Id"]: r for r in salesforce.org.rows("Account")}
+    assert all(r["Industry"] == rows[r["Id"]]["Industry"] for r in records)
+    assert any(r["Industry"] for r in records)  # not blanked (which would $unset in Amplitude)
+    soql = next(r["query"] for r in salesforce.requests if r.get("query") and "COUNT" not in r["query"])
+    assert soql.startswith("SELECT Id, Name, Industry, Owner.Name, SystemModstamp, IsDeleted FROM Account")
+
+
+def test_rest_and_bulk_give_byte_identical_records_for_any_case(salesforce, capsys):
+    rest = run_tap(capsys, mapping=ANY_CASE, api_type="rest")
+    bulk = run_tap(capsys, mapping=ANY_CASE, api_type="bulk")
+    dump = lambda run: json.dumps(run.records, sort_keys=False)  # noqa: E731
+    assert dump(rest) == dump(bulk)
+    assert rest.schemas["Account"]["key_properties"] == ["Id"]
+
+
+# -- 2. one retry and re-login policy for Bulk ---------------------------------------------------
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=503, count=2, path="/jobs/query"),  # create (POST) and polls
+        Fault(status=503, count=1, path="/results"),
+        Fault(kind="expire_session", path="/results"),
+        Fault(kind="expire_session", path="/jobs/query/750"),
+    ],
+    ids=["503-create", "503-results", "session-results", "session-poll"],
+)
+def test_every_bulk_call_is_retried_or_logged_in_again(salesforce, capsys, fault):
+    expected = run_tap(capsys, api_type="rest").records
+    salesforce.reset()
+    salesforce.faults.add(fault)
+    run = run_tap(capsys, api_type="bulk")
+    assert run.exit_code == 0
+    assert run.records == expected
+
+
+def test_bulk_request_limit_stops_cleanly_with_state(salesforce, capsys, caplog):
+    salesforce.faults.add(Fault(kind="request_limit", path="/results"))
+    run = run_tap(capsys, api_type="bulk")
+    assert run.exit_code == 1
+    assert "REQUEST_LIMIT_EXCEEDED" in caplog.text
+    assert "Subscription__c" not in run.records
+    assert run.states  # the state of what was emitted (nothing) is written, no traceback
+
+
+def test_the_budget_is_checked_while_a_bulk_job_is_polled(salesforce, capsys, caplog):
+    salesforce.bulk.delay = 5.0
+    salesforce.api_max = 100
+    try:
+        run = run_tap(capsys, api_type="bulk", max_api_usage_percent=6)
+    finally:
+        salesforce.bulk.delay = 0.0
+    assert "max_api_usage_percent" in caplog.text
+    assert run.exit_code == 0 and run.records == {}
+    assert len(bulk_jobs(salesforce, "GET")) < 10  # stopped polling
+
+
+def test_bulk_jobs_are_deleted_once_read(salesforce, capsys):
+    run_tap(capsys, api_type="bulk")
+    created = len(bulk_jobs(salesforce, "POST"))
+    assert created == 2
+    assert len(bulk_jobs(salesforce, "DELETE")) == created
+
+
+# -- 3. QUERY_TIMEOUT: windows -------------------------------------------------------------------
+def test_query_timeout_reads_in_halving_windows_with_state_per_row(salesforce, capsys, caplog):
+    everything = run_tap(capsys, api_type="rest").records["Account"]
+    salesforce.reset()
+    salesforce.query_timeout_rows = 80  # an unbounded query over more rows times out
+    run = run_tap(capsys, api_type="auto")
+    assert run.exit_code == 0
+    assert [r["Id"] for r in run.records["Account"]] == [r["Id"] for r in everything]
+    assert "reading in windows of" in caplog.text
+    windows = [q for q in (r["query"] for r in salesforce.requests) if q and "SystemModstamp <" in q]
+    assert len(windows) >= 4
+    assert run.state["bookmarks"]["Account"]["replication_key_value"] == everything[-1]["SystemModstamp"]
+
+
+# -- 4. polymorphic lookups ----------------------------------------------------------------------
+def owned(object_name, *fields):
+    name_field = "CaseNumber" if object_name == "Case" else "Name"
+    return document(group(object_name, "g", name_field, tuple((f, f) for f in fields)))
+
+
+@pytest.mark.parametrize("object_name", ["Case", "Subscription__c"])
+def test_polymorphic_owner_accepts_name_object_fields(salesforce, capsys, object_name):
+    run = run_tap(capsys, mapping=owned(object_name, "Owner.Name", "owner.email"))
+    assert run.exit_code == 0
+    users = {u["Id"]: u for u in salesforce.org.rows("User")}
+    rows = {r["Id"]: r for r in salesforce.org.rows(object_name)}
+    for record in run.records[object_name]:
+        owner = users[rows[record["Id"]]["OwnerId"]]
+        assert (record["Owner.Name"], record["Owner.Email"]) == (owner["Name"], owner["Email"])
+
+
+@pytest.mark.parametrize("object_name", ["Case", "Subscription__c"])
+@pytest.mark.parametrize("field", ["Owner.Department", "Owner.DeveloperName"])
+def test_polymorphic_owner_refuses_other_fields_naming_the_allowed_ones(salesforce, field, object_name):
+    with pytest.raises(ConfigValidationError) as exc:
+        TapSalesforceGroups(config={**CONFIG, "mapping": owned(object_name, field)})
+    (problem,) = exc.value.errors
+    assert "polymorphic lookup Owner (Group or User)" in problem
+    assert "Name, Alias, Email, FirstName, LastName, IsActive" in problem
+
+
+# -- 5. JWT audience -----------------------------------------------------------------------------
+def jwt_config(salesforce, **extra):
+    return settings(
+        client_secret=None,
+        refresh_token=None,
+        client_id=CLIENT_ID,
+        username=USERNAME,
+        private_key=salesforce.jwt_private_key_pem,
+        **extra,
+    )
+
+
+def test_jwt_to_a_sandbox_my_domain_uses_the_test_audience(salesforce):
+    salesforce.sandbox = True
+    config = jwt_config(salesforce, domain="acme--uat.sandbox.my.salesforce.com")
+    assert jwt_audience(config) == "https://test.salesforce.com"
+    assert SalesforceClient(config).describe("Account")["name"] == "Account"
+    with pytest.raises(Exception, match="audience is invalid"):
+        SalesforceClient(jwt_config(salesforce, domain="acme.my.salesforce.com")).login()
+    override = jwt_config(
+        salesforce, domain="acme.my.salesforce.com", jwt_audience="https://test.salesforce.com"
+    )
+    SalesforceClient(override).login()
+
+
+# -- 6. long queries -----------------------------------------------------------------------------
+def test_a_mapping_of_800_fields_reads_through_bulk(salesforce, capsys, caplog):
+    caplog.set_level("INFO")
+    fields = [f"Custom_Attribute_{k:03d}__c" for k in range(1, 801)]
+    soql = build_soql("Wide__c", fields, replication_key="SystemModstamp")
+    assert query_uri_bytes("62.0", soql) > MAX_URI_BYTES  # as a REST GET, the org answers 414
+    mapping = document(group("Wide__c", "wide", "Name", tuple((f, f.lower()) for f in fields)))
+    run = run_tap(capsys, mapping=mapping)
+    assert run.exit_code == 0
+    assert "using Bulk API 2.0" in caplog.text
+    records = run.records["Wide__c"]
+    assert len(records) == len(salesforce.org.rows("Wide__c"))
+    rows = {r["Id"]: r for r in salesforce.org.rows("Wide__c")}
+    assert all(r[f] == rows[r["Id"]][f] for r in records for f in fields)
+    assert not [r for r in salesforce.requests if r["status"] == 414]
+
+
+def test_api_type_rest_refuses_a_field_list_too_long_for_a_uri(salesforce, capsys, caplog):
+    fields = [f"Custom_Attribute_{k:03d}__c" for k in range(1, 801)]
+    mapping = document(group("Wide__c", "wide", "Name", tuple((f, f) for f in fields)))
+    run = run_tap(capsys, mapping=mapping, api_type="rest")
+    assert run.exit_code == 1
+    assert "above Salesforce's 16384; set api_type to auto or bulk" in caplog.text
+
+
+def test_the_emulator_refuses_a_uri_over_16384_bytes(salesforce):
+    import requests
+
+    token = salesforce.new_session()
+    q = "SELECT Id FROM Account WHERE Name = '" + "x" * 17000 + "'"
+    response = requests.get(
+        f"{salesforce.url}/services/data/v62.0/query",
+        params={"q": q},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 414
+
+
+# -- 7. values -----------------------------------------------------------------------------------
+def test_integers_are_exact_beyond_2_53():
+    assert exact_int("9007199254740993") == 9007199254740993
+    assert exact_int("12.0") == 12
+
+
+def test_compound_fields_are_refused_naming_their_components(salesforce):
+    mapping = copy.deepcopy(MAPPING)
+    mapping["mappings"][0]["properties"].append({"field": "BillingAddress", "property": "address"})
+    with pytest.raises(ConfigValidationError) as exc:
+        TapSalesforceGroups(config={**CONFIG, "mapping": mapping})
+    (problem,) = exc.value.errors
+    assert problem.startswith("Account: 'BillingAddress' is a compound address field; map its components")
+    assert "BillingStreet, BillingCity" in problem
