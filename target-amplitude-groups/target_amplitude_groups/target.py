@@ -70,16 +70,17 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
     ),
     ("max_concurrency", th.IntegerType(minimum=1, maximum=64), 4, "Requests in flight at once."),
     ("max_retries", th.IntegerType(minimum=0, maximum=100), 8, "Retries of a throttled or failed request."),
-    ("request_timeout", th.NumberType(exclusive_minimum=0, maximum=3600), 30, "Seconds per HTTP request."),
+    # Whole seconds: Meltano and the SDK pass integers from environment variables, not decimals.
+    ("request_timeout", th.IntegerType(minimum=1, maximum=3600), 30, "Seconds per HTTP request."),
     (
         "max_backoff",
-        th.NumberType(minimum=0, maximum=3600),
+        th.IntegerType(minimum=0, maximum=3600),
         60,
         "Longest wait between retries, in seconds; a longer Retry-After is capped to it.",
     ),
     (
         "state_interval_seconds",
-        th.NumberType(exclusive_minimum=0, maximum=240),
+        th.IntegerType(minimum=1, maximum=240),
         60,
         "Checkpoint (emit STATE for everything acknowledged) at least this often, besides after each full batch.",
     ),

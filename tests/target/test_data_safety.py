@@ -135,16 +135,28 @@ def test_a_crash_late_in_a_run_keeps_the_checkpoints_before_it(amplitude, capsys
 
 
 def test_a_slow_stream_is_checkpointed_every_state_interval(amplitude, capsys, caplog):
+    from target_amplitude_groups.target import TargetAmplitudeGroups
+
     caplog.set_level(logging.INFO)
-    messages = [schema_msg()]
-    for i in range(4):
-        messages += [record(i), state(i + 1)]
-    lines = singer(*messages)
-    # Each record arrives after the interval has passed: its STATE is checkpointed without a full batch.
-    config = {"mapping": MAPPING, "state_interval_seconds": 0.000001}
-    out = run_target(config, lines, capsys)
-    assert len(states_in(out)) >= 3
-    assert "Checkpoint: " in caplog.text
+
+    def slow_tap():  # a record, then its STATE, then a pause longer than state_interval_seconds
+        yield json.dumps(schema_msg()) + "\n"
+        for i in range(3):
+            yield json.dumps(record(i)) + "\n"
+            yield json.dumps(state(i + 1)) + "\n"
+            time.sleep(1.2)
+
+    capsys.readouterr()
+    target = TargetAmplitudeGroups(config={**BASE_CONFIG, "mapping": MAPPING, "state_interval_seconds": 1})
+    target.listen(slow_tap())  # type: ignore[arg-type]
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    # No batch filled (10,000 rows): each STATE went out because the interval had passed.
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == [
+        "2025-01-01",
+        "2025-01-02",
+        "2025-01-03",
+    ]
+    assert caplog.text.count("Checkpoint: ") == 3
 
 
 # -- 7. Errors that retrying cannot fix fail at once ----------------------------------------------
@@ -223,9 +235,9 @@ def test_plain_http_is_allowed_to_loopback_only():
 def test_retry_after_is_capped_at_max_backoff(amplitude, capsys, caplog):
     amplitude.faults.add(Fault(status=429, count=1, path="/groupidentify", headers={"Retry-After": "1e9"}))
     started = time.monotonic()
-    run_target({"mapping": MAPPING, "max_backoff": 0.2}, singer(schema_msg(), record(1), STATE), capsys)
+    run_target({"mapping": MAPPING, "max_backoff": 1}, singer(schema_msg(), record(1), STATE), capsys)
     assert time.monotonic() - started < 5
-    assert "asked to wait 1e+09s (Retry-After); waiting max_backoff=0.2s instead" in caplog.text
+    assert "asked to wait 1e+09s (Retry-After); waiting max_backoff=1s instead" in caplog.text
 
 
 # -- 11. Only Amplitude's success answer acknowledges ----------------------------------------------

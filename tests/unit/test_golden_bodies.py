@@ -302,7 +302,7 @@ def run_config(recorder: RecordingAmplitude, name: str, lines: str) -> list[byte
     config = {
         "api_key": API_KEY,
         "api_url": f"{recorder.url}/groupidentify",
-        "max_backoff": 0.05,
+        "max_backoff": 0,
         **({"mapping": mapping} if mapping is not None else {}),
         **extra,
     }
