@@ -103,9 +103,8 @@ def test_the_documented_413_splits_the_request(amplitude, capsys):
 def test_documented_transient_answers_are_retried(amplitude, capsys, tmp_path, name, throttled):
     amplitude.faults.add(replay(name))
     report = tmp_path / "report.json"
-    out = run_target(
-        {"mapping": MAPPING, "report_file": str(report)}, singer(SCHEMA, *records(2), STATE), capsys
-    )
+    config = {"mapping": MAPPING, "report_file": str(report), "max_backoff": 1}  # a wait to count
+    out = run_target(config, singer(SCHEMA, *records(2), STATE), capsys)
     assert out == [STATE["value"]]
     saved = json.loads(report.read_text())
     assert (saved["retries"], saved["groups_sent"]) == (1, 2)
