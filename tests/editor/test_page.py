@@ -40,6 +40,8 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+expect.set_options(timeout=15_000)  # a loaded 2-core CI machine; a passing check returns at once
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
