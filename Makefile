@@ -2,16 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml */pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml | cksum | cut -d' ' -f1)
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint typecheck docs lock bench clean
 
-$(STAMP): requirements-dev.txt pyproject.toml */pyproject.toml
+$(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -26,6 +26,19 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# mypy on the three packages ([tool.mypy] in pyproject.toml).
+typecheck: install
+	$(BIN)/mypy
+
+# README's settings tables, meltano.yml's settings and .env.example, from each plugin's --about.
+docs: install
+	$(BIN)/python docs/settings.py
+
+# Pin what is installed now (after changing a requirement): requirements/constraints.txt.
+lock: install
+	{ sed -n '1,2p' requirements/constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > requirements/constraints.tmp
+	mv requirements/constraints.tmp requirements/constraints.txt
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)

@@ -32,10 +32,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         "--repeat",
-        dest="repeat",
-        type=int,
-        default=1,
-        help="rounds per size; medians are reported",
+        dest="rounds",
+        default="1",
+        help="rounds per size, medians reported; one number, or one per size (e.g. 3,1)",
     )
     parser.add_argument(
         "--bookmark-burst",
@@ -56,12 +55,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.sizes
         else [args.accounts]
     )
-    if not args.size_list or min(args.size_list) < 1 or args.fields < 1 or args.repeat < 1:
+    try:
+        rounds = [int(r) for r in str(args.rounds).split(",") if r.strip()]
+    except ValueError:
+        parser.error("--rounds takes a number or comma-separated numbers")
+    if len(rounds) == 1:
+        rounds *= len(args.size_list)
+    if len(rounds) != len(args.size_list):
+        parser.error("--rounds takes one number, or one per size")
+    if not args.size_list or min(args.size_list) < 1 or args.fields < 1 or min(rounds) < 1:
         parser.error("sizes, --fields and --rounds must be positive")
     args.api_list = [a.strip() for a in args.apis.split(",") if a.strip()]
     if not args.api_list or not set(args.api_list) <= {"rest", "bulk"}:
         parser.error("--apis takes rest, bulk or both (the raw floors read one or the other)")
-    args.size_list.sort()
+    args.plan = sorted(zip(args.size_list, rounds, strict=True))
+    args.size_list = [size for size, _ in args.plan]
+    args.repeat = rounds
     return args
 
 
@@ -107,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-install-") as tmp:
         meltano("install", env={"MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"})
     sizes = []
-    for accounts in args.size_list:
+    for accounts, repeat in args.plan:
         try:
-            size = bench_size(accounts, args.fields, args.repeat, args.bookmark_burst, args.api_list)
+            size = bench_size(accounts, args.fields, repeat, args.bookmark_burst, args.api_list)
         except (RuntimeError, ValueError) as exc:
             print(f"\nBenchmark failed at {accounts:,} rows: {exc}", file=sys.stderr)
             return 1
@@ -128,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters": {
             "sizes": args.size_list,
             "fields": args.fields,
-            "repeat": args.repeat,
+            "rounds": [r for _, r in args.plan],
             "bookmark_burst": args.bookmark_burst,
             "apis": args.api_list,
         },

@@ -245,8 +245,9 @@ def table(result: dict[str, Any]) -> str:
     p = result["parameters"]
     m = result["machine"]
     lines = [
-        f"Benchmark {result['date']}: {p['fields']} mapped Account fields, {p['repeat']} round(s) "
-        f"per size (medians), {m['cpu_count']} CPUs ({m.get('cpu_model', '?')}), Python {m['python']}",
+        f"Benchmark {result['date']}: {p['fields']} mapped Account fields, rounds per size "
+        f"{', '.join(f'{s:,}: {r}' for s, r in zip(p['sizes'], p['rounds'], strict=True))} (medians), "
+        f"{m['cpu_count']} CPUs ({m.get('cpu_model', '?')}), Python {m['python']}",
     ]
     for size in result["sizes"]:
         for api in size["median"]:

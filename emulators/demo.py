@@ -61,6 +61,11 @@ def main() -> int:
             return run_meltano(f"--env-file={empty_env_file}", *args, env=env, base_env=sealed)
 
         print(f"Salesforce emulator: {emu.salesforce.url}   Amplitude emulator: {emu.amplitude.url}")
+        print(
+            "Each Salesforce row becomes an Amplitude group: an Account is the group 'org id' = its Id,\n"
+            "a Subscription__c the group 'subscription' = its Name; demo/mapping.json picks the fields\n"
+            "that become the group's properties. In the tables, ∅ means the group has no such property."
+        )
         print("Installing the plugins (meltano install)…")
         meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
 
@@ -94,6 +99,12 @@ def main() -> int:
             for i in (r.get("payload") or [])
         }
         print(f"  groups sent by the incremental run: {len(sent)}")
+        print(
+            "  Only rows changed since the bookmark were read and sent: the renamed account, the one\n"
+            "  whose Industry was cleared (sent as $unset, hence ∅), and the new one. The soft-deleted\n"
+            "  account was read but left as it was in Amplitude: deleted_records is 'ignore' by default\n"
+            "  ('unset' clears its properties, 'flag' sets deleted = true)."
+        )
         print_groups(emu.amplitude.groups(), only=sent)
 
         state = meltano(

@@ -3,8 +3,8 @@ paging, limits, sObject CRUD, injected faults and an admin API, over HTTPS on lo
 
 It follows the contract in ``docs/reference/salesforce-api.md`` (c): the same JSON shapes, error
 codes and messages, headers (``Sforce-Limit-Info``) and paging (``nextRecordsUrl``). The org
-holds Account, User, Subscription__c and Document rows generated deterministically from a
-seed, and lists the non-queryable AggregateResult type.
+holds Account, User, Subscription__c, Document, Case and Wide__c rows generated
+deterministically from a seed, and lists the non-queryable AggregateResult type.
 
     with SalesforceEmulator(accounts=1000) as sf:
         token = requests.post(f"{sf.url}/services/oauth2/token", data={...}, verify=sf.ca_path)

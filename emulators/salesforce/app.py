@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import secrets
+import socket
 import threading
 import traceback
 from collections import OrderedDict
@@ -23,7 +24,14 @@ from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
 from .schema import API_VERSIONS, OBJECTS, ORG_ID, release_label
 
-FAULT_KINDS = ("expire_session", "expire_cursor", "request_limit", "query_timeout", "bulk_job_failed")
+FAULT_KINDS = (
+    "expire_session",
+    "expire_cursor",
+    "request_limit",
+    "query_timeout",
+    "bulk_job_failed",
+    "disconnect",
+)
 MAX_URI_BYTES = 16_384  # https://help.salesforce.com/s/articleView?id=000386238 (414 URI Too Long)
 MAX_CURSORS = 200  # open query cursors kept; older ones answer INVALID_QUERY_LOCATOR
 MAX_LOG = 100_000
@@ -518,6 +526,12 @@ class SalesforceEmulator(BackgroundServer):
                 "QUERY_TIMEOUT: Your query request was running for too long.",
             )
             return None  # the poll itself answers normally and reports the Failed state
+        elif fault.kind == "disconnect":
+            # The connection drops before any byte of the answer, as a reset in the network does.
+            sock = request.environ.get("werkzeug.socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            return self._finish(request, Response(b"", status=500))
         elif fault.kind is not None:
             error = ApiError(500, "UNKNOWN_EXCEPTION", f"unknown emulator fault kind {fault.kind}")
         if error is not None:

@@ -486,7 +486,7 @@ class Table:
 
 
 class Org:
-    """The emulated org: generated rows for Account, User, Subscription__c and Document, and
+    """The emulated org: generated rows for Account, User, Subscription__c, Document, Case and Wide__c, and
     mutations (AggregateResult has a table that stays empty: it cannot hold rows).
 
     Generation is deterministic for a given ``seed`` and row count; each object draws from its

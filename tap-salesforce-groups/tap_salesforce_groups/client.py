@@ -52,7 +52,7 @@ class SalesforceRetry(Retry):
     address), a ``Retry-After`` is capped at ``backoff_max``, and each status retry is logged.
     """
 
-    logger = logging.getLogger("tap_salesforce_groups")
+    logger = logging.getLogger("tap-salesforce-groups")  # the tap's logger, set up by the SDK
 
     def get_retry_after(self, response: Any) -> float | None:
         after = super().get_retry_after(response)
@@ -70,8 +70,11 @@ class SalesforceRetry(Retry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> Retry:
-        if isinstance(error, NewConnectionError) and "timed out" not in str(error):
-            exhausted = self.new(total=0)  # raises MaxRetryError naming this error, at once
+        refused = isinstance(error, NewConnectionError) and "timed out" not in str(error)
+        # A SOAP login fault (bad password) comes as HTTP 500: an answer, not an outage.
+        soap_fault = response is not None and "/services/Soap/" in (url or "")
+        if refused or soap_fault:
+            exhausted = self.new(total=0)  # raises MaxRetryError at once: the caller sees this answer
             return Retry.increment(exhausted, method, url, response, error, _pool, _stacktrace)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if response is not None:

@@ -182,12 +182,13 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         _fail(exc.problems, "The scaffolded mapping would be invalid:")
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if write:
-        path = str(settings.get("mapping_file") or "")
-        if not path:
+        mapping_file = str(settings.get("mapping_file") or "")
+        if not mapping_file:
             _fail(["--write needs the mapping_file setting"], "Nowhere to write:")
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        Path(mapping_file).write_text(text + "\n", encoding="utf-8")
         click.echo(
-            f"Added '{object_name} -> {group_type}' ({len(properties)} properties) to {path}", err=True
+            f"Added '{object_name} -> {group_type}' ({len(properties)} properties) to {mapping_file}",
+            err=True,
         )
     else:
         click.echo(text)

@@ -66,14 +66,12 @@ class Ties:
     def already_emitted(self, stamp: str, record_id: str) -> bool:
         return stamp == self.skip_stamp and record_id in self.skip
 
-    def emitted(self, stamp: str, record_id: str) -> bool:
-        """Note an emitted row; True when it started a newer stamp (a new Id list)."""
+    def emitted(self, stamp: str, record_id: str) -> None:
+        """Note an emitted row: a newer stamp starts a new Id list."""
         if self.stamp is None or stamp > self.stamp:
             self.stamp, self.ids = stamp, [record_id]
-            return True
-        if stamp == self.stamp:
+        elif stamp == self.stamp:
             self.ids.append(record_id)
-        return False
 
 
 def remember_emitted_at_bookmark(state: dict[str, Any], ids: list[str]) -> None:
@@ -182,9 +180,9 @@ class SalesforceObjectStream(Stream):
         stamp, record_id = record[key], record["Id"]
         if ties.already_emitted(stamp, record_id):
             return False
-        if ties.emitted(stamp, record_id):
-            # Before the SDK advances its bookmark to this stamp, so any STATE is consistent.
-            remember_emitted_at_bookmark(state, ties.ids)
+        ties.emitted(stamp, record_id)
+        # Before the SDK advances its bookmark to this stamp, so any STATE is consistent.
+        remember_emitted_at_bookmark(state, ties.ids)
         return True
 
     # -- where to read ---------------------------------------------------------------------------
@@ -242,8 +240,9 @@ class SalesforceObjectStream(Stream):
         size = min(size, span) / 2 if size else span / 2
         if size < MIN_WINDOW:
             raise SalesforceClientError(f"{exc}; even a {MIN_WINDOW} window fails")
+        shown = timedelta(seconds=round(size.total_seconds()))
         self.logger.warning(
-            "%s: %s; reading in windows of %s from %s", self.name, exc, size, start.isoformat()
+            "%s: %s; reading in windows of %s from %s", self.name, exc, shown, start.isoformat()
         )
         return Window(start, start + size), size
 

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import (
@@ -31,6 +30,7 @@ from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientEr
 from tap_salesforce_groups.run import RunControl
 from tap_salesforce_groups.schema import stream_spec
 from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
+from tap_salesforce_groups.writer import FastSingerWriter
 
 DEFAULT_API_VERSION = "62.0"
 
@@ -41,7 +41,7 @@ class TapSalesforceGroups(Tap):
     name = "tap-salesforce-groups"
     dynamic_catalog = True  # discovery calls describe, so `--discover` checks credentials too
     # The SDK's msgspec writer: the same JSON lines, serialised in C (see README "Benchmarks").
-    message_writer_class = MsgSpecWriter
+    message_writer_class = FastSingerWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property("client_id", th.StringType, description="Connected app consumer key."),

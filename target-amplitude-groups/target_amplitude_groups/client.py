@@ -3,7 +3,7 @@
 Amplitude's Group Identify API (https://amplitude.com/docs/apis/analytics/group-identify):
 form-encoded ``api_key`` + ``identification``; ``200`` with the body ``success`` is the only
 acknowledgement; 413 means too large; 400 is a bad request with no per-item detail; 429 and
-5xx are transient. See docs/amplitude.md for how each answer is handled.
+5xx are transient. README.md ("What happens to the data", Failures) says how each answer is handled.
 """
 
 from __future__ import annotations
@@ -181,7 +181,9 @@ class AmplitudeClient:
                 raise _Retryable(f"HTTP {status} with code 429", self._wait_for(response), throttled=True)
             if code is not None and code >= 500:
                 raise _Retryable(f"HTTP {status} with code {code}", self._wait_for(response))
-            if response.text.strip() != SUCCESS_BODY:
+            # "success" (Group Identify), or the JSON success summary of Amplitude's ingestion
+            # host ({"code": 200, ...}, HTTP V2 API): anything else was not Amplitude's acknowledgement.
+            if response.text.strip() != SUCCESS_BODY and code != 200:
                 raise AmplitudeError(
                     f"{self.host} answered HTTP {status} without Amplitude's success answer "
                     f"({body[:120]!r}); nothing after the last checkpoint counts as delivered "

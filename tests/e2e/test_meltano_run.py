@@ -159,16 +159,16 @@ def test_mapping_commands_through_meltano_invoke(
     def invoke(*args: str, extra: dict[str, str] | None = None) -> Any:
         return meltano("--environment=demo", "invoke", *args, env={**env, **(extra or {})}, check=False)
 
-    validate = invoke("tap-salesforce-groups:validate")
+    validate = invoke("tap-salesforce-groups-mapping:validate")
     assert validate.returncode == 0
     assert "Mapping OK: 2 mappings, 13 group properties." in validate.stdout
-    export = invoke("tap-salesforce-groups:export")
+    export = invoke("tap-salesforce-groups-mapping:export")
     assert json.loads(export.stdout) == MAPPING
-    verify = invoke("tap-salesforce-groups:verify")
+    verify = invoke("tap-salesforce-groups-mapping:verify")
     assert verify.returncode == 0
-    assert "Mapping verified against the org: OK (2 objects" in verify.stderr
+    assert "Mapping verified against the org: OK (2 objects" in verify.stdout
     scaffold = invoke(
-        "tap-salesforce-groups:scaffold",
+        "tap-salesforce-groups-mapping:scaffold",
         "--object",
         "User",
         "--group-type",
@@ -204,7 +204,9 @@ def test_mapping_commands_through_meltano_invoke(
             }
         )
     )
-    failed = invoke("tap-salesforce-groups:verify", extra={"TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(broken)})
+    failed = invoke(
+        "tap-salesforce-groups-mapping:verify", extra={"TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(broken)}
+    )
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
     for line in (

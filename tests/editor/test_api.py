@@ -1,4 +1,4 @@
-"""The editor's JSON API through real HTTP, against the Salesforce emulator (SPEC §8a)."""
+"""The editor's JSON API through real HTTP, against the Salesforce emulator (docs/SPEC.md §8a)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ def test_cadence_is_set_in_meltano_yml_keeping_everything_else(editor_factory, t
     assert got == {
         "available": True,
         "project": str(root / "meltano.yml"),
-        "schedules": ["salesforce-to-amplitude-daily"],
+        "schedules": ["salesforce-to-amplitude"],
         "cadence": "daily",
     }
     response = editor.call("PUT", "/api/schedule", {"cadence": "hourly"})

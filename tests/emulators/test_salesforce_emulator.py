@@ -35,6 +35,7 @@ from emulators.salesforce import (
 )
 
 V = "/services/data/v62.0"
+QUERYABLE = ("Account", "User", "Subscription__c", "Document", "Case", "Wide__c")  # the org's objects
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_PROPERTIES = {
     "name", "label", "type", "soapType", "nillable", "createable", "updateable", "custom",
@@ -334,15 +335,7 @@ def test_global_describe_with_and_without_slash(sf, http):
         body = http.get(f"{sf.url}{V}/{path}").json()
         assert body["encoding"] == "UTF-8" and body["maxBatchSize"] == 200
         entries = {o["name"]: o for o in body["sobjects"]}
-        assert set(entries) == {
-            "Account",
-            "User",
-            "Subscription__c",
-            "Document",
-            "Case",
-            "Wide__c",
-            "AggregateResult",
-        }
+        assert set(entries) == {*QUERYABLE, "AggregateResult"}
         assert entries["Subscription__c"]["custom"] is True
         assert entries["Account"]["keyPrefix"] == "001"
         assert entries["Account"]["urls"]["describe"] == f"{V}/sobjects/Account/describe"
@@ -432,7 +425,7 @@ def test_aggregate_result_is_listed_but_not_queryable(sf, http):
         ("INVALID_TYPE_FOR_OPERATION", "entity type cannot be inserted: AggregateResult"),
     )
     counts = http.get(f"{sf.url}{V}/limits/recordCount").json()["sObjects"]
-    assert [c["name"] for c in counts] == ["Account", "User", "Subscription__c", "Document"]
+    assert [c["name"] for c in counts] == list(QUERYABLE)
 
 
 def test_unknown_object_describe_is_404(sf, http):
@@ -867,7 +860,7 @@ def test_admin_api(sf, http):
 
 def test_same_seed_same_rows_other_seed_other_rows():
     a, b, c = Org(accounts=300, seed=11), Org(accounts=300, seed=11), Org(accounts=300, seed=12)
-    for name in ("Account", "User", "Subscription__c", "Document", "AggregateResult"):
+    for name in (*QUERYABLE, "AggregateResult"):
         assert a.rows(name) == b.rows(name)
     assert a.rows("AggregateResult") == [] and len(a.rows("Document")) == 5
     assert a.rows("Account") != c.rows("Account")

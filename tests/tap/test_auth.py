@@ -115,3 +115,21 @@ def test_the_run_logs_requests_and_org_usage(salesforce, caplog):
     TapSalesforceGroups(config=CONFIG).sync_all()
     line = next(r.getMessage() for r in caplog.records if "Salesforce requests this run" in r.getMessage())
     assert "org daily usage" in line
+
+
+def test_a_soap_login_fault_is_not_retried(salesforce):
+    # A SOAP fault is HTTP 500 (SOAP API Developer Guide, "Core Data Types": faults); it is an
+    # answer, so the bad password costs one request, not max_retries backoffs.
+    config = settings(
+        client_id=None,
+        client_secret=None,
+        refresh_token=None,
+        username=USERNAME,
+        password="wrong",
+        security_token=SECURITY_TOKEN,
+        max_retries=5,
+        max_backoff=30,
+    )
+    with pytest.raises(SalesforceAuthError, match="INVALID_LOGIN"):
+        SalesforceClient(config).login()
+    assert len([r for r in salesforce.requests if "/services/Soap/" in r["path"]]) == 1

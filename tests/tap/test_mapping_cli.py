@@ -148,3 +148,27 @@ def test_the_tap_itself_exits_1_with_every_mapping_problem(config_file, salesfor
     assert "group property name '$name' must not start with '$'" in result.stderr
     assert result.stdout == ""
     assert salesforce.requests == []
+
+
+def test_scaffold_expands_compound_fields_into_their_components(salesforce, config_file):
+    """Issue 7.7: a compound address is never a property; --all and --fields list its components."""
+    config = config_file()
+    everything = invoke("scaffold", "--config", config, "--object", "Account", "--group-type", "o2", "--all")
+    assert everything.exit_code == 0, everything.output
+    fields = [p["field"] for p in json.loads(everything.output)["mappings"][-1]["properties"]]
+    assert "BillingAddress" not in fields
+    assert {"BillingStreet", "BillingCity", "BillingPostalCode"} <= set(fields)
+    named = invoke(
+        "scaffold",
+        "--config",
+        config,
+        "--object",
+        "Account",
+        "--group-type",
+        "o3",
+        "--fields",
+        "billingaddress",
+    )
+    assert named.exit_code == 0, named.output
+    fields = [p["field"] for p in json.loads(named.output)["mappings"][-1]["properties"]]
+    assert fields[:2] == ["BillingStreet", "BillingCity"]

@@ -19,27 +19,29 @@ class Clock:
         return self.now
 
 
-def test_line_reports_count_rate_and_time_left():
+def line_after(read: int, seconds: float, total: int | None) -> str:
+    """The progress line once ``read`` rows came in ``seconds`` (a manual clock, no timer line)."""
     clock = Clock()
     p = Progress(logging.getLogger("t"), "Account", clock=clock, interval=3600)
-    p.total = 200_000
-    rows = p.track(range(200_000))
-    for _ in range(50_000):
+    p.total = total
+    rows = p.track(range(read))
+    for _ in range(read):
         next(rows)
-    clock.now += 10
-    assert p.line() == "Account: 50000/200000 rows read (25%), 5000 rows/s, about 30s left"
+    clock.now += seconds
+    line = p.line()
     rows.close()
+    return line
+
+
+def test_line_reports_count_rate_and_time_left():
+    assert (
+        line_after(50_000, 10, 200_000)
+        == "Account: 50000/200000 rows read (25%), 5000 rows/s, about 30s left"
+    )
 
 
 def test_line_without_a_count_has_no_estimate():
-    clock = Clock()
-    p = Progress(logging.getLogger("t"), "Account", clock=clock, interval=3600)
-    rows = p.track(range(10))
-    for _ in range(10):
-        next(rows)
-    clock.now += 2
-    assert p.line() == "Account: 10 rows read, 5 rows/s"
-    rows.close()
+    assert line_after(10, 2, None) == "Account: 10 rows read, 5 rows/s"
 
 
 def test_rows_to_read_line_names_rows_already_delivered(caplog):

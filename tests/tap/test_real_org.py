@@ -75,8 +75,19 @@ def test_rest_and_bulk_give_byte_identical_records_for_any_case(salesforce, caps
         Fault(status=503, count=1, path="/results"),
         Fault(kind="expire_session", path="/results"),
         Fault(kind="expire_session", path="/jobs/query/750"),
+        Fault(kind="disconnect", path="/jobs/query"),  # the create's connection drops
+        Fault(kind="disconnect", path="/results"),
+        Fault(status=406, path="/jobs/query/750"),
     ],
-    ids=["503-create", "503-results", "session-results", "session-poll"],
+    ids=[
+        "503-create",
+        "503-results",
+        "session-results",
+        "session-poll",
+        "reset-create",
+        "reset-results",
+        "406-poll",
+    ],
 )
 def test_every_bulk_call_is_retried_or_logged_in_again(salesforce, capsys, fault):
     expected = run_tap(capsys, api_type="rest").records

@@ -126,6 +126,8 @@ def test_start_date_limits_history(salesforce, capsys):
 def test_expired_session_and_transient_errors_are_survived(salesforce, capsys):
     salesforce.faults.add(Fault(kind="expire_session", path="/query"))
     salesforce.faults.add(Fault(status=503, count=2, path="/query"))
+    salesforce.faults.add(Fault(kind="disconnect", path="/query"))  # a connection reset
+    salesforce.faults.add(Fault(kind="disconnect", path="/describe"))
     run = run_tap(capsys)
     assert len(run.records["Account"]) == len(salesforce.org.rows("Account"))
 

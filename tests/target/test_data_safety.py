@@ -425,5 +425,5 @@ def test_a_line_that_is_not_json_is_one_error_line(amplitude, tmp_path):
     process = run_cli({"mapping": MAPPING}, lines, tmp_path)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert "input line is not JSON" in err
+    assert "Unable to parse line as JSON" in err
     assert "Traceback" not in err

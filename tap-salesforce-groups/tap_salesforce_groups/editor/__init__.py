@@ -1,4 +1,4 @@
-"""The mapping editor: Amplitude's Salesforce V2 mapping screen as a local page (SPEC §8a).
+"""The mapping editor: Amplitude's Salesforce V2 mapping screen as a local page (docs/SPEC.md §8a).
 
 ``server`` serves the page and the JSON API, ``org`` is the one door into the tap (login,
 describe, verification), ``schedule`` sets the Meltano schedule's cadence, ``static/`` holds

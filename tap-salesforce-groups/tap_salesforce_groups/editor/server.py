@@ -1,4 +1,4 @@
-"""The editor's local HTTP server: the page, its static files and the JSON API (SPEC §8a).
+"""The editor's local HTTP server: the page, its static files and the JSON API (docs/SPEC.md §8a).
 
 Standard library only (``http.server.ThreadingHTTPServer``): the tap gains no web framework
 as a runtime dependency, and a loopback server for one user needs none. Every request must

@@ -1,0 +1,92 @@
+"""README.md is the user's manual: its ```sh blocks run, in order, in one shell, in a fresh copy
+of the project, against the emulators the README itself starts. A command that stops working
+fails this test.
+
+Blocks fenced ```sh run as written. Blocks fenced ```sh placeholders hold the steps for a real
+org; they run with PLACEHOLDERS below filled in with the emulators' values, plus AMPLITUDE_URL
+(the one setting a real Amplitude project does not need). Blocks fenced ```yaml meltano.yml are
+merged into the copy's meltano.yml where they appear, as the README asks the reader to do.
+Indented blocks are examples and do not run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.M | re.S)
+PLACEHOLDERS = {
+    "<consumer key>": "emulator-client-id",
+    "<consumer secret>": "emulator-client-secret",
+    "<refresh token>": "emulator-refresh-token",
+    "<login, test or My Domain host>": '"${SALESFORCE_EMULATOR_URL#https://}"',
+    "<Amplitude API key>": "emulator-api-key",
+    "<us or eu>": "us",
+}
+AMPLITUDE_URL = 'export TARGET_AMPLITUDE_GROUPS_API_URL="$AMPLITUDE_EMULATOR_URL/groupidentify"\n'
+MERGE = """.venv/bin/python - <<'PY'
+import yaml
+from pathlib import Path
+path = Path("meltano.yml")
+project = yaml.safe_load(path.read_text())
+for kind, plugins in yaml.safe_load('''{block}''')["plugins"].items():
+    project["plugins"].setdefault(kind, []).extend(plugins)
+path.write_text(yaml.safe_dump(project, sort_keys=False))
+PY
+"""
+
+
+def readme_script(readme: str) -> str:
+    """One bash script from the README's runnable blocks, in order."""
+    parts = [
+        "set -euo pipefail\n",
+        # The README starts the emulators in the background; stop them however the script ends.
+        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n",
+    ]
+    for info, body in FENCE.findall(readme):
+        if info == "sh":
+            parts.append(body)
+        elif info == "sh placeholders":
+            filled = body
+            for placeholder, value in PLACEHOLDERS.items():
+                filled = filled.replace(placeholder, value)
+            assert "<" not in re.sub(r"<<'?\w+'?", "", filled), f"unfilled placeholder in:\n{filled}"
+            parts += [AMPLITUDE_URL, filled]
+        elif info == "yaml meltano.yml":
+            parts.append(MERGE.format(block=body))
+    return "".join(parts)
+
+
+def test_every_readme_shell_block_runs(project_copy: Path):
+    readme = (project_copy / "README.md").read_text(encoding="utf-8")
+    infos = [info for info, _ in FENCE.findall(readme)]
+    assert infos.count("sh") >= 4 and "sh placeholders" in infos and "yaml meltano.yml" in infos
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
+    env.pop("REQUESTS_CA_BUNDLE", None)  # the README's emulators bring their own CA
+    result = subprocess.run(
+        ["bash", "-c", readme_script(readme)],
+        cwd=project_copy,
+        env={**env, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Traceback" not in output
+    # The steps did what the README says they do.
+    assert "Mapping OK: 2 mappings, 13 group properties." in result.stdout  # the demo mapping
+    assert "Added 'Account -> org id' (3 properties) to mapping.json" in output  # scaffold from nothing
+    assert "Mapping OK: 1 mappings, 3 group properties." in result.stdout
+    assert output.count("Mapping verified against the org: OK") >= 2
+    summaries = re.findall(r"Summary: (\d+) groups sent", output)
+    assert len(summaries) == 3 and all(int(n) > 0 for n in summaries), summaries  # demo, prod, tap-jsonl
+    assert "salesforce-to-amplitude" in result.stdout and "@hourly" in result.stdout  # schedule list
+    assert (project_copy / "mapping.json").exists()
