@@ -1,4 +1,4 @@
-// The mapping editor page. It talks only to the JSON API of SPEC §8a (plus /api/schedule);
+// The mapping editor page. It talks only to the JSON API of docs/SPEC.md §8a (plus /api/schedule);
 // every check is the server's: the panel shows exactly what `validate` reports, Next runs
 // what `verify` runs. No framework, no build step.
 "use strict";
