@@ -40,6 +40,8 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+expect.set_options(timeout=15_000)  # a loaded 2-core CI machine; a passing check returns at once
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
@@ -68,7 +70,7 @@ def test_build_break_fix_verify_save(browser: Browser, editor_factory: Any) -> N
     page.goto(editor.server.url)
 
     # Empty: the one problem `validate` reports for an empty document; Next and Save disabled.
-    expect(page.locator("#problems li")).to_have_text(
+    expect(page.locator("#problems .message")).to_have_text(
         ["mapping: 'mappings' must be a non-empty list of group mappings"]
     )
     expect(page.locator("#next")).to_be_disabled()
@@ -81,7 +83,7 @@ def test_build_break_fix_verify_save(browser: Browser, editor_factory: Any) -> N
     page.keyboard.press("Enter")
     card = page.locator(".card").first
     expect(card.locator(".object")).to_be_focused()
-    expect(page.locator("#problems li")).to_have_text(
+    expect(page.locator("#problems .message")).to_have_text(
         [
             "1: Unknown -> Unknown: group mapping is missing Salesforce object",
             "1: Unknown -> Unknown: group mapping is missing group type",
@@ -131,13 +133,15 @@ def test_build_break_fix_verify_save(browser: Browser, editor_factory: Any) -> N
             (("Name", "Account Name"), ("Owner.Name", "Account Name"), ("AnnualRevenue", "Annual Revenue")),
         )
     )
-    expect(page.locator("#problems li")).to_have_text(validate(broken))
+    expect(page.locator("#problems .message")).to_have_text(validate(broken))
     assert validate(broken) == [
         "1: Account -> org id: group property 2: group property 'Account Name' is already mapped by "
         "group property 1 (each group property comes from one field)"
     ]
     expect(page.locator("#next")).to_be_disabled()
     shot(page, "editor-2-problems.png", "a mapping with a problem: two properties named 'Account Name'")
+    page.get_by_role("button", name="Show mapping 1").click()  # a problem leads to its mapping
+    expect(card.locator(".object")).to_be_focused()
 
     # Fix it, reorder with the keyboard (focus stays on the moved row), delete a row.
     names.nth(1).fill("owner")
@@ -222,7 +226,7 @@ def test_config_buttons_and_look(browser: Browser, editor_factory: Any, tmp_path
     page.locator("#import-file").set_input_files(str(bad_file))
     expect(page.locator("#notice")).to_have_text("Imported bad.json: 1 problem (listed in the panel).")
     expect(page.locator(".card")).to_have_count(1)
-    expect(page.locator("#problems li")).to_have_text(validate(bad))
+    expect(page.locator("#problems .message")).to_have_text(validate(bad))
     not_json = tmp_path / "broken.json"
     not_json.write_text('{"version": 1,')
     page.locator("#import-file").set_input_files(str(not_json))

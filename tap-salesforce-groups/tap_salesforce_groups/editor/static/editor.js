@@ -1,4 +1,4 @@
-// The mapping editor page. It talks only to the JSON API of SPEC §8a (plus /api/schedule);
+// The mapping editor page. It talks only to the JSON API of docs/SPEC.md §8a (plus /api/schedule);
 // every check is the server's: the panel shows exactly what `validate` reports, Next runs
 // what `verify` runs. No framework, no build step.
 "use strict";
@@ -236,7 +236,25 @@ function renderProblems() {
   list.replaceChildren(
     ...problems.map((p) => {
       const li = document.createElement("li");
-      li.textContent = p;
+      const text = document.createElement("span");
+      text.className = "message";
+      text.textContent = p;
+      li.append(text);
+      // Messages name their mapping as its card title does ("2: Account -> org id: …").
+      const match = /^(\d+): /.exec(p);
+      const card = match && $(`.card[data-index="${Number(match[1]) - 1}"]`);
+      if (card) {
+        const go = document.createElement("button");
+        go.type = "button";
+        go.className = "goto small";
+        go.textContent = "Show";
+        go.setAttribute("aria-label", `Show mapping ${match[1]}`);
+        go.addEventListener("click", () => {
+          card.scrollIntoView({ block: "start" });
+          $(".object", card).focus();
+        });
+        li.append(" ", go);
+      }
       return li;
     }),
   );
