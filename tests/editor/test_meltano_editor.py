@@ -51,7 +51,7 @@ def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: 
             assert schedule == {
                 "available": True,
                 "project": str(PROJECT_ROOT / "meltano.yml"),
-                "schedules": ["salesforce-to-amplitude-daily"],
+                "schedules": ["salesforce-to-amplitude"],
                 "cadence": "daily",
             }
             got = requests.get(f"{base}/api/mapping", headers=headers, timeout=30).json()
