@@ -371,4 +371,4 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _static_text(name: str) -> str:
-    return resources.files("tap_salesforce_groups.editor").joinpath("static", name).read_text("utf-8")
+    return resources.files("tap_salesforce_groups.editor").joinpath("static").joinpath(name).read_text("utf-8")
