@@ -35,6 +35,38 @@ from tap_salesforce_groups.writer import FastSingerWriter
 DEFAULT_API_VERSION = "62.0"
 
 
+# The numeric settings: name, type with the range checked at start, default, description. Whole
+# numbers: the SDK and Meltano pass integers from environment variables, not decimals.
+TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
+    (
+        "bulk_threshold",
+        th.IntegerType(minimum=1),
+        100000,
+        "With api_type auto: rows to read from which an object uses Bulk API 2.0.",
+    ),
+    (
+        "max_api_usage_percent",
+        th.IntegerType(minimum=1, maximum=100),
+        80,
+        "Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
+        "(read from Sforce-Limit-Info).",
+    ),
+    ("request_timeout", th.IntegerType(minimum=1), 300, "Seconds per HTTP request."),
+    (
+        "max_retries",
+        th.IntegerType(minimum=0),
+        5,
+        "Retries of a transient failure (5xx, 406, connection reset, timeout).",
+    ),
+    (
+        "max_backoff",
+        th.IntegerType(minimum=0),
+        60,
+        "Longest wait in seconds between retries (also caps a Retry-After).",
+    ),
+)
+
+
 class TapSalesforceGroups(Tap):
     """Reads the Salesforce objects and fields named in a groups mapping."""
 
@@ -113,42 +145,12 @@ class TapSalesforceGroups(Tap):
             "bulk_threshold rows to read, and for field lists too long for a REST query URI.",
         ),
         th.Property(
-            "bulk_threshold",
-            th.IntegerType(minimum=1),
-            default=100000,
-            description="With api_type auto: rows to read from which an object uses Bulk API 2.0.",
-        ),
-        th.Property(
-            "max_api_usage_percent",
-            th.IntegerType(minimum=1, maximum=100),
-            default=80,
-            description="Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
-            "(read from Sforce-Limit-Info).",
-        ),
-        th.Property(
             "include_deleted",
             th.BooleanType,
             default=True,
             description="Query with queryAll and emit soft-deleted rows with IsDeleted.",
         ),
-        th.Property(
-            "request_timeout",
-            th.IntegerType(minimum=1),  # integers: the SDK parses only those from the environment
-            default=300,
-            description="Seconds per HTTP request.",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0),
-            default=5,
-            description="Retries of a transient failure (5xx, 406, connection reset, timeout).",
-        ),
-        th.Property(
-            "max_backoff",
-            th.IntegerType(minimum=0),
-            default=60,
-            description="Longest wait in seconds between retries (also caps a Retry-After).",
-        ),
+        *(th.Property(name, kind, default=default, description=text) for name, kind, default, text in TUNING),
     ).to_dict()
 
     last_run: ClassVar[RunControl | None] = None  # the CLI's exit status comes from it

@@ -211,28 +211,6 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60  # seconds a connection may sit idle or half-sent before its thread is freed
 
-    # Every method comes through one dispatcher so that unknown ones get 405, not 501.
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
-
     def version_string(self) -> str:
         return self.server_version
 
@@ -370,5 +348,19 @@ class Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, _static_text(name).encode("utf-8"), content_type, {})
 
 
+def _dispatcher(method: str) -> Callable[[Handler], None]:
+    def handle(self: Handler) -> None:
+        self._dispatch(method)
+
+    return handle
+
+
+# Every method comes through one dispatcher so that unknown ones get 405, not 501.
+for _method in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"):
+    setattr(Handler, f"do_{_method}", _dispatcher(_method))
+
+
 def _static_text(name: str) -> str:
-    return resources.files("tap_salesforce_groups.editor").joinpath("static").joinpath(name).read_text("utf-8")
+    return (
+        resources.files("tap_salesforce_groups.editor").joinpath("static").joinpath(name).read_text("utf-8")
+    )
