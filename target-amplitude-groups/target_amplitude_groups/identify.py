@@ -166,9 +166,18 @@ class IdentificationBuilder:
         if deleted and mode == "unset":
             unset = dict.fromkeys((p.property for p in mapping.properties), UNSET)
         else:
+            unset_nulls = self.options.null_values == "unset"
             for p in mapping.properties:
                 raw = record.get(p.field, _MISSING)
                 if raw is _MISSING:
+                    continue
+                kind = type(raw)
+                if raw is None:
+                    if unset_nulls:
+                        unset[p.property] = UNSET
+                    continue
+                if (kind is str and raw.isascii() and len(raw) <= MAX_STRING) or kind is int or kind is bool:
+                    set_[p.property] = raw  # what to_amplitude and _string would return unchanged
                     continue
                 try:
                     value = to_amplitude(raw)
@@ -178,7 +187,7 @@ class IdentificationBuilder:
                     )
                     continue
                 if value is None:
-                    if self.options.null_values == "unset":
+                    if unset_nulls:
                         unset[p.property] = UNSET
                     continue
                 set_[p.property] = self._string(mapping, p.property, value)
