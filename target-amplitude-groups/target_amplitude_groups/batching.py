@@ -65,10 +65,17 @@ def _encoded_key(key: str) -> str:
     return encoded
 
 
+# Text of letters, digits, "_.~-" and spaces needs no JSON escaping, and its form encoding only
+# turns spaces into "+": most property values (names, picklist values, cities) are such text.
+_plain_text = re.compile(r"[A-Za-z0-9_.~ -]*").fullmatch
+
+
 def _encoded_value(value: Any) -> str:
     kind = type(value)
     if kind is str:
-        return _QUOTE + value + _QUOTE if _all_safe(value) else form_encode(encode_basestring(value))
+        if _plain_text(value):
+            return _QUOTE + value.replace(" ", "+") + _QUOTE
+        return form_encode(encode_basestring(value))
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
@@ -83,9 +90,18 @@ def _encoded_value(value: Any) -> str:
 
 
 def _encoded_object(obj: dict[Any, Any]) -> str:
-    if not all(type(key) is str for key in obj):
-        return form_encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
-    return _OPEN + _COMMA.join([_encoded_key(k) + _encoded_value(v) for k, v in obj.items()]) + _CLOSE
+    parts = []
+    for key, value in obj.items():
+        encoded_key = _encoded_keys.get(key) if type(key) is str else None
+        if encoded_key is None:
+            if type(key) is not str:  # json.dumps turns such keys into strings its own way
+                return form_encode(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+            encoded_key = _encoded_key(key)
+        if type(value) is str and _plain_text(value):  # the common case, without a call
+            parts.append(encoded_key + _QUOTE + value.replace(" ", "+") + _QUOTE)
+        else:
+            parts.append(encoded_key + _encoded_value(value))
+    return _OPEN + _COMMA.join(parts) + _CLOSE
 
 
 def form_encode_identification(identification: dict[str, Any]) -> str:

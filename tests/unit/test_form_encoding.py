@@ -55,3 +55,13 @@ def test_keys_that_are_not_strings_are_encoded_as_json_does() -> None:
 @given(st.text())
 def test_form_encode_is_quote_plus_on_any_text(text: str) -> None:
     assert form_encode(text) == quote_plus(text)
+
+
+def test_plain_text_values_take_the_short_way_to_the_same_bytes() -> None:
+    values = ["Acme Widgets Ltd", "", " ", "  two  spaces ", "a-b_c.d~e 9", "Customer - Direct"]
+    identification = {
+        "group_type": "org id",
+        "group_value": "001 x",
+        "group_properties": {"$set": {f"p {i}": v for i, v in enumerate(values)}, "$unset": {"gone": "-"}},
+    }
+    assert form_encode_identification(identification) == quote_plus(encode_identification(identification))
