@@ -101,6 +101,8 @@ def to_amplitude(value: Any) -> Any:
 def group_value_of(mapping: GroupMapping, record: Mapping[str, Any]) -> str:
     """The group name field as a string; raises :class:`Skip` when it cannot name a group."""
     raw = record.get(mapping.group_name_field)
+    if type(raw) is str and raw.isascii() and len(raw) <= MAX_STRING and raw.strip():
+        return raw  # an id as Salesforce sends it: what the checks below would return
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise Skip(f"no value in group name field '{mapping.group_name_field}'")
     if isinstance(raw, bool):
