@@ -35,6 +35,7 @@ from tap_salesforce_groups.errors import (
     SalesforceAuthError,
     SalesforceClientError,
 )
+from tap_salesforce_groups.prefetch import prefetch
 
 T = TypeVar("T")
 
@@ -149,6 +150,12 @@ def error_text(exc: SalesforceError) -> str:
     if isinstance(content, Mapping):
         return f"{content.get('error', exc.status)}: {content.get('error_description', '')}"
     return f"HTTP {exc.status}: {str(content)[:300]}"
+
+
+def csv_lines(content: bytes) -> io.TextIOWrapper:
+    """A Bulk CSV page as lines for ``csv``: decoded as it is read (the page is held once, as
+    bytes), with newline="" so that newlines inside quoted values stay in their values."""
+    return io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", errors="replace", newline="")
 
 
 class SalesforceClient:
@@ -301,6 +308,15 @@ class SalesforceClient:
 
     def bulk_rows(self, object_name: str, soql: str, *, include_deleted: bool) -> Iterator[dict[str, str]]:
         """Rows of a Bulk API 2.0 query job as dicts of CSV text; the job is deleted afterwards."""
+        for content in self.bulk_pages(object_name, soql, include_deleted=include_deleted):
+            yield from csv.DictReader(csv_lines(content))
+
+    def bulk_pages(self, object_name: str, soql: str, *, include_deleted: bool) -> Iterator[bytes]:
+        """The CSV result pages (UTF-8 bytes) of a Bulk API 2.0 query job, each downloaded while
+        the one before it is read; the job is deleted afterwards."""
+        return prefetch(self._bulk_pages(object_name, soql, include_deleted), name=f"{object_name}-bulk")
+
+    def _bulk_pages(self, object_name: str, soql: str, include_deleted: bool) -> Iterator[bytes]:
         what = f"Bulk API 2.0 query on {object_name}"
         body = {"operation": "queryAll" if include_deleted else "query", "query": soql}
         job = self._bulk("POST", "", f"{what} (create)", json=body).json()
@@ -312,11 +328,8 @@ class SalesforceClient:
                 params = {"maxRecords": BULK_PAGE_ROWS, **({"locator": locator} if locator else {})}
                 page = self._bulk("GET", f"/{job_id}/results", f"{what} (results)", params=params)
                 locator = page.headers.get("Sforce-Locator") or "null"
-                page.encoding = "utf-8"
-                # csv handles quoted newlines inside values when given the whole page; rows are
-                # parsed lazily so that memory holds one page of text, not a page of dicts.
-                yield from csv.DictReader(io.StringIO(page.text))
-                self.check_budget()
+                yield page.content
+                self.check_budget()  # before the next page is asked for
         finally:
             self._delete_job(job_id, what)
 

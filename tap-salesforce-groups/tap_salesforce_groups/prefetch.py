@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.1  # how often a blocked producer looks whether the consumer went away
+_JOIN_SECONDS = 5.0  # how long a consumer that stops early waits for the producer to wind up
 
 
 class _End:
@@ -25,7 +26,8 @@ class Prefetcher(Generic[T]):
     Items, and any exception the source raises, reach the consumer in the source's order, so
     a failure after a page still lets the consumer finish that page first. When the consumer
     stops early (``close()``, or the generator is closed), the thread stops before its next
-    item: at most ``ahead`` items are read that nobody uses.
+    item: at most ``ahead`` items are read that nobody uses. The thread is a daemon, so a
+    request still running when the process exits does not hold it up.
     """
 
     def __init__(self, source: Iterable[T], ahead: int = 1, name: str = "prefetch") -> None:
@@ -75,10 +77,11 @@ class Prefetcher(Generic[T]):
             self.close()
 
     def close(self) -> None:
-        """Stop the thread and wait for it (it finishes the item it is reading)."""
+        """Stop the thread; wait briefly for it to finish the item it is reading and close the
+        source (a stop on a signal must not wait out a slow request)."""
         self._stop.set()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout=_JOIN_SECONDS)
 
 
 def prefetch(source: Iterable[T], ahead: int = 1, name: str = "prefetch") -> Iterator[T]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -9,14 +10,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
+from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.client import SalesforceClient, csv_lines
 from tap_salesforce_groups.errors import (
     QueryCursorExpired,
     QueryTooBig,
     SalesforceClientError,
     StopRun,
 )
+from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
 from tap_salesforce_groups.soql import MAX_URI_BYTES, Window, build_soql, query_uri_bytes
@@ -36,6 +39,8 @@ _TZ_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
 
 def iso_datetime(value: str) -> str:
     """``2025-05-20T20:49:32.000+0000`` (Salesforce) → ``2025-05-20T20:49:32.000+00:00`` (ISO 8601)."""
+    if len(value) == 28 and value[23] in "+-" and value[26] != ":":
+        return value[:26] + ":" + value[26:]  # the shape Salesforce always sends, without a regex
     if value.endswith("Z"):
         return value[:-1] + "+00:00"
     return _TZ_NO_COLON.sub(r"\1:\2", value)
@@ -45,6 +50,10 @@ def parse_datetime(value: str) -> datetime:
     """A bookmark or record timestamp as an aware datetime (UTC when it names no zone)."""
     parsed = datetime.fromisoformat(iso_datetime(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _csv_bool(value: str) -> bool:
+    return value.lower() == "true"
 
 
 def exact_int(value: str) -> int:
@@ -87,6 +96,11 @@ def remember_emitted_at_bookmark(state: dict[str, Any], ids: list[str]) -> None:
 
 class SalesforceObjectStream(Stream):
     """Rows of one Salesforce object, limited to the fields the mapping needs."""
+
+    # Records are typed once, from describe, as they are read (REST JSON is typed already; Bulk
+    # CSV cells are cast per column), so the SDK's per-field conformance pass would only repeat
+    # that work on every record.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(
         self,
@@ -266,49 +280,65 @@ class SalesforceObjectStream(Stream):
 
     # -- records -----------------------------------------------------------------------------------
     def _rest_records(self, soql: str) -> Iterator[dict[str, Any]]:
-        """Flat records from REST pages: ``Owner.Name`` becomes a top-level key (canonical names)."""
-        for page in self.client.query_pages(soql, include_deleted=self._include_deleted):
+        """Flat records from REST pages: ``Owner.Name`` becomes a top-level key (canonical names).
+
+        The next page downloads while this one is written out (the budget is still checked
+        before each next page is asked for).
+        """
+        pages = self.client.query_pages(soql, include_deleted=self._include_deleted)
+        plan = [(path, hops if len(hops) > 1 else None) for path, hops in self._hops]
+        datetime_fields = self._datetime_fields
+        for page in prefetch(pages, name=f"{self.name}-pages"):
             for raw in page:
                 record: dict[str, Any] = {}
-                for path, hops in self._hops:
+                for path, hops in plan:
+                    if hops is None:  # a field of the object itself: one lookup
+                        record[path] = raw.get(path)
+                        continue
                     node: Any = raw
                     for hop in hops:
                         node = node.get(hop) if isinstance(node, dict) else None
                     record[path] = node
-                for f in self._datetime_fields:
-                    if record[f] is not None:
-                        record[f] = iso_datetime(record[f])
+                for f in datetime_fields:
+                    value = record[f]
+                    if value is not None:
+                        record[f] = iso_datetime(value)
                 yield record
 
     def _bulk_records(self, soql: str) -> Iterator[dict[str, Any]]:
-        """Typed records from Bulk CSV rows, whose header holds the canonical names we selected."""
+        """Typed records from Bulk CSV pages, whose header holds the canonical names we selected.
+
+        Each page is parsed by column: the header is read once, and a cell is cast only when
+        its type needs it (text stays text).
+        """
         convert = self._csv_converters()
-        checked = False
-        for row in self.client.bulk_rows(self.name, soql, include_deleted=self._include_deleted):
-            if not checked:
-                missing = [f for f in self.fields if f not in row]
-                if missing:
-                    raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
-                checked = True
-            yield {f: convert[f](row[f]) for f in self.fields}
+        fields = self.fields
+        for content in self.client.bulk_pages(self.name, soql, include_deleted=self._include_deleted):
+            rows = csv.reader(csv_lines(content))  # parsed lazily: memory holds the page's bytes
+            header = next(rows, None)
+            if header is None:
+                continue
+            index = {name: i for i, name in enumerate(header)}
+            missing = [f for f in fields if f not in index]
+            if missing:
+                raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
+            plan = [(f, index[f], convert[f]) for f in fields]
+            for row in rows:
+                yield {f: (cast(row[i]) if cast else row[i]) if row[i] else None for f, i, cast in plan}
 
-    def _csv_converters(self) -> dict[str, Callable[[str], Any]]:
-        """Bulk results are CSV text: empty means null; types come from the schema."""
-
-        def typed(cast: Callable[[str], Any]) -> Callable[[str], Any]:
-            return lambda v: cast(v) if v != "" else None
-
-        converters: dict[str, Callable[[str], Any]] = {}
+    def _csv_converters(self) -> dict[str, Callable[[str], Any] | None]:
+        """Bulk results are CSV text: empty means null; types come from the schema (None: text)."""
+        converters: dict[str, Callable[[str], Any] | None] = {}
         for name, prop in self.schema["properties"].items():
             types = prop.get("type") or []
             if prop.get("format") == "date-time":
-                converters[name] = typed(iso_datetime)
+                converters[name] = iso_datetime
             elif "integer" in types:
-                converters[name] = typed(exact_int)
+                converters[name] = exact_int
             elif "number" in types:
-                converters[name] = typed(float)
+                converters[name] = float
             elif "boolean" in types:
-                converters[name] = typed(lambda v: v.lower() == "true")
+                converters[name] = _csv_bool
             else:
-                converters[name] = typed(str)
+                converters[name] = None
         return converters

@@ -101,6 +101,8 @@ def to_amplitude(value: Any) -> Any:
 def group_value_of(mapping: GroupMapping, record: Mapping[str, Any]) -> str:
     """The group name field as a string; raises :class:`Skip` when it cannot name a group."""
     raw = record.get(mapping.group_name_field)
+    if type(raw) is str and raw.isascii() and len(raw) <= MAX_STRING and raw.strip():
+        return raw  # an id as Salesforce sends it: what the checks below would return
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise Skip(f"no value in group name field '{mapping.group_name_field}'")
     if isinstance(raw, bool):
@@ -166,9 +168,18 @@ class IdentificationBuilder:
         if deleted and mode == "unset":
             unset = dict.fromkeys((p.property for p in mapping.properties), UNSET)
         else:
+            unset_nulls = self.options.null_values == "unset"
             for p in mapping.properties:
                 raw = record.get(p.field, _MISSING)
                 if raw is _MISSING:
+                    continue
+                kind = type(raw)
+                if raw is None:
+                    if unset_nulls:
+                        unset[p.property] = UNSET
+                    continue
+                if (kind is str and raw.isascii() and len(raw) <= MAX_STRING) or kind is int or kind is bool:
+                    set_[p.property] = raw  # what to_amplitude and _string would return unchanged
                     continue
                 try:
                     value = to_amplitude(raw)
@@ -178,7 +189,7 @@ class IdentificationBuilder:
                     )
                     continue
                 if value is None:
-                    if self.options.null_values == "unset":
+                    if unset_nulls:
                         unset[p.property] = UNSET
                     continue
                 set_[p.property] = self._string(mapping, p.property, value)
