@@ -451,10 +451,7 @@ class SalesforceEmulator(BackgroundServer):
             rows = compiled.run(include_deleted)
         check_timeout(compiled, rows, self.query_timeout_rows)
         if compiled.count_only:
-            aggregate = compiled.aggregate(rows)
-            if aggregate is None:
-                return json_response({"totalSize": len(rows), "done": True, "records": []})
-            return json_response({"totalSize": 1, "done": True, "records": aggregate})
+            return json_response({"totalSize": len(rows), "done": True, "records": []})
         cursor = Cursor(rows, compiled.root, self._page_size(request))
         locator = None
         if len(rows) > cursor.page_size:

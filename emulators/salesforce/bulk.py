@@ -164,10 +164,8 @@ class BulkApi:
             raise ApiError(400, "INVALIDJOB", "Invalid columnDelimiter or lineEnding")
         compiled = compile_query(self.org, str(body.get("query") or ""))
         q = compiled.query
-        if q.count is not None or q.offset is not None:
-            raise ApiError(
-                400, "INVALIDJOB", "Aggregate queries and OFFSET are not supported by Bulk API 2.0 query"
-            )
+        if q.count:
+            raise ApiError(400, "INVALIDJOB", "Aggregate queries are not supported by Bulk API 2.0 query")
         cells: list[Callable[[int], str]] = []
         header: list[str] = []
         error: str | None = None
