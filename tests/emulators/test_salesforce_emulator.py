@@ -546,6 +546,9 @@ def test_count_order_and_limit(sf, http):
 )
 def test_soql_the_plugins_never_send_is_refused(sf, http, where, token):
     """Valid SOQL outside what the tap sends gets MALFORMED_QUERY naming the token, not a guess."""
+    # The error shape (400, [{"message", "errorCode": "MALFORMED_QUERY"}], message ending in
+    # "unexpected token: 'X'"): https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/
+    # api_rest/errorcodes.htm and simple-salesforce's SalesforceMalformedRequest.
     for endpoint in ("query", "queryAll"):
         code, message = error(soql(http, sf, f"SELECT Id FROM Account WHERE {where}", endpoint))
         assert code == "MALFORMED_QUERY"
