@@ -25,11 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--page-size", type=int, default=2000, help="records per query page")
     parser.add_argument("--api-max", type=int, default=1_000_000, help="daily API request limit")
-    parser.add_argument(
-        "--limit-info-suffix",
-        action="store_true",
-        help="append '; api-bursts=1/750' to Sforce-Limit-Info",
-    )
     parser.add_argument("--ca-dir", type=Path, default=None, help="where to write ca.pem")
     parser.add_argument("--jwt-key-out", type=Path, default=None, help="write the JWT signing key (PEM) here")
     args = parser.parse_args(argv)
@@ -42,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         page_size=args.page_size,
         api_max=args.api_max,
-        limit_info_suffix=args.limit_info_suffix,
     )
     if args.jwt_key_out is not None:
         args.jwt_key_out.write_text(emulator.jwt_private_key_pem)

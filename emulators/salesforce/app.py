@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import secrets
@@ -22,7 +21,7 @@ from .bulk import BulkApi
 from .data import Org, format_datetime, now_ms
 from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
-from .schema import API_VERSIONS, OBJECTS, ORG_ID, release_label
+from .schema import API_VERSIONS, OBJECTS
 
 FAULT_KINDS = (
     "expire_session",
@@ -59,8 +58,7 @@ class SalesforceEmulator(BackgroundServer):
     more than ``query_timeout_rows`` rows without a smaller LIMIT fails with QUERY_TIMEOUT, as
     big unbounded queries do in real orgs. ``sandbox`` makes the JWT flow accept only the
     sandbox audience ``https://test.salesforce.com``. Every data API call counts
-    against ``api_max``; ``limit_info_suffix`` appends ``; api-bursts=1/750`` to
-    ``Sforce-Limit-Info`` as some orgs do. Bulk API 2.0 query jobs complete ``bulk_delay``
+    against ``api_max`` (reported in ``Sforce-Limit-Info``). Bulk API 2.0 query jobs complete ``bulk_delay``
     seconds after creation.
     """
 
@@ -74,7 +72,6 @@ class SalesforceEmulator(BackgroundServer):
         seed: int = 7,
         page_size: int = 2000,
         api_max: int = 1_000_000,
-        limit_info_suffix: bool = False,
         bulk_delay: float = 0.0,
         query_timeout_rows: int | None = None,
         sandbox: bool = False,
@@ -83,7 +80,6 @@ class SalesforceEmulator(BackgroundServer):
         self.org = Org(accounts=accounts, seed=seed)
         self.page_size = page_size
         self.api_max = api_max
-        self.limit_info_suffix = limit_info_suffix
         self.sessions = Sessions()
         self.auth = Authenticator(self.sessions, self.org.integration_user_id)
         self.jwt_private_key_pem: str = self.auth.jwt_private_key_pem
@@ -120,11 +116,6 @@ class SalesforceEmulator(BackgroundServer):
     def expire_sessions(self) -> int:
         """Invalidate every issued token; the next data call gets 401 INVALID_SESSION_ID."""
         return self.sessions.expire_all()
-
-    def expire_cursors(self) -> None:
-        """Forget every open query cursor; their next page gets INVALID_QUERY_LOCATOR."""
-        with self._lock:
-            self._cursors.clear()
 
     def reset(self) -> None:
         """Back to the generated rows; clears the log, faults, sessions, cursors and counters."""
@@ -183,8 +174,7 @@ class SalesforceEmulator(BackgroundServer):
     def _limit_info(self) -> str:
         with self._lock:
             used = self._api_calls
-        info = f"api-usage={used}/{self.api_max}"
-        return info + "; api-bursts=1/750" if self.limit_info_suffix else info
+        return f"api-usage={used}/{self.api_max}"
 
     def _route(self, request: Request) -> Response:
         path = request.path
@@ -197,18 +187,6 @@ class SalesforceEmulator(BackgroundServer):
             _allow(request, "POST")
             status, xml = self.auth.soap_login(request.get_data(as_text=True), self.url, soap.group(1))
             return Response(xml, status=status, content_type="text/xml; charset=utf-8")
-        if path in ("/services/data", "/services/data/"):
-            _allow(request, "GET", "HEAD")
-            return json_response(
-                [
-                    {"label": release_label(v), "url": f"/services/data/v{v}", "version": v}
-                    for v in API_VERSIONS
-                ]
-            )
-        identity = re.fullmatch(r"/id/(\w+)/(\w+)", path)
-        if identity:
-            self._authenticate(request)
-            return self._identity(identity.group(1), identity.group(2))
         m = _DATA_PATH.fullmatch(path)
         if m is None:
             raise not_found()
@@ -236,12 +214,6 @@ class SalesforceEmulator(BackgroundServer):
         base = f"/services/data/v{version}"
         parts = [p for p in rest.split("/") if p]
         head = parts[0] if parts else ""
-        if not parts:
-            _allow(request, "GET", "HEAD")
-            return json_response(
-                {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "jobs")}
-                | {"identity": f"{self.url}/id/{ORG_ID}/{self.org.integration_user_id}"}
-            )
         if head in ("query", "queryAll"):
             _allow(request, "GET", "HEAD")
             if len(parts) == 1:
@@ -250,81 +222,13 @@ class SalesforceEmulator(BackgroundServer):
                 return self._page(request, base, parts[1])
             raise not_found()
         if head == "sobjects":
-            return self._sobjects(request, version, base, parts[1:])
+            return self._sobjects(request, version, parts[1:])
         if head == "jobs" and parts[1:2] == ["query"]:
             return self.bulk.handle(request, version, parts[2:])
-        if head == "limits":
-            _allow(request, "GET", "HEAD")
-            if len(parts) == 1:
-                return json_response(self._limits())
-            if parts[1:] == ["recordCount"]:
-                return self._record_count(request)
         raise not_found()
 
-    def _limits(self) -> dict[str, Any]:
-        with self._lock:
-            used = self._api_calls
-
-        def quota(maximum: int, remaining: int | None = None) -> dict[str, int]:
-            return {"Max": maximum, "Remaining": maximum if remaining is None else remaining}
-
-        return {
-            "ConcurrentAsyncGetReportInstances": quota(200),
-            "DailyApiRequests": quota(self.api_max, max(0, self.api_max - used)),
-            "DailyAsyncApexExecutions": quota(250000),
-            "DailyBulkApiBatches": quota(15000),
-            "DailyBulkV2QueryFileStorageMB": quota(976562),
-            "DailyBulkV2QueryJobs": quota(10000),
-            "DataStorageMB": quota(5120, 5000),
-            "FileStorageMB": quota(5120, 5100),
-            "HourlyODataCallout": quota(20000),
-            "SingleEmail": quota(5000),
-        }
-
-    def _record_count(self, request: Request) -> Response:
-        names = [n for n in request.args.get("sObjects", "").split(",") if n]
-        counts = []
-        for name in names or list(OBJECTS):
-            obj = OBJECTS.get(name)
-            if obj is not None and obj.queryable:
-                counts.append({"count": self.org.count(obj.name), "name": obj.name})
-        return json_response({"sObjects": counts})
-
-    def _identity(self, org_id: str, user_id: str) -> Response:
-        users = self.org.tables["User"]
-        if org_id != ORG_ID:
-            raise ApiError(403, "Bad_Id", "Bad_Id")
-        try:
-            row = users.row_of(user_id)
-        except ApiError:
-            raise ApiError(403, "Bad_Id", "Bad_Id") from None
-        user = users.record(row)
-        return json_response(
-            {
-                "id": f"{self.url}/id/{ORG_ID}/{user['Id']}",
-                "asserted_user": True,
-                "user_id": user["Id"],
-                "organization_id": ORG_ID,
-                "username": user["Username"],
-                "display_name": user["Name"],
-                "email": user["Email"],
-                "active": user["IsActive"],
-                "user_type": "STANDARD",
-                "language": "en_US",
-                "locale": "en_US",
-                "utcOffset": 0,
-                "last_modified_date": user["LastModifiedDate"],
-                "urls": {
-                    "rest": f"{self.url}/services/data/v{{version}}/",
-                    "sobjects": f"{self.url}/services/data/v{{version}}/sobjects/",
-                    "query": f"{self.url}/services/data/v{{version}}/query/",
-                    "limits": f"{self.url}/services/data/v{{version}}/limits",
-                },
-            }
-        )
-
     # -- sobjects -------------------------------------------------------------------------------
-    def _sobjects(self, request: Request, version: str, base: str, parts: list[str]) -> Response:
+    def _sobjects(self, request: Request, version: str, parts: list[str]) -> Response:
         if not parts:
             _allow(request, "GET", "HEAD")
             return json_response(
@@ -335,127 +239,23 @@ class SalesforceEmulator(BackgroundServer):
                 }
             )
         try:
-            table = self.org.table(parts[0])
+            obj = self.org.table(parts[0]).obj
         except ApiError:
             raise not_found() from None
-        obj = table.obj
         if parts[1:] == ["describe"]:
             _allow(request, "GET", "HEAD")
             return json_response(obj.describe(version))
-        if len(parts) == 1:
-            if request.method == "POST":
-                values = self._json_body(request, obj.name, creating=True)
-                record_id = self.org.insert(obj.name, values, autofill=False)
-                return json_response({"id": record_id, "success": True, "errors": []}, 201)
-            _allow(request, "GET", "HEAD", "POST")
-            recent = [
-                {"attributes": {"type": obj.name, "url": f"{base}/sobjects/{obj.name}/{rid}"}, "Id": rid}
-                for rid in table.ids[-5:]
-            ]
-            return json_response({"objectDescribe": obj.global_entry(version), "recentItems": recent})
-        if len(parts) == 2:
-            return self._record(request, base, obj.name, parts[1])
-        if len(parts) == 3:
-            return self._blob(request, obj.name, parts[1], parts[2])
         raise not_found()
 
-    def _record(self, request: Request, base: str, name: str, record_id: str) -> Response:
-        table = self.org.table(name)
-        if request.method in ("GET", "HEAD"):
-            with self.org.lock:
-                row = table.row_of(record_id)
-                if table.deleted(row):
-                    raise not_found()
-                record = table.record(row)
-            for f in table.obj.fields:
-                if f.type == "base64" and record[f.name] is not None:
-                    record[f.name] = f"{base}/sobjects/{name}/{record['Id']}/{f.name}"
-            wanted = [f.strip().lower() for f in request.args.get("fields", "").split(",")]
-            wanted = [w for w in wanted if w]
-            for w in wanted:
-                if table.obj.field(w) is None:
-                    raise ApiError(400, "INVALID_FIELD", f"No such column '{w}' on sobject of type {name}")
-            body = {"attributes": {"type": name, "url": f"{base}/sobjects/{name}/{record['Id']}"}} | {
-                k: v for k, v in record.items() if not wanted or k.lower() in wanted
-            }
-            return json_response(body)
-        if request.method == "PATCH":
-            self.org.update(name, record_id, **self._json_body(request, name, creating=False))
-            return Response(status=204)
-        if request.method == "DELETE":
-            self.org.soft_delete(name, record_id)
-            return Response(status=204)
-        raise _method_not_allowed(request, "GET", "HEAD", "PATCH", "DELETE")
-
-    def _blob(self, request: Request, name: str, record_id: str, field_name: str) -> Response:
-        """``GET sobjects/{Name}/{Id}/{Field}``: the bytes of a base64 field (the URL a query gives)."""
-        _allow(request, "GET", "HEAD")
-        table = self.org.table(name)
-        f = table.obj.field(field_name)
-        with self.org.lock:
-            row = table.row_of(record_id)
-            value = (
-                None if f is None or f.type != "base64" or table.deleted(row) else table.columns[f.name][row]
-            )
-        if value is None:
-            raise not_found()
-        return Response(base64.b64decode(value), content_type="application/octet-stream")
-
-    def _json_body(self, request: Request, name: str, creating: bool) -> dict[str, Any]:
-        """A create/update body, checked the way Salesforce checks it before saving."""
-        if request.mimetype != "application/json":
-            raise ApiError(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "Content-Type header specified in HTTP request is not supported: "
-                f"{request.mimetype or 'none'}",
-            )
-        try:
-            body = json.loads(request.get_data(as_text=True) or "null")
-        except ValueError as exc:
-            raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of object")
-        obj = self.org.table(name).obj
-        locked = []
-        for key in body:
-            f = obj.field(key)
-            if key == "attributes" or f is None:
-                continue  # unknown fields get INVALID_FIELD from the org
-            if not (f.createable if creating else f.updateable):
-                locked.append(f.name)
-        if locked:
-            raise ApiError(
-                400,
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                f"Unable to create/update fields: {', '.join(locked)}. Please check the security "
-                "settings of this field and verify that it is read/write for your profile or "
-                "permission set.",
-                locked,
-            )
-        return body
-
     # -- query ----------------------------------------------------------------------------------
-    def _page_size(self, request: Request) -> int:
-        size = self.page_size
-        options = request.headers.get("Sforce-Query-Options", "")
-        m = re.search(r"batchSize\s*=\s*(\d+)", options)
-        if m:
-            # Salesforce honours 200..2000 and may still return fewer rows than asked.
-            size = min(size, max(200, min(2000, int(m.group(1)))))
-        return max(1, size)
-
     def _query(self, request: Request, base: str, include_deleted: bool) -> Response:
         compiled: CompiledQuery = compile_query(self.org, request.args.get("q", ""))
         with self.org.lock:
             rows = compiled.run(include_deleted)
         check_timeout(compiled, rows, self.query_timeout_rows)
         if compiled.count_only:
-            aggregate = compiled.aggregate(rows)
-            if aggregate is None:
-                return json_response({"totalSize": len(rows), "done": True, "records": []})
-            return json_response({"totalSize": 1, "done": True, "records": aggregate})
-        cursor = Cursor(rows, compiled.root, self._page_size(request))
+            return json_response({"totalSize": len(rows), "done": True, "records": []})
+        cursor = Cursor(rows, compiled.root, self.page_size)
         locator = None
         if len(rows) > cursor.page_size:
             locator = "01g" + secrets.token_hex(8)[:12].upper() + "AAA"
@@ -580,16 +380,9 @@ class SalesforceEmulator(BackgroundServer):
                 self.faults.clear()
                 return json_response({"pending": 0})
             return json_response([asdict(f) for f in self.faults.pending()])
-        if route == "expire-sessions" and method == "POST":
-            return json_response({"expired": self.expire_sessions()})
-        if route == "expire-cursors" and method == "POST":
-            self.expire_cursors()
-            return json_response({"expired": True})
         if route == "reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})
-        if route == "mutate" and method == "POST":
-            return json_response(self._mutate(request.get_json(force=True)))
         if route.startswith("rows/"):
             include = request.args.get("include_deleted", "0").lower() in ("1", "true", "yes")
             return json_response(self.org.rows(route[len("rows/") :], include_deleted=include))
@@ -607,25 +400,6 @@ class SalesforceEmulator(BackgroundServer):
                 }
             )
         return json_response({"error": f"no admin route {method} /__emulator/{route}"}, 404)
-
-    def _mutate(self, payload: dict[str, Any]) -> dict[str, list[str]]:
-        name = payload["object"]
-        unknown = set(payload) - {"object", "update", "insert", "delete", "undelete"}
-        if unknown:
-            raise ValueError(f"unknown keys: {sorted(unknown)}")
-        result: dict[str, list[str]] = {"updated": [], "inserted": [], "deleted": [], "undeleted": []}
-        for item in payload.get("update", []):
-            self.org.update(name, item["Id"], **item.get("fields", {}))
-            result["updated"].append(item["Id"])
-        for values in payload.get("insert", []):
-            result["inserted"].append(self.org.insert(name, values))
-        for record_id in payload.get("delete", []):
-            self.org.soft_delete(name, record_id)
-            result["deleted"].append(record_id)
-        for record_id in payload.get("undelete", []):
-            self.org.undelete(name, record_id)
-            result["undeleted"].append(record_id)
-        return result
 
 
 # -- helpers ------------------------------------------------------------------------------------

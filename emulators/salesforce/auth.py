@@ -102,14 +102,6 @@ class Authenticator:
             if form.get("refresh_token") != REFRESH_TOKEN:
                 raise OAuthError("invalid_grant", "expired access/refresh token")
             scope = "api refresh_token"
-        elif grant == "password":
-            self._client(form.get("client_id"), form.get("client_secret"))
-            if (form.get("username"), form.get("password")) != (
-                USERNAME,
-                PASSWORD + SECURITY_TOKEN,
-            ):
-                raise OAuthError("invalid_grant", "authentication failure")
-            scope = "api"
         elif grant == "client_credentials":
             client_id, secret = _basic_auth(request)
             if client_id is None:
@@ -119,7 +111,7 @@ class Authenticator:
         elif grant == JWT_GRANT:
             self._jwt(form.get("assertion"), request.host)
             scope = "api"
-        else:
+        else:  # includes "password", which the tap never sends
             raise OAuthError("unsupported_grant_type", "grant type not supported")
         return self._token_response(instance_url, scope)
 

@@ -1,4 +1,4 @@
-"""Bulk API 2.0 query jobs: create, poll, read CSV results page by page, abort, delete, list."""
+"""Bulk API 2.0 query jobs: create, poll, read CSV results page by page, delete."""
 
 from __future__ import annotations
 
@@ -18,15 +18,6 @@ from .data import Org, format_datetime, make_ids, now_ms
 from .errors import ApiError, json_response, not_found
 from .query import Getter, compile_query
 
-DELIMITERS = {
-    "COMMA": ",",
-    "TAB": "\t",
-    "PIPE": "|",
-    "SEMICOLON": ";",
-    "CARET": "^",
-    "BACKQUOTE": "`",
-}
-LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 # Bulk queries cannot read binary (base64) fields. The failure seen in the wild is Bulk 1.0's
 # "Batch failed: FeatureNotEnabled : Binary field not supported" (Data Loader exporting
 # ContentVersion or Attachment with Body): the query is accepted and fails while it runs. A
@@ -44,8 +35,6 @@ class Job:
     operation: str
     sobject: str
     version: str
-    delimiter: str
-    line_ending: str
     created_ms: int
     ready_at: float
     rows: list[int]
@@ -68,8 +57,8 @@ class Job:
             "contentType": "CSV",
             "apiVersion": float(self.version),
             "jobType": "V2Query",
-            "lineEnding": self.line_ending,
-            "columnDelimiter": self.delimiter,
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
         }
         if detail:
             done = self.state == "JobComplete"
@@ -112,22 +101,16 @@ class BulkApi:
         if not parts:
             if method == "POST":
                 return json_response(self._create(request, version).info(user))
-            if method in ("GET", "HEAD"):
-                with self._lock:
-                    jobs = [job.info(user) for job in self._jobs.values()]
-                return json_response({"done": True, "records": jobs, "nextRecordsUrl": None})
-            raise _not_allowed(method, "GET, POST")
+            raise _not_allowed(method, "POST")  # listing jobs: no plugin does
         job = self._job(parts[0])
         if len(parts) == 1:
             if method in ("GET", "HEAD"):
                 return json_response(self._poll(job).info(user, detail=True))
-            if method == "PATCH":
-                return json_response(self._abort(job, request).info(user))
             if method == "DELETE":
                 with self._lock:
                     self._jobs.pop(job.id, None)
                 return Response(status=204)
-            raise _not_allowed(method, "GET, PATCH, DELETE")
+            raise _not_allowed(method, "GET, DELETE")  # aborting (PATCH): no plugin does
         if parts[1:] == ["results"] and method in ("GET", "HEAD"):
             return self._results(request, job, version)
         raise not_found()
@@ -158,16 +141,13 @@ class BulkApi:
             raise ApiError(400, "INVALIDJOB", f"Invalid operation for a query job: {operation}")
         if body.get("contentType", "CSV") != "CSV":
             raise ApiError(400, "INVALIDJOB", "Only CSV is supported for query jobs")
-        delimiter = body.get("columnDelimiter", "COMMA")
-        line_ending = body.get("lineEnding", "LF")
-        if delimiter not in DELIMITERS or line_ending not in LINE_ENDINGS:
-            raise ApiError(400, "INVALIDJOB", "Invalid columnDelimiter or lineEnding")
+        if (body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")) != ("COMMA", "LF"):
+            # Real jobs accept TAB, PIPE, … and CRLF; the plugins use the defaults only.
+            raise ApiError(400, "INVALIDJOB", "only columnDelimiter COMMA and lineEnding LF are emulated")
         compiled = compile_query(self.org, str(body.get("query") or ""))
         q = compiled.query
-        if q.count is not None or q.offset is not None:
-            raise ApiError(
-                400, "INVALIDJOB", "Aggregate queries and OFFSET are not supported by Bulk API 2.0 query"
-            )
+        if q.count:
+            raise ApiError(400, "INVALIDJOB", "Aggregate queries are not supported by Bulk API 2.0 query")
         cells: list[Callable[[int], str]] = []
         header: list[str] = []
         error: str | None = None
@@ -200,8 +180,6 @@ class BulkApi:
                 operation=operation,
                 sobject=compiled.obj.name,
                 version=version,
-                delimiter=delimiter,
-                line_ending=line_ending,
                 created_ms=now_ms(),
                 ready_at=time.monotonic() + self.delay,
                 rows=rows,
@@ -223,16 +201,6 @@ class BulkApi:
                     job.state = "JobComplete" if time.monotonic() >= job.ready_at else "InProgress"
         return job
 
-    def _abort(self, job: Job, request: Request) -> Job:
-        body = request.get_json(silent=True) or {}
-        if body.get("state") != "Aborted":
-            raise ApiError(400, "INVALIDJOBSTATE", "A query job can only be set to Aborted")
-        with self._lock:
-            if job.state in ("JobComplete", "Failed"):
-                raise ApiError(400, "INVALIDJOBSTATE", f"Job is already {job.state}")
-            job.state = "Aborted"
-        return job
-
     def _results(self, request: Request, job: Job, version: str) -> Response:
         if version != job.version:
             raise ApiError(
@@ -248,12 +216,11 @@ class BulkApi:
         if not max_records.isdigit() or int(max_records) < 1:
             raise ApiError(400, "INVALIDJOB", f"Invalid maxRecords: {max_records}")
         end = min(len(job.rows), offset + int(max_records))
-        sep, eol = DELIMITERS[job.delimiter], LINE_ENDINGS[job.line_ending]
-        lines = [sep.join(f'"{name}"' for name in job.header)]
+        lines = [",".join(f'"{name}"' for name in job.header)]
         with self.org.lock:
             for row in job.rows[offset:end]:
-                lines.append(sep.join(cell(row) for cell in job.cells))
-        text = eol.join(lines) + eol
+                lines.append(",".join(cell(row) for cell in job.cells))
+        text = "\n".join(lines) + "\n"
         next_locator = _encode_locator(end) if end < len(job.rows) else "null"
         return Response(
             text,

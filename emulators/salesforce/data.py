@@ -770,12 +770,8 @@ class Org:
             for key, value in values.items():
                 self._set(table, row, key, value)
 
-    def insert(self, name: str, fields: dict[str, Any], autofill: bool = True) -> str:
-        """Add a row and return its id.
-
-        With ``autofill`` (the Python and admin APIs) a missing Account_Number__c is generated;
-        the REST API passes False, so a create without it fails as in a real org.
-        """
+    def insert(self, name: str, fields: dict[str, Any]) -> str:
+        """Add a row and return its id (a missing Account_Number__c is generated)."""
         table = self.table(name)
         obj = table.obj
         if not obj.queryable:
@@ -796,7 +792,7 @@ class Org:
                 "LastModifiedDate": stamp,
                 "SystemModstamp": stamp,
             }
-            if obj.name == "Account" and autofill:
+            if obj.name == "Account":
                 defaults["Account_Number__c"] = f"ACC-{serial:07d}-E"
             if obj.name == "Subscription__c":
                 defaults["Name"] = f"SUB-{n + 1:06d}"
@@ -836,15 +832,6 @@ class Org:
             if table.deleted(row):
                 raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
             self._stamp_and_set(table, row, "IsDeleted", True)
-
-    def undelete(self, name: str, record_id: str) -> None:
-        """Restore a soft-deleted row."""
-        table = self.table(name)
-        with self.lock:
-            row = table.row_of(record_id)
-            if not table.deleted(row):
-                raise ApiError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin")
-            self._stamp_and_set(table, row, "IsDeleted", False)
 
     def reset(self) -> None:
         """Undo every mutation: back to exactly the generated rows."""

@@ -1,17 +1,16 @@
-"""SOQL against the org: field resolution (with the real INVALID_* errors), filtering, sorting,
-and rendering records (nested relationship objects, ``attributes``) page by page."""
+"""SOQL against the org: field resolution (with the real INVALID_* errors), the datetime window,
+sorting, and rendering records (nested relationship objects, ``attributes``) page by page."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import Org, Table, take, valid_id
+from .data import Org, Table, take
 from .errors import ApiError
-from .schema import NAME_OBJECT_FIELDS, NUMBER_TYPES, TEXT_TYPES, FieldDef, ObjectDef, find_object
-from .soql import Comparison, Condition, Literal, Logic, Not, Path, Query, SoqlError, parse
+from .schema import NAME_OBJECT_FIELDS, TEXT_TYPES, FieldDef, ObjectDef, find_object
+from .soql import Bound, Path, Query, SoqlError, parse
 
 _NO_COLUMN = (
     "No such column '{name}' on entity '{entity}'. If you are attempting to use a custom field, "
@@ -38,7 +37,6 @@ _TYPE_WORDS = {
     "double": "double",
     "percent": "double",
 }
-_LITERAL_FOR_TYPE = {"datetime": "datetime", "date": "date", "boolean": "boolean"}
 
 Getter = Callable[[int], Any]
 Predicate = Callable[[int], bool]
@@ -104,24 +102,13 @@ class CompiledQuery:
                 )
             seen.add(resolved.key)
             self._add_to_tree(resolved)
-        if q.offset is not None and q.offset > 2000:
-            raise ApiError(400, "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
-        self.count_getter: Getter | None = None
-        if q.count is not None and q.count.path is not None:
-            self.count_getter = self.getter(self.resolve(q.count.path))
-        self.predicate = self._compile(q.where) if q.where is not None else None
-        self.sort_keys = [(self._sort_getter(item.path), item.desc, item.nulls_first) for item in q.order]
+        self.predicates = [self._bound(bound) for bound in q.where]
+        self.sort_keys = [self._sort_getter(path) for path in q.order]
 
     # -- resolution -----------------------------------------------------------------------------
     def resolve(self, path: Path) -> Resolved:
         q = self.query
         parts = list(path.parts)
-        # `Account.Name` (or `a.Name` with an alias) may name the queried object itself.
-        if len(parts) > 1 and (
-            (q.alias and parts[0].lower() == q.alias.lower())
-            or (parts[0].lower() == self.obj.name.lower() and parts[0].lower() not in self.obj.relationships)
-        ):
-            parts = parts[1:]
         entity = self.obj
         chain: list[FieldDef] = []
         offset = path.offset
@@ -182,123 +169,36 @@ class CompiledQuery:
         node.items.append((f.name, Blob(f.name) if f.type == "base64" else node.table.column_renderer(f)))
 
     # -- WHERE ----------------------------------------------------------------------------------
-    def _compile(self, cond: Condition) -> Predicate:
-        if isinstance(cond, Logic):
-            preds = [self._compile(item) for item in cond.items]
-            if cond.op == "AND":
-                return lambda i: all(p(i) for p in preds)
-            return lambda i: any(p(i) for p in preds)
-        if isinstance(cond, Not):
-            inner = self._compile(cond.item)
-            return lambda i: not inner(i)
-        return self._comparison(cond)
-
-    def _comparison(self, cmp: Comparison) -> Predicate:
+    def _bound(self, bound: Bound) -> Predicate:
         q = self.query
-        resolved = self.resolve(cmp.path)
+        resolved = self.resolve(bound.path)
         f = resolved.field
         if not f.filterable:
             raise SoqlError(
                 "INVALID_FIELD",
                 f"field '{f.name}' can not be filtered in a query call",
                 q.text,
-                cmp.path.offset,
+                bound.path.offset,
             )
-        get = self.getter(resolved)
-        values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
-        for lit in values:
-            self._check_literal(f, cmp, lit)
-        op = cmp.op
-        if op in ("IN", "NOT IN", "INCLUDES", "EXCLUDES"):
-            return self._membership(f, op, get, values)
-        lit = values[0]
-        if lit.kind == "null":
-            if op == "=":
-                return lambda i: get(i) is None
-            if op == "!=":
-                return lambda i: get(i) is not None
-            raise SoqlError("MALFORMED_QUERY", f"invalid operator on null: {op}", q.text, cmp.offset)
-        if op == "LIKE":
-            if f.type not in TEXT_TYPES and f.type not in ("id", "reference"):
-                raise SoqlError(
-                    "INVALID_FIELD",
-                    f"invalid operator on field '{f.name}': LIKE",
-                    q.text,
-                    cmp.offset,
-                )
-            pattern = _like_regex(lit.value)
-            return lambda i: (v := get(i)) is not None and pattern.fullmatch(v) is not None
-        if f.type == "boolean" and op not in ("=", "!="):
+        if f.type != "datetime":
+            # Salesforce's wording for a literal of the wrong kind (here always a datetime).
+            word = _TYPE_WORDS.get(f.type)
+            if word is None:
+                detail = "must be of type string and should be enclosed in quotes"
+            else:
+                detail = f"must be of type {word} and should not be enclosed in quotes"
             raise SoqlError(
                 "INVALID_FIELD",
-                f"invalid operator on boolean field '{f.name}': {op}",
+                f"value of filter criterion for field '{f.name}' {detail}",
                 q.text,
-                cmp.offset,
+                bound.offset,
             )
-        norm = _normaliser(f)
-        target = _literal_value(f, lit, norm)
-        compare = _OPERATORS[op]
-        if op == "!=":
-            # SOQL's != keeps rows whose value is null (unlike SQL).
-            return lambda i: (v := get(i)) is None or compare(norm(v), target)
-        return lambda i: (v := get(i)) is not None and compare(norm(v), target)
-
-    def _membership(self, f: FieldDef, op: str, get: Getter, values: tuple[Literal, ...]) -> Predicate:
-        if op in ("INCLUDES", "EXCLUDES"):
-            if f.type != "multipicklist":
-                raise SoqlError(
-                    "INVALID_FIELD",
-                    f"includes or excludes operator only valid on multipicklist field: {f.name}",
-                    self.query.text,
-                    values[0].offset,
-                )
-            wanted = [frozenset(p.lower() for p in lit.value.split(";")) for lit in values]
-
-            def includes(i: int) -> bool:
-                v = get(i)
-                have = frozenset(p.lower() for p in v.split(";")) if v else frozenset()
-                return any(w <= have for w in wanted)
-
-            if op == "INCLUDES":
-                return includes
-            return lambda i: not includes(i)
-        norm = _normaliser(f)
-        members = {_literal_value(f, lit, norm) for lit in values if lit.kind != "null"}
-        with_null = any(lit.kind == "null" for lit in values)
-        if op == "IN":
-            return lambda i: with_null if (v := get(i)) is None else norm(v) in members
-        return lambda i: (not with_null) if (v := get(i)) is None else norm(v) not in members
-
-    def _check_literal(self, f: FieldDef, cmp: Comparison, lit: Literal) -> None:
-        """Reject literals of the wrong kind with the messages Salesforce gives."""
-        if lit.kind == "null":
-            return
-        q = self.query
-        expected = _LITERAL_FOR_TYPE.get(f.type, "number" if f.type in NUMBER_TYPES else "string")
-        if f.type == "address":
-            expected = "none"
-        is_id = f.type in ("id", "reference") and cmp.op != "LIKE"
-        if lit.kind == expected:
-            if is_id and not valid_id(lit.value):
-                raise SoqlError(
-                    "INVALID_QUERY_FILTER_OPERATOR",
-                    f"invalid ID field: {lit.value}",
-                    q.text,
-                    lit.offset,
-                )
-            return
-        if expected == "string":
-            detail = (
-                f"value of filter criterion for field '{f.name}' must be of type string and "
-                "should be enclosed in quotes"
-            )
-        else:
-            word = _TYPE_WORDS.get(f.type, f.type)
-            detail = (
-                f"value of filter criterion for field '{f.name}' must be of type {word} and "
-                "should not be enclosed in quotes"
-            )
-        raise SoqlError("INVALID_FIELD", detail, q.text, lit.offset)
+        get = self.getter(resolved)
+        # Stored datetimes are milliseconds; literals may carry microseconds (singer-io bookmarks).
+        target = bound.micros
+        if bound.op == ">=":
+            return lambda i: (v := get(i)) is not None and v * 1000 >= target
+        return lambda i: (v := get(i)) is not None and v * 1000 < target
 
     # -- ORDER BY -------------------------------------------------------------------------------
     def _sort_getter(self, path: Path) -> Getter:
@@ -319,44 +219,27 @@ class CompiledQuery:
     # -- execution ------------------------------------------------------------------------------
     def run(self, include_deleted: bool) -> list[int]:
         """The matching rows, sorted and limited (the caller holds ``org.lock``)."""
-        n = len(self.table)
         deleted = self.table.columns.get("IsDeleted")
-        pred = self.predicate
-        if deleted is not None and not include_deleted:
-            if pred is None:
-                rows = [i for i in range(n) if not deleted[i]]
-            else:
-                rows = [i for i in range(n) if not deleted[i] and pred(i)]
-        else:
-            rows = list(range(n)) if pred is None else [i for i in range(n) if pred(i)]
-        for get, desc, nulls_first in reversed(self.sort_keys):
-            null_flag = int(nulls_first == desc)
-            value_flag = 1 - null_flag
+        preds = self.predicates
+        rows = [
+            i
+            for i in range(len(self.table))
+            if (include_deleted or deleted is None or not deleted[i]) and all(p(i) for p in preds)
+        ]
+        for get in reversed(self.sort_keys):
 
-            def key(i: int, get: Getter = get, nf: int = null_flag, vf: int = value_flag) -> Any:
-                v = get(i)
-                return (nf, 0) if v is None else (vf, v)
+            def key(i: int, get: Getter = get) -> tuple[int, Any]:
+                v = get(i)  # ascending with nulls first, Salesforce's default for ASC
+                return (0, 0) if v is None else (1, v)
 
-            rows.sort(key=key, reverse=desc)
-        q = self.query
-        start = q.offset or 0
-        if start or q.limit is not None:
-            rows = rows[start : None if q.limit is None else start + q.limit]
+            rows.sort(key=key)
+        if self.query.limit is not None:
+            rows = rows[: self.query.limit]
         return rows
-
-    def aggregate(self, rows: list[int]) -> list[dict[str, Any]] | None:
-        """For ``COUNT(field)``: the one AggregateResult record; None for other queries."""
-        count = self.query.count
-        if count is None or count.path is None:
-            return None
-        get = self.count_getter
-        assert get is not None
-        total = sum(1 for i in rows if get(i) is not None)
-        return [{"attributes": {"type": "AggregateResult"}, count.alias or "expr0": total}]
 
     @property
     def count_only(self) -> bool:
-        return self.query.count is not None
+        return self.query.count
 
 
 def render(node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
@@ -392,67 +275,6 @@ def render(node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
         else:
             columns.append(item(rows))
     return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
-
-
-def _normaliser(f: FieldDef) -> Callable[[Any], Any]:
-    if f.type == "datetime":
-        return _ms_to_micros
-    if f.type in ("id", "reference"):
-        return _first15
-    if f.type == "multipicklist":
-        return _pick_set
-    if f.type in TEXT_TYPES:
-        return str.lower  # SOQL compares text case-insensitively
-    return _same
-
-
-def _literal_value(f: FieldDef, lit: Literal, norm: Callable[[Any], Any]) -> Any:
-    """A literal in the same comparable form as ``norm`` gives stored values."""
-    if f.type == "datetime":
-        return lit.value  # already epoch microseconds
-    return norm(lit.value)
-
-
-def _ms_to_micros(v: int) -> int:
-    # Stored datetimes are milliseconds; literals may carry microseconds (singer-io bookmarks).
-    return v * 1000
-
-
-def _first15(v: str) -> str:
-    return v[:15]
-
-
-def _pick_set(v: str) -> frozenset[str]:
-    return frozenset(p.lower() for p in v.split(";"))
-
-
-def _same(v: Any) -> Any:
-    return v
-
-
-_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    """SOQL LIKE: ``%`` any run, ``_`` one character, ``\\%``/``\\_`` literal; case-insensitive."""
-    out = []
-    k = 0
-    while k < len(pattern):
-        c = pattern[k]
-        if c == "\\" and k + 1 < len(pattern) and pattern[k + 1] in "%_":
-            out.append(re.escape(pattern[k + 1]))
-            k += 2
-            continue
-        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
-        k += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
 def compile_query(org: Org, text: str) -> CompiledQuery:

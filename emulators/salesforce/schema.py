@@ -31,16 +31,6 @@ TEXT_TYPES = frozenset(
 NUMBER_TYPES = frozenset({"currency", "double", "percent", "int"})
 
 
-def release_label(version: str) -> str:
-    """The release name of an API version: 62.0 is Winter '25, 63.0 Spring '25, 64.0 Summer '25."""
-    major = int(float(version))
-    # Three releases a year; v62 (Oct 2024) is the "Winter" release named after the next year.
-    offset = major - 62
-    year = 25 + offset // 3
-    season = ("Winter", "Spring", "Summer")[offset % 3]
-    return f"{season} '{year % 100:02d}"
-
-
 @dataclass(frozen=True)
 class FieldDef:
     """One field of an object, with the describe properties the emulator needs to vary."""
