@@ -20,14 +20,16 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m emulators.demo
 
+# ruff, then mypy on the three packages ([tool.mypy] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/python -m pytest
 
-# mypy on the three packages ([tool.mypy] in pyproject.toml).
+# mypy alone.
 typecheck: install
 	$(BIN)/mypy
 

@@ -73,9 +73,10 @@ _plain_text = re.compile(r"[A-Za-z0-9_.~ -]*").fullmatch
 def _encoded_value(value: Any) -> str:
     kind = type(value)
     if kind is str:
-        if _plain_text(value):
-            return _QUOTE + value.replace(" ", "+") + _QUOTE
-        return form_encode(encode_basestring(value))
+        text: str = value
+        if _plain_text(text):
+            return _QUOTE + text.replace(" ", "+") + _QUOTE
+        return form_encode(encode_basestring(text))
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
