@@ -383,8 +383,9 @@ def test_a_signal_during_delivery_stops_without_state_or_traceback(amplitude, tm
     time.sleep(0.3)
     sent = time.monotonic()
     process.send_signal(signum)
-    out, err = process.communicate(timeout=15)  # a deadlock would time out here
-    assert time.monotonic() - sent < 2 + 3  # in-flight requests end within request_timeout
+    out, err = process.communicate(timeout=30)  # a deadlock would time out here
+    # In-flight requests end within request_timeout (2 s); the rest is interpreter exit on a busy machine.
+    assert time.monotonic() - sent < 2 + 8
     assert process.returncode == code
     assert "Traceback" not in err
     assert "interrupted by SIG" in err
