@@ -11,6 +11,7 @@ from groups_mapping.model import (
     PropertyMapping,
     json_schema_path,
 )
+from groups_mapping.urls import insecure_url
 from groups_mapping.validate import (
     MAX_GROUP_TYPES,
     MAX_PROPERTIES,
@@ -36,6 +37,7 @@ __all__ = [
     "MappingConfig",
     "MappingError",
     "PropertyMapping",
+    "insecure_url",
     "json_schema_path",
     "load_mapping",
     "parse_mapping",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import io
-import ipaddress
 import json
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import IO, Any, ClassVar
-from urllib.parse import urlsplit
 
 import click
 from singer_sdk import Stream, Tap
@@ -22,6 +20,7 @@ from groups_mapping import (
     MAPPING_FILE_DESCRIPTION,
     MappingConfig,
     MappingError,
+    insecure_url,
     load_mapping,
 )
 from tap_salesforce_groups.auth import auth_flow, jwt_assertion
@@ -356,8 +355,8 @@ def settings_problems(config: Mapping[str, Any]) -> list[str]:
     problems = []
     for key in ("login_url", "instance_url"):
         url = config.get(key)
-        if url and not _secure_url(str(url)):
-            problems.append(f"{key} must be an https:// URL (http:// only for a loopback host), got {url!r}")
+        if url and (problem := insecure_url(key, str(url))):
+            problems.append(problem)
     if config.get("start_date"):
         try:
             parse_datetime(str(config["start_date"]))
@@ -369,20 +368,6 @@ def settings_problems(config: Mapping[str, Any]) -> list[str]:
     except SalesforceAuthError as exc:
         problems.append(str(exc))
     return problems
-
-
-def _secure_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
 
 
 def _checked_state_text(text: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from types import FrameType
 from typing import Any, ClassVar
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine
@@ -21,6 +21,7 @@ from groups_mapping import (
     MAPPING_FILE_DESCRIPTION,
     MappingConfig,
     MappingError,
+    insecure_url,
     load_mapping,
 )
 from target_amplitude_groups.client import REGION_URLS, AmplitudeClient
@@ -33,7 +34,6 @@ from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
 
 DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class StateWatchingReader(FastSingerReader):
@@ -85,15 +85,6 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
         "Checkpoint (emit STATE for everything acknowledged) at least this often, besides after each full batch.",
     ),
 )
-
-
-def _url_problem(name: str, url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-        return None  # emulators on this machine
-    return f"{name} must be an https:// URL (plain http:// only for a loopback emulator); got {url!r}"
 
 
 class TargetAmplitudeGroups(Target):
@@ -169,18 +160,13 @@ class TargetAmplitudeGroups(Target):
         self.stats = RunStats()
         self.stop_event = threading.Event()
         super().__init__(*args, **kwargs)
-        problems = [p for p in (self._url_problem(),) if p]
-        if problems:
-            raise ConfigValidationError("Config validation failed", errors=problems)
+        if (url := self.config.get("api_url")) and (problem := insecure_url("api_url", str(url))):
+            raise ConfigValidationError("Config validation failed", errors=[problem])
         _ = self.mapping  # report mapping problems before reading any record
         TargetAmplitudeGroups.active = self
         if isinstance(self.message_reader, StateWatchingReader):
             self.message_reader.target = self
         self._trap_signals()
-
-    def _url_problem(self) -> str | None:
-        url = self.config.get("api_url")
-        return _url_problem("api_url", url) if url else None
 
     @cached_property
     def mapping(self) -> MappingConfig | None:
