@@ -52,7 +52,8 @@ class Fault:
 
     ``status`` answers with that HTTP status (``body`` and ``headers`` optional); ``delay``
     sleeps that many seconds before handling (alone: a slow response; with a status: a slow
-    error). ``kind`` is an emulator-specific fault (e.g. ``expire_session``).
+    error). ``kind`` is an emulator-specific fault (e.g. ``expire_session``). ``after`` lets
+    that many matching requests through first.
     """
 
     status: int | None = None
@@ -62,6 +63,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     kind: str | None = None
+    after: int = 0
 
 
 class FaultQueue:
@@ -88,6 +90,9 @@ class FaultQueue:
         with self._lock:
             for fault in self._faults:
                 if fault.path in path and fault.count > 0 and (applies is None or applies(fault)):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.count -= 1
                     if fault.count == 0:
                         self._faults.remove(fault)

@@ -20,6 +20,14 @@ def soql_datetime(value: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def record_datetime(value: datetime) -> str:
+    """A timestamp in the form records carry, e.g. ``2025-01-31T10:00:00.000+00:00``.
+
+    Bookmarks compare as text with record values, so they must share this exact form.
+    """
+    return soql_datetime(value)[:-1] + "+00:00"
+
+
 @dataclass(frozen=True)
 class Window:
     """Rows with ``start <= key < end``; ``None`` leaves that side open."""
@@ -36,12 +44,15 @@ def build_soql(
     window: Window = Window(),
     limit: int | None = None,
     count: bool = False,
+    ordered: bool = True,
 ) -> str:
     """``SELECT … FROM … [WHERE key >= start AND key < end] [ORDER BY key, Id] [LIMIT n]``.
 
     ``>=`` because many rows can share one timestamp: an interrupted run must see the rest of
-    them again (the stream skips the ones it already emitted). Rows come in bookmark order on
-    REST and Bulk alike, so the bookmark advances row by row. ``count`` asks for ``COUNT()``.
+    them again (the stream skips the ones it already emitted). ``ordered`` (REST) sorts by the
+    bookmark so it can advance row by row; Bulk queries leave ORDER BY out, because it turns
+    off Salesforce's PK chunking, and commit the bookmark per window instead.
+    ``count`` asks for ``COUNT()``.
     """
     fields = list(fields)
     names = [object_name, *fields, *([replication_key] if replication_key else [])]
@@ -57,7 +68,7 @@ def build_soql(
             bounds.append(f"{replication_key} < {soql_datetime(window.end)}")
         if bounds:
             soql += " WHERE " + " AND ".join(bounds)
-        if not count:
+        if ordered and not count:
             soql += f" ORDER BY {replication_key} ASC, Id ASC"
     if limit is not None and not count:
         soql += f" LIMIT {int(limit)}"

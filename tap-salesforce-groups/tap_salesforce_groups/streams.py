@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,13 @@ from tap_salesforce_groups.errors import (
 from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
-from tap_salesforce_groups.soql import MAX_URI_BYTES, Window, build_soql, query_uri_bytes
+from tap_salesforce_groups.soql import (
+    MAX_URI_BYTES,
+    Window,
+    build_soql,
+    query_uri_bytes,
+    record_datetime,
+)
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 # bookmark. Queries use `>=` so an interrupted run loses nothing; these Ids are skipped so that
 # an unchanged org sends nothing even when thousands of rows share the bookmark's timestamp.
 EMITTED_AT_BOOKMARK = "ids_at_bookmark"
+SDK_PROGRESS_MARKERS = "progress_markers"  # where the SDK keeps an unsorted stream's high-water mark
 MIN_WINDOW = timedelta(minutes=1)  # windows halve on QUERY_TIMEOUT down to this, then give up
 
 _TZ_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
@@ -68,6 +76,12 @@ class Ties:
         self.stamp, self.ids = stamp, ids
         self.restart()
 
+    def copy(self) -> Ties:
+        """The same position, with Ids of its own, skipping what the copied one skips."""
+        twin = Ties(self.stamp, list(self.ids))
+        twin.skip_stamp, twin.skip = self.skip_stamp, set(self.skip)
+        return twin
+
     def restart(self) -> None:
         """A new query starts at ``stamp`` (``>=``): skip the Ids already emitted there."""
         self.skip_stamp, self.skip = self.stamp, set(self.ids)
@@ -76,22 +90,53 @@ class Ties:
         return stamp == self.skip_stamp and record_id in self.skip
 
     def emitted(self, stamp: str, record_id: str) -> None:
-        """Note an emitted row: a newer stamp starts a new Id list."""
+        """Note an emitted row, in any order: a newer stamp starts a new Id list."""
         if self.stamp is None or stamp > self.stamp:
             self.stamp, self.ids = stamp, [record_id]
         elif stamp == self.stamp:
             self.ids.append(record_id)
 
 
-def remember_emitted_at_bookmark(state: dict[str, Any], ids: list[str]) -> None:
-    """Keep the Ids emitted at the bookmark's timestamp in the stream's state.
+def commit_bookmark(state: dict[str, Any], key: str, stamp: str, ids: list[str]) -> None:
+    """Move the bookmark: every row before ``stamp``, and ``ids`` at it, have been emitted.
 
-    The SDK has no hook for tap-defined state, so this is the one place that writes into the
-    dict ``Stream.get_context_state`` returns (documented as writable). The SDK copies the
-    whole dict into STATE and gives it back on resume;
+    The stream owns its bookmark because only it knows when a position is complete: row by
+    row on sorted REST reads, window by window on unsorted Bulk reads. This is the one place
+    that writes into the dict ``Stream.get_context_state`` returns (documented as writable),
+    using the SDK's own ``replication_key``/``replication_key_value`` keys. The SDK copies the
+    whole dict into STATE and reads the bookmark back on resume;
     tests/tap/test_tap.py::test_sdk_keeps_our_state_key fails if that changes.
     """
+    state["replication_key"] = key
+    state["replication_key_value"] = stamp
     state[EMITTED_AT_BOOKMARK] = ids
+
+
+def drop_sdk_progress_marker(state: dict[str, Any]) -> None:
+    """Forget the SDK's own high-water mark before the SDK finalizes the stream.
+
+    With ``is_sorted`` False the SDK tracks the newest value seen under ``progress_markers``
+    and promotes it to the bookmark when ``get_records`` returns, even if reading stopped
+    early: after an unsorted read that would skip rows not yet emitted. The bookmark
+    :func:`commit_bookmark` wrote is the one to keep.
+    """
+    state.pop(SDK_PROGRESS_MARKERS, None)
+
+
+class _HideUnsortedWarning(logging.Filter):
+    """Hide the SDK's "progress is not resumable if interrupted" warning, which is untrue here.
+
+    The SDK says so of every stream with ``is_sorted`` False; these streams commit a
+    resumable bookmark themselves (:func:`commit_bookmark`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Stream is assumed to be unsorted")
+
+
+_SDK_LOGGER = logging.getLogger("singer_sdk")
+if not any(isinstance(f, _HideUnsortedWarning) for f in _SDK_LOGGER.filters):
+    _SDK_LOGGER.addFilter(_HideUnsortedWarning())
 
 
 class SalesforceObjectStream(Stream):
@@ -125,8 +170,12 @@ class SalesforceObjectStream(Stream):
 
     @property
     def is_sorted(self) -> bool:
-        """Queries are ordered by the replication key, so the bookmark advances row by row."""
-        return self.replication_key is not None
+        """False: Bulk rows come unsorted, so the SDK must not move the bookmark per record.
+
+        The stream commits the bookmark itself (:func:`commit_bookmark`): per row on REST,
+        whose queries are sorted, and per completed window on Bulk, whose are not.
+        """
+        return False
 
     # -- the read, in one screen ---------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -137,23 +186,31 @@ class SalesforceObjectStream(Stream):
         state = self.get_context_state(context)
         start = self.get_starting_timestamp(context) if self.replication_key else None
         ties = self._ties_at(state, start)
+        committed = ties.copy()  # the bookmark in state: where an unsorted re-read starts
         progress = Progress(self.logger, self.name, delivered=len(ties.skip))
         window, size = Window(start), None
         try:
             bulk = self._use_bulk(window, progress)
+            sorted_rows = not bulk  # REST queries are ordered; Bulk ones are not (PK chunking)
             while True:
                 try:
                     for record in self._read(window, bulk, progress):
-                        if self._first_time(record, ties, state):
+                        if self._first_time(record, ties, state if sorted_rows else None):
                             yield record
-                except QueryTooBig as exc:
-                    window, size = self._smaller_window(window, size, ties, exc)
+                except (QueryTooBig, QueryCursorExpired) as exc:
+                    if not sorted_rows:  # nothing of an unsorted window counts until it ends
+                        ties = committed.copy()
+                    if isinstance(exc, QueryTooBig):
+                        window, size = self._smaller_window(window, size, ties, exc)
+                    else:
+                        self.logger.warning("Query cursor expired on %s; re-querying", self.name)
+                        window = Window(self._position(window, ties), window.end)
                     continue
-                except QueryCursorExpired:
-                    self.logger.warning("Query cursor expired on %s; re-querying", self.name)
-                    window = Window(self._position(window, ties), window.end)
-                    continue
-                if window.end is None or self.run.stopped_reason:
+                if self.run.stopped_reason:
+                    return
+                if not sorted_rows:
+                    ties = committed = self._commit_window(state, window, ties)
+                if window.end is None:
                     return
                 window = self._next_window(window, size)
         except StopRun as exc:
@@ -163,6 +220,7 @@ class SalesforceObjectStream(Stream):
         except RunInterrupted:
             self.logger.warning("%s: stopped reading on a signal; state saved", self.name)
         finally:
+            drop_sdk_progress_marker(state)
             self.logger.info(self.client.usage_line())
 
     def _read(self, window: Window, bulk: bool, progress: Progress) -> Iterator[dict[str, Any]]:
@@ -173,6 +231,7 @@ class SalesforceObjectStream(Stream):
             replication_key=self.replication_key,
             window=window,
             limit=self.ABORT_AT_RECORD_COUNT,  # under --test, ask for no more than the SDK keeps
+            ordered=not bulk,
         )
         self.logger.info("Querying %s (%s): %s", self.name, "Bulk API 2.0" if bulk else "REST", soql)
         rows = progress.track(self._bulk_records(soql) if bulk else self._rest_records(soql))
@@ -186,8 +245,12 @@ class SalesforceObjectStream(Stream):
                 return
             yield record
 
-    def _first_time(self, record: dict[str, Any], ties: Ties, state: dict[str, Any]) -> bool:
-        """False for a row emitted at the bookmark already; tracks the Ids at the newest stamp."""
+    def _first_time(self, record: dict[str, Any], ties: Ties, state: dict[str, Any] | None) -> bool:
+        """False for a row emitted at the bookmark already; tracks the Ids at the newest stamp.
+
+        With ``state`` (a sorted read) the bookmark moves to this row before it is emitted,
+        so any STATE written after it covers it.
+        """
         key = self.replication_key
         if key is None:
             return True
@@ -195,9 +258,21 @@ class SalesforceObjectStream(Stream):
         if ties.already_emitted(stamp, record_id):
             return False
         ties.emitted(stamp, record_id)
-        # Before the SDK advances its bookmark to this stamp, so any STATE is consistent.
-        remember_emitted_at_bookmark(state, ties.ids)
+        if state is not None:
+            commit_bookmark(state, key, stamp, ties.ids)
         return True
+
+    def _commit_window(self, state: dict[str, Any], window: Window, ties: Ties) -> Ties:
+        """An unsorted window was read whole: commit its end (or, when open, the newest row)."""
+        key = str(self.replication_key)
+        if window.end is not None:
+            done = Ties(record_datetime(window.end), [])  # nothing at the end was read yet
+        elif ties.stamp is not None:
+            done = ties.copy()
+        else:
+            return ties  # nothing read, nothing to commit
+        commit_bookmark(state, key, str(done.stamp), done.ids)
+        return done
 
     # -- where to read ---------------------------------------------------------------------------
     def _ties_at(self, state: dict[str, Any], start: datetime | None) -> Ties:

@@ -71,6 +71,11 @@ class TapRun:
         return self.states[-1]
 
 
+def by_id(records: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
+    """Records per stream keyed by Id (else Name): Bulk rows come in no promised order."""
+    return {stream: {r.get("Id", r.get("Name")): r for r in rows} for stream, rows in records.items()}
+
+
 def run_tap(capsys: pytest.CaptureFixture[str], state: dict | None = None, **config: object) -> TapRun:
     """Sync in-process; parse the Singer messages written to stdout."""
     capsys.readouterr()

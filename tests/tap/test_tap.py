@@ -267,7 +267,7 @@ def test_verification_reports_unimportable_types_and_unqueryable_objects(salesfo
 
 
 def test_sdk_keeps_our_state_key(salesforce, capsys):
-    """The one place tap code writes into SDK state (streams.remember_emitted_at_bookmark).
+    """The one place tap code writes into SDK state (streams.commit_bookmark).
 
     It relies on ``Stream.get_context_state`` handing out the live state dict, which the SDK
     copies whole into STATE and gives back on resume; this fails if an SDK upgrade changes that.
