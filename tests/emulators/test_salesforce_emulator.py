@@ -35,7 +35,10 @@ from emulators.salesforce import (
 )
 
 V = "/services/data/v62.0"
-QUERYABLE = ("Account", "User", "Subscription__c", "Document", "Case", "Wide__c")  # the org's objects
+# the org's objects
+QUERYABLE = (
+    "Account", "User", "Subscription__c", "Document", "Case", "Wide__c", "Group", "Contact", "Lead", "Task",
+)  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_PROPERTIES = {
     "name", "label", "type", "soapType", "nillable", "createable", "updateable", "custom",
