@@ -281,7 +281,7 @@ class SalesforceEmulator(BackgroundServer):
     def _render_page(self, base: str, cursor: Cursor, locator: str | None, offset: int) -> Response:
         end = offset + cursor.page_size
         with self.org.lock:
-            records = render(cursor.root, cursor.rows[offset:end], base)
+            records = render(self.org, cursor.root, cursor.rows[offset:end], base)
         body: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
         if not body["done"]:
             # Salesforce uses /query/ for the next page of queryAll too.

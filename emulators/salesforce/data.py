@@ -30,17 +30,20 @@ from .schema import (
     GEOCODE_ACCURACIES,
     INDUSTRIES,
     LATEST_VERSION,
+    LEAD_STATUSES,
     NUMBER_TYPES,
     PLANS,
     PRIORITIES,
     RATINGS,
     SEGMENTS,
     STATUSES,
+    TASK_STATUSES,
     TEXT_TYPES,
     WIDE_FIELDS,
     FieldDef,
     ObjectDef,
     find_object,
+    is_polymorphic,
 )
 
 # Generated history lies in 2025 (in the past), so live mutations always sort after it.
@@ -309,6 +312,25 @@ _DOCUMENT_LINK = (
     "Partner Portal", "Partner_Portal", None, None, None, "External link; the document has no body."
 )  # fmt: skip
 
+# Groups: (Name, DeveloperName, Type, Email). Queues own some Cases; the public group owns nothing.
+_GROUPS = (
+    ("Support Queue", "Support_Queue", "Queue", "support@emulator.example"),
+    ("Tier 2 Escalations", "Tier_2_Escalations", "Queue", None),
+    ("Équipe Support FR", "Equipe_Support_FR", "Queue", "support.fr@emulator.example"),
+    ("All Sales", "All_Sales", "Regular", None),
+)
+_CONTACTS = (
+    ("Marie", "Curie"), ("Jürgen", "Schmidt"), ("Aiko", "Tanaka"), (None, "Madonna"),
+    ("Carlos", "Peña"), ("Ingrid", "Bergström"), ("Ravi", "Shankar"), ("Sean", "O'Neill"),
+    ("Lena", "Petrova"), ("Tomás", "Ruiz"), ("Hana", "Kim"), ("Olu", "Adebayo"),
+)  # fmt: skip
+_LEADS = (
+    ("Pat", "Quinn", "Quinn Brewing"), ("Mei", "Lin", "Lin Textiles 有限公司"),
+    ("Jonas", "Weber", "Weber Maschinenbau GmbH"), (None, "Okafor", "Okafor Logistics"),
+    ("Sofia", "Rossi", "Rossi & Figli"),
+)  # fmt: skip
+_TASK_SUBJECTS = ("Call", "Send Letter", "Send Quote", "Email", "Follow up", "Renewal call", "Other")
+
 _DATES_2025_2027 = [
     date.fromordinal(d).isoformat()
     for d in range(date(2025, 1, 1).toordinal(), date(2027, 12, 31).toordinal() + 1)
@@ -317,6 +339,15 @@ _DATES_2025_2027 = [
 
 def _full_name(first: str | None, last: str | None) -> str | None:
     return " ".join(p for p in (first, last) if p) or None
+
+
+def _person_columns(people: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """FirstName, LastName and the Name Salesforce derives from them, for (first, last, …) rows."""
+    return {
+        "FirstName": [p[0] for p in people],
+        "LastName": [p[1] for p in people],
+        "Name": [_full_name(p[0], p[1]) for p in people],
+    }
 
 
 def _pick(rng: random.Random, pool: Sequence[Any], n: int, null: float = 0.0) -> list[Any]:
@@ -382,6 +413,39 @@ def take(column: list[Any], rows: list[int]) -> list[Any]:
     if len(rows) > 1:
         return list(itemgetter(*rows)(column))
     return [column[i] for i in rows]
+
+
+# Which Name-object fields a row of each object fills, per the Name object reference
+# (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm):
+# Alias, Email, IsActive, Phone, ProfileId, Title and UserRoleId only for users; FirstName and
+# LastName for users, contacts and leads; Id, Name and Type for every object.
+_USER_ONLY = frozenset({"Alias", "Email", "IsActive", "Phone", "ProfileId", "Title", "UserRoleId"})
+_PERSON_ONLY = frozenset({"FirstName", "LastName"})
+_PEOPLE = frozenset({"User", "Contact", "Lead"})
+
+
+def name_value(table: Table, row: int, field_name: str) -> Any:
+    """The Name object's ``field_name`` for one row of ``table`` (a polymorphic parent).
+
+    Name is the object's name field (a Case's CaseNumber). Type is the row's kind: "Queue" for a
+    queue (its Group.Type), else the object's name ("User", "Account"): the value that SOQL's
+    ``Owner.Type = 'Queue'`` filters compare with.
+    """
+    obj = table.obj
+    if field_name == "Type":
+        return table.columns["Type"][row] if obj.name == "Group" else obj.name
+    if (field_name in _USER_ONLY and obj.name != "User") or (
+        field_name in _PERSON_ONLY and obj.name not in _PEOPLE
+    ):
+        return None
+    if field_name == "Name":
+        f = next(f for f in obj.fields if f.name_field)
+    else:
+        found = obj.field(field_name)
+        if found is None:
+            return None
+        f = found
+    return table.getter(f)(row)
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -486,13 +550,15 @@ class Table:
 
 
 class Org:
-    """The emulated org: generated rows for Account, User, Subscription__c, Document, Case and Wide__c, and
-    mutations (AggregateResult has a table that stays empty: it cannot hold rows).
+    """The emulated org: generated rows for Account, User, Subscription__c, Document, Case,
+    Wide__c, Group, Contact, Lead and Task, and mutations (AggregateResult has a table that stays
+    empty: it cannot hold rows).
 
     Generation is deterministic for a given ``seed`` and row count; each object draws from its
     own random stream, so adding an object never shifts another's rows. ``accounts`` counts all
     Account rows, including the few (0.5%) generated as already soft-deleted; there are
-    ``accounts // 2`` Subscription__c rows, 20 users and 5 documents. All methods are
+    ``accounts // 2`` Subscription__c rows, 20 users, 5 documents, 4 groups (3 of them queues,
+    owning a quarter of the 40 cases), 12 contacts, 5 leads and 60 tasks. All methods are
     thread-safe.
     """
 
@@ -502,6 +568,7 @@ class Org:
         self.lock = threading.RLock()
         self.tables: dict[str, Table] = {}
         self._journal: dict[tuple[str, int, str], Any] = {}
+        self._by_prefix: dict[str, Table] = {}
         self._generate()
 
     # -- generation -----------------------------------------------------------------------------
@@ -514,9 +581,16 @@ class Org:
         self.tables["Account"] = self._generate_accounts(users)
         self.tables["Subscription__c"] = self._generate_subscriptions(users, self.tables["Account"])
         self.tables["Document"] = self._generate_documents()
-        self.tables["Case"] = self._generate_cases(users)
+        groups = self._generate_groups()
+        self.tables["Group"] = groups
+        self.tables["Case"] = self._generate_cases(users, groups)
         self.tables["Wide__c"] = self._generate_wide()
+        self.tables["Contact"] = self._generate_contacts(users, self.tables["Account"])
+        self.tables["Lead"] = self._generate_leads(users)
+        self.tables["Task"] = self._generate_tasks(users)
         self.tables["AggregateResult"] = Table(self._obj("AggregateResult"), {"Id": []}, 0)
+        # The object of any id, from its key prefix (how a polymorphic reference is followed).
+        self._by_prefix = {t.obj.key_prefix: t for t in self.tables.values() if t.obj.key_prefix}
 
     def _generate_users(self) -> Table:
         rng = self._rng("User")
@@ -673,23 +747,123 @@ class Org:
         }
         return Table(self._obj("Document"), cols, serial)
 
-    def _generate_cases(self, users: Table) -> Table:
+    def _generate_groups(self) -> Table:
+        rng = self._rng("Group")
+        n = len(_GROUPS)
+        serial = 500 + rng.randrange(5000)
+        created = [HISTORY_START_MS + 1000 * rng.randrange(30 * 86400) for _ in range(n)]
+        modified = [c + 1000 * rng.randrange(60 * 86400) for c in created]
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("00G", serial, n),
+            "Name": [g[0] for g in _GROUPS],
+            "DeveloperName": [g[1] for g in _GROUPS],
+            "Type": [g[2] for g in _GROUPS],
+            "Email": [g[3] for g in _GROUPS],
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": list(modified),
+        }
+        return Table(self._obj("Group"), cols, serial)
+
+    def _generate_cases(self, users: Table, groups: Table) -> Table:
         rng = self._rng("Case")
         n = 40
         serial = 3000 + rng.randrange(5000)
         created, modified, modstamp = _history(rng, n)
+        owners = _pick(rng, users.ids, n)
+        # A quarter of the cases wait in a queue. Drawn from a stream of their own, so the
+        # user-owned cases keep the owners they had before queues existed.
+        queues = [rid for k, rid in enumerate(groups.ids) if groups.columns["Type"][k] == "Queue"]
+        draw = self._rng("Case:queue").random
+        owners = [queues[int(draw() * len(queues))] if k % 4 == 1 else o for k, o in enumerate(owners)]
         cols: dict[str, list[Any]] = {
             "Id": make_ids("500", serial, n),
             "IsDeleted": [False] * n,
             "CaseNumber": [f"{k + 1:08d}" for k in range(n)],
             "Subject": [f"Case {k + 1}" for k in range(n)],
             "Status": _pick(rng, CASE_STATUSES, n),
-            "OwnerId": _pick(rng, users.ids, n),
+            "OwnerId": owners,
             "CreatedDate": created,
             "LastModifiedDate": modified,
             "SystemModstamp": modstamp,
         }
         return Table(self._obj("Case"), cols, serial)
+
+    def _generate_contacts(self, users: Table, accounts: Table) -> Table:
+        rng = self._rng("Contact")
+        n = len(_CONTACTS)
+        serial = 7000 + rng.randrange(5000)
+        live_accounts = [rid for k, rid in enumerate(accounts.ids) if not accounts.deleted(k)]
+        created, modified, modstamp = _history(rng, n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("003", serial, n),
+            "IsDeleted": [False] * n,
+            "AccountId": _pick(rng, live_accounts, n, 0.1) if live_accounts else [None] * n,
+            **_person_columns(_CONTACTS),
+            "Email": [f"{_slug(c[1])}{k}@customer.example" for k, c in enumerate(_CONTACTS)],
+            "Title": _pick(rng, ("CFO", "CTO", "Buyer", "Office Manager"), n, 0.3),
+            "OwnerId": _pick(rng, users.ids, n),
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": modstamp,
+        }
+        return Table(self._obj("Contact"), cols, serial)
+
+    def _generate_leads(self, users: Table) -> Table:
+        rng = self._rng("Lead")
+        n = len(_LEADS)
+        serial = 8000 + rng.randrange(5000)
+        created, modified, modstamp = _history(rng, n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("00Q", serial, n),
+            "IsDeleted": [False] * n,
+            **_person_columns(_LEADS),
+            "Company": [x[2] for x in _LEADS],
+            "Email": [None if k % 3 == 2 else f"{_slug(x[1])}@lead.example" for k, x in enumerate(_LEADS)],
+            "Status": _pick(rng, LEAD_STATUSES, n),
+            "OwnerId": _pick(rng, users.ids, n),
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": modstamp,
+        }
+        return Table(self._obj("Lead"), cols, serial)
+
+    def _generate_tasks(self, users: Table) -> Table:
+        """Tasks related (What) to live Accounts, Subscriptions and Cases or to nothing, and
+        about (Who) a Contact, a Lead or nobody: every kind of parent appears."""
+        rng = self._rng("Task")
+        n = 60
+        serial = 9000 + rng.randrange(5000)
+        created, modified, modstamp = _history(rng, n)
+
+        def live(name: str) -> list[str]:
+            table = self.tables[name]
+            return [rid for k, rid in enumerate(table.ids) if not table.deleted(k)]
+
+        kinds = (live("Account"), live("Subscription__c"), live("Case"))
+        what: list[str | None] = []
+        for k in range(n):
+            pool = kinds[k % 4] if k % 4 < 3 else []  # every fourth task relates to nothing
+            what.append(pool[int(rng.random() * len(pool))] if pool else None)
+        people = (live("Contact"), live("Lead"))
+        who: list[str | None] = []
+        for k in range(n):
+            pool = people[k % 3] if k % 3 < 2 else []
+            who.append(pool[int(rng.random() * len(pool))] if pool else None)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("00T", serial, n),
+            "IsDeleted": [False] * n,
+            "Subject": _pick(rng, _TASK_SUBJECTS, n),
+            "Status": _pick(rng, TASK_STATUSES, n),
+            "WhoId": who,
+            "WhatId": what,
+            "ActivityDate": _dates_before(rng, modstamp, 0.3),
+            "OwnerId": _pick(rng, users.ids, n),
+            "CreatedDate": created,
+            "LastModifiedDate": modified,
+            "SystemModstamp": modstamp,
+        }
+        return Table(self._obj("Task"), cols, serial)
 
     def _generate_wide(self) -> Table:
         rng = self._rng("Wide__c")
@@ -721,6 +895,12 @@ class Org:
     def table(self, name: str) -> Table:
         """The table of object ``name`` (case-insensitive); ``NOT_FOUND`` for unknown objects."""
         return self.tables[self._obj(name).name]
+
+    def locate(self, record_id: str) -> tuple[Table, int] | None:
+        """The table and row of any record, found by its id's key prefix; None if there is none."""
+        table = self._by_prefix.get(record_id[:3])
+        row = None if table is None else table.index.get(record_id)
+        return None if table is None or row is None else (table, row)
 
     @property
     def integration_user_id(self) -> str:
@@ -759,7 +939,7 @@ class Org:
             if table.deleted(row):
                 raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
             values = self._coerce(table, fields, row=row)
-            if table.obj.name == "User" and {"FirstName", "LastName"} & set(values):
+            if table.obj.name in ("User", "Contact", "Lead") and {"FirstName", "LastName"} & set(values):
                 first = values.get("FirstName", table.columns["FirstName"][row])
                 last = values.get("LastName", table.columns["LastName"][row])
                 values["Name"] = _full_name(first, last)
@@ -796,7 +976,7 @@ class Org:
                 defaults["Account_Number__c"] = f"ACC-{serial:07d}-E"
             if obj.name == "Subscription__c":
                 defaults["Name"] = f"SUB-{n + 1:06d}"
-            if obj.name == "User":
+            if obj.name in ("User", "Contact", "Lead"):
                 defaults["Name"] = _full_name(values.get("FirstName"), values.get("LastName"))
             for f in obj.fields:
                 if f.type == "boolean":
@@ -956,8 +1136,14 @@ class Org:
         return value
 
     def _reference(self, f: FieldDef, value: str) -> str:
-        target = self.tables[f.reference_to[-1]]
         try:
+            if is_polymorphic(f):
+                # Any of the targets, told apart by the id's key prefix.
+                found = self._by_prefix.get(value[:3])
+                if found is None or found.obj.name not in f.reference_to:
+                    raise not_found()
+                return found.ids[found.row_of(value)]
+            target = self.tables[f.reference_to[0]]
             return target.ids[target.row_of(value)]
         except ApiError as exc:
             raise ApiError(

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import Org, Table, take
+from .data import Org, Table, name_value, take
 from .errors import ApiError
-from .schema import NAME_OBJECT_FIELDS, TEXT_TYPES, FieldDef, ObjectDef, find_object
+from .schema import NAME_OBJECT, TEXT_TYPES, FieldDef, ObjectDef, find_object, is_polymorphic
 from .soql import Bound, Path, Query, SoqlError, parse
 
 _NO_COLUMN = (
@@ -70,7 +70,14 @@ class Node:
     # (key, page renderer) for a field, (key, Blob) for a base64 field,
     # (key, (reference field, Node)) for a relationship
     items: list[tuple[str, Any]] = field(default_factory=list)
-    children: dict[str, Node] = field(default_factory=dict)
+    children: dict[str, Node | NameNode] = field(default_factory=dict)
+
+
+@dataclass
+class NameNode:
+    """Render tree for a polymorphic relationship: Name-object fields of each row's actual parent."""
+
+    fields: list[str] = field(default_factory=list)
 
 
 class CompiledQuery:
@@ -117,12 +124,16 @@ class CompiledQuery:
             if ref is None:
                 raise SoqlError("INVALID_FIELD", _NO_RELATIONSHIP.format(name=part), q.text, offset)
             chain.append(ref)
-            target = find_object(ref.reference_to[-1])
-            assert target is not None  # every reference in the schema targets a known object
+            if is_polymorphic(ref):
+                # Through a polymorphic relationship the parent is the Name object, whatever
+                # each row's actual object is: only its fields, and no relationships onward
+                # (Owner.Department fails as "No such column 'Department' on entity 'Name'").
+                entity = NAME_OBJECT
+                continue
+            target = find_object(ref.reference_to[0])
+            assert target is not None  # every plain reference in the schema targets a known object
             entity = target
         f = entity.field(parts[-1])
-        if chain and len(chain[-1].reference_to) > 1 and parts[-1].lower() not in NAME_OBJECT_FIELDS:
-            raise SoqlError("INVALID_FIELD", _NO_COLUMN.format(name=parts[-1], entity="Name"), q.text, offset)
         if f is None:
             raise SoqlError(
                 "INVALID_FIELD",
@@ -134,38 +145,51 @@ class CompiledQuery:
 
     def getter(self, resolved: Resolved) -> Getter:
         """Row of the queried object -> value at the end of the path (None past a null ref)."""
-        table = self.org.tables[resolved.entity.name]
-        final = table.getter(resolved.field)
         if not resolved.chain:
-            return final
-        hops: list[tuple[list[Any], dict[str, int]]] = []
+            return self.table.getter(resolved.field)
+        # Each hop: the reference column, then the target table (None: polymorphic, the row's
+        # object follows from the id, and the value is the Name object's view of that row).
+        hops: list[tuple[list[Any], Table | None]] = []
         source = self.table
         for ref in resolved.chain:
-            target = self.org.tables[ref.reference_to[-1]]
-            hops.append((source.columns[ref.name], target.index))
+            if is_polymorphic(ref):
+                hops.append((source.columns[ref.name], None))
+                break  # the Name object has no relationships: always the last hop
+            target = self.org.tables[ref.reference_to[0]]
+            hops.append((source.columns[ref.name], target))
             source = target
+        org, name = self.org, resolved.field.name
+        final = None if hops[-1][1] is None else source.getter(resolved.field)
 
         def follow(i: int) -> Any:
             row = i
-            for column, index in hops:
+            for column, target in hops:
                 ref_id = column[row]
                 if ref_id is None:
                     return None
-                row = index[ref_id]
+                if target is None:
+                    found = org.locate(ref_id)
+                    return None if found is None else name_value(*found, name)
+                row = target.index[ref_id]
+            assert final is not None
             return final(row)
 
         return follow
 
     def _add_to_tree(self, resolved: Resolved) -> None:
-        node = self.root
+        node: Node | NameNode = self.root
         for ref in resolved.chain:
+            assert isinstance(node, Node)  # a NameNode (polymorphic) is always the last hop
             child = node.children.get(ref.name)
             if child is None:
-                child = Node(self.org.tables[ref.reference_to[-1]])
+                child = NameNode() if is_polymorphic(ref) else Node(self.org.tables[ref.reference_to[0]])
                 node.children[ref.name] = child
                 node.items.append((ref.relationship or ref.name, (ref, child)))
             node = child
         f = resolved.field
+        if isinstance(node, NameNode):
+            node.fields.append(f.name)
+            return
         node.items.append((f.name, Blob(f.name) if f.type == "base64" else node.table.column_renderer(f)))
 
     # -- WHERE ----------------------------------------------------------------------------------
@@ -242,7 +266,7 @@ class CompiledQuery:
         return self.query.count
 
 
-def render(node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
+def render(org: Org, node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
     """Records as the REST API writes them: ``attributes`` first, then fields in select order.
 
     Works column by column over the page (then zips the columns into records), which is
@@ -260,8 +284,11 @@ def render(node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
         if isinstance(item, tuple):
             ref, child = item
             refs = take(table.columns[ref.name], rows)
+            if isinstance(child, NameNode):
+                columns.append([None if r is None else _name_record(org, child, r, base) for r in refs])
+                continue
             index = child.table.index
-            parents = iter(render(child, [index[r] for r in refs if r is not None], base))
+            parents = iter(render(org, child, [index[r] for r in refs if r is not None], base))
             columns.append([None if r is None else next(parents) for r in refs])
         elif isinstance(item, Blob):
             # e.g. "/services/data/v62.0/sobjects/Document/015…/Body"; null when there is no body
@@ -275,6 +302,26 @@ def render(node: Node, rows: list[int], base: str) -> list[dict[str, Any]]:
         else:
             columns.append(item(rows))
     return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _name_record(org: Org, node: NameNode, ref_id: str, base: str) -> dict[str, Any] | None:
+    """A polymorphic parent as the REST API nests it: ``attributes.type`` is "Name" (the
+    relationship's type, not the row's object), the URL is the actual record's.
+
+    "Name" as the type: Salesforce Inspector shows it for polymorphic Owner results
+    (https://github.com/tprouvot/Salesforce-Inspector-reloaded/issues/95). The URL naming the
+    row's own object is the emulator's choice: no public recording of it was found.
+    """
+    found = org.locate(ref_id)
+    if found is None:
+        return None
+    table, row = found
+    record: dict[str, Any] = {
+        "attributes": {"type": "Name", "url": f"{base}/sobjects/{table.obj.name}/{ref_id}"}
+    }
+    for name in node.fields:
+        record[name] = name_value(table, row, name)
+    return record
 
 
 def compile_query(org: Org, text: str) -> CompiledQuery:

@@ -343,11 +343,20 @@ def _audit(name: str, label: str) -> FieldDef:
     )
 
 
+def _audit_fields() -> tuple[FieldDef, ...]:
+    """CreatedDate, LastModifiedDate and SystemModstamp, which every object here has."""
+    return (
+        _audit("CreatedDate", "Created Date"),
+        _audit("LastModifiedDate", "Last Modified Date"),
+        _audit("SystemModstamp", "System Modstamp"),
+    )
+
+
 def _owner(*, queue_owned: bool = False) -> FieldDef:
     """OwnerId; on queue-owned objects (Case, Lead, custom objects with queues) a Group or a User.
 
-    Describe lists ``["Group", "User"]`` for those, as Case.OwnerId does in a real org. Only
-    User rows are generated, so the last target is the one the data follows.
+    Describe lists ``["Group", "User"]`` for those, as Case.OwnerId does in a real org; which
+    object a row's owner is follows from the id's key prefix (00G a queue, 005 a user).
     """
     return FieldDef(
         "OwnerId",
@@ -435,6 +444,16 @@ SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Strategic", "Public Sector", "EM
 PLANS = ("Starter", "Growth", "Business", "Enterprise")
 STATUSES = ("Trial", "Active", "Past Due", "Cancelled")
 CASE_STATUSES = ("New", "Working", "Escalated", "Closed")
+# Group.Type values (a queue is a Group of type "Queue"):
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_group.htm
+GROUP_TYPES = ("Regular", "Role", "RoleAndSubordinates", "Organization", "Queue")
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
+LEAD_STATUSES = (
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+    "Closed - Not Converted",
+)
 
 
 def _billing(suffix: str, label: str, type_: str, **kw: Any) -> FieldDef:
@@ -501,9 +520,7 @@ ACCOUNT = ObjectDef(
             reference_to=("Account",),
             relationship="Parent",
         ),
-        _audit("CreatedDate", "Created Date"),
-        _audit("LastModifiedDate", "Last Modified Date"),
-        _audit("SystemModstamp", "System Modstamp"),
+        *_audit_fields(),
         FieldDef("LastActivityDate", "Last Activity", "date", createable=False, updateable=False),
         _picklist("CustomerPriority__c", "Customer Priority", PRIORITIES, custom=True),
         FieldDef("SLAExpirationDate__c", "SLA Expiration Date", "date", custom=True),
@@ -560,14 +577,32 @@ USER = ObjectDef(
         FieldDef("IsActive", "Active", "boolean", nillable=False, default=True, defaulted_on_create=True),
         _text("Title", "Title", 80),
         _text("Department", "Department", 80),
-        _audit("CreatedDate", "Created Date"),
-        _audit("LastModifiedDate", "Last Modified Date"),
-        _audit("SystemModstamp", "System Modstamp"),
+        *_audit_fields(),
     ],
     children=[
         ChildRelationship("Account", "OwnerId", None),
         ChildRelationship("Subscription__c", "OwnerId", None),
     ],
+)
+
+# Group: public groups and queues. A queue (Type "Queue") can own Cases, Leads and custom
+# objects, which is why their OwnerId is polymorphic. Like User, no IsDeleted (not undeletable).
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_group.htm
+GROUP = ObjectDef(
+    "Group",
+    "Group",
+    "Groups",
+    "00G",
+    custom=False,
+    fields=[
+        _id(),
+        _text("Name", "Name", 40, nillable=False, name_field=True),
+        _text("DeveloperName", "Developer Name", 80, nillable=False),
+        _picklist("Type", "Type", GROUP_TYPES, nillable=False, restricted=True),
+        FieldDef("Email", "Email", "email", length=255),
+        *_audit_fields(),
+    ],
+    children=[ChildRelationship("Case", "OwnerId", None)],
 )
 
 SUBSCRIPTION = ObjectDef(
@@ -617,9 +652,7 @@ SUBSCRIPTION = ObjectDef(
             formula="MRR__c * 12",
         ),
         _owner(queue_owned=True),
-        _audit("CreatedDate", "Created Date"),
-        _audit("LastModifiedDate", "Last Modified Date"),
-        _audit("SystemModstamp", "System Modstamp"),
+        *_audit_fields(),
     ],
 )
 
@@ -641,9 +674,7 @@ DOCUMENT = ObjectDef(
         # never the data, and Bulk queries that select it fail.
         FieldDef("Body", "Body", "base64", filterable=False, sortable=False, groupable=False),
         FieldDef("Description", "Description", "textarea", length=255),
-        _audit("CreatedDate", "Created Date"),
-        _audit("LastModifiedDate", "Last Modified Date"),
-        _audit("SystemModstamp", "System Modstamp"),
+        *_audit_fields(),
     ],
 )
 
@@ -671,9 +702,98 @@ CASE = ObjectDef(
         _text("Subject", "Subject", 255),
         _picklist("Status", "Status", CASE_STATUSES),
         _owner(queue_owned=True),
-        _audit("CreatedDate", "Created Date"),
-        _audit("LastModifiedDate", "Last Modified Date"),
-        _audit("SystemModstamp", "System Modstamp"),
+        *_audit_fields(),
+    ],
+)
+
+
+def _person_name(label: str) -> FieldDef:
+    """Name of a Contact or Lead: read-only, FirstName and LastName joined."""
+    return _text("Name", label, 121, nillable=False, createable=False, updateable=False, name_field=True)
+
+
+# Contact and Lead: the targets of Task.WhoId, kept minimal (names, email, a parent).
+CONTACT = ObjectDef(
+    "Contact",
+    "Contact",
+    "Contacts",
+    "003",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        FieldDef(
+            "AccountId",
+            "Account ID",
+            "reference",
+            length=18,
+            reference_to=("Account",),
+            relationship="Account",
+        ),
+        _text("FirstName", "First Name", 40),
+        _text("LastName", "Last Name", 80, nillable=False),
+        _person_name("Full Name"),
+        FieldDef("Email", "Email", "email", length=80),
+        _text("Title", "Title", 128),
+        _owner(),
+        *_audit_fields(),
+    ],
+)
+
+LEAD = ObjectDef(
+    "Lead",
+    "Lead",
+    "Leads",
+    "00Q",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        _text("FirstName", "First Name", 40),
+        _text("LastName", "Last Name", 80, nillable=False),
+        _person_name("Full Name"),
+        _text("Company", "Company", 255, nillable=False),
+        FieldDef("Email", "Email", "email", length=80),
+        _picklist("Status", "Status", LEAD_STATUSES, nillable=False),
+        _owner(queue_owned=True),
+        *_audit_fields(),
+    ],
+)
+
+# Task: WhoId (a person: Contact or Lead, relationship "Who") and WhatId (any object with
+# activities, relationship "What") are polymorphic. Real orgs list more What targets (Asset,
+# Campaign, Opportunity, …); these are the ones this org has.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_task.htm
+TASK = ObjectDef(
+    "Task",
+    "Task",
+    "Tasks",
+    "00T",
+    custom=False,
+    fields=[
+        _id(),
+        _is_deleted(),
+        FieldDef("Subject", "Subject", "combobox", length=255),
+        _picklist("Status", "Status", TASK_STATUSES, nillable=False),
+        FieldDef(
+            "WhoId",
+            "Name ID",
+            "reference",
+            length=18,
+            reference_to=("Contact", "Lead"),
+            relationship="Who",
+        ),
+        FieldDef(
+            "WhatId",
+            "Related To ID",
+            "reference",
+            length=18,
+            reference_to=("Account", "Case", "Subscription__c"),
+            relationship="What",
+        ),
+        FieldDef("ActivityDate", "Due Date Only", "date"),
+        _owner(),
+        *_audit_fields(),
     ],
 )
 
@@ -694,9 +814,7 @@ WIDE = ObjectDef(
             _text(f"Custom_Attribute_{k:03d}__c", f"Attribute {k}", 80, custom=True)
             for k in range(1, WIDE_FIELDS + 1)
         ),
-        _audit("CreatedDate", "Created Date"),
-        _audit("LastModifiedDate", "Last Modified Date"),
-        _audit("SystemModstamp", "System Modstamp"),
+        *_audit_fields(),
     ],
 )
 
@@ -713,30 +831,57 @@ AGGREGATE_RESULT = ObjectDef(
 )
 
 OBJECTS: dict[str, ObjectDef] = {
-    o.name: o for o in (ACCOUNT, USER, SUBSCRIPTION, DOCUMENT, CASE, WIDE, AGGREGATE_RESULT)
+    o.name: o
+    for o in (
+        ACCOUNT,
+        USER,
+        SUBSCRIPTION,
+        DOCUMENT,
+        CASE,
+        WIDE,
+        GROUP,
+        CONTACT,
+        LEAD,
+        TASK,
+        AGGREGATE_RESULT,
+    )
 }
 OBJECTS_LOWER: dict[str, ObjectDef] = {k.lower(): v for k, v in OBJECTS.items()}
 
 
-# SOQL reads a polymorphic relationship through the Name object, which has only these fields:
+# SOQL reads a polymorphic relationship (Owner, Who, What) through the Name object, whatever
+# the row's actual object: only these fields, no relationships of its own. Not in OBJECTS: it
+# "cannot be directly accessed" (no FROM Name).
 # https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
-NAME_OBJECT_FIELDS = frozenset(
-    f.lower()
-    for f in (
-        "Id",
-        "Name",
-        "Alias",
-        "Email",
-        "FirstName",
-        "LastName",
-        "IsActive",
-        "Phone",
-        "Title",
-        "Type",
-        "UserRoleId",
-        "ProfileId",
-    )
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+NAME_OBJECT = ObjectDef(
+    "Name",
+    "Name",
+    "Names",
+    None,
+    custom=False,
+    fields=[
+        _id(),
+        _text("Name", "Name", 255, createable=False, updateable=False, name_field=True),
+        _text("Alias", "Alias", 8, createable=False, updateable=False),
+        FieldDef("Email", "Email", "email", length=128, createable=False, updateable=False),
+        _text("FirstName", "First Name", 40, createable=False, updateable=False),
+        _text("LastName", "Last Name", 80, createable=False, updateable=False),
+        FieldDef("IsActive", "Active", "boolean", createable=False, updateable=False),
+        FieldDef("Phone", "Phone", "phone", length=40, createable=False, updateable=False),
+        _text("Title", "Title", 80, createable=False, updateable=False),
+        _picklist("Type", "Type", (), createable=False, updateable=False, restricted=True),
+        FieldDef("UserRoleId", "Role ID", "reference", length=18, createable=False, updateable=False),
+        FieldDef("ProfileId", "Profile ID", "reference", length=18, createable=False, updateable=False),
+    ],
+    queryable=False,
 )
+NAME_OBJECT_FIELDS = frozenset(NAME_OBJECT.by_lower)
+
+
+def is_polymorphic(f: FieldDef) -> bool:
+    """Whether a reference field may point at more than one object (describe's polymorphicForeignKey)."""
+    return len(f.reference_to) > 1
 
 
 def find_object(name: str) -> ObjectDef | None:

@@ -33,9 +33,13 @@ from emulators.salesforce import (
     Org,
     SalesforceEmulator,
 )
+from tests.parents import parent_names
 
 V = "/services/data/v62.0"
-QUERYABLE = ("Account", "User", "Subscription__c", "Document", "Case", "Wide__c")  # the org's objects
+# the org's objects
+QUERYABLE = (
+    "Account", "User", "Subscription__c", "Document", "Case", "Wide__c", "Group", "Contact", "Lead", "Task",
+)  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_PROPERTIES = {
     "name", "label", "type", "soapType", "nillable", "createable", "updateable", "custom",
@@ -934,3 +938,149 @@ def test_bulk2_query_selecting_base64_fails(sf, http):
     assert len(list(csv.DictReader(io.StringIO(pages[0])))) == 5
     aggregate = http.post(jobs, json={"operation": "query", "query": "SELECT Id FROM AggregateResult"})
     assert (aggregate.status_code, error(aggregate)[0]) == (400, "INVALID_TYPE")
+
+
+# -- polymorphic lookups (issue 7, problem 4) --------------------------------------------------
+# A polymorphic relationship (Case.Owner, Task.What, Task.Who) is read through the Name object,
+# whatever each row's parent is:
+# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+# Which Name fields each kind of parent fills:
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm
+
+
+def test_task_describe_lists_polymorphic_who_and_what(sf, http):
+    # Task.WhoId -> Contact or Lead ("Who"), WhatId -> objects with activities ("What"):
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_task.htm
+    body = http.get(f"{sf.url}{V}/sobjects/Task/describe").json()
+    assert (body["name"], body["keyPrefix"]) == ("Task", "00T")
+    fields = {f["name"]: f for f in body["fields"]}
+    who, what, owner = fields["WhoId"], fields["WhatId"], fields["OwnerId"]
+    assert (who["polymorphicForeignKey"], who["referenceTo"], who["relationshipName"]) == (
+        True,
+        ["Contact", "Lead"],
+        "Who",
+    )
+    assert (what["polymorphicForeignKey"], what["relationshipName"]) == (True, "What")
+    assert {"Account", "Subscription__c"} <= set(what["referenceTo"])
+    assert (owner["polymorphicForeignKey"], owner["referenceTo"]) == (False, ["User"])
+    assert {"Subject", "Status", "IsDeleted", "SystemModstamp", "CreatedDate"} <= set(fields)
+    for target in (*who["referenceTo"], *what["referenceTo"]):  # every target is describable
+        assert http.get(f"{sf.url}{V}/sobjects/{target}/describe").status_code == 200
+
+
+def test_group_describe_and_queue_rows(sf, http):
+    # A queue is a Group of Type "Queue":
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_group.htm
+    body = http.get(f"{sf.url}{V}/sobjects/Group/describe").json()
+    assert (body["name"], body["keyPrefix"], body["undeletable"]) == ("Group", "00G", False)
+    fields = {f["name"]: f for f in body["fields"]}
+    assert {"Id", "Name", "DeveloperName", "Type", "Email", "SystemModstamp"} <= set(fields)
+    assert "Queue" in [p["value"] for p in fields["Type"]["picklistValues"]]
+    owner = {f["name"]: f for f in http.get(f"{sf.url}{V}/sobjects/Case/describe").json()["fields"]}[
+        "OwnerId"
+    ]
+    assert (owner["polymorphicForeignKey"], owner["referenceTo"]) == (True, ["Group", "User"])
+    queues = all_records(http, sf, "SELECT Id, Name, Type FROM Group")
+    assert {q["Type"] for q in queues} == {"Queue", "Regular"}
+    assert all(q["Id"].startswith("00G") for q in queues)
+
+
+def test_case_owner_resolves_through_the_row_s_own_object(sf, http):
+    groups = {g["Id"]: g for g in sf.org.rows("Group")}
+    users = {u["Id"]: u for u in sf.org.rows("User")}
+    owners = {c["Id"]: c["OwnerId"] for c in sf.org.rows("Case")}
+    records = all_records(http, sf, "SELECT Id, Owner.Name, Owner.Type, Owner.FirstName FROM Case")
+    kinds = collections.Counter()
+    for record in records:
+        owner_id = owners[record["Id"]]
+        owner = record["Owner"]
+        kind = "Group" if owner_id in groups else "User"
+        kinds[kind] += 1
+        # REST nests the parent as a Name record; its URL is the actual record's.
+        assert owner["attributes"] == {"type": "Name", "url": f"{V}/sobjects/{kind}/{owner_id}"}
+        if kind == "Group":  # a queue: no first name, Type "Queue"
+            assert (owner["Name"], owner["Type"], owner["FirstName"]) == (
+                groups[owner_id]["Name"],
+                "Queue",
+                None,
+            )
+        else:
+            user = users[owner_id]
+            assert (owner["Name"], owner["Type"], owner["FirstName"]) == (
+                user["Name"],
+                "User",
+                user["FirstName"],
+            )
+    assert kinds["Group"] >= 5 and kinds["User"] >= 20
+
+
+def test_bulk_csv_reads_queue_owners_by_name(sf):
+    api = simple(sf, sf.new_session())
+    (page,) = api.bulk2.Case.query("SELECT Id, Owner.Name, Owner.Type FROM Case", wait=0)
+    assert page.splitlines()[0] == '"Id","Owner.Name","Owner.Type"'
+    groups = {g["Id"]: g["Name"] for g in sf.org.rows("Group")}
+    owners = {c["Id"]: c["OwnerId"] for c in sf.org.rows("Case")}
+    rows = list(csv.DictReader(io.StringIO(page)))
+    queued = [r for r in rows if owners[r["Id"]] in groups]
+    assert queued and all(r["Owner.Type"] == "Queue" for r in queued)
+    assert all(r["Owner.Name"] == groups[owners[r["Id"]]] for r in queued)
+
+
+def test_task_what_and_who_name_each_row_s_parent(sf, http):
+    names = parent_names(sf.org)
+    tasks = {t["Id"]: t for t in sf.org.rows("Task")}
+    records = all_records(http, sf, "SELECT Id, What.Name, What.Type, Who.Name FROM Task")
+    seen = set()
+    for record in records:
+        task = tasks[record["Id"]]
+        for relationship, ref in (("What", task["WhatId"]), ("Who", task["WhoId"])):
+            if ref is None:
+                assert record[relationship] is None
+                seen.add((relationship, None))
+                continue
+            object_name, name = names[ref]
+            assert record[relationship]["Name"] == name
+            seen.add((relationship, object_name))
+        if task["WhatId"] is not None:  # Type: the parent's object, for What.Type = 'Account' filters
+            assert record["What"]["Type"] == names[task["WhatId"]][0]
+    assert seen == {
+        ("What", "Account"),
+        ("What", "Subscription__c"),
+        ("What", "Case"),
+        ("What", None),
+        ("Who", "Contact"),
+        ("Who", "Lead"),
+        ("Who", None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("SELECT Id, Owner.Department FROM Case", "Department"),
+        ("SELECT Id, What.Industry FROM Task", "Industry"),
+        ("SELECT Id, Who.AccountId FROM Task", "AccountId"),
+    ],
+)
+def test_fields_outside_the_name_object_are_invalid(sf, http, query, field):
+    # The same INVALID_FIELD on REST and when a Bulk job is created: the entity is 'Name'.
+    expected = f"No such column '{field}' on entity 'Name'. {NO_COLUMN_TAIL}"
+    code, message = error(soql(http, sf, query))
+    assert code == "INVALID_FIELD" and message.endswith(expected)
+    job = http.post(f"{sf.url}{V}/jobs/query", json={"operation": "query", "query": query})
+    assert job.status_code == 400 and error(job)[1].endswith(expected)
+
+
+def test_the_name_object_has_no_relationships(sf, http):
+    code, message = error(soql(http, sf, "SELECT Id, What.Owner.Name FROM Task"))
+    assert code == "INVALID_FIELD" and "Didn't understand relationship 'Owner'" in message
+
+
+def test_a_polymorphic_reference_accepts_any_listed_target(sf):
+    queue = next(g["Id"] for g in sf.org.rows("Group") if g["Type"] == "Queue")
+    case = sf.org.rows("Case")[0]["Id"]
+    sf.org.update("Case", case, OwnerId=queue)
+    assert sf.org.get("Case", case)["OwnerId"] == queue
+    account = sf.org.rows("Account")[0]["Id"]
+    with pytest.raises(ApiError, match="id value of incorrect type"):
+        sf.org.update("Case", case, OwnerId=account)  # an Account cannot own a Case
