@@ -138,6 +138,36 @@ def test_failed_delivery_keeps_the_bookmark(project: tuple[Emulators, dict[str, 
     assert emu.amplitude.groups()["org id"][target_id]["account name"] == "Will fail"
 
 
+def test_bulk_commits_per_window_through_meltano(project: tuple[Emulators, dict[str, str]]) -> None:
+    # Issue 7.3 through Meltano's state store: Bulk queries have no ORDER BY, so a Bulk read
+    # stopped part-way keeps the bookmark of its last completed window, and the next run sends
+    # exactly the rest. Three failed jobs make windows of an eighth of the history; the third
+    # window's results are refused with REQUEST_LIMIT_EXCEEDED, which stops the tap (exit 1).
+    emu, env = project
+    org = emu.salesforce.org
+    bulk = {**env, "TAP_SALESFORCE_GROUPS_API_TYPE": "bulk"}
+    emu.salesforce.faults.add(Fault(kind="bulk_job_failed", path="/jobs/query", count=3))
+    emu.salesforce.faults.add(Fault(kind="request_limit", path="/results", after=2))
+    before = len(emu.amplitude.requests)
+    stopped = meltano("--environment=demo", "run", "--full-refresh", *TAP_TARGET, env=bulk, check=False)
+    emu.salesforce.faults.clear()
+    assert stopped.returncode != 0
+    assert "REQUEST_LIMIT_EXCEEDED" in stopped.stderr + stopped.stdout
+    jobs = [r["query"] for r in emu.salesforce.requests if r["path"].endswith("/jobs/query")]
+    assert jobs and not [q for q in jobs if "ORDER BY" in q]
+    bookmark = state(env)["singer_state"]["bookmarks"]["Account"]["replication_key_value"]
+    stamp = {r["Id"]: amplitude_value(r["SystemModstamp"]) for r in org.rows("Account", include_deleted=True)}
+    assert min(stamp.values()) < bookmark < max(stamp.values())
+    sent = {value for kind, value in sent_groups(emu.amplitude, before) if kind == "org id"}
+    assert sent == {i for i, s in stamp.items() if s < bookmark}  # the two windows, nothing more
+
+    middle = len(emu.amplitude.requests)
+    run(bulk)
+    rest = {value for kind, value in sent_groups(emu.amplitude, middle) if kind == "org id"}
+    assert rest == {i for i, s in stamp.items() if s >= bookmark}
+    assert emu.amplitude.groups() == expected_groups(org)
+
+
 def test_no_secret_in_meltano_output(project: tuple[Emulators, dict[str, str]]) -> None:
     emu, env = project
     org = emu.salesforce.org

@@ -76,6 +76,15 @@ def by_id(records: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
     return {stream: {r.get("Id", r.get("Name")): r for r in rows} for stream, rows in records.items()}
 
 
+def same_records(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> bool:
+    """Byte-identical records (key order included), in any order: Bulk rows come unsorted."""
+
+    def dump(records: dict[str, list[dict]]) -> dict[str, list[str]]:
+        return {stream: sorted(json.dumps(r) for r in rows) for stream, rows in records.items()}
+
+    return dump(a) == dump(b)
+
+
 def run_tap(capsys: pytest.CaptureFixture[str], state: dict | None = None, **config: object) -> TapRun:
     """Sync in-process; parse the Singer messages written to stdout."""
     capsys.readouterr()
