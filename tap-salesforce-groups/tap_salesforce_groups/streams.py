@@ -209,7 +209,8 @@ class SalesforceObjectStream(Stream):
                 if self.run.stopped_reason:
                     return
                 if not sorted_rows:
-                    ties = committed = self._commit_window(state, window, ties)
+                    committed = self._commit_window(state, window, ties)
+                    ties = committed.copy()  # the next window's rows must not change `committed`
                 if window.end is None:
                     return
                 window = self._next_window(window, size)
