@@ -840,16 +840,16 @@ class Org:
             table = self.tables[name]
             return [rid for k, rid in enumerate(table.ids) if not table.deleted(k)]
 
-        kinds = (live("Account"), live("Subscription__c"), live("Case"))
-        what: list[str | None] = []
-        for k in range(n):
-            pool = kinds[k % 4] if k % 4 < 3 else []  # every fourth task relates to nothing
-            what.append(pool[int(rng.random() * len(pool))] if pool else None)
-        people = (live("Contact"), live("Lead"))
-        who: list[str | None] = []
-        for k in range(n):
-            pool = people[k % 3] if k % 3 < 2 else []
-            who.append(pool[int(rng.random() * len(pool))] if pool else None)
+        def parents(pools: tuple[list[str], ...]) -> list[str | None]:
+            """Row k points into pool k mod (len + 1); the extra turn points at nothing."""
+            out: list[str | None] = []
+            for k in range(n):
+                pool = pools[k % (len(pools) + 1)] if k % (len(pools) + 1) < len(pools) else []
+                out.append(pool[int(rng.random() * len(pool))] if pool else None)
+            return out
+
+        what = parents((live("Account"), live("Subscription__c"), live("Case")))
+        who = parents((live("Contact"), live("Lead")))
         cols: dict[str, list[Any]] = {
             "Id": make_ids("00T", serial, n),
             "IsDeleted": [False] * n,

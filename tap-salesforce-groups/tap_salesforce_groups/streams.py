@@ -190,15 +190,14 @@ class SalesforceObjectStream(Stream):
         progress = Progress(self.logger, self.name, delivered=len(ties.skip))
         window, size = Window(start), None
         try:
-            bulk = self._use_bulk(window, progress)
-            sorted_rows = not bulk  # REST queries are ordered; Bulk ones are not (PK chunking)
+            bulk = self._use_bulk(window, progress)  # Bulk rows come unsorted (PK chunking)
             while True:
                 try:
                     for record in self._read(window, bulk, progress):
-                        if self._first_time(record, ties, state if sorted_rows else None):
+                        if self._first_time(record, ties, None if bulk else state):
                             yield record
                 except (QueryTooBig, QueryCursorExpired) as exc:
-                    if not sorted_rows:  # nothing of an unsorted window counts until it ends
+                    if bulk:  # nothing of an unsorted window counts until it ends
                         ties = committed.copy()
                     if isinstance(exc, QueryTooBig):
                         window, size = self._smaller_window(window, size, ties, exc)
@@ -208,7 +207,7 @@ class SalesforceObjectStream(Stream):
                     continue
                 if self.run.stopped_reason:
                     return
-                if not sorted_rows:
+                if bulk:
                     committed = self._commit_window(state, window, ties)
                     ties = committed.copy()  # the next window's rows must not change `committed`
                 if window.end is None:
