@@ -194,7 +194,7 @@ def _size_block(size: dict[str, Any], api: str) -> list[str]:
 
 
 def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per size and API: the figures the README's table shows."""
+    """One row per size and API: the figures docs/benchmarks.md's table shows."""
     out = []
     for size in result["sizes"]:
         for api, med in size["median"].items():
@@ -223,7 +223,7 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The summary as a Markdown table (what README's Benchmarks section shows)."""
+    """The summary as a Markdown table (what docs/benchmarks.md shows)."""
     lines = [
         "| rows | API | tap alone | raw query floor | tap ÷ floor | `meltano run` (rows/s) | raw job floor "
         "| run ÷ floor | peak RSS tap / target / meltano | Amplitude requests (fewest) | incremental |",

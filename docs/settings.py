@@ -143,7 +143,7 @@ def env_example(abouts: dict[str, dict[str, Any]]) -> str:
             out.append(f"# {prefix}_{name.upper()}={env_value(properties[name].get('default'))}")
     out += [
         "",
-        "# --- state backend (README, State backends; default: .meltano/meltano.db) ---",
+        "# --- state backend (docs/operations.md, State backends; default: .meltano/meltano.db) ---",
         "# MELTANO_STATE_BACKEND_URI=s3://my-bucket/meltano-state",
         "# MELTANO_DATABASE_URI=postgresql+psycopg://user:password@host:5432/meltano",
     ]

@@ -71,7 +71,7 @@ class TapSalesforceGroups(Tap):
 
     name = "tap-salesforce-groups"
     dynamic_catalog = True  # discovery calls describe, so `--discover` checks credentials too
-    # The SDK's msgspec writer: the same JSON lines, serialised in C (see README "Benchmarks").
+    # The SDK's msgspec writer: the same JSON lines, serialised in C (see docs/benchmarks.md).
     message_writer_class = FastSingerWriter
 
     config_jsonschema = th.PropertiesList(

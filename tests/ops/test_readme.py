@@ -1,5 +1,5 @@
-"""README.md is the user's manual: its ```sh blocks run, in order, in one shell, in a fresh copy
-of the project, against the emulators the README itself starts. A command that stops working
+"""README.md is the user's manual, and docs/ holds the rest of it: the ```sh blocks of README.md,
+then of each of DOCS, run in order in one shell, in a fresh copy of the project, against the emulators the README itself starts. A command that stops working
 fails this test.
 
 Blocks fenced ```sh run as written. Blocks fenced ```sh placeholders hold the steps for a real
@@ -21,6 +21,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.M | re.S)
+# The manual's parts, in the order their blocks run (docs/ continue where README.md stops).
+DOCS = ("README.md", "docs/operations.md", "docs/benchmarks.md", "docs/development.md")
 PLACEHOLDERS = {
     "<consumer key>": "emulator-client-id",
     "<consumer secret>": "emulator-client-secret",
@@ -64,7 +66,7 @@ def readme_script(readme: str) -> str:
 
 
 def test_every_readme_shell_block_runs(project_copy: Path):
-    readme = (project_copy / "README.md").read_text(encoding="utf-8")
+    readme = "\n".join((project_copy / name).read_text(encoding="utf-8") for name in DOCS)
     infos = [info for info, _ in FENCE.findall(readme)]
     assert infos.count("sh") >= 4 and "sh placeholders" in infos and "yaml meltano.yml" in infos
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
