@@ -37,6 +37,7 @@ MAX_LOG = 100_000
 
 _DATA_PATH = re.compile(r"/services/data/v(\d+\.\d)(/.*)?")
 _LOCATOR_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/([^/]+)")
+_RESULTS_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/[^/]+/results/?")
 _QUERY_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/?")
 _JOB_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/(750\w+)/?")
 
@@ -118,9 +119,10 @@ class SalesforceEmulator(BackgroundServer):
         return self.sessions.expire_all()
 
     def reset(self) -> None:
-        """Back to the generated rows; clears the log, faults, sessions, cursors and counters."""
+        """Back to the generated rows; clears the log, faults, latency, sessions, cursors and counters."""
         self.org.reset()
         self.faults.clear()
+        self.set_latency(0.0)
         self.sessions.expire_all()
         self.bulk.clear()
         with self._lock:
@@ -304,6 +306,17 @@ class SalesforceEmulator(BackgroundServer):
             return request.method == "GET" and _JOB_PATH.fullmatch(path) is not None
         return True
 
+    def latency_applies(self, request: Request) -> bool:
+        """The latency switch delays each page of records: a REST query page (the first or a
+        ``nextRecordsUrl``) and a Bulk API 2.0 results page; logins, describes and job polls
+        answer at once."""
+        path = request.path
+        return (
+            _QUERY_PATH.fullmatch(path) is not None
+            or _LOCATOR_PATH.fullmatch(path) is not None
+            or _RESULTS_PATH.fullmatch(path) is not None
+        )
+
     def fault_response(self, request: Request, fault: Fault) -> Response | None:
         error: ApiError | None = None
         if fault.kind == "expire_session":
@@ -383,6 +396,10 @@ class SalesforceEmulator(BackgroundServer):
         if route == "reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})
+        if route == "latency" and method == "POST":
+            payload = request.get_json(force=True) or {}
+            self.set_latency(payload.get("seconds", 0.0), payload.get("jitter", 0.0))
+            return json_response(asdict(self.latency))
         if route.startswith("rows/"):
             include = request.args.get("include_deleted", "0").lower() in ("1", "true", "yes")
             return json_response(self.org.rows(route[len("rows/") :], include_deleted=include))
@@ -394,6 +411,7 @@ class SalesforceEmulator(BackgroundServer):
                     "api_calls": self.api_calls,
                     "api_max": self.api_max,
                     "page_size": self.page_size,
+                    "latency": asdict(self.latency),
                     "sessions": len(self.sessions),
                     "rows": {name: len(t) for name, t in self.org.tables.items()},
                     "now": format_datetime(now_ms()),
