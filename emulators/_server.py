@@ -197,9 +197,8 @@ class BackgroundServer:
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         latency = self.latency
-        if latency.seconds or latency.jitter:
-            if self.latency_applies(request):
-                time.sleep(latency.draw(self._rng))  # the server's thread per request: others go on
+        if (latency.seconds or latency.jitter) and self.latency_applies(request):
+            time.sleep(latency.draw(self._rng))  # each request has its own thread: others go on
         fault = self.faults.take(request.path, lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:

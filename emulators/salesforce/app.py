@@ -307,15 +307,8 @@ class SalesforceEmulator(BackgroundServer):
         return True
 
     def latency_applies(self, request: Request) -> bool:
-        """The latency switch delays each page of records: a REST query page (the first or a
-        ``nextRecordsUrl``) and a Bulk API 2.0 results page; logins, describes and job polls
-        answer at once."""
-        path = request.path
-        return (
-            _QUERY_PATH.fullmatch(path) is not None
-            or _LOCATOR_PATH.fullmatch(path) is not None
-            or _RESULTS_PATH.fullmatch(path) is not None
-        )
+        """The latency switch delays each page of records (see :func:`is_records_page`)."""
+        return is_records_page(request.path)
 
     def fault_response(self, request: Request, fault: Fault) -> Response | None:
         error: ApiError | None = None
@@ -421,6 +414,16 @@ class SalesforceEmulator(BackgroundServer):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def is_records_page(path: str) -> bool:
+    """A request that answers a page of records: a REST query page (the first or a
+    ``nextRecordsUrl``) or a Bulk API 2.0 results page. Logins, describes and job polls are not."""
+    return (
+        _QUERY_PATH.fullmatch(path) is not None
+        or _LOCATOR_PATH.fullmatch(path) is not None
+        or _RESULTS_PATH.fullmatch(path) is not None
+    )
+
+
 def _logged_query(request: Request) -> str | None:
     """The SOQL of a request: ``q`` of a query, or the ``query`` of a new Bulk API job."""
     if request.method == "POST" and request.path.rstrip("/").endswith("/jobs/query"):

@@ -1097,8 +1097,13 @@ def test_latency_switch_delays_each_page_of_records_only(sf, http):
     # and nextRecordsUrl) and Bulk API 2.0 results pages. Logins, describes and polls are not.
     assert delayed(f"{V}/query") and delayed(f"{V}/queryAll/") and delayed(f"{V}/query/01gABC-1000")
     assert delayed(f"{V}/jobs/query/750XYZ/results")
-    for path in ("/services/oauth2/token", f"{V}/sobjects/Account/describe", f"{V}/jobs/query/750XYZ",
-                 f"{V}/jobs/query", "/__emulator/info"):
+    for path in (
+        "/services/oauth2/token",
+        f"{V}/sobjects/Account/describe",
+        f"{V}/jobs/query/750XYZ",
+        f"{V}/jobs/query",
+        "/__emulator/info",
+    ):
         assert not delayed(path), path
 
     reply = http.post(f"{sf.url}/__emulator/latency", json={"seconds": 0.2, "jitter": 0.02}, timeout=10)
@@ -1106,6 +1111,9 @@ def test_latency_switch_delays_each_page_of_records_only(sf, http):
     started = time.monotonic()
     assert soql(http, sf, "SELECT Id FROM Account LIMIT 5").status_code == 200
     assert time.monotonic() - started >= 0.18  # a lower bound: the sleep guarantees it
-    assert http.get(f"{sf.url}/__emulator/info", timeout=10).json()["latency"] == {"seconds": 0.2, "jitter": 0.02}
+    assert http.get(f"{sf.url}/__emulator/info", timeout=10).json()["latency"] == {
+        "seconds": 0.2,
+        "jitter": 0.02,
+    }
     sf.reset()
     assert sf.latency.seconds == 0.0
