@@ -76,7 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--throttle-rate",
         type=float,
-        default=4000,
+        default=3000,
         help="throttled run: Amplitude's limit in groups per second (at the largest max_concurrency)",
     )
     args = parser.parse_args(argv)
