@@ -1,4 +1,5 @@
-"""The sink: a stream's records become identifications, delivered a batch at a time."""
+"""The sink: a stream's records become identifications, sent while the batch is read and
+acknowledged a batch at a time."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from singer_sdk.sinks import BatchSink
 
 from groups_mapping import GroupMapping
 from target_amplitude_groups.errors import StreamMismatch
-from target_amplitude_groups.identify import MAX_STRING, IdentificationBuilder
+from target_amplitude_groups.identify import MAX_STRING, IdentificationBuilder, Skip
 
 if TYPE_CHECKING:
     from target_amplitude_groups.target import TargetAmplitudeGroups
@@ -37,9 +38,11 @@ class AmplitudeGroupsSink(BatchSink):
         self.mappings = self._mappings_for(stream_name, schema, key_properties or [])
         # One builder per sink: sinks drain in parallel threads, so nothing mutable is shared.
         self.builder = IdentificationBuilder(target.options, self.logger)
-        # Records are kept here, not in the SDK's batch context, which the SDK logs at DEBUG
-        # after every record (whole, so the log would grow with the square of the batch).
-        self.pending: list[dict[str, Any]] = []
+        # Records are not kept in the SDK's batch context, which the SDK logs at DEBUG after
+        # every record (whole, so the log would grow with the square of the batch): they go
+        # straight to the outbox, packed into requests that leave as soon as they are full.
+        self.outbox = target.delivery.outbox()
+        self._skipped = self._deleted = self._truncated_counted = 0
 
     def _mappings_for(self, stream: str, schema: dict[str, Any], keys: list[str]) -> tuple[GroupMapping, ...]:
         target = self.amplitude
@@ -104,32 +107,42 @@ class AmplitudeGroupsSink(BatchSink):
         return GroupMapping.for_stream(stream, key, names)
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Keep the record for the batch."""
-        self.pending.append(record)
+        """Build the record's identifications and hand them to the outbox, which sends each
+        request as soon as it is full (the rest of the batch is read meanwhile)."""
+        if not self.mappings:
+            return
+        if record.get("IsDeleted") is True and self.amplitude.options.deleted_records == "ignore":
+            self._deleted += 1
+            return
+        for mapping in self.mappings:
+            try:
+                identification = self.builder.build(mapping, record)
+            except Skip as exc:
+                name = record.get("Id") or {k: record.get(k) for k in list(record)[:3]}
+                self._skipped += 1
+                self.logger.warning("Skipped: %s", f"{self.stream_name} record {name}: {exc}")
+                continue
+            if identification is not None:
+                self.outbox.add(identification)
+        self.outbox.end_record()
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Build, pack and deliver the batch; return once Amplitude acknowledged all of it.
+        """Send the batch's last, partly filled request; return once Amplitude acknowledged all
+        of the batch.
 
         Raising keeps STATE back. After a full batch the next STATE is checkpointed.
         """
-        records, self.pending = self.pending, []
-        if not records:
-            return
         full = self.is_full  # a drain of a full sink, not the SDK's drain of everything
-        if self.mappings:
-            self._deliver(records)
+        builder = self.builder
+        problems, builder.bad_values = builder.bad_values, []
+        self.amplitude.delivery.refuse_values(problems)
+        self.amplitude.stats.add(
+            skipped=self._skipped,
+            deleted_ignored=self._deleted,
+            truncated=builder.truncated - self._truncated_counted,
+        )
+        self._skipped = self._deleted = 0
+        self._truncated_counted = builder.truncated
+        self.outbox.finish()
         if full:
             self.amplitude.delivery.batch_delivered()
-
-    def _deliver(self, records: list[dict[str, Any]]) -> None:
-        target = self.amplitude
-        builder = self.builder
-        truncated_before = builder.truncated
-        identifications, skipped, deleted = builder.build_all(self.mappings, records, self.stream_name)
-        problems, builder.bad_values = builder.bad_values, []
-        for reason in skipped:
-            self.logger.warning("Skipped: %s", reason)
-        target.stats.add(
-            skipped=len(skipped), deleted_ignored=deleted, truncated=builder.truncated - truncated_before
-        )
-        target.delivery.send(identifications, problems)

@@ -553,7 +553,7 @@ def test_latency_jitter_spreads_delays_evenly_around_the_mean():
     assert abs(sum(draws) / len(draws) - 0.15) < 0.005
     assert Latency(0.01, 0.05).draw(rng) >= 0.0  # never negative
     assert Latency(0.3).draw(rng) == 0.3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-negative"):
         Latency(float("nan"))
 
 
