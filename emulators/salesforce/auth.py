@@ -10,7 +10,7 @@ import re
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
@@ -27,6 +27,9 @@ from .credentials import (
     USERNAME,
 )
 from .schema import ORG_ID
+
+if TYPE_CHECKING:
+    from .webflow import WebServerFlow
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Salesforce wants a JWT assertion to expire within 3 minutes; allow some clock skew on top.
@@ -75,9 +78,12 @@ class Sessions:
 class Authenticator:
     """Checks credentials for each grant against the package constants and issues sessions."""
 
-    def __init__(self, sessions: Sessions, user_id: str) -> None:
+    def __init__(self, sessions: Sessions, user_id: str, web_flow: WebServerFlow) -> None:
         self.sessions = sessions
         self.user_id = user_id
+        self.web_flow = web_flow
+        # Refresh tokens this org honours: the documented one, and each one the web flow issued.
+        self.refresh_tokens = {REFRESH_TOKEN}
         self.sandbox = False  # a sandbox accepts only the https://test.salesforce.com audience
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.jwt_public_key = key.public_key()
@@ -99,7 +105,7 @@ class Authenticator:
             raise OAuthError("invalid_request", "grant type is missing")
         if grant == "refresh_token":
             self._client(form.get("client_id"), form.get("client_secret"))
-            if form.get("refresh_token") != REFRESH_TOKEN:
+            if form.get("refresh_token") not in self.refresh_tokens:
                 raise OAuthError("invalid_grant", "expired access/refresh token")
             scope = "api refresh_token"
         elif grant == "client_credentials":
@@ -111,6 +117,11 @@ class Authenticator:
         elif grant == JWT_GRANT:
             self._jwt(form.get("assertion"), request.host)
             scope = "api"
+        elif grant == "authorization_code":
+            self.web_flow.redeem(form)
+            refresh = f"5Aep861{secrets.token_urlsafe(60)}"
+            self.refresh_tokens.add(refresh)
+            return {**self._token_response(instance_url, "refresh_token id api"), "refresh_token": refresh}
         else:  # includes "password", which the tap never sends
             raise OAuthError("unsupported_grant_type", "grant type not supported")
         return self._token_response(instance_url, scope)
