@@ -313,3 +313,33 @@ def test_keyboard_only(browser: Browser, editor_factory: Any) -> None:
         group("Account", "org id", "Id", (("Industry", "Industry"),))
     )
     page.close()
+
+
+def test_network_failures_end_every_pending_status(browser: Browser, editor_factory: Any) -> None:
+    # fetch() rejects when the editor is gone or the connection drops; nothing may stay pending.
+    editor = editor_factory()
+    page = browser.new_page()
+    page.route("**/api/mapping", lambda route: route.abort())
+    page.goto(editor.server.url)
+    expect(page.locator("#source")).to_have_text(
+        "Cannot read the mapping: GET /api/mapping: the editor cannot be reached (is it still running?)"
+    )
+    page.unroute("**/api/mapping")
+    page.reload()
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    page.route("**/api/**", lambda route: route.abort())
+    page.locator("#next").click()
+    expect(page.locator("#verify-summary")).to_have_text(
+        "POST /api/verify: the editor cannot be reached (is it still running?)"
+    )
+    expect(page.locator("#next")).to_be_enabled()  # the user can try again
+    page.locator(".group-type").first.fill("org")
+    expect(page.locator("#notice")).to_have_text(
+        "POST /api/validate: the editor cannot be reached (is it still running?)"
+    )
+    page.locator("#cadence").evaluate("s => { s.disabled = false; }")
+    page.locator("#cadence").select_option("hourly")
+    expect(page.locator("#notice")).to_have_text(
+        "PUT /api/schedule: the editor cannot be reached (is it still running?)"
+    )
+    page.close()

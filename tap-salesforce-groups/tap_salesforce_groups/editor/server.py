@@ -11,11 +11,15 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from functools import cached_property
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -180,7 +184,110 @@ class EditorApp:
             raise HttpError(status, str(exc)) from exc
 
 
-Route = Callable[["Handler", list[str]], Any]
+@dataclass(frozen=True)
+class Reply:
+    """What a route answers: status, body and the headers beyond the security ones."""
+
+    status: HTTPStatus
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload: Any, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Reply:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return cls(status, body, "application/json; charset=utf-8", dict(headers))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as a route sees it: the app, the path's parameters, the headers, the body."""
+
+    app: EditorApp
+    token: str
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: Message
+    read_json: Callable[[], Any]
+
+    def json(self) -> Any:
+        """The body as JSON (size-limited; a clear 4xx when it is not a JSON document)."""
+        return self.read_json()
+
+
+Action = Callable[[Request], Reply]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One line of the route table: a method, a path pattern and the action that answers it.
+
+    ``{name}`` in ``path`` matches one path segment (percent-decoded) and reaches the action as
+    ``request.params["name"]``. A GET route answers HEAD too, without the body.
+    """
+
+    method: str
+    path: str
+    action: Action
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", self.path)
+        regex = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+        )
+        return re.compile(f"^{regex}$")
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.match(path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
+
+
+def _page(request: Request) -> Reply:
+    html = _static_text("index.html").replace(TOKEN_PLACEHOLDER, request.token)
+    return Reply(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8")
+
+
+def _static(request: Request) -> Reply:
+    name = request.params["name"]
+    content_type = STATIC_TYPES.get(name)
+    if content_type is None:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such static file: {name}")
+    return Reply(HTTPStatus.OK, _static_text(name).encode("utf-8"), content_type)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", _page),
+    Route("GET", "/static/{name}", _static),
+    Route("GET", "/api/objects", lambda r: Reply.json(r.app.objects())),
+    Route("GET", "/api/objects/{name}/fields", lambda r: Reply.json(r.app.fields(r.params["name"]))),
+    Route("POST", "/api/validate", lambda r: Reply.json({"problems": validate(r.json())})),
+    Route("POST", "/api/verify", lambda r: Reply.json(r.app.verify(r.json()))),
+    Route("GET", "/api/mapping", lambda r: Reply.json(r.app.mapping())),
+    Route("PUT", "/api/mapping", lambda r: Reply.json(r.app.save(r.json()))),
+    Route("GET", "/api/schedule", lambda r: Reply.json(r.app.get_schedule())),
+    Route("PUT", "/api/schedule", lambda r: Reply.json(r.app.set_schedule(r.json()))),
+)
+"""Every page and API of the editor (README "The mapping editor" lists the API)."""
+
+
+def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:
+    """The route for ``method`` and ``path``; 404 for an unknown path, 405 (with Allow) for a method."""
+    matched = [(route, params) for route in routes if (params := route.match(path)) is not None]
+    if not matched:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such page or API: {path}")
+    wanted = "GET" if method == "HEAD" else method
+    for route, params in matched:
+        if route.method == wanted:
+            return route, params
+    methods = {route.method for route, _ in matched}
+    allowed = ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    raise HttpError(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        f"{method} is not allowed on {path} (allowed: {allowed})",
+        {"Allow": allowed},
+    )
 
 
 class EditorServer(ThreadingHTTPServer):
@@ -265,87 +372,40 @@ class Handler(BaseHTTPRequestHandler):
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
         try:
             self._check_host()
-            self._check_token(query)
-            self._route(method, parts.path)
+            self._check_token(parse_qs(parts.query))
+            route, params = resolve(method, parts.path)
+            request = Request(
+                self.server.app, self.server.token, method, parts.path, params, self.headers, self._body
+            )
+            reply = route.action(request)
         except HttpError as exc:
-            body: dict[str, Any] = {"error": exc.message, **exc.extra}
             if exc.status in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED):
                 self.close_connection = True  # the unread body must not be parsed as a request
-            self._json(exc.status, body, exc.headers)
+            reply = Reply.json({"error": exc.message, **exc.extra}, exc.status, **exc.headers)
         except OrgError as exc:
-            self._json(HTTPStatus.BAD_GATEWAY, {"error": f"Salesforce: {exc}"})
+            reply = Reply.json({"error": f"Salesforce: {exc}"}, HTTPStatus.BAD_GATEWAY)
         except Exception as exc:
             log.exception("editor: %s %s failed", method, parts.path)
-            self._json(
-                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc.__class__.__name__}"}
+            reply = Reply.json(
+                {"error": f"internal error: {exc.__class__.__name__}"}, HTTPStatus.INTERNAL_SERVER_ERROR
             )
-
-    def _route(self, method: str, path: str) -> None:
-        app = self.server.app
-        segments = [unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
-        routes: dict[str, Callable[[], Any]]
-        if not segments:
-            routes = {"GET": self._index}
-        elif segments[0] == "static" and len(segments) == 2:
-            routes = {"GET": lambda: self._static(segments[1])}
-        elif segments == ["api", "objects"]:
-            routes = {"GET": lambda: self._json(HTTPStatus.OK, app.objects())}
-        elif len(segments) == 4 and segments[:2] == ["api", "objects"] and segments[3] == "fields":
-            routes = {"GET": lambda: self._json(HTTPStatus.OK, app.fields(segments[2]))}
-        elif segments == ["api", "validate"]:
-            routes = {"POST": lambda: self._json(HTTPStatus.OK, {"problems": validate(self._body())})}
-        elif segments == ["api", "verify"]:
-            routes = {"POST": lambda: self._json(HTTPStatus.OK, app.verify(self._body()))}
-        elif segments == ["api", "mapping"]:
-            routes = {
-                "GET": lambda: self._json(HTTPStatus.OK, app.mapping()),
-                "PUT": lambda: self._json(HTTPStatus.OK, app.save(self._body())),
-            }
-        elif segments == ["api", "schedule"]:
-            routes = {
-                "GET": lambda: self._json(HTTPStatus.OK, app.get_schedule()),
-                "PUT": lambda: self._json(HTTPStatus.OK, app.set_schedule(self._body())),
-            }
-        else:
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such page or API: {path}")
-        action = routes.get(method)
-        if action is None:
-            allowed = ", ".join(routes)
-            raise HttpError(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                f"{method} is not allowed on {path} (allowed: {allowed})",
-                {"Allow": allowed},
-            )
-        action()
+        self._send(reply, with_body=method != "HEAD")
 
     # -- responses -------------------------------------------------------------------------
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in {**SECURITY_HEADERS, **headers}.items():
+    def _send(self, reply: Reply, with_body: bool) -> None:
+        """Send ``reply``; HEAD gets the same headers (Content-Length included) and no body."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in {**SECURITY_HEADERS, **reply.headers}.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8", headers or {})
-
-    def _index(self) -> None:
-        html = _static_text("index.html").replace(TOKEN_PLACEHOLDER, self.server.token)
-        self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8", {})
-
-    def _static(self, name: str) -> None:
-        content_type = STATIC_TYPES.get(name)
-        if content_type is None:
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such static file: {name}")
-        self._send(HTTPStatus.OK, _static_text(name).encode("utf-8"), content_type, {})
+        if with_body:
+            self.wfile.write(reply.body)
 
 
 def _dispatcher(method: str) -> Callable[[Handler], None]:

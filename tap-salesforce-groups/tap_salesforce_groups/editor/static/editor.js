@@ -21,16 +21,30 @@ const state = {
   seq: 0,
 };
 
-async function api(method, path, body) {
-  const options = { method, headers: { "X-Editor-Token": TOKEN } };
+// Every request goes through api(), which never throws: a network failure (the editor stopped,
+// the connection dropped) or no answer within API_TIMEOUT_MS comes back as {ok: false,
+// status: 0, data: {error}}, so every caller's error path runs and no "Verifying…" is left hanging.
+const API_TIMEOUT_MS = 300_000;
+async function api(method, path, body, headers = {}) {
+  const options = { method, headers: { "X-Editor-Token": TOKEN, ...headers } };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = typeof body === "string" ? body : JSON.stringify(body);
   }
-  const response = await fetch(path, options);
+  if (typeof AbortSignal.timeout === "function") options.signal = AbortSignal.timeout(API_TIMEOUT_MS);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (error) {
+    const why = error && error.name === "TimeoutError"
+      ? `no answer within ${API_TIMEOUT_MS / 1000} s`
+      : "the editor cannot be reached (is it still running?)";
+    return { status: 0, ok: false, headers: new Headers(), data: { error: `${method} ${path}: ${why}` } };
+  }
   let data = null;
   try { data = await response.json(); } catch (_) { data = { error: `HTTP ${response.status}` }; }
-  return { status: response.status, ok: response.ok, data };
+  if (!response.ok && !(data && typeof data.error === "string")) data = { ...data, error: `HTTP ${response.status}` };
+  return { status: response.status, ok: response.ok, headers: response.headers, data };
 }
 
 // The document exactly as the file format has it (UI bookkeeping left out).
@@ -530,9 +544,16 @@ async function start() {
     state.cards = cardsFrom(m.mapping);
     state.fileTypes = [...new Set(state.cards.map((c) => c.group_type).filter(Boolean))];
     if (m.mapping === null && m.problems.length) notice(`The mapping file cannot be read:\n${m.problems.join("\n")}`, true);
+  } else {
+    $("#source").textContent = `Cannot read the mapping: ${mapping.data.error}`;
+    notice(`Cannot read the mapping: ${mapping.data.error}`, true);
   }
   render();
   changed();
 }
 
+// A last guard: whatever fails unexpectedly is said on the page, not only in the console.
+window.addEventListener("unhandledrejection", (event) => {
+  notice(`Unexpected error: ${event.reason && event.reason.message ? event.reason.message : event.reason}`, true);
+});
 document.addEventListener("DOMContentLoaded", start);
