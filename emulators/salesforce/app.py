@@ -18,7 +18,6 @@ from werkzeug.wrappers import Request, Response
 from .._server import BackgroundServer, Fault, LocalCA
 from .auth import Authenticator, OAuthError, Sessions
 from .bulk import BulkApi
-from .credentials import REFRESH_TOKEN
 from .data import Org, format_datetime, now_ms
 from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
@@ -62,7 +61,8 @@ class SalesforceEmulator(BackgroundServer):
     big unbounded queries do in real orgs. ``sandbox`` makes the JWT flow accept only the
     sandbox audience ``https://test.salesforce.com``. Every data API call counts
     against ``api_max`` (reported in ``Sforce-Limit-Info``). Bulk API 2.0 query jobs complete ``bulk_delay``
-    seconds after creation.
+    seconds after creation. ``rotate_refresh_tokens`` turns on the connected app's refresh token
+    rotation (see :class:`~emulators.salesforce.auth.RefreshTokens`).
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class SalesforceEmulator(BackgroundServer):
         bulk_delay: float = 0.0,
         query_timeout_rows: int | None = None,
         sandbox: bool = False,
+        rotate_refresh_tokens: bool = False,
     ) -> None:
         super().__init__(host=host, port=port, ca=ca)
         self.org = Org(accounts=accounts, seed=seed)
@@ -86,6 +87,8 @@ class SalesforceEmulator(BackgroundServer):
         self.sessions = Sessions()
         self.web_flow = WebServerFlow()
         self.auth = Authenticator(self.sessions, self.org.integration_user_id, self.web_flow)
+        self._rotate_default = rotate_refresh_tokens
+        self.auth.refresh_tokens.rotate = rotate_refresh_tokens
         self.jwt_private_key_pem: str = self.auth.jwt_private_key_pem
         self.jwt_public_key_pem: str = self.auth.jwt_public_key_pem
         self._lock = threading.Lock()
@@ -117,17 +120,32 @@ class SalesforceEmulator(BackgroundServer):
         """An access token, as the token endpoint would issue (for tests that skip the login)."""
         return self.sessions.issue()
 
+    @property
+    def rotate_refresh_tokens(self) -> bool:
+        """Whether each refresh returns a new refresh token and invalidates the one used."""
+        return self.auth.refresh_tokens.rotate
+
+    @rotate_refresh_tokens.setter
+    def rotate_refresh_tokens(self, on: bool) -> None:
+        self.auth.refresh_tokens.rotate = on
+
+    def issue_refresh_token(self) -> str:
+        """A refresh token of a new authorization, as connecting the app again gives."""
+        return self.auth.refresh_tokens.issue()
+
     def expire_sessions(self) -> int:
         """Invalidate every issued token; the next data call gets 401 INVALID_SESSION_ID."""
         return self.sessions.expire_all()
 
     def reset(self) -> None:
-        """Back to the generated rows; clears the log, faults, sessions, cursors and counters."""
+        """Back to the generated rows; clears the log, faults, sessions, cursors and counters;
+        only the configured refresh token is valid, rotated as constructed."""
         self.org.reset()
         self.faults.clear()
         self.sessions.expire_all()
         self.web_flow.reset()
-        self.auth.refresh_tokens = {REFRESH_TOKEN}
+        self.auth.refresh_tokens.reset()
+        self.auth.refresh_tokens.rotate = self._rotate_default
         self.bulk.clear()
         with self._lock:
             self._log.clear()
@@ -436,6 +454,13 @@ class SalesforceEmulator(BackgroundServer):
                 self.faults.clear()
                 return json_response({"pending": 0})
             return json_response([asdict(f) for f in self.faults.pending()])
+        if route == "refresh-token-rotation":
+            if method == "POST":
+                self.rotate_refresh_tokens = bool(request.get_json(force=True).get("enabled"))
+            tokens = self.auth.refresh_tokens
+            return json_response(
+                {"enabled": tokens.rotate, "rotations": tokens.rotations, "revocations": tokens.revocations}
+            )
         if route == "reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})
