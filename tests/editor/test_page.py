@@ -427,3 +427,20 @@ def test_delete_mapping_asks_first(browser: Browser, editor_factory: Any) -> Non
     page.locator(".delete-mapping").last.click()
     expect(page.locator(".card")).to_have_count(1)
     page.close()
+
+
+def test_the_launcher_file_takes_the_browser_to_the_editor(browser: Browser, editor_factory: Any) -> None:
+    # What the browser is opened on (no token in the launcher's argv): a private redirect file.
+    from tap_salesforce_groups.editor import launcher_file
+
+    editor = editor_factory()
+    launcher = launcher_file(editor.server.url)
+    try:
+        page = browser.new_page()
+        page.goto(launcher.as_uri())
+        page.wait_for_url(editor.server.url)
+        expect(page.locator(".card")).to_have_count(2)
+        expect(page.locator("#panel-summary")).to_contain_text("No problems")
+        page.close()
+    finally:
+        launcher.unlink()
