@@ -9,7 +9,6 @@ null and deleted-row policies). Nothing is written anywhere and nothing is sent 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from typing import Any
 
 from singer_sdk.singerlib import RecordMessage
 
-from groups_mapping import MappingError, parse_mapping
+from groups_mapping import MappingError, deleted_flags, parse_mapping
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import stream_spec
@@ -28,9 +27,10 @@ from tap_salesforce_groups.writer import FastSingerWriter
 SAMPLE_ROWS = 5
 # The target's settings that shape what is sent; under Meltano the editor runs as the tap's
 # plugin, so the target's values come from its environment variables when they are set.
-POLICIES = {
+POLICIES: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "null_values": ("TARGET_AMPLITUDE_GROUPS_NULL_VALUES", ("unset", "skip")),
     "deleted_records": ("TARGET_AMPLITUDE_GROUPS_DELETED_RECORDS", ("ignore", "unset", "flag")),
+    "deleted_property": ("TARGET_AMPLITUDE_GROUPS_DELETED_PROPERTY", None),  # any property name
 }
 
 log = logging.getLogger("tap-salesforce-groups.editor")
@@ -48,7 +48,7 @@ def policies(given: Mapping[str, Any]) -> dict[str, str]:
     chosen: dict[str, str] = {}
     for name, (variable, allowed) in POLICIES.items():
         value = str(given.get(name) or os.environ.get(variable) or getattr(defaults, name))
-        if value not in allowed:
+        if allowed is not None and value not in allowed:
             raise PreviewError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         chosen[name] = value
     return chosen
@@ -57,14 +57,17 @@ def policies(given: Mapping[str, Any]) -> dict[str, str]:
 def _target() -> Any:
     """The target's modules; the editor runs without them when only the tap is installed."""
     try:
-        from target_amplitude_groups import errors, identify, reader, sinks  # noqa: PLC0415
+        import target_amplitude_groups.errors  # noqa: PLC0415
+        import target_amplitude_groups.identify  # noqa: PLC0415
+        import target_amplitude_groups.reader  # noqa: PLC0415
+        import target_amplitude_groups.sinks  # noqa: PLC0415
     except ImportError as exc:
         msg = (
             "preview builds what target-amplitude-groups sends, so it needs that package installed "
             f"next to the tap ({exc.name} is missing); meltano.yml's pip_url installs it"
         )
         raise PreviewError(msg) from None
-    return identify, reader, sinks, errors
+    return target_amplitude_groups
 
 
 def _flatten(raw: Mapping[str, Any], fields: list[str], datetime_fields: set[str]) -> dict[str, Any]:
@@ -81,18 +84,18 @@ def _flatten(raw: Mapping[str, Any], fields: list[str], datetime_fields: set[str
 
 
 def _as_target_reads(
-    stream: str, record: dict[str, Any], schema: dict[str, Any], reader: Any
+    stream: str, record: dict[str, Any], datelike: dict[str, str], target: Any
 ) -> dict[str, Any]:
-    """The record after the Singer hop: the tap's writer, the target's reader, dates parsed."""
+    """The record after the Singer hop: the tap's writer, the target's reader, and the sink's
+    parsing of dates (``AmplitudeGroupsSink.preprocess_record``).
+    """
     line = FastSingerWriter().serialize_message(RecordMessage(stream=stream, record=record))
-    read: dict[str, Any] = reader.FastSingerReader().deserialize_json(bytes(line).decode("utf-8"))["record"]
-    for name, prop in schema["properties"].items():
+    decoded = target.reader.FastSingerReader().deserialize_json(bytes(line).decode("utf-8"))
+    read: dict[str, Any] = decoded["record"]
+    for name, kind in datelike.items():
         value = read.get(name)
-        if isinstance(value, str):
-            if prop.get("format") == "date-time":
-                read[name] = dt.datetime.fromisoformat(value)
-            elif prop.get("format") == "date":
-                read[name] = dt.date.fromisoformat(value)
+        if type(value) is str:
+            read[name] = target.identify.parse_datelike(kind, value)
     return read
 
 
@@ -100,7 +103,7 @@ def preview(
     document: Any, settings: Mapping[str, Any], client: SalesforceClient, options: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Sample groups for each mapping of ``document``: ``{"policies", "mappings": [...]}``."""
-    identify, reader, sinks, errors = _target()
+    target = _target()
     chosen = policies(options)
     try:
         mapping = parse_mapping(document)
@@ -109,6 +112,7 @@ def preview(
             f"the mapping is invalid ({len(exc.problems)} problems): {exc.problems[0]}"
         ) from None
     include_deleted = bool(settings.get("include_deleted", True))
+    flags = deleted_flags(mapping, chosen["deleted_property"])
     results = []
     for m in mapping.mappings:
         entry: dict[str, Any] = {
@@ -135,17 +139,18 @@ def preview(
             continue
         entry["query"] = soql
         dates = {k for k, v in spec.schema["properties"].items() if v.get("format") == "date-time"}
+        datelike = target.sinks._datelike_fields(spec.schema)  # the sink's own choice of fields
         records = [
-            _as_target_reads(m.object, _flatten(raw, fields, dates), spec.schema, reader)
+            _as_target_reads(m.object, _flatten(raw, fields, dates), datelike, target)
             for raw in page[:SAMPLE_ROWS]
         ]
         try:
-            resolved = sinks.spelled_as_stream(m, m.object, spec.schema["properties"])
-        except errors.StreamMismatch as exc:  # what the run would stop on
+            resolved = target.sinks.spelled_as_stream(m, m.object, spec.schema["properties"])
+        except target.errors.StreamMismatch as exc:  # what the run would stop on
             entry["problems"] = [str(exc)]
             continue
-        builder = identify.IdentificationBuilder(identify.Options(**chosen), log)
-        groups, skipped, ignored = builder.build_all((resolved,), records, m.object)
+        builder = target.identify.IdentificationBuilder(target.identify.Options(**chosen), log)
+        groups, skipped, ignored = builder.build_all((resolved,), records, m.object, (flags[m.index],))
         entry["groups"] = groups
         entry["skipped"] = skipped + [
             f"group {p.group_value}: property '{p.property}' left out: {p.reason}" for p in builder.bad_values

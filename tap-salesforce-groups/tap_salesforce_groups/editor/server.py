@@ -7,6 +7,7 @@ carry the per-run token and name this server in its Host header; bodies are size
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import html
 import json
@@ -100,6 +101,22 @@ def save_atomically(path: Path, text: str) -> Path | None:
     return backup
 
 
+def etag(content: bytes | None) -> str:
+    """A strong ETag for a file's bytes (RFC 9110 §8.8.3): a hash, so any change shows."""
+    return '"' + hashlib.sha256(content or b"").hexdigest()[:32] + '"'
+
+
+def _precondition_holds(current: str | None, if_match: str | None, if_none_match: str | None) -> bool:
+    """RFC 9110 §13.1.1-2: If-Match lists ETags (strong comparison) or is ``*`` (the file exists);
+    ``If-None-Match: *`` holds only while there is no file."""
+    if if_match is not None:
+        tags = [t.strip() for t in if_match.split(",")]
+        return current is not None and ("*" in tags or current in tags)
+    if if_none_match is not None:
+        return if_none_match.strip() == "*" and current is None
+    return True
+
+
 class EditorApp:
     """What the routes do, independent of HTTP: read and check mappings, talk to the org."""
 
@@ -165,24 +182,42 @@ class EditorApp:
 
     def mapping(self) -> dict[str, Any]:
         """The mapping as the tap would read it now, with the problems ``validate`` reports."""
+        return self.mapping_and_etag()[0]
+
+    def mapping_and_etag(self) -> tuple[dict[str, Any], str | None]:
+        """The mapping (as :meth:`mapping`) and the ETag of the file it was read from (None: no file)."""
         source = str(self.mapping_file) if self.mapping_file else None
         document: Any = self.inline_mapping
+        tag = None
         if self.mapping_file is not None:
-            if not self.mapping_file.exists():
-                empty = {"mapping": EMPTY_DOCUMENT, "mapping_file": source, "exists": False}
-                return {**empty, "problems": validate(EMPTY_DOCUMENT)}
             try:
-                document = json.loads(self.mapping_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                raw = self.mapping_file.read_bytes()
+            except FileNotFoundError:
+                empty = {"mapping": EMPTY_DOCUMENT, "mapping_file": source, "exists": False}
+                return {**empty, "problems": validate(EMPTY_DOCUMENT)}, None
+            except OSError:
+                raw = None
+            tag = etag(raw)
+            try:
+                document = json.loads((raw or b"").decode("utf-8"))
+            except ValueError:
                 document = None  # load_mapping below says what is wrong, in validate's words
         try:
             load_mapping(None if self.mapping_file else self.inline_mapping, self.mapping_file)
             problems: list[str] = []
         except MappingError as exc:
             problems = exc.problems
-        return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}
+        return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}, tag
 
-    def save(self, document: Any) -> dict[str, Any]:
+    def save(
+        self, document: Any, if_match: str | None = None, if_none_match: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Validate and write ``document``; the answer and the new file's ETag.
+
+        ``if_match`` (a list of ETags, or ``*``) and ``if_none_match`` (``*``: only a new file)
+        are HTTP's preconditions, checked under the save lock just before the write: a file
+        changed since the client read it raises 412 with the current document.
+        """
         problems = validate(document)
         if problems:
             raise HttpError(
@@ -199,6 +234,16 @@ class EditorApp:
         normalised = parse_mapping(document).to_dict()
         text = json.dumps(normalised, indent=2, ensure_ascii=False) + "\n"
         with self._save_lock:
+            current, tag = self.mapping_and_etag()
+            if not _precondition_holds(tag, if_match, if_none_match):
+                raise HttpError(
+                    HTTPStatus.PRECONDITION_FAILED,
+                    f"{self.mapping_file} changed since this page read it (another tab, `scaffold "
+                    "--write` or a `git pull`?); the file was not changed: reload it, or save again "
+                    "to replace it",
+                    headers={"ETag": tag} if tag else {},
+                    extra={"current": current, "etag": tag},
+                )
             try:
                 backup = save_atomically(self.mapping_file, text)
             except OSError as exc:
@@ -207,11 +252,12 @@ class EditorApp:
                     f"cannot write {self.mapping_file}: {exc.strerror}",
                 ) from exc
         log.info("Saved the mapping to %s", self.mapping_file)
-        return {
+        answer = {
             "saved": str(self.mapping_file),
             "backup": str(backup) if backup else None,
             "mapping": normalised,
         }
+        return answer, etag(text.encode("utf-8"))
 
     def verify(self, document: Any) -> dict[str, Any]:
         result = self.org.verify(document)
@@ -242,9 +288,11 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, payload: Any, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Reply:
+    def json(
+        cls, payload: Any, status: HTTPStatus = HTTPStatus.OK, headers: dict[str, str] | None = None
+    ) -> Reply:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        return cls(status, body, "application/json; charset=utf-8", dict(headers))
+        return cls(status, body, "application/json; charset=utf-8", headers or {})
 
 
 @dataclass(frozen=True)
@@ -333,6 +381,24 @@ def _html(status: HTTPStatus, title: str, text: str, back: str) -> Reply:
     return Reply(status, page.encode("utf-8"), "text/html; charset=utf-8")
 
 
+def _get_mapping(request: Request) -> Reply:
+    answer, tag = request.app.mapping_and_etag()
+    return Reply.json(answer, headers={"ETag": tag} if tag else {})
+
+
+def _put_mapping(request: Request) -> Reply:
+    """Save, only over the version the client read: If-Match (or If-None-Match: * for a new file)."""
+    if_match, if_none_match = request.headers.get("If-Match"), request.headers.get("If-None-Match")
+    if if_match is None and if_none_match is None and request.app.mapping_file is not None:
+        raise HttpError(
+            HTTPStatus.PRECONDITION_REQUIRED,
+            "PUT /api/mapping needs If-Match with the ETag of GET /api/mapping (If-None-Match: * "
+            "for a new file), so that it cannot overwrite a change it has not seen",
+        )
+    answer, tag = request.app.save(request.json(), if_match, if_none_match)
+    return Reply.json(answer, headers={"ETag": tag})
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", _page),
     Route("GET", "/static/{name}", _static),
@@ -340,8 +406,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/objects/{name}/fields", lambda r: Reply.json(r.app.fields(r.params["name"]))),
     Route("POST", "/api/validate", lambda r: Reply.json({"problems": validate(r.json())})),
     Route("POST", "/api/verify", lambda r: Reply.json(r.app.verify(r.json()))),
-    Route("GET", "/api/mapping", lambda r: Reply.json(r.app.mapping())),
-    Route("PUT", "/api/mapping", lambda r: Reply.json(r.app.save(r.json()))),
+    Route("GET", "/api/mapping", _get_mapping),
+    Route("PUT", "/api/mapping", _put_mapping),
     Route("GET", "/api/schedule", lambda r: Reply.json(r.app.get_schedule())),
     Route("PUT", "/api/schedule", lambda r: Reply.json(r.app.set_schedule(r.json()))),
     Route("GET", "/api/connection", lambda r: Reply.json(r.app.connection_status())),
@@ -398,6 +464,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = 60  # seconds a connection may sit idle or half-sent before its thread is freed
+    body_read = False  # whether this request's body was consumed (else the connection closes)
 
     def version_string(self) -> str:
         return self.server_version
@@ -443,6 +510,7 @@ class Handler(BaseHTTPRequestHandler):
         if length <= 0:
             raise HttpError(HTTPStatus.BAD_REQUEST, "request body is empty; send a JSON document")
         raw = self.rfile.read(length)
+        self.body_read = True
         try:
             return json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -456,6 +524,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
+        self.body_read = False
         try:
             query = parse_qs(parts.query)
             self._check_host(parts.path)
@@ -474,9 +543,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             reply = route.action(request)
         except HttpError as exc:
-            if exc.status in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED):
-                self.close_connection = True  # the unread body must not be parsed as a request
-            reply = Reply.json({"error": exc.message, **exc.extra}, exc.status, **exc.headers)
+            reply = Reply.json({"error": exc.message, **exc.extra}, exc.status, exc.headers)
         except OrgError as exc:
             reply = Reply.json({"error": f"Salesforce: {exc}"}, HTTPStatus.BAD_GATEWAY)
         except Exception as exc:
@@ -484,7 +551,14 @@ class Handler(BaseHTTPRequestHandler):
             reply = Reply.json(
                 {"error": f"internal error: {exc.__class__.__name__}"}, HTTPStatus.INTERNAL_SERVER_ERROR
             )
+        if not self.body_read and self._announces_body():
+            self.close_connection = True  # a body left unread must not be parsed as the next request
         self._send(reply, with_body=method != "HEAD")
+
+    def _announces_body(self) -> bool:
+        return (
+            bool(self.headers.get("Transfer-Encoding")) or (self.headers.get("Content-Length") or "0") != "0"
+        )
 
     # -- responses -------------------------------------------------------------------------
     def _send(self, reply: Reply, with_body: bool) -> None:
