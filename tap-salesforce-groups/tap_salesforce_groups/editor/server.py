@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,18 +82,26 @@ class HttpError(Exception):
 
 
 def save_atomically(path: Path, text: str) -> Path | None:
-    """Write ``text`` to ``path`` via a temporary file and rename; the old file becomes ``.bak``."""
-    backup = path.with_name(path.name + ".bak") if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write ``text`` to ``path`` via a temporary file and rename; the old file becomes ``.bak``.
+
+    A new file gets the umask's mode (0644 under the usual 022), so the service user that runs
+    the tap can read it; a replaced file keeps its mode; a symlink stays a symlink (the file it
+    points to is replaced).
+    """
+    target = Path(os.path.realpath(path))
+    backup = path.with_name(path.name + ".bak") if target.exists() else None
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    # os.open's mode goes through the umask, as for any file a program creates (mkstemp: 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         if backup is not None:
-            os.chmod(tmp, path.stat().st_mode & 0o777)  # mkstemp makes 0600 files
-            shutil.copy2(path, backup)
-        os.replace(tmp, path)
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+            shutil.copy2(target, backup)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
