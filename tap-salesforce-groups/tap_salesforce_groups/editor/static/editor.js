@@ -533,11 +533,19 @@ async function importConfig(file) {
     notice(`${file.name}: ${r.data.error.replace(/^request body is /, "")}`, true);
     return;
   }
+  let imported;
+  try {
+    imported = JSON.parse(text);
+  } catch (error) {
+    // Python's JSON reader takes NaN and Infinity, the browser's does not.
+    notice(`${file.name}: not valid JSON here: ${error.message}`, true);
+    return;
+  }
   if (hasUnsavedWork() && !window.confirm(`Import ${file.name}? It replaces the mappings shown, and your unsaved changes are lost.`)) {
     notice(`Import of ${file.name} cancelled.`);
     return;
   }
-  state.cards = cardsFrom(JSON.parse(text));
+  state.cards = cardsFrom(imported);
   const problems = r.data.problems;
   // All of the file's problems, here: the panel checks the mappings as the form holds them, which
   // leaves out what the form cannot show (an unknown key and its "did you mean" hint).
