@@ -417,10 +417,14 @@ def take(column: list[Any], rows: list[int]) -> list[Any]:
 
 # Which Name-object fields a row of each object fills, per the Name object reference
 # (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm):
-# Alias, Email, IsActive, Phone, ProfileId, Title and UserRoleId only for users; FirstName and
-# LastName for users, contacts and leads; Id, Name and Type for every object.
-_USER_ONLY = frozenset({"Alias", "Email", "IsActive", "Phone", "ProfileId", "Title", "UserRoleId"})
-_PERSON_ONLY = frozenset({"FirstName", "LastName"})
+# Alias, Email, IsActive, Phone, ProfileId, Title, UserRoleId and Username only for users;
+# FirstName, MiddleName and LastName for users, contacts and leads; Id, Name, NameOrAlias, Type,
+# RecordTypeId, LastReferencedDate and LastViewedDate for every object (null where the object
+# has no such field).
+_USER_ONLY = frozenset(
+    {"Alias", "Email", "IsActive", "Phone", "ProfileId", "Title", "UserRoleId", "Username"}
+)
+_PERSON_ONLY = frozenset({"FirstName", "MiddleName", "LastName"})
 _PEOPLE = frozenset({"User", "Contact", "Lead"})
 
 
@@ -438,7 +442,7 @@ def name_value(table: Table, row: int, field_name: str) -> Any:
         field_name in _PERSON_ONLY and obj.name not in _PEOPLE
     ):
         return None
-    if field_name == "Name":
+    if field_name in ("Name", "NameOrAlias"):  # NameOrAlias: the name (a user's Alias is its own field)
         f = next(f for f in obj.fields if f.name_field)
     else:
         found = obj.field(field_name)

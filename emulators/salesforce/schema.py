@@ -874,6 +874,16 @@ NAME_OBJECT = ObjectDef(
         _picklist("Type", "Type", (), createable=False, updateable=False, restricted=True),
         FieldDef("UserRoleId", "Role ID", "reference", length=18, createable=False, updateable=False),
         FieldDef("ProfileId", "Profile ID", "reference", length=18, createable=False, updateable=False),
+        FieldDef(
+            "LastReferencedDate", "Last Referenced Date", "datetime", createable=False, updateable=False
+        ),
+        FieldDef("LastViewedDate", "Last Viewed Date", "datetime", createable=False, updateable=False),
+        _text("MiddleName", "Middle Name", 40, createable=False, updateable=False),
+        _text("NameOrAlias", "Name or Alias", 255, createable=False, updateable=False),
+        FieldDef(
+            "RecordTypeId", "Record Type ID", "reference", length=18, createable=False, updateable=False
+        ),
+        _text("Username", "Username", 80, createable=False, updateable=False),
     ],
     queryable=False,
 )

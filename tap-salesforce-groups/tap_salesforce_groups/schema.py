@@ -60,23 +60,32 @@ class FieldProblem(Exception):
 
 
 # SOQL resolves a polymorphic relationship (Owner on Case, Lead and queue-owned objects;
-# What/Who on Task and Event) through the Name object, which has only these fields:
-# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+# What/Who on Task and Event) through the Name object, which has exactly these fields, with
+# these types (Object Reference for the Salesforce Platform, "Name":
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm;
+# SOQL and SOSL Reference, "Understanding Polymorphic Keys and Relationships").
+NAME_OBJECT_DESCRIBE: dict[str, str] = {
+    "Alias": "string",
+    "Email": "email",
+    "FirstName": "string",
+    "Id": "id",
+    "IsActive": "boolean",
+    "LastName": "string",
+    "LastReferencedDate": "datetime",
+    "LastViewedDate": "datetime",
+    "MiddleName": "string",
+    "Name": "string",
+    "NameOrAlias": "string",
+    "Phone": "phone",
+    "ProfileId": "reference",
+    "RecordTypeId": "reference",
+    "Title": "string",
+    "Type": "picklist",
+    "UserRoleId": "reference",
+    "Username": "string",
+}
 NAME_OBJECT_FIELDS: dict[str, dict[str, Any]] = {
-    name: {"type": ["boolean", "null"]} if name == "IsActive" else {"type": ["string", "null"]}
-    for name in (
-        "Name",
-        "Alias",
-        "Email",
-        "FirstName",
-        "LastName",
-        "IsActive",
-        "Phone",
-        "Title",
-        "Type",
-        "UserRoleId",
-        "ProfileId",
-    )
+    name: json_type({"type": sf_type}) or {} for name, sf_type in NAME_OBJECT_DESCRIBE.items()
 }
 COMPOUND_TYPES = {"address", "location"}
 
@@ -148,7 +157,8 @@ def _through_name_object(
         )
         raise FieldProblem(msg)
     schema = NAME_OBJECT_FIELDS[field]
-    return ResolvedField(".".join([*canonical, field]), {"name": field, "type": "string"}, schema)
+    described = {"name": field, "label": field, "type": NAME_OBJECT_DESCRIBE[field]}
+    return ResolvedField(".".join([*canonical, field]), described, schema)
 
 
 def replication_key_for(field_names: Iterable[str]) -> str | None:

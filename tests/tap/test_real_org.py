@@ -167,7 +167,7 @@ def test_polymorphic_owner_refuses_other_fields_naming_the_allowed_ones(salesfor
         TapSalesforceGroups(config={**CONFIG, "mapping": owned(object_name, field)})
     (problem,) = exc.value.errors
     assert "polymorphic lookup Owner (Group or User)" in problem
-    assert "Name, Alias, Email, FirstName, LastName, IsActive" in problem
+    assert "Alias, Email, FirstName, Id, IsActive, LastName, LastReferencedDate" in problem
 
 
 # -- 5. JWT audience -----------------------------------------------------------------------------
