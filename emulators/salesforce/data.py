@@ -592,6 +592,7 @@ class Org:
         self.tables["Contact"] = self._generate_contacts(users, self.tables["Account"])
         self.tables["Lead"] = self._generate_leads(users)
         self.tables["Task"] = self._generate_tasks(users)
+        self.tables["ActivityFieldHistory"] = self._generate_activity_history(users, self.tables["Task"])
         self.tables["AggregateResult"] = Table(self._obj("AggregateResult"), {"Id": []}, 0)
         # The object of any id, from its key prefix (how a polymorphic reference is followed).
         self._by_prefix = {t.obj.key_prefix: t for t in self.tables.values() if t.obj.key_prefix}
@@ -868,6 +869,28 @@ class Org:
             "SystemModstamp": modstamp,
         }
         return Table(self._obj("Task"), cols, serial)
+
+    def _generate_activity_history(self, users: Table, tasks: Table) -> Table:
+        """Field changes of Tasks (Status and Subject), one row each, never updated."""
+        rng = self._rng("ActivityFieldHistory")
+        n = 25
+        serial = 3000 + rng.randrange(5000)
+        created, _, _ = _history(rng, n)
+        fields = _pick(rng, ("Status", "Subject"), n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("017", serial, n),
+            "ActivityId": _pick(rng, tasks.ids, n),
+            "ChangedById": _pick(rng, users.ids, n),
+            "ChangedDate": list(created),
+            "FieldName": fields,
+            "DataType": ["Text"] * n,
+            "Operation": ["Update"] * n,
+            "OldValueText": _pick(rng, TASK_STATUSES, n),
+            "NewValueText": _pick(rng, TASK_STATUSES, n),
+            "CreatedDate": created,
+            "SystemModstamp": list(created),
+        }
+        return Table(self._obj("ActivityFieldHistory"), cols, serial)
 
     def _generate_wide(self) -> Table:
         rng = self._rng("Wide__c")

@@ -33,3 +33,7 @@ class QueryTooBig(SalesforceClientError):
 
 class QueryCursorExpired(SalesforceClientError):
     """The server forgot a query cursor (INVALID_QUERY_LOCATOR); re-query from the bookmark."""
+
+
+class BulkNotSupported(SalesforceClientError):
+    """Bulk API 2.0 refuses to query this object (INVALIDENTITY); REST may still read it."""

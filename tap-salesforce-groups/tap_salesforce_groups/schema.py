@@ -161,10 +161,18 @@ def _through_name_object(
     return ResolvedField(".".join([*canonical, field]), described, schema)
 
 
-def replication_key_for(field_names: Iterable[str]) -> str | None:
-    """The bookmark field this object offers: SystemModstamp, else LastModifiedDate, else none."""
-    names = set(field_names)
-    return next((k for k in REPLICATION_KEYS if k in names), None)
+def replication_key_for(fields: Iterable[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The bookmark field this object offers, and the candidates passed over.
+
+    SystemModstamp, else LastModifiedDate, else none: each only when describe says it is
+    ``filterable``, since the bookmark goes into ``WHERE`` (some objects, such as
+    ActivityFieldHistory, have a SystemModstamp that SOQL cannot filter on: INVALID_FIELD
+    "can not be filtered in a query call"; airbytehq/airbyte PR #68166).
+    """
+    by_name = {str(f["name"]): f for f in fields}
+    unfilterable = [k for k in REPLICATION_KEYS if k in by_name and by_name[k].get("filterable") is False]
+    key = next((k for k in REPLICATION_KEYS if k in by_name and k not in unfilterable), None)
+    return key, unfilterable
 
 
 def group_name_warnings(mapping: GroupMapping, field: dict[str, Any]) -> list[str]:
@@ -214,7 +222,12 @@ def stream_spec(
         spec.problems.append(f"{name}: object is not queryable")
         return spec
     names = [str(f["name"]) for f in object_describe["fields"]]
-    spec.replication_key = replication_key_for(names)
+    spec.replication_key, unfilterable = replication_key_for(object_describe["fields"])
+    if unfilterable:
+        fallback = (
+            f"reading by {spec.replication_key}" if spec.replication_key else "every run reads all its rows"
+        )
+        spec.warnings.append(f"{name}: {', '.join(unfilterable)} cannot be filtered in SOQL; {fallback}")
     extra = ["Id", *([spec.replication_key] if spec.replication_key else [])]
     if include_deleted and "IsDeleted" in names:
         extra.append("IsDeleted")
