@@ -21,7 +21,8 @@ from .bulk import BulkApi
 from .data import Org, format_datetime, now_ms
 from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
-from .schema import API_VERSIONS, OBJECTS
+from .schema import API_VERSIONS, OBJECTS, ORG_ID
+from .webflow import WebServerFlow
 
 FAULT_KINDS = (
     "expire_session",
@@ -39,6 +40,7 @@ _DATA_PATH = re.compile(r"/services/data/v(\d+\.\d)(/.*)?")
 _LOCATOR_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/([^/]+)")
 _QUERY_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/?")
 _JOB_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/(750\w+)/?")
+_IDENTITY_PATH = re.compile(r"/id/(00D\w{12,15})/(005\w{12,15})")
 
 
 @dataclass
@@ -83,7 +85,8 @@ class SalesforceEmulator(BackgroundServer):
         self.page_size = page_size
         self.api_max = api_max
         self.sessions = Sessions()
-        self.auth = Authenticator(self.sessions, self.org.integration_user_id)
+        self.web_flow = WebServerFlow()
+        self.auth = Authenticator(self.sessions, self.org.integration_user_id, self.web_flow)
         self._rotate_default = rotate_refresh_tokens
         self.auth.refresh_tokens.rotate = rotate_refresh_tokens
         self.jwt_private_key_pem: str = self.auth.jwt_private_key_pem
@@ -140,6 +143,7 @@ class SalesforceEmulator(BackgroundServer):
         self.org.reset()
         self.faults.clear()
         self.sessions.expire_all()
+        self.web_flow.reset()
         self.auth.refresh_tokens.reset()
         self.auth.refresh_tokens.rotate = self._rotate_default
         self.bulk.clear()
@@ -202,6 +206,13 @@ class SalesforceEmulator(BackgroundServer):
             if request.method != "POST":
                 raise OAuthError("invalid_request", "must use HTTP POST")
             return json_response(self.auth.token(request, self.url))
+        if path == "/services/oauth2/authorize":
+            _allow(request, "GET", "POST")
+            return self.web_flow.authorize(request)
+        identity = _IDENTITY_PATH.fullmatch(path)
+        if identity:
+            _allow(request, "GET")
+            return self._identity(request, *identity.groups())
         soap = re.fullmatch(r"/services/Soap/u/(\d+\.\d)/?", path)
         if soap:
             _allow(request, "POST")
@@ -216,6 +227,49 @@ class SalesforceEmulator(BackgroundServer):
         if version not in API_VERSIONS:
             raise not_found()
         return self._data(request, version, rest)
+
+    def _identity(self, request: Request, org_id: str, user_id: str) -> Response:
+        """The identity URL (Salesforce Help, "Identity URLs",
+        https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_using_openid.htm): who the
+        access token's user is. A bad token is 403 ``Bad_OAuth_Token``, as Salesforce answers it.
+        """
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or not self.sessions.valid(token.strip()):
+            return Response("Bad_OAuth_Token", status=403, content_type="text/plain")
+        users = self.org.tables["User"]
+        if org_id != ORG_ID or user_id not in users.index:
+            raise not_found()
+        with self.org.lock:
+            row = users.index[user_id]
+            user = {name: column[row] for name, column in users.columns.items()}
+        urls = {
+            "rest": f"{self.url}/services/data/v{{version}}/",
+            "sobjects": f"{self.url}/services/data/v{{version}}/sobjects/",
+            "query": f"{self.url}/services/data/v{{version}}/query/",
+            "partner": f"{self.url}/services/Soap/u/{{version}}/{org_id[:15]}",
+        }
+        return json_response(
+            {
+                "id": f"{self.url}/id/{org_id}/{user_id}",
+                "asserted_user": True,
+                "user_id": user_id,
+                "organization_id": org_id,
+                "username": user["Username"],
+                "nick_name": str(user["Username"]).split("@")[0],
+                "display_name": user["Name"],
+                "email": user["Email"],
+                "email_verified": True,
+                "first_name": user["FirstName"],
+                "last_name": user["LastName"],
+                "active": bool(user["IsActive"]),
+                "user_type": "STANDARD",
+                "language": "en_US",
+                "locale": "en_US",
+                "utcOffset": 0,
+                "urls": urls,
+            }
+        )
 
     def _authenticate(self, request: Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -234,6 +288,14 @@ class SalesforceEmulator(BackgroundServer):
         base = f"/services/data/v{version}"
         parts = [p for p in rest.split("/") if p]
         head = parts[0] if parts else ""
+        if not parts:
+            # Resources by Version (REST API Developer Guide, "List Available REST Resources"):
+            # relative links, except "identity", the current user's absolute identity URL.
+            _allow(request, "GET", "HEAD")
+            names = ("sobjects", "query", "queryAll", "jobs", "limits", "search", "composite")
+            links: dict[str, str] = {name: f"{base}/{name}" for name in names}
+            links["identity"] = f"{self.url}/id/{ORG_ID}/{self.org.integration_user_id}"
+            return json_response(links)
         if head in ("query", "queryAll"):
             _allow(request, "GET", "HEAD")
             if len(parts) == 1:

@@ -10,7 +10,7 @@ import re
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
@@ -27,6 +27,9 @@ from .credentials import (
     USERNAME,
 )
 from .schema import ORG_ID
+
+if TYPE_CHECKING:
+    from .webflow import WebServerFlow
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Salesforce wants a JWT assertion to expire within 3 minutes; allow some clock skew on top.
@@ -122,6 +125,17 @@ class RefreshTokens:
         with self._lock:
             return token in self._current
 
+    def revoke(self, token: str) -> None:
+        """Revoke one refresh token, as an admin does under Setup > Connected Apps OAuth Usage."""
+        with self._lock:
+            self._current.pop(token, None)
+
+    def revoke_family_of(self, token: str) -> None:
+        """Revoke every refresh token descended from ``token`` (rotated ones included)."""
+        with self._lock:
+            family = self._current.get(token, self._used.get(token))
+            self._current = {t: f for t, f in self._current.items() if f != family}
+
     def refresh(self, token: str | None) -> tuple[int, str | None]:
         """Accept ``token``: its family and, when rotating, the refresh token that replaces it."""
         with self._lock:
@@ -153,10 +167,11 @@ class RefreshTokens:
 class Authenticator:
     """Checks credentials for each grant against the package constants and issues sessions."""
 
-    def __init__(self, sessions: Sessions, user_id: str) -> None:
+    def __init__(self, sessions: Sessions, user_id: str, web_flow: WebServerFlow) -> None:
         self.sessions = sessions
         self.refresh_tokens = RefreshTokens(sessions)
         self.user_id = user_id
+        self.web_flow = web_flow
         self.sandbox = False  # a sandbox accepts only the https://test.salesforce.com audience
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.jwt_public_key = key.public_key()
@@ -193,6 +208,10 @@ class Authenticator:
         elif grant == JWT_GRANT:
             self._jwt(form.get("assertion"), request.host)
             scope = "api"
+        elif grant == "authorization_code":
+            self.web_flow.redeem(form)
+            refresh = self.refresh_tokens.issue()  # a new authorization: a new token family
+            return {**self._token_response(instance_url, "refresh_token id api"), "refresh_token": refresh}
         else:  # includes "password", which the tap never sends
             raise OAuthError("unsupported_grant_type", "grant type not supported")
         return self._token_response(instance_url, scope)

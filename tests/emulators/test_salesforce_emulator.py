@@ -168,7 +168,11 @@ def _jwt(sf, key=None, **claims):
     ("data", "expected"),
     [
         ({}, ("invalid_request", "grant type is missing")),
-        ({"grant_type": "authorization_code"}, ("unsupported_grant_type", "grant type not supported")),
+        (  # the web server flow (connect): a code that this org never issued
+            {"grant_type": "authorization_code", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+            ("invalid_grant", "invalid authorization code"),
+        ),
+        ({"grant_type": "device_code"}, ("unsupported_grant_type", "grant type not supported")),
         (
             {"grant_type": "refresh_token", "client_id": "x", "refresh_token": REFRESH_TOKEN},
             ("invalid_client_id", "client identifier invalid"),
