@@ -128,8 +128,9 @@ class TapSalesforceGroups(Tap):
         th.Property(
             "jwt_audience",
             th.StringType,
-            description="JWT bearer audience override (default: https://test.salesforce.com for domain "
-            "test or a *.sandbox.my.salesforce.com host, else https://login.salesforce.com).",
+            description="JWT bearer audience override (default: https://test.salesforce.com when domain "
+            "or login_url names a sandbox: test, *.sandbox.my.salesforce.com or a scratch org "
+            "*.scratch.my.salesforce.com; else https://login.salesforce.com).",
         ),
         th.Property(
             "api_version",
