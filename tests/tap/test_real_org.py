@@ -277,7 +277,9 @@ def test_jwt_audience_follows_login_url_and_scratch_orgs(settings_, audience):
 
 # -- 7. objects Bulk refuses, keys SOQL cannot filter ----------------------------------------------
 HISTORY = document(
-    group("ActivityFieldHistory", "task change", "Id", (("FieldName", "field"), ("NewValueText", "new value")))
+    group(
+        "ActivityFieldHistory", "task change", "Id", (("FieldName", "field"), ("NewValueText", "new value"))
+    )
 )
 
 
@@ -293,7 +295,9 @@ def test_history_object_reads_through_rest_without_a_bookmark(salesforce, capsys
     assert {r["Id"] for r in run.records["ActivityFieldHistory"]} == {r["Id"] for r in rows}
     assert not run.schemas["ActivityFieldHistory"].get("bookmark_properties")  # no bookmark
     messages = [r.getMessage() for r in caplog.records]
-    assert any("SystemModstamp cannot be filtered in SOQL; every run reads all its rows" in m for m in messages)
+    assert any(
+        "SystemModstamp cannot be filtered in SOQL; every run reads all its rows" in m for m in messages
+    )
     refused = [m for m in messages if "not supported by the Bulk API" in m]
     if api_type == "bulk":
         assert refused == [
