@@ -539,7 +539,10 @@ class History:
                 Fault(status=503, count=2, after=self.rng.randrange(0, 3)),
                 Fault(kind="body_429", status=200, count=1, after=self.rng.randrange(0, 3)),
                 Fault(kind="disconnect", count=1, after=self.rng.randrange(0, 3)),
-                Fault(status=413, count=1, after=self.rng.randrange(0, 2)),
+                # A 413 splits the request; a request of one group answered 413 is that group
+                # rejected (too large for any request), so only the first run, whose requests
+                # hold many groups, meets it.
+                Fault(status=413, count=1 if self.runs == 0 else 0, after=self.rng.randrange(0, 2)),
                 Fault(status=503, count=1000, after=self.rng.randrange(0, 3)),
             ]
         )
@@ -558,6 +561,8 @@ class History:
         api_type = rng.choice(("rest", "bulk", "auto"))
         sf_fault = None if clean else self._sf_fault()
         amp_fault = None if clean else self._amplitude_fault()
+        if amp_fault is not None and not amp_fault.count:
+            amp_fault = None
         during = (
             [] if clean else [p for p in (self._plan_edit() for _ in range(rng.choice((0, 0, 1, 2)))) if p]
         )
@@ -610,6 +615,9 @@ class History:
                 raise self.fail(
                     f"run #{self.runs}: nothing changed, yet {result.amplitude_requests} Amplitude request(s)"
                 )
+        rejected = self.workdir / "rejected.jsonl"
+        if rejected.exists() and rejected.read_text().strip():
+            raise self.fail(f"run #{self.runs}: Amplitude rejected groups:\n{rejected.read_text()[:2000]}")
         want_after = self._expected()
         skip = changed_keys(want_before, want_after)
         problems = differences(want_after, self.emu.amplitude.groups(), skip)
