@@ -4,6 +4,7 @@ One model (:mod:`groups_mapping.model`) and one validator (:mod:`groups_mapping.
 neither plugin defines the format itself.
 """
 
+from groups_mapping.files import write_atomically
 from groups_mapping.model import (
     FORMAT_VERSION,
     GroupMapping,
@@ -42,4 +43,5 @@ __all__ = [
     "load_mapping",
     "parse_mapping",
     "validate",
+    "write_atomically",
 ]

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from functools import cached_property
 from types import FrameType
-from typing import Any, ClassVar
+from typing import IO, Any
 from urllib.parse import quote_plus
 
 from singer_sdk import typing as th
@@ -93,7 +93,6 @@ class TargetAmplitudeGroups(Target):
     name = "target-amplitude-groups"
     default_sink_class = AmplitudeGroupsSink
     message_reader_class = StateWatchingReader
-    active: ClassVar[TargetAmplitudeGroups | None] = None  # the run ``invoke`` reports on
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -163,7 +162,6 @@ class TargetAmplitudeGroups(Target):
         if (url := self.config.get("api_url")) and (problem := insecure_url("api_url", str(url))):
             raise ConfigValidationError("Config validation failed", errors=[problem])
         _ = self.mapping  # report mapping problems before reading any record
-        TargetAmplitudeGroups.active = self
         if isinstance(self.message_reader, StateWatchingReader):
             self.message_reader.target = self
         self._trap_signals()
@@ -298,12 +296,30 @@ class TargetAmplitudeGroups(Target):
             self.delivery.client.close()
 
     @classmethod
-    def invoke(cls, **kwargs: Any) -> None:
-        """Run the target; a failure is one error line and a non-zero exit, never a traceback."""
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: IO[str] | None = None,
+    ) -> None:
+        """Run the target; a failure is one error line and a non-zero exit, never a traceback.
+
+        ``Target.invoke``'s steps, keeping the instance: its failure report needs it.
+        """
+        if about:
+            super().invoke(about=about, about_format=about_format)  # prints, then exits
+        cls.print_version(print_fn=cls.logger.info)
+        target = None
         try:
-            super().invoke(**kwargs)
+            target = cls(
+                config=config.config if config is not None else {},
+                validate_config=True,
+                parse_env_config=config.parse_env if config is not None else False,
+            )
+            target.listen(file_input)
         except (RunFailure, InvalidInputLine) as exc:
-            target = cls.active
             message = target.redact(str(exc)) if target else str(exc)
             cls.logger.error("%s", message)
             if isinstance(exc, Interrupted):

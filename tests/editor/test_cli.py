@@ -63,10 +63,10 @@ def test_editor_prints_its_url_and_stops_cleanly(config, stop):
     finally:
         process.send_signal(stop)
         out, err = process.communicate(timeout=30)
-    assert process.returncode == 0
+    assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[stop]  # 128 + the signal
     assert out == ""  # stdout held the URL line only (no Singer message from verify or the SDK)
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "Mapping editor stopped."
+    assert err.strip().splitlines()[-1] == f"Mapping editor stopped by {stop.name}."
     assert CLIENT_SECRET not in out + err
 
 

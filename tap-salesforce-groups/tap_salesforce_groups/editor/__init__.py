@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import signal
 import webbrowser
-from types import FrameType
 from typing import Any
 
 import click
@@ -19,6 +17,7 @@ import click
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule
 from tap_salesforce_groups.editor.server import EditorApp, EditorServer
+from tap_salesforce_groups.interrupt import signals_deferred
 
 __all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "run_editor"]
 
@@ -30,12 +29,12 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the editor the way Ctrl-C does
-
-
 def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: bool) -> int:
-    """Log in, serve until Ctrl-C (or SIGTERM), return the exit status; errors are one line."""
+    """Log in, serve until stopped, return the exit status; errors are one line.
+
+    Ctrl-C and SIGTERM reach the caller as :class:`~tap_salesforce_groups.interrupt.Interrupted`
+    (the mapping command line exits 130/143 with one line), after the server is closed.
+    """
     address = _address(host)
     if address is not None and address.is_unspecified:
         # Browsers send the address they were given as Host, never 0.0.0.0: nothing would pass.
@@ -66,20 +65,11 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
         )
     click.echo(f"Mapping editor: {server.url}", nl=True)
     click.echo("Press Ctrl-C to stop.", err=True)
-    # Our own handlers: a Tap built on the main thread (for its settings) installs the SDK's,
-    # which would write a Singer STATE message to stdout and exit mid-request.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop)
     if open_browser:
         webbrowser.open(server.url)
     try:
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
-        # Meltano passes the terminal's Ctrl-C on as well: a second signal must not cut the cleanup.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        server.server_close()
-    click.echo("Mapping editor stopped.", err=True)
+        with signals_deferred():  # Meltano passes the terminal's Ctrl-C on too: finish closing
+            server.server_close()
     return 0
