@@ -32,6 +32,8 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         self.signal = signal.Signals(signum)
         self.exit_code = EXIT_SIGNAL[self.signal]
+        # How a user names it: Ctrl-C sends SIGINT.
+        self.spoken = "Ctrl-C" if self.signal == signal.SIGINT else self.signal.name
         super().__init__(self.signal.name)
 
 
@@ -76,7 +78,7 @@ def signals_deferred() -> Iterator[None]:
 def exit_on_signals(message: str = "Interrupted by {signal}; nothing was written.") -> Iterator[None]:
     """Run the block so that SIGINT or SIGTERM ends the process: ``message`` on stderr, exit 130/143.
 
-    ``{signal}`` in ``message`` names the signal. A second signal during the exit is ignored, so
+    ``{signal}`` in ``message`` names the signal (``Ctrl-C`` for SIGINT, else ``SIGTERM``). A second signal during the exit is ignored, so
     the line is never cut short. Outside the main thread the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -88,7 +90,7 @@ def exit_on_signals(message: str = "Interrupted by {signal}; nothing was written
     except Interrupted as exc:
         for signum in SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
-        sys.stderr.write(message.format(signal=exc.signal.name) + "\n")
+        sys.stderr.write(message.format(signal=exc.spoken) + "\n")
         sys.stderr.flush()
         raise SystemExit(exc.exit_code) from None
     finally:

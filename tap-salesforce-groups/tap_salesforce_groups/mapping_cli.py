@@ -15,9 +15,9 @@ import click
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingError, load_mapping, parse_mapping, write_atomically
+from tap_salesforce_groups import core
 from tap_salesforce_groups import settings as tap_settings
-from tap_salesforce_groups.core import connect
-from tap_salesforce_groups.core import verify as verify_mapping
+from tap_salesforce_groups.connect import ENV_NAME, TIMEOUT_S, ConnectError, default_env_file, run_connect
 from tap_salesforce_groups.editor import run_editor
 from tap_salesforce_groups.editor.org import property_label
 from tap_salesforce_groups.errors import SalesforceClientError
@@ -146,7 +146,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
     """Build a mapping entry from the org's describe; property names default to field labels."""
     settings = _settings(config)
     try:
-        describe = connect(settings).describe
+        describe = core.connect(settings).describe
         chosen = _expand_compound(object_name, [f.strip() for f in fields.split(",") if f.strip()], describe)
         if all_fields:
             chosen += [
@@ -209,7 +209,7 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 @interruptible()
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
-    result = verify_mapping(_settings(config))
+    result = core.verify(_settings(config))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.problems:
@@ -228,6 +228,56 @@ def verify(config: tuple[str, ...]) -> None:
 def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
     """Serve the mapping editor page against the org; stop with Ctrl-C."""
     sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
+
+
+@main.command()
+@config_option
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the local callback.",
+)
+@click.option("--no-browser", is_flag=True, help="Print the login URL only; do not open a browser.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to store the refresh token [default: the project's .env].",
+)
+@click.option(
+    "--timeout",
+    default=TIMEOUT_S,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seconds to wait for the login.",
+)
+@interruptible("connect: stopped by {signal}")
+def connect(
+    config: tuple[str, ...], port: int, no_browser: bool, env_file: Path | None, timeout: int
+) -> None:
+    """Log in to Salesforce in the browser (OAuth with PKCE) and store the refresh token.
+
+    Register http://localhost:PORT/oauth/callback as a Callback URL of the connected app first.
+    """
+    settings = _settings(config)
+    target = env_file or default_env_file()
+    try:
+        connection = run_connect(
+            settings,
+            port=port,
+            env_file=target,
+            open_browser=not no_browser,
+            timeout=timeout,
+            echo=lambda line: click.echo(line, err=True),
+        )
+    except ConnectError as exc:
+        click.echo(f"Cannot connect to Salesforce: {exc}", err=True)
+        sys.exit(1)
+    with signals_deferred():
+        click.echo(connection.line)
+        click.echo(f"Stored {ENV_NAME} in {target} (mode 0600).", err=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from groups_mapping import MAPPING_DESCRIPTION, MAPPING_FILE_DESCRIPTION, insecu
 from tap_salesforce_groups.auth import auth_flow, jwt_assertion
 from tap_salesforce_groups.errors import SalesforceAuthError
 from tap_salesforce_groups.streams import parse_datetime
+from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
 
 # The prefix of the settings' environment variables, as the SDK and Meltano name them.
 ENV_PREFIX = "TAP_SALESFORCE_GROUPS_"
@@ -64,6 +65,13 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
         th.StringType,
         secret=True,
         description="OAuth refresh token (with client_id and client_secret): the 'Connect to' flow.",
+    ),
+    th.Property(
+        "refresh_token_file",
+        th.StringType,
+        default=DEFAULT_REFRESH_TOKEN_FILE,
+        description="Where a rotated refresh token is kept (refresh token rotation): a 0600 JSON "
+        "file, relative to the Meltano project (else the working directory). Never printed.",
     ),
     th.Property(
         "private_key",
