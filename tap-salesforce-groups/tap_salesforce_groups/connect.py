@@ -82,7 +82,12 @@ class Connection:
     @property
     def line(self) -> str:
         """``Connected to <instance host> as <username> (<email>)``."""
-        return f"Connected to {urlsplit(self.instance_url).hostname} as {self.username} ({self.email})"
+        return connected_line(self.instance_url, self.username, self.email)
+
+
+def connected_line(instance_url: str, username: str, email: str | None) -> str:
+    """``Connected to <instance host> as <username> (<email>)``: what connect and the editor show."""
+    return f"Connected to {urlsplit(instance_url).hostname} as {username} ({email or 'no email'})"
 
 
 def pkce_challenge(verifier: str) -> str:

@@ -224,10 +224,16 @@ def verify(config: tuple[str, ...]) -> None:
     "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
 )
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where Connect to Salesforce stores the refresh token [default: the project's .env].",
+)
 @interruptible("Mapping editor stopped by {signal}.")
-def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
+def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool, env_file: Path | None) -> None:
     """Serve the mapping editor page against the org; stop with Ctrl-C."""
-    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
+    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser, env_file=env_file))
 
 
 @main.command()

@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from emulators.salesforce import PASSWORD, USERNAME
 from groups_mapping import validate
 from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
 from tests.mappings import document, group
+from tests.tap.conftest import MAPPING
 
 # Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
 CHROMIUM = Path(os.environ.get("EDITOR_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -363,6 +365,49 @@ def test_network_failures_end_every_pending_status(browser: Browser, editor_fact
         "PUT /api/schedule: the editor cannot be reached (is it still running?)"
     )
     page.close()
+
+
+def test_connect_then_preview(browser: Browser, disconnected: Any) -> None:
+    """No credentials work: Connect to Salesforce logs in (the emulator's login page), the header
+    names the user, the objects load; Preview shows the groups the target would send."""
+    editor, env_file = disconnected
+    # The emulator's login page is HTTPS with the test CA, which this Chromium does not know.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(editor.server.url)
+    expect(page.locator("#connection")).to_contain_text("Not connected to Salesforce")
+    expect(page.locator("#connect")).to_be_visible()
+    expect(page.locator("#preview")).to_be_disabled()
+
+    page.locator("#connect").click()
+    page.wait_for_url("**/services/oauth2/authorize**")
+    page.locator("#username").fill(USERNAME)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#Login").click()
+    # Salesforce -> http://localhost:PORT/oauth/callback -> back to the editor page.
+    page.wait_for_url(editor.server.url)
+    expect(page.locator("#connection")).to_have_text(
+        "Connected to 127.0.0.1 as integration@emulator.example (integration@emulator.example)"
+    )
+    expect(page.locator("#connect")).to_be_hidden()
+    card = page.locator(".card").first
+    expect(card.locator(".object")).to_have_value("Account")  # the org's objects and fields loaded
+    expect(card.locator(".name-field")).to_have_value("Id")
+    expect(card.locator(".prop-field").first.locator("option:checked")).to_have_text("Account Name (Name)")
+    assert env_file.exists()
+    shot(page, "connected-header.png", "after Connect to Salesforce: the header names the connected user")
+
+    expect(page.locator("#preview")).to_be_enabled()
+    page.locator("#preview").click()
+    expect(page.locator("#preview-summary")).to_contain_text("as the target would send them")
+    expect(page.locator("#preview-results h3")).to_have_count(len(MAPPING["mappings"]))
+    expect(page.locator("#preview-results h3").first).to_contain_text("1: Account -> org id: 5 groups")
+    expect(page.locator("#preview-results .preview-group").first).to_contain_text("org id")
+    shot(page, "preview.png", "Preview: five sample groups per mapping, $set/$unset as the target sends them")
+    assert errors == []
+    context.close()
 
 
 def test_save_over_a_changed_file_offers_reload_or_keep(browser: Browser, editor_factory: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from tap_salesforce_groups.editor.connection import connectable
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule
 from tap_salesforce_groups.editor.server import EditorApp, EditorServer
@@ -52,11 +53,15 @@ def launcher_file(url: str) -> Path:
     return Path(name)
 
 
-def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: bool) -> int:
+def run_editor(
+    settings: dict[str, Any], host: str, port: int, open_browser: bool, env_file: Path | None = None
+) -> int:
     """Log in, serve until stopped, return the exit status; errors are one line.
 
-    Ctrl-C and SIGTERM reach the caller as :class:`~tap_salesforce_groups.interrupt.Interrupted`
-    (the mapping command line exits 130/143 with one line), after the server is closed.
+    When no credentials work (none set, or a refresh token no longer accepted), the editor
+    starts anyway and its page offers Connect to Salesforce. Ctrl-C and SIGTERM reach the
+    caller as :class:`~tap_salesforce_groups.interrupt.Interrupted` (the mapping command line
+    exits 130/143 with one line), after the server is closed.
     """
     address = _address(host)
     if address is not None and address.is_unspecified:
@@ -67,13 +72,18 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
             err=True,
         )
         return 2
+    org: Org | None = None
+    problem = None
     try:
         org = Org(settings)
         org.login()
     except OrgError as exc:
-        click.echo(f"Cannot start the mapping editor: {exc}", err=True)
-        return 1
-    app = EditorApp(org, settings, ProjectSchedule())
+        if not connectable(str(exc)):
+            click.echo(f"Cannot start the mapping editor: {exc}", err=True)
+            return 1
+        org, problem = None, str(exc)
+        click.echo(f"Not connected to Salesforce ({exc}): use Connect to Salesforce on the page.", err=True)
+    app = EditorApp(org, settings, ProjectSchedule(), not_connected=problem, env_file=env_file)
     try:
         server = EditorServer(app, host, port)
     except OSError as exc:
