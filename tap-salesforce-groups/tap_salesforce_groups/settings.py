@@ -104,8 +104,9 @@ CONFIG_JSONSCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "jwt_audience",
         th.StringType,
-        description="JWT bearer audience override (default: https://test.salesforce.com for domain "
-        "test or a *.sandbox.my.salesforce.com host, else https://login.salesforce.com).",
+        description="JWT bearer audience override (default: https://test.salesforce.com when domain "
+        "or login_url names a sandbox: test, *.sandbox.my.salesforce.com or a scratch org "
+        "*.scratch.my.salesforce.com; else https://login.salesforce.com).",
     ),
     th.Property(
         "api_version",
