@@ -17,15 +17,39 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from emulators._server import Fault
+from emulators.salesforce import SalesforceEmulator
+from tests.conftest import CA
 from tests.tap.conftest import CONFIG
 
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
 IDS = ["SIGINT", "SIGTERM"]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[SalesforceEmulator]:
+    """An emulator of this module's own: the requests held here finish after their command
+    ended, and must not show up in another test's request log."""
+    server = SalesforceEmulator(ca=CA, accounts=20)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def salesforce(emulator: SalesforceEmulator) -> SalesforceEmulator:
+    emulator.faults.clear()
+    return emulator
+
+
+@pytest.fixture
+def config(salesforce: SalesforceEmulator) -> dict:
+    return {**CONFIG, "login_url": salesforce.url}
 
 
 def start(tmp_path: Path, command: str, config: dict, *args: str, stdout: object) -> subprocess.Popen[str]:
@@ -65,13 +89,13 @@ def assert_one_line(err: str, signum: int) -> None:
 
 
 @pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=IDS)
-def test_scaffold_into_a_file_leaves_it_empty(salesforce, tmp_path, signum, code):
+def test_scaffold_into_a_file_leaves_it_empty(salesforce, config, tmp_path, signum, code):
     fault = Fault(path="/describe", delay=30)
     salesforce.faults.add(fault)
     output = tmp_path / "mapping.json"
     with output.open("w") as out:  # the shell's `> mapping.json`
         process = start(
-            tmp_path, "scaffold", CONFIG, "--object", "Account", "--group-type", "org id", "--all", stdout=out
+            tmp_path, "scaffold", config, "--object", "Account", "--group-type", "org id", "--all", stdout=out
         )
         wait_until(lambda: held(salesforce, fault), process, "asked for the describe")
         err = stop(process, signum)
@@ -81,17 +105,16 @@ def test_scaffold_into_a_file_leaves_it_empty(salesforce, tmp_path, signum, code
 
 
 @pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=IDS)
-def test_scaffold_write_leaves_the_mapping_file_as_it_was(salesforce, tmp_path, signum, code):
+def test_scaffold_write_leaves_the_mapping_file_as_it_was(salesforce, config, tmp_path, signum, code):
     mapping_file = tmp_path / "mapping.json"
     mapping_file.write_text(json.dumps(CONFIG["mapping"], indent=2))
     before = mapping_file.read_bytes()
     fault = Fault(path="/describe", delay=30)
     salesforce.faults.add(fault)
-    config = {**CONFIG, "mapping": None, "mapping_file": str(mapping_file)}
     process = start(
         tmp_path,
         "scaffold",
-        config,
+        {**config, "mapping": None, "mapping_file": str(mapping_file)},
         "--object",
         "Contact",
         "--group-type",
@@ -108,10 +131,10 @@ def test_scaffold_write_leaves_the_mapping_file_as_it_was(salesforce, tmp_path, 
 
 
 @pytest.mark.parametrize(("signum", "code"), SIGNALS, ids=IDS)
-def test_verify_reports_the_signal_not_a_login_failure(salesforce, tmp_path, signum, code):
+def test_verify_reports_the_signal_not_a_login_failure(salesforce, config, tmp_path, signum, code):
     fault = Fault(path="/query", delay=30)  # the one-row read of the first object
     salesforce.faults.add(fault)
-    process = start(tmp_path, "verify", CONFIG, stdout=subprocess.PIPE)
+    process = start(tmp_path, "verify", config, stdout=subprocess.PIPE)
     wait_until(lambda: held(salesforce, fault), process, "read a row")
     err = stop(process, signum)
     assert process.returncode == code
