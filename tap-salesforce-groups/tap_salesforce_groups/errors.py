@@ -37,3 +37,11 @@ class QueryCursorExpired(SalesforceClientError):
 
 class BulkNotSupported(SalesforceClientError):
     """Bulk API 2.0 refuses to query this object (INVALIDENTITY); REST may still read it."""
+
+
+class RunStopped(Exception):
+    """The sync ended early, its state written: the one line to log and the exit status it earns."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
