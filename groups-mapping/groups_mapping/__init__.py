@@ -4,6 +4,7 @@ One model (:mod:`groups_mapping.model`) and one validator (:mod:`groups_mapping.
 neither plugin defines the format itself.
 """
 
+from groups_mapping.files import write_atomically
 from groups_mapping.model import (
     FORMAT_VERSION,
     GroupMapping,
@@ -16,8 +17,11 @@ from groups_mapping.validate import (
     MAX_GROUP_TYPES,
     MAX_PROPERTIES,
     MappingError,
+    deleted_flag_problems,
+    deleted_flags,
     load_mapping,
     parse_mapping,
+    problems_together,
     validate,
 )
 
@@ -37,9 +41,13 @@ __all__ = [
     "MappingConfig",
     "MappingError",
     "PropertyMapping",
+    "deleted_flag_problems",
+    "deleted_flags",
     "insecure_url",
     "json_schema_path",
     "load_mapping",
     "parse_mapping",
+    "problems_together",
     "validate",
+    "write_atomically",
 ]

@@ -18,7 +18,17 @@ import jwt
 import requests
 
 from tap_salesforce_groups.errors import SalesforceAuthError
+from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE, RefreshTokenStore
 
+# SOAP login() exists up to API 64.0 only and is retired for every version on 1 June 2027
+# (Salesforce Help 005132110, "Platform SOAP API login() Retirement"): it is always called at
+# this version, whatever api_version (the REST version) says.
+SOAP_LOGIN_VERSION = "64.0"
+SOAP_DEPRECATION = (
+    "username/password login uses Salesforce's SOAP login(), which is not available from API 65.0 "
+    "and is retired for every API version on 2027-06-01 (Salesforce Help 005132110): switch to "
+    "OAuth (tap-salesforce-groups-mapping connect) or the JWT bearer flow"
+)
 PRODUCTION_AUDIENCE = "https://login.salesforce.com"
 SANDBOX_AUDIENCE = "https://test.salesforce.com"
 
@@ -35,18 +45,32 @@ def login_base_url(config: Mapping[str, Any]) -> str:
     return f"https://{domain}.salesforce.com"
 
 
+# Hosts whose org is a sandbox, for the JWT audience: test.salesforce.com, sandbox My Domains
+# (acme--uat.sandbox.my.salesforce.com) and scratch orgs, which Salesforce creates as sandboxes
+# (ability-ruby-1234-dev-ed.scratch.my.salesforce.com).
+_SANDBOX_SUFFIXES = (".sandbox.my.salesforce.com", ".scratch.my.salesforce.com")
+
+
+def _host(value: str) -> str:
+    value = value.strip().lower()
+    return (urlsplit(value).hostname if "://" in value else value.split("/")[0]) or ""
+
+
 def jwt_audience(config: Mapping[str, Any]) -> str:
     """The JWT ``aud`` claim: login or test, never the My Domain host.
 
     Salesforce documents ``https://test.salesforce.com`` for sandboxes, including sandbox My
-    Domains (``acme--uat.sandbox.my.salesforce.com``); a sandbox answers anything else with
-    ``invalid_grant: audience is invalid``. ``jwt_audience`` overrides the choice.
+    Domains and scratch orgs; a sandbox answers anything else with ``invalid_grant: audience is
+    invalid``. The org is a sandbox when ``domain`` or the ``login_url`` host (which replaces
+    ``domain`` as the login host) says so. ``jwt_audience`` overrides the choice (an
+    Experience Cloud site's URL, say).
     """
     if config.get("jwt_audience"):
         return str(config["jwt_audience"])
-    domain = str(config["domain"]).strip().lower()
-    host = urlsplit(domain).hostname if "://" in domain else domain
-    sandbox = domain == "test" or (host or "").endswith(".sandbox.my.salesforce.com")
+    hosts = {_host(str(config.get("domain") or "login")), _host(str(config.get("login_url") or ""))}
+    sandbox = "test" in hosts or any(
+        h == "test.salesforce.com" or h.endswith(_SANDBOX_SUFFIXES) for h in hosts
+    )
     return SANDBOX_AUDIENCE if sandbox else PRODUCTION_AUDIENCE
 
 
@@ -99,15 +123,10 @@ def login(session: requests.Session, config: Mapping[str, Any], flow: str, timeo
 def _oauth_login(
     session: requests.Session, base: str, config: Mapping[str, Any], flow: str, timeout: float
 ) -> tuple[str, str]:
-    headers: dict[str, str] = {}
     if flow == "refresh_token":
-        data = {
-            "grant_type": "refresh_token",
-            "client_id": config["client_id"],
-            "client_secret": config["client_secret"],
-            "refresh_token": config["refresh_token"],
-        }
-    elif flow == "jwt":
+        return _refresh_login(session, base, config, timeout)
+    headers: dict[str, str] = {}
+    if flow == "jwt":
         data = {
             "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "assertion": jwt_assertion(config),
@@ -116,8 +135,54 @@ def _oauth_login(
         pair = f"{config['client_id']}:{config['client_secret']}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         data = {"grant_type": "client_credentials"}
+    body = _token_request(session, base, flow, data, headers=headers, timeout=timeout)
+    return str(body["access_token"]), str(body["instance_url"])
+
+
+def _refresh_login(
+    session: requests.Session, base: str, config: Mapping[str, Any], timeout: float
+) -> tuple[str, str]:
+    """The refresh token grant, with the latest rotated token in place of the configured one.
+
+    Under refresh token rotation the answer carries a new ``refresh_token`` and the one sent is
+    dead (see ``token_store``); the new one is kept before this returns.
+    """
+    configured = str(config["refresh_token"])
+    store = RefreshTokenStore(config.get("refresh_token_file") or DEFAULT_REFRESH_TOKEN_FILE)
+    with store.locked():
+        kept = store.current(configured)
+        data = {
+            "grant_type": "refresh_token",
+            "client_id": config["client_id"],
+            "client_secret": config["client_secret"],
+            "refresh_token": kept or configured,
+        }
+        hint = (
+            f" (sent the rotated refresh token kept in {store.path}; if the app revoked it, "
+            "connect again and configure the new refresh_token)"
+            if kept
+            else ""
+        )
+        body = _token_request(session, base, "refresh_token", data, timeout=timeout, hint=hint)
+        rotated = body.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != data["refresh_token"]:
+            store.save(configured, rotated)
+    return str(body["access_token"]), str(body["instance_url"])
+
+
+def _token_request(
+    session: requests.Session,
+    base: str,
+    flow: str,
+    data: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    hint: str = "",
+) -> dict[str, Any]:
+    """POST to the token endpoint; the JSON answer, or :class:`SalesforceAuthError` naming why."""
     url = f"{base}/services/oauth2/token"
-    response = session.post(url, data=data, headers=headers, timeout=timeout)
+    response = session.post(url, data=data, headers=headers or {}, timeout=timeout)
     try:
         body = response.json()
     except ValueError:
@@ -127,9 +192,9 @@ def _oauth_login(
     if response.status_code != 200 or "access_token" not in body:
         code = body.get("error", f"HTTP {response.status_code}")
         reason = f"{code}: {body.get('error_description', '')}".strip()
-        msg = f"Salesforce login ({flow} flow) at {url} failed: {reason}"
+        msg = f"Salesforce login ({flow} flow) at {url} failed: {reason}{hint}"
         raise SalesforceAuthError(msg)
-    return str(body["access_token"]), str(body["instance_url"])
+    return body
 
 
 def _soap_login(
@@ -144,7 +209,7 @@ def _soap_login(
         f"<n1:password>{secret}</n1:password>"
         "</n1:login></env:Body></env:Envelope>"
     )
-    url = f"{base}/services/Soap/u/{config['api_version']}"
+    url = f"{base}/services/Soap/u/{SOAP_LOGIN_VERSION}"
     headers = {"content-type": "text/xml", "charset": "UTF-8", "SOAPAction": "login"}
     response = session.post(url, data=envelope.encode(), headers=headers, timeout=timeout)
     return parse_soap_login(response.status_code, response.text, url)
