@@ -294,7 +294,8 @@ class TargetAmplitudeGroups(Target):
 
         The SDK's handler drains every sink and writes STATE from inside whatever was running,
         possibly a batch half-delivered, then exits 0. No SDK hook changes that, so the handler
-        is replaced here (tests/target/test_signals.py fails if the SDK's behaviour shows again).
+        is replaced here (tests/target/test_data_safety.py::test_a_signal_during_delivery_stops_without_state_or_traceback
+        fails if the SDK's behaviour shows again).
         """
         if threading.current_thread() is not threading.main_thread():
             return
