@@ -358,8 +358,10 @@ class History:
         kind = f["type"]
         if kind == "picklist":
             return self.rng.choice([p["value"] for p in f["picklistValues"]])
-        if kind in ("currency", "double", "percent"):
-            return round(self.rng.uniform(0, 999), 2) if kind == "percent" else float(n)
+        if kind in ("currency", "double", "percent"):  # within the field's precision and scale
+            scale = int(f.get("scale") or 0)
+            top = 10 ** min(9, max(1, int(f.get("precision") or 18) - scale)) - 1
+            return round(self.rng.uniform(0, top), scale)
         if kind == "int":
             return n
         if kind == "boolean":
