@@ -15,6 +15,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_salesforce_groups.client import SalesforceClient, csv_lines
 from tap_salesforce_groups.errors import (
+    BulkNotSupported,
     QueryCursorExpired,
     QueryTooBig,
     SalesforceClientError,
@@ -27,7 +28,6 @@ from tap_salesforce_groups.soql import (
     MAX_URI_BYTES,
     Window,
     build_soql,
-    query_uri_bytes,
     record_datetime,
 )
 
@@ -191,11 +191,23 @@ class SalesforceObjectStream(Stream):
         window, size = Window(start), None
         try:
             bulk = self._use_bulk(window, progress)  # Bulk rows come unsorted (PK chunking)
+            checked = window
             while True:
+                if not bulk and window != checked:
+                    checked = window
+                    if self._rest_too_long(window):  # a bounded window makes the query longer
+                        bulk, committed = True, ties.copy()
                 try:
                     for record in self._read(window, bulk, progress):
                         if self._first_time(record, ties, None if bulk else state):
                             yield record
+                except BulkNotSupported as exc:
+                    if not bulk:
+                        raise
+                    # Nothing of this window was read: read it again, and the rest, through REST.
+                    self.logger.warning("%s: %s; reading it through REST instead", self.name, exc)
+                    bulk = False
+                    continue
                 except (QueryTooBig, QueryCursorExpired) as exc:
                     if bulk:  # nothing of an unsorted window counts until it ends
                         ties = committed.copy()
@@ -285,18 +297,7 @@ class SalesforceObjectStream(Stream):
     def _use_bulk(self, window: Window, progress: Progress) -> bool:
         """Bulk API 2.0 for big objects (api_type auto), always (bulk), or when the REST URI would be too long."""
         api_type = self.config["api_type"]
-        soql = build_soql(self.name, self.fields, replication_key=self.replication_key, window=window)
-        uri = query_uri_bytes(self.client.api_version, soql)
-        if uri > MAX_URI_BYTES:
-            if api_type == "rest":
-                msg = (
-                    f"{self.name}: the REST query URI would be {uri} bytes, above Salesforce's "
-                    f"{MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
-                )
-                raise SalesforceClientError(msg)
-            self.logger.info(
-                "%s: %d fields make a %d-byte REST URI; using Bulk API 2.0", self.name, len(self.fields), uri
-            )
+        if self._rest_too_long(window):
             return True
         if api_type != "auto" or self.ABORT_AT_RECORD_COUNT is not None:
             return bool(api_type == "bulk")
@@ -308,6 +309,29 @@ class SalesforceObjectStream(Stream):
             self.logger.info("%s: counting the rows timed out; using Bulk API 2.0", self.name)
             return True
         return progress.expect(rows, bulk_from=int(self.config["bulk_threshold"]))
+
+    def _rest_too_long(self, window: Window) -> bool:
+        """True when the REST request for ``window`` (URI and headers) passes Salesforce's limit:
+        then Bulk API 2.0 reads it, or, with api_type rest, the run stops with one line.
+        Windows lengthen the query (a second bound), so each new window is checked again.
+        """
+        soql = build_soql(self.name, self.fields, replication_key=self.replication_key, window=window)
+        size = self.client.rest_request_bytes(soql, include_deleted=self._include_deleted)
+        if size <= MAX_URI_BYTES:
+            return False
+        if self.config["api_type"] == "rest":
+            msg = (
+                f"{self.name}: the REST query request (URI and headers) would be {size} bytes, above "
+                f"Salesforce's {MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
+            )
+            raise SalesforceClientError(msg)
+        self.logger.info(
+            "%s: %d fields make a %d-byte REST request (URI and headers); using Bulk API 2.0",
+            self.name,
+            len(self.fields),
+            size,
+        )
+        return True
 
     def _position(self, window: Window, ties: Ties) -> datetime | None:
         """Where a re-query starts: at the last emitted stamp (its Ids skipped), else the window's start."""
