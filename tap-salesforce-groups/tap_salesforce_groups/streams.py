@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -24,12 +22,13 @@ from tap_salesforce_groups.errors import (
 from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
+from tap_salesforce_groups.sdk import PROGRESS_MARKERS
 from tap_salesforce_groups.soql import (
     MAX_URI_BYTES,
     Window,
     build_soql,
-    record_datetime,
 )
+from tap_salesforce_groups.timestamps import iso_datetime, parse_datetime, record_datetime
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -39,25 +38,7 @@ if TYPE_CHECKING:
 # bookmark. Queries use `>=` so an interrupted run loses nothing; these Ids are skipped so that
 # an unchanged org sends nothing even when thousands of rows share the bookmark's timestamp.
 EMITTED_AT_BOOKMARK = "ids_at_bookmark"
-SDK_PROGRESS_MARKERS = "progress_markers"  # where the SDK keeps an unsorted stream's high-water mark
 MIN_WINDOW = timedelta(minutes=1)  # windows halve on QUERY_TIMEOUT down to this, then give up
-
-_TZ_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
-
-
-def iso_datetime(value: str) -> str:
-    """``2025-05-20T20:49:32.000+0000`` (Salesforce) → ``2025-05-20T20:49:32.000+00:00`` (ISO 8601)."""
-    if len(value) == 28 and value[23] in "+-" and value[26] != ":":
-        return value[:26] + ":" + value[26:]  # the shape Salesforce always sends, without a regex
-    if value.endswith("Z"):
-        return value[:-1] + "+00:00"
-    return _TZ_NO_COLON.sub(r"\1:\2", value)
-
-
-def parse_datetime(value: str) -> datetime:
-    """A bookmark or record timestamp as an aware datetime (UTC when it names no zone)."""
-    parsed = datetime.fromisoformat(iso_datetime(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _csv_bool(value: str) -> bool:
@@ -116,27 +97,12 @@ def drop_sdk_progress_marker(state: dict[str, Any]) -> None:
     """Forget the SDK's own high-water mark before the SDK finalizes the stream.
 
     With ``is_sorted`` False the SDK tracks the newest value seen under ``progress_markers``
+    (:data:`~tap_salesforce_groups.sdk.PROGRESS_MARKERS`)
     and promotes it to the bookmark when ``get_records`` returns, even if reading stopped
     early: after an unsorted read that would skip rows not yet emitted. The bookmark
     :func:`commit_bookmark` wrote is the one to keep.
     """
-    state.pop(SDK_PROGRESS_MARKERS, None)
-
-
-class _HideUnsortedWarning(logging.Filter):
-    """Hide the SDK's "progress is not resumable if interrupted" warning, which is untrue here.
-
-    The SDK says so of every stream with ``is_sorted`` False; these streams commit a
-    resumable bookmark themselves (:func:`commit_bookmark`).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Stream is assumed to be unsorted")
-
-
-_SDK_LOGGER = logging.getLogger("singer_sdk")
-if not any(isinstance(f, _HideUnsortedWarning) for f in _SDK_LOGGER.filters):
-    _SDK_LOGGER.addFilter(_HideUnsortedWarning())
+    state.pop(PROGRESS_MARKERS, None)
 
 
 class SalesforceObjectStream(Stream):
