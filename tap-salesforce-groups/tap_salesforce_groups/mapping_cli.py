@@ -15,7 +15,7 @@ import click
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.editor import run_editor
-from tap_salesforce_groups.editor.org import property_label, run_verification
+from tap_salesforce_groups.editor.org import previous_mapping, property_label, run_verification
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
@@ -198,7 +198,8 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 @config_option
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
-    result = run_verification(_settings(config))
+    settings = _settings(config)
+    result = run_verification(settings, previous=previous_mapping(settings))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.problems:

@@ -63,6 +63,20 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
         60,
         "Longest wait in seconds between retries (also caps a Retry-After).",
     ),
+    (
+        "lookback_seconds",
+        th.IntegerType(minimum=0),
+        600,
+        "Each incremental read starts this many seconds before the bookmark, for rows that "
+        "commit late with an older SystemModstamp; rows already sent are not sent again.",
+    ),
+    (
+        "formula_refresh_hours",
+        th.IntegerType(minimum=1),
+        24,
+        "Formula and roll-up fields change without a timestamp: objects that map any are read "
+        "again in full this often (hours).",
+    ),
 )
 
 
@@ -233,8 +247,13 @@ class TapSalesforceGroups(Tap):
         problems: list[str] = []
         warnings: list[str] = []
         described = 0
+        stale = []
         for name in self.mapping.objects:
             entry = self.input_catalog.get_stream(name) if self.input_catalog else None
+            if self.input_catalog and (
+                entry is None or not _covers(entry.schema.to_dict(), self.mapping.fields_for(name))
+            ):
+                stale.append(name)
             if entry is not None and _covers(entry.schema.to_dict(), self.mapping.fields_for(name)):
                 streams.append(
                     self._stream(
@@ -264,6 +283,12 @@ class TapSalesforceGroups(Tap):
                 streams.append(self._stream(name, spec.schema, spec.key_properties, spec.replication_key))
         for warning in warnings:
             self.logger.warning(warning)
+        if stale:  # the SDK would skip the object as deselected, or fail on the field, later
+            problems.append(
+                f"the catalog given lacks mapped {', '.join(stale)} (or some of their fields): it is "
+                "older than the mapping; discover again (meltano run --refresh-catalog, or the "
+                "extractor's use_cached_catalog: false, as this project sets)"
+            )
         if problems:
             raise ConfigValidationError("mapping does not match the Salesforce org", errors=problems)
         fields = sum(len(s.schema["properties"]) for s in streams)
@@ -287,6 +312,7 @@ class TapSalesforceGroups(Tap):
             replication_key=replication_key,
             client=self.client,
             run=self.run,
+            groups=[(m.group_type, m.group_name_field) for m in self.mapping.for_object(name)],
         )
 
     # -- command line ------------------------------------------------------------------------

@@ -12,11 +12,13 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import GroupMapping, MappingError, load_mapping
+from groups_mapping import GroupMapping, MappingConfig, MappingError, load_mapping
+from tap_salesforce_groups.changes import mapping_changes
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import (
@@ -28,7 +30,7 @@ from tap_salesforce_groups.schema import (
 )
 from tap_salesforce_groups.tap import TapSalesforceGroups, settings_problems
 
-__all__ = ["Org", "OrgError", "Verification", "property_label", "run_verification"]
+__all__ = ["Org", "OrgError", "Verification", "previous_mapping", "property_label", "run_verification"]
 
 
 class OrgError(Exception):
@@ -123,22 +125,41 @@ class Org:
             raise OrgError(f"{object_name}: object is not queryable")
         return field_choices(object_name, self.describe)
 
-    def verify(self, document: Any) -> Verification:
-        """``verify`` for a mapping that is not saved yet, on this editor's session."""
+    def verify(self, document: Any, previous: MappingConfig | None = None) -> Verification:
+        """``verify`` for a mapping that is not saved yet, on this editor's session; ``previous``
+        (the saved mapping) adds what the change does to the groups already in Amplitude."""
         config = {k: v for k, v in self.settings.items() if k not in ("mapping", "mapping_file")}
         config["mapping"] = document
         with self._lock:  # one at a time: it borrows the tap's logger and stdout
-            return run_verification(config, self.client)
+            return run_verification(config, self.client, previous=previous)
 
 
-def run_verification(settings: Mapping[str, Any], client: SalesforceClient | None = None) -> Verification:
+def previous_mapping(settings: Mapping[str, Any]) -> MappingConfig | None:
+    """The version of ``mapping_file`` before the last save (the editor keeps it as ``.bak``)."""
+    path = settings.get("mapping_file")
+    backup = Path(str(path) + ".bak") if path else None
+    if backup is None or not backup.is_file():
+        return None
+    try:
+        return load_mapping(None, str(backup))
+    except MappingError:
+        return None
+
+
+def run_verification(
+    settings: Mapping[str, Any],
+    client: SalesforceClient | None = None,
+    previous: MappingConfig | None = None,
+) -> Verification:
     """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
-    read per object (the tap's connection test). ``client`` reuses a logged-in session.
+    read per object (the tap's connection test). ``client`` reuses a logged-in session;
+    ``previous`` adds what changing from it does to the groups already in Amplitude.
     """
     try:
-        load_mapping(settings.get("mapping"), settings.get("mapping_file"))
+        mapping = load_mapping(settings.get("mapping"), settings.get("mapping_file"))
     except MappingError as exc:
         return Verification(exc.problems, header=exc.report().splitlines()[0])
+    changes = mapping_changes(previous, mapping)
     # The mapper is set up below, inside the checks: setting it up discovers the streams.
     tap = TapSalesforceGroups(config=dict(settings), validate_config=False, setup_mapper=False)
     if client is not None:
@@ -164,7 +185,7 @@ def run_verification(settings: Mapping[str, Any], client: SalesforceClient | Non
     if tap.run.stopped_reason:
         return Verification([tap.run.stopped_reason], capture.warnings, header="Verification stopped:")
     summary = f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read)."
-    return Verification([], capture.warnings, summary)
+    return Verification([], capture.warnings + changes, summary)
 
 
 def field_choices(object_name: str, describe: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:

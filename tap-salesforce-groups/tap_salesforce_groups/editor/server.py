@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from groups_mapping import MappingError, load_mapping, parse_mapping, validate
+from groups_mapping import MappingConfig, MappingError, load_mapping, parse_mapping, validate
 from groups_mapping.validate import SALESFORCE_OBJECT
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule, ScheduleError
@@ -130,6 +130,13 @@ class EditorApp:
             problems = exc.problems
         return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}
 
+    def _saved_mapping(self) -> MappingConfig | None:
+        """The mapping as saved now (what a new one is compared with), or None."""
+        try:
+            return load_mapping(None if self.mapping_file else self.inline_mapping, self.mapping_file)
+        except MappingError:
+            return None
+
     def save(self, document: Any) -> dict[str, Any]:
         problems = validate(document)
         if problems:
@@ -162,7 +169,7 @@ class EditorApp:
         }
 
     def verify(self, document: Any) -> dict[str, Any]:
-        result = self.org.verify(document)
+        result = self.org.verify(document, previous=self._saved_mapping())
         return {"problems": result.problems, "warnings": result.warnings, "summary": result.summary}
 
     def get_schedule(self) -> dict[str, Any]:
