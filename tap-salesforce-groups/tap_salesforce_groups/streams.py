@@ -580,9 +580,7 @@ class SalesforceObjectStream(Stream):
         except QueryTooBig:
             self.logger.info("%s: counting the rows timed out; using Bulk API 2.0", p.label)
             return True
-        threshold = int(self.config["bulk_threshold"])
-        progress.expect(rows, bulk_from=threshold)
-        return rows >= threshold
+        return progress.expect(rows, bulk_from=int(self.config["bulk_threshold"]))
 
     def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
         """Where a re-query starts: the committed bookmark when inside the window (its rows

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import GroupMapping, MappingConfig, MappingError, load_mapping
 from tap_salesforce_groups.changes import mapping_changes
 from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.connect import connected_line
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import (
     NAME_OBJECT_FIELDS,
@@ -94,6 +96,26 @@ class Org:
             self.client.login()
         except SalesforceClientError as exc:
             raise OrgError(str(exc)) from exc
+
+    def identity(self) -> str:
+        """``Connected to <org host> as <username> (<email>)``: who this session runs as.
+
+        The REST API's Resources by Version lists the user's identity URL ("identity"), which
+        answers ``username`` and ``email`` for the session's token (REST API Developer Guide,
+        "List Available REST Resources"; Salesforce Help, "Identity URLs").
+        """
+        client = self.client
+        try:
+            resources = client.call("who am I", lambda: client.sf.restful("", timeout=client.timeout)) or {}
+            answer = client.session.get(
+                str(resources["identity"]),
+                headers={"Authorization": f"Bearer {client.sf.session_id}", "Accept": "application/json"},
+                timeout=client.timeout,
+            )
+            who = answer.json() if answer.status_code == 200 else {}
+            return connected_line(client.sf.base_url, str(who["username"]), who.get("email"))
+        except (SalesforceClientError, requests.RequestException, KeyError, ValueError, TypeError) as exc:
+            raise OrgError(f"cannot read who is connected: {exc.__class__.__name__}: {exc}") from exc
 
     def describe(self, name: str) -> dict[str, Any]:
         try:
