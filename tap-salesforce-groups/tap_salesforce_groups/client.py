@@ -29,7 +29,7 @@ from simple_salesforce.util import exception_handler
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from tap_salesforce_groups.auth import auth_flow, login
+from tap_salesforce_groups.auth import SOAP_DEPRECATION, auth_flow, login
 from tap_salesforce_groups.errors import (
     ApiBudgetReached,
     QueryCursorExpired,
@@ -189,6 +189,7 @@ class SalesforceClient:
         self.requests_made = 0
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
         self.clock_offset = timedelta(0)  # Salesforce's clock minus ours, from the Date header
+        self._warned_soap = False
 
     # -- login and the call policy -----------------------------------------------------------
     @property
@@ -201,6 +202,9 @@ class SalesforceClient:
 
     def login(self) -> None:
         """Log in with the configured flow and open a REST connection to the instance."""
+        if self.flow == "password" and not self._warned_soap:
+            self._warned_soap = True
+            self.logger.warning(SOAP_DEPRECATION)
         try:
             token, instance_url = login(self.session, self.config, self.flow, self.timeout)
         except requests.RequestException as exc:

@@ -489,3 +489,50 @@ def test_the_launcher_file_takes_the_browser_to_the_editor(browser: Browser, edi
         page.close()
     finally:
         launcher.unlink()
+
+
+def test_merge_after_a_conflict_keeps_both_sides_changes(browser: Browser, editor_factory: Any) -> None:
+    # The page changes the Account mapping while someone else adds a property to Subscription__c:
+    # Merge takes each mapping from the side that changed it.
+    editor = editor_factory()
+    original = json.loads(editor.mapping_file.read_text())
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator(".card")).to_have_count(2)
+    theirs = json.loads(json.dumps(original))
+    theirs["mappings"][1]["properties"].append({"field": "Name", "property": "subscription name"})
+    editor.mapping_file.write_text(json.dumps(theirs))
+    page.locator(".card").first.locator(".group-type").fill("account")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    page.locator("#conflict-merge").click()
+    expect(page.locator("#notice")).to_have_text(
+        f"Merged with {editor.mapping_file} as it is now; verify and save to write the result.\n"
+        "From the file: Subscription__c -> subscription."
+    )
+    expect(page.locator(".card-title")).to_have_text(
+        ["1: Account -> account", "2: Subscription__c -> subscription"]
+    )
+    expect(page.locator(".card").nth(1).locator(".prop-name").last).to_have_value("subscription name")
+    expect(page.locator("#save")).to_be_disabled()  # the merged mapping is verified before it is saved
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    expect(page.locator("#notice")).to_contain_text("Saved to")
+    saved = json.loads(editor.mapping_file.read_text())
+    assert saved["mappings"][0]["group_type"] == "account"
+    assert saved["mappings"][1] == theirs["mappings"][1]
+
+    # Both sides change the same mapping: the page's version is kept, and said so.
+    theirs = json.loads(json.dumps(saved))
+    theirs["mappings"][0]["group_type"] = "org"
+    editor.mapping_file.write_text(json.dumps(theirs))
+    page.locator(".card").first.locator(".group-type").fill("company")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    page.locator("#conflict-merge").click()
+    expect(page.locator("#notice")).to_contain_text("Changed on both sides, yours kept: Account -> company.")
+    expect(page.locator(".card-title").first).to_have_text("1: Account -> company")
+    page.close()

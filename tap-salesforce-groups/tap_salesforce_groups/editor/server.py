@@ -114,13 +114,17 @@ def etag(content: bytes | None) -> str:
 
 
 def _precondition_holds(current: str | None, if_match: str | None, if_none_match: str | None) -> bool:
-    """RFC 9110 §13.1.1-2: If-Match lists ETags (strong comparison) or is ``*`` (the file exists);
-    ``If-None-Match: *`` holds only while there is no file."""
+    """Whether a save may go on, by RFC 9110 §13.1.1-2 (``current`` is None: no file yet).
+
+    If-Match lists ETags (strong comparison) or is ``*`` (any file); If-None-Match lists ETags
+    that must not match, or is ``*`` (no file yet).
+    """
     if if_match is not None:
         tags = [t.strip() for t in if_match.split(",")]
         return current is not None and ("*" in tags or current in tags)
     if if_none_match is not None:
-        return if_none_match.strip() == "*" and current is None
+        tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        return current is None if "*" in tags else current not in tags
     return True
 
 

@@ -425,6 +425,48 @@ async function showPreview() {
   renderPreview(r.data);
   $("#preview-panel").scrollIntoView({ block: "nearest" });
 }
+// A document as the page holds it (property names filled in), for comparing versions.
+function normalised(doc) {
+  const saved = state.cards;
+  state.cards = cardsFrom(doc);
+  const result = documentOf();
+  state.cards = saved;
+  return result;
+}
+
+// Three-way merge by mapping: a mapping is its object and its rank among that object's mappings
+// (a renamed group type is the same mapping). Taken from the side that changed it; added and
+// deleted on either side; changed differently on both, the page's version is kept and named.
+function mergeDocuments(base, mine, theirs) {
+  const keyed = (doc) => {
+    const seen = new Map();
+    return new Map(normalised(doc).mappings.map((m) => {
+      const n = (seen.get(m.object) || 0) + 1;
+      seen.set(m.object, n);
+      return [`${m.object}#${n}`, m];
+    }));
+  };
+  const [b, m, t] = [keyed(base), keyed(mine), keyed(theirs)];
+  const same = (x, y) => JSON.stringify(x) === JSON.stringify(y);
+  const label = (x) => `${x.object || "Unknown"} -> ${x.group_type || "Unknown"}`;
+  const mappings = [];
+  const fromFile = [];
+  const conflicts = [];
+  for (const key of new Set([...m.keys(), ...t.keys()])) {
+    const [base_, mine_, theirs_] = [b.get(key), m.get(key), t.get(key)];
+    if (same(mine_, theirs_) || same(theirs_, base_)) {
+      if (mine_) mappings.push(mine_);
+    } else if (same(mine_, base_)) {
+      if (theirs_) mappings.push(theirs_);
+      fromFile.push(theirs_ ? label(theirs_) : `${label(base_)} deleted`);
+    } else {
+      if (mine_) mappings.push(mine_);
+      conflicts.push(label(mine_ || theirs_));
+    }
+  }
+  return { document: { version: 1, mappings }, fromFile, conflicts };
+}
+
 function showSource(exists) {
   $("#source").textContent = state.mappingFile
     ? `mapping_file: ${state.mappingFile}${exists ? "" : " (new file)"}`
@@ -474,22 +516,37 @@ async function save() {
   updateButtons();
 }
 
-// The file changed since this page read it: reload it (losing the page's changes) or keep the
-// page's version (the next Save replaces the file; its previous version is kept as .bak).
+// The file changed since this page read it: reload it (losing the page's changes), merge the
+// two, or keep the page's version (the next Save replaces the file; it is kept as .bak).
 function showConflict(r) {
   const box = $("#conflict");
+  const current = r.data.current;
   $("#conflict-text").textContent = r.data.error;
   box.hidden = false;
+  $("#conflict-merge").hidden = !(current.exists && current.mapping && Array.isArray(current.mapping.mappings));
   $("#conflict-reload").onclick = () => {
     box.hidden = true;
-    loadMapping(r.data.current, r.data.etag);
+    loadMapping(current, r.data.etag);
     notice(`Reloaded ${state.mappingFile} as it is now; your changes were discarded.`);
+    render();
+    changed();
+  };
+  $("#conflict-merge").onclick = () => {
+    box.hidden = true;
+    const merged = mergeDocuments(JSON.parse(state.savedText), documentOf(), current.mapping);
+    state.etag = r.data.etag;
+    state.savedText = JSON.stringify(normalised(current.mapping), null, 2);
+    state.cards = cardsFrom(merged.document);
+    const lines = [`Merged with ${state.mappingFile} as it is now; verify and save to write the result.`];
+    if (merged.fromFile.length) lines.push(`From the file: ${merged.fromFile.join("; ")}.`);
+    if (merged.conflicts.length) lines.push(`Changed on both sides, yours kept: ${merged.conflicts.join("; ")}.`);
+    notice(lines.join("\n"), merged.conflicts.length > 0);
     render();
     changed();
   };
   $("#conflict-keep").onclick = () => {
     box.hidden = true;
-    state.etag = r.data.current.exists ? r.data.etag : null;
+    state.etag = current.exists ? r.data.etag : null;
     notice("Kept your version: Save replaces the file (its current version is kept as .bak).");
     updateButtons();
     $("#save").focus();
