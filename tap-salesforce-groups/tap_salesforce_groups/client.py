@@ -32,6 +32,7 @@ from urllib3.util.retry import Retry
 from tap_salesforce_groups.auth import SOAP_DEPRECATION, auth_flow, login
 from tap_salesforce_groups.errors import (
     ApiBudgetReached,
+    BulkNotSupported,
     QueryCursorExpired,
     QueryTooBig,
     RequestLimitExceeded,
@@ -268,6 +269,8 @@ class SalesforceClient:
             return QueryTooBig(f"{what}: {text}")
         if code == "INVALID_QUERY_LOCATOR":
             return QueryCursorExpired(f"{what}: {text}")
+        if code == "INVALIDENTITY" and "not supported by the Bulk API" in text:
+            return BulkNotSupported(f"{what}: {text}")
         if exc.status in TRANSIENT_STATUS:
             return SalesforceClientError(f"{what}: gave up after {self.max_retries} retries: {text}")
         return SalesforceClientError(f"{what}: {text}")

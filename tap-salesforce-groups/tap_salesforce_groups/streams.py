@@ -16,6 +16,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_salesforce_groups.client import SalesforceClient, csv_lines
 from tap_salesforce_groups.errors import (
+    BulkNotSupported,
     QueryCursorExpired,
     QueryTooBig,
     SalesforceClientError,
@@ -329,9 +330,7 @@ class SalesforceObjectStream(Stream):
         changed: list[tuple[str, str]] = []  # (stamp, parent id), oldest first
         for parent in relation.types:
             try:
-                parent_key = replication_key_for(
-                    str(f["name"]) for f in self.client.describe(parent)["fields"]
-                )
+                parent_key, _ = replication_key_for(self.client.describe(parent)["fields"])
             except SalesforceClientError:
                 continue  # a type this user cannot see has no children visible to it either
             if parent_key is None:
@@ -451,6 +450,13 @@ class SalesforceObjectStream(Stream):
                                 self._floor(self._bound(slot, window, newest, job, bulk)), final=False
                             )
                     yield {f: record[f] for f in emit} if strip else record
+            except BulkNotSupported as exc:
+                if not bulk:
+                    raise
+                # Nothing of this window was read: read it again, and the rest, through REST.
+                self.logger.warning("%s: %s; reading it through REST instead", p.label, exc)
+                bulk = False
+                continue
             except (QueryTooBig, QueryCursorExpired) as exc:
                 if isinstance(exc, QueryTooBig):
                     window, size = self._smaller_window(p, window, size, exc)

@@ -39,6 +39,7 @@ V = "/services/data/v62.0"
 # the org's objects
 QUERYABLE = (
     "Account", "User", "Subscription__c", "Document", "Case", "Wide__c", "Group", "Contact", "Lead", "Task",
+    "ActivityFieldHistory",
 )  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_PROPERTIES = {
