@@ -175,9 +175,15 @@ class SalesforceEmulator(BackgroundServer):
             self.bulk.query_timeout_rows = self.query_timeout_rows
             self.auth.sandbox = self.sandbox
             uri = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or request.full_path
-            if len(uri.encode()) > MAX_URI_BYTES:
+            uri_bytes = len(uri.encode())
+            if uri_bytes > MAX_URI_BYTES:
                 # Salesforce's edge refuses long request lines before any API logic.
                 return self._finish(request, Response("URI Too Long", status=414))
+            header_bytes = sum(len(f"{k}: {v}\r\n".encode()) for k, v in request.headers.items())
+            if uri_bytes + header_bytes > MAX_URI_BYTES:
+                # URI plus headers past 16,384 bytes: 431 (Developer Limits and Allocations Quick
+                # Reference, "API Request Limits"; a real one in airbytehq/airbyte#20703).
+                return self._finish(request, Response("Request Header Fields Too Large", status=431))
             response = self._route(request)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)

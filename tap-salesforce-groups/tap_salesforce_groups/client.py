@@ -220,6 +220,21 @@ class SalesforceClient:
         )
         self.logger.info("Logged in to Salesforce (%s flow) at %s", self.flow, instance_url)
 
+    def rest_request_bytes(self, soql: str, *, include_deleted: bool = True) -> int:
+        """Bytes of a REST query's request that Salesforce counts against its 16,384-byte limit:
+        the URI plus every request header (Salesforce Developer Limits and Allocations Quick
+        Reference, "API Request Limits"; past it the answer is 431, airbytehq/airbyte#20703).
+
+        Measured on the request this client would send (the session's and simple-salesforce's
+        headers, the session id included), not estimated.
+        """
+        sf = self.sf
+        url = sf.base_url + ("queryAll/" if include_deleted else "query/")
+        request = requests.Request("GET", url, headers=sf.headers, params={"q": soql})
+        prepared = self.session.prepare_request(request)
+        lines = [f"Host: {urlsplit(url).netloc}", *(f"{k}: {v}" for k, v in prepared.headers.items())]
+        return len(str(prepared.path_url).encode()) + sum(len(line.encode()) + 2 for line in lines)
+
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one Salesforce call: log in again once on an expired session, wait and retry
         when the org has too many requests running at once, name any other failure.

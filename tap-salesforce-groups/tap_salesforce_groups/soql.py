@@ -11,7 +11,9 @@ from urllib.parse import quote_plus
 from groups_mapping.validate import SALESFORCE_FIELD
 from tap_salesforce_groups.errors import SalesforceClientError
 
-# Salesforce refuses a request URI longer than 16,384 bytes (HTTP 414); REST queries are GETs.
+# Salesforce refuses a request whose URI plus headers pass 16,384 bytes (HTTP 431; a URI alone
+# past it is 414): Developer Limits and Allocations Quick Reference, "API Request Limits". REST
+# queries are GETs, their SOQL in the URI.
 MAX_URI_BYTES = 16_384
 
 

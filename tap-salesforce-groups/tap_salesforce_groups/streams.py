@@ -31,7 +31,6 @@ from tap_salesforce_groups.soql import (
     Window,
     build_soql,
     in_ids,
-    query_uri_bytes,
     record_datetime,
 )
 
@@ -426,7 +425,11 @@ class SalesforceObjectStream(Stream):
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
+        checked = window
         while True:
+            if not bulk and window != checked:
+                checked = window
+                bulk = self._rest_too_long(p, window)  # a bounded window makes the query longer
             job: dict[str, Any] = {}
             newest: str | None = None
             try:
@@ -565,18 +568,7 @@ class SalesforceObjectStream(Stream):
     def _use_bulk(self, p: Pass, window: Window, progress: Progress) -> bool:
         """Bulk API 2.0 for big objects (api_type auto), always (bulk), or when the REST URI would be too long."""
         api_type = self.config["api_type"]
-        soql = build_soql(self.name, p.fields, replication_key=p.key, window=window, extra=p.where)
-        uri = query_uri_bytes(self.client.api_version, soql)
-        if uri > MAX_URI_BYTES:
-            if api_type == "rest":
-                msg = (
-                    f"{self.name}: the REST query URI would be {uri} bytes, above Salesforce's "
-                    f"{MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
-                )
-                raise SalesforceClientError(msg)
-            self.logger.info(
-                "%s: %d fields make a %d-byte REST URI; using Bulk API 2.0", self.name, len(p.fields), uri
-            )
+        if self._rest_too_long(p, window):
             return True
         if api_type != "auto" or self.ABORT_AT_RECORD_COUNT is not None:
             return bool(api_type == "bulk")
@@ -587,6 +579,29 @@ class SalesforceObjectStream(Stream):
             self.logger.info("%s: counting the rows timed out; using Bulk API 2.0", p.label)
             return True
         return progress.expect(rows, bulk_from=int(self.config["bulk_threshold"]))
+
+    def _rest_too_long(self, p: Pass, window: Window) -> bool:
+        """True when the REST request for ``window`` (URI and headers) passes Salesforce's limit:
+        then Bulk API 2.0 reads it, or, with api_type rest, the run stops with one line.
+        Windows lengthen the query (a second bound), so each new window is checked again.
+        """
+        soql = build_soql(self.name, p.fields, replication_key=p.key, window=window, extra=p.where)
+        size = self.client.rest_request_bytes(soql, include_deleted=self._include_deleted)
+        if size <= MAX_URI_BYTES:
+            return False
+        if self.config["api_type"] == "rest":
+            msg = (
+                f"{self.name}: the REST query request (URI and headers) would be {size} bytes, above "
+                f"Salesforce's {MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
+            )
+            raise SalesforceClientError(msg)
+        self.logger.info(
+            "%s: %d fields make a %d-byte REST request (URI and headers); using Bulk API 2.0",
+            self.name,
+            len(p.fields),
+            size,
+        )
+        return True
 
     def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
         """Where a re-query starts: the committed bookmark when inside the window (its rows

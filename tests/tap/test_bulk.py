@@ -160,3 +160,21 @@ def test_windowed_bulk_reads_commit_the_bookmark_per_window(salesforce, capsys):
     assert sorted(r["Id"] for r in resumed.records["Account"]) == sorted(
         i for i, s in everything.items() if s >= bookmark
     )
+
+
+def test_a_nul_byte_in_bulk_csv_is_data(salesforce, capsys):
+    """Salesforce text can hold NUL (airbytehq/airbyte#8300; singer-io/tap-salesforce PR #21 and
+    simple-salesforce strip it because Python 3.10's csv refused it). On the Python floor (3.11)
+    the CSV reader takes it as data: the read never fails, and Bulk gives what REST gives."""
+    from tests.mappings import document, group
+    from tests.tap.conftest import run_tap, same_records
+
+    mapping = document(group("Account", "org id", "Id", (("Name", "name"), ("Description", "about"))))
+    first = salesforce.org.rows("Account")[0]["Id"]
+    salesforce.org.update("Account", first, Name="Acme\x00Corp", Description='a "quoted"\x00\nline')
+    bulk = run_tap(capsys, mapping=mapping, api_type="bulk")
+    rest = run_tap(capsys, mapping=mapping, api_type="rest")
+    assert bulk.exit_code == rest.exit_code == 0
+    (row,) = [r for r in bulk.records["Account"] if r["Id"] == first]
+    assert (row["Name"], row["Description"]) == ("Acme\x00Corp", 'a "quoted"\x00\nline')
+    assert same_records(bulk.records, rest.records)
