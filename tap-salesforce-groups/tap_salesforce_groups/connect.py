@@ -26,7 +26,6 @@ import html
 import os
 import re
 import secrets
-import tempfile
 import threading
 import webbrowser
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from groups_mapping import write_atomically
 from tap_salesforce_groups.auth import login_base_url
 from tap_salesforce_groups.client import connection_problem, make_session
 
@@ -235,17 +235,7 @@ def store_refresh_token(env_file: Path, token: str) -> None:
         lines.append(existing if existing.endswith("\n") else existing + "\n")
     if not placed:
         lines.append(line)
-    env_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{env_file.name}.", dir=env_file.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, env_file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(env_file, "".join(lines), mode=0o600)
 
 
 # -- the command line's own callback server --------------------------------------------------------

@@ -17,7 +17,7 @@ from singer_sdk import typing as th
 from groups_mapping import MAPPING_DESCRIPTION, MAPPING_FILE_DESCRIPTION, insecure_url
 from tap_salesforce_groups.auth import auth_flow, jwt_assertion
 from tap_salesforce_groups.errors import SalesforceAuthError
-from tap_salesforce_groups.streams import parse_datetime
+from tap_salesforce_groups.timestamps import parse_datetime
 from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
 
 # The prefix of the settings' environment variables, as the SDK and Meltano name them.

@@ -5,30 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import quote_plus
 
 from groups_mapping.validate import SALESFORCE_FIELD
 from tap_salesforce_groups.errors import SalesforceClientError
+from tap_salesforce_groups.timestamps import soql_datetime
 
 # Salesforce refuses a request whose URI plus headers pass 16,384 bytes (HTTP 431; a URI alone
 # past it is 414): Developer Limits and Allocations Quick Reference, "API Request Limits". REST
 # queries are GETs, their SOQL in the URI.
 MAX_URI_BYTES = 16_384
-
-
-def soql_datetime(value: datetime) -> str:
-    """A SOQL datetime literal in UTC with milliseconds, e.g. ``2025-01-31T10:00:00.000Z``."""
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def record_datetime(value: datetime) -> str:
-    """A timestamp in the form records carry, e.g. ``2025-01-31T10:00:00.000+00:00``.
-
-    Bookmarks compare as text with record values, so they must share this exact form.
-    """
-    return soql_datetime(value)[:-1] + "+00:00"
 
 
 @dataclass(frozen=True)

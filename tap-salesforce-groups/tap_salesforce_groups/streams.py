@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,13 +24,14 @@ from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
 from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships, replication_key_for
+from tap_salesforce_groups.sdk import PROGRESS_MARKERS
 from tap_salesforce_groups.soql import (
     MAX_URI_BYTES,
     Window,
     build_soql,
     in_ids,
-    record_datetime,
 )
+from tap_salesforce_groups.timestamps import iso_datetime, parse_datetime, record_datetime
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -46,7 +45,6 @@ IDENTITY = "identity"  # [group type, group name field] of each mapping of the o
 RELATIONSHIPS = "relationships"  # chain -> its own bookmark and memory (parents' stamps)
 REFRESH = "refresh"  # a full read of some fields (new ones, formulas) under way
 FORMULAS_READ_AT = "formulas_read_at"  # when the last full read of calculated fields started
-SDK_PROGRESS_MARKERS = "progress_markers"  # where the SDK keeps an unsorted stream's high-water mark
 
 MIN_WINDOW = timedelta(minutes=1)  # windows halve on QUERY_TIMEOUT down to this, then give up
 MEMORY_LIMIT = 20_000  # (Id, stamp) pairs kept per read; past it the oldest go (and may be re-sent)
@@ -59,23 +57,6 @@ BULK_COMMIT_MARGIN = timedelta(seconds=60)
 # start_date is set: before any org's first day (Salesforce opened in 1999).
 SALESFORCE_EPOCH = datetime(1999, 1, 1, tzinfo=timezone.utc)
 CHILDREN_PER_QUERY = 200  # parent ids per `IN (…)` query for a polymorphic relationship
-
-_TZ_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
-
-
-def iso_datetime(value: str) -> str:
-    """``2025-05-20T20:49:32.000+0000`` (Salesforce) → ``2025-05-20T20:49:32.000+00:00`` (ISO 8601)."""
-    if len(value) == 28 and value[23] in "+-" and value[26] != ":":
-        return value[:26] + ":" + value[26:]  # the shape Salesforce always sends, without a regex
-    if value.endswith("Z"):
-        return value[:-1] + "+00:00"
-    return _TZ_NO_COLON.sub(r"\1:\2", value)
-
-
-def parse_datetime(value: str) -> datetime:
-    """A bookmark or record timestamp as an aware datetime (UTC when it names no zone)."""
-    parsed = datetime.fromisoformat(iso_datetime(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _csv_bool(value: str) -> bool:
@@ -157,27 +138,12 @@ def drop_sdk_progress_marker(state: dict[str, Any]) -> None:
     """Forget the SDK's own high-water mark before the SDK finalizes the stream.
 
     With ``is_sorted`` False the SDK tracks the newest value seen under ``progress_markers``
+    (:data:`~tap_salesforce_groups.sdk.PROGRESS_MARKERS`)
     and promotes it to the bookmark when ``get_records`` returns, even if reading stopped
-    early: after an unsorted read that would skip rows not yet emitted. The bookmark
-    :func:`commit_bookmark` wrote is the one to keep.
+    early: after an unsorted read that would skip rows not yet emitted. The bookmark the
+    stream committed itself (per row on REST, per window on Bulk) is the one to keep.
     """
-    state.pop(SDK_PROGRESS_MARKERS, None)
-
-
-class _HideUnsortedWarning(logging.Filter):
-    """Hide the SDK's "progress is not resumable if interrupted" warning, which is untrue here.
-
-    The SDK says so of every stream with ``is_sorted`` False; these streams commit a
-    resumable bookmark themselves (:func:`commit_bookmark`).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Stream is assumed to be unsorted")
-
-
-_SDK_LOGGER = logging.getLogger("singer_sdk")
-if not any(isinstance(f, _HideUnsortedWarning) for f in _SDK_LOGGER.filters):
-    _SDK_LOGGER.addFilter(_HideUnsortedWarning())
+    state.pop(PROGRESS_MARKERS, None)
 
 
 class SalesforceObjectStream(Stream):

@@ -19,8 +19,10 @@ from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.core import connect, resolve_objects
 from tap_salesforce_groups.errors import RunStopped, SalesforceClientError
 from tap_salesforce_groups.run import RunControl
+from tap_salesforce_groups.sdk import hide_unsorted_warning
 from tap_salesforce_groups.settings import CONFIG_JSONSCHEMA
-from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
+from tap_salesforce_groups.streams import SalesforceObjectStream
+from tap_salesforce_groups.timestamps import parse_datetime
 from tap_salesforce_groups.writer import FastSingerWriter
 
 
@@ -52,6 +54,7 @@ class TapSalesforceGroups(Tap):
             validate_config=validate_config,
             setup_mapper=setup_mapper,
         )
+        hide_unsorted_warning()  # installed by the tap when it runs, not when a module is imported
         if validate_config:
             problems = self._state_problems()
             if problems:

@@ -11,7 +11,7 @@ import tap_salesforce_groups.client as client_module
 from emulators._server import Fault
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import QueryTooBig
-from tap_salesforce_groups.streams import iso_datetime
+from tap_salesforce_groups.timestamps import iso_datetime
 from tests.tap.conftest import MAPPING, by_id, run_tap, settings
 
 NO_COMPOUND = copy.deepcopy(MAPPING)  # compound fields are refused now; every mapping is Bulk-able
