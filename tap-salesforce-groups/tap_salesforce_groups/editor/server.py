@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from groups_mapping import MappingError, load_mapping, parse_mapping, validate, write_atomically
+from groups_mapping import (
+    MappingConfig,
+    MappingError,
+    load_mapping,
+    parse_mapping,
+    validate,
+    write_atomically,
+)
 from groups_mapping.validate import SALESFORCE_OBJECT
 from tap_salesforce_groups.connect import (
     CALLBACK_PATH,
@@ -191,6 +198,13 @@ class EditorApp:
             problems = exc.problems
         return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}, tag
 
+    def _saved_mapping(self) -> MappingConfig | None:
+        """The mapping as saved now (what a new one is compared with), or None."""
+        try:
+            return load_mapping(None if self.mapping_file else self.inline_mapping, self.mapping_file)
+        except MappingError:
+            return None
+
     def save(
         self, document: Any, if_match: str | None = None, if_none_match: str | None = None
     ) -> tuple[dict[str, Any], str]:
@@ -242,7 +256,7 @@ class EditorApp:
         return answer, etag(text.encode("utf-8"))
 
     def verify(self, document: Any) -> dict[str, Any]:
-        result = self.org.verify(document)
+        result = self.org.verify(document, previous=self._saved_mapping())
         return {"problems": result.problems, "warnings": result.warnings, "summary": result.summary}
 
     def get_schedule(self) -> dict[str, Any]:
