@@ -45,6 +45,10 @@ IDENTITY = "identity"  # [group type, group name field] of each mapping of the o
 RELATIONSHIPS = "relationships"  # chain -> its own bookmark and memory (parents' stamps)
 REFRESH = "refresh"  # a full read of some fields (new ones, formulas) under way
 FORMULAS_READ_AT = "formulas_read_at"  # when the last full read of calculated fields started
+# What describe said of the mapped fields (relationship hops, calculated fields), kept so that an
+# incremental run describes nothing; described again when the fields change, and with each
+# formula refresh (a field may have become a formula).
+DESCRIBED = "described"
 
 MIN_WINDOW = timedelta(minutes=1)  # windows halve on QUERY_TIMEOUT down to this, then give up
 MEMORY_LIMIT = 20_000  # (Id, stamp) pairs kept per read; past it the oldest go (and may be re-sent)
@@ -131,7 +135,9 @@ class Pass:
     key: str | None
     fields: list[str]
     where: str | None = None
-    ordered_key: bool = True  # REST may ORDER BY the key (and commit per row)
+    # api_type auto: COUNT() the rows first to choose Bulk for many. A relationship pass reads
+    # through REST without counting: usually nothing changed, and the count would cost a call.
+    counted: bool = True
 
 
 def drop_sdk_progress_marker(state: dict[str, Any]) -> None:
@@ -174,6 +180,7 @@ class SalesforceObjectStream(Stream):
         props = schema.get("properties", {})
         self.fields = list(props)
         self._datetime_fields = [k for k, v in props.items() if v.get("format") == "date-time"]
+        self._described: dict[str, Any] = {}  # see DESCRIBED
         # (group type, group name field) of each mapping of this object: its groups' identity.
         self.groups = sorted(groups or [(name, key_properties[0] if key_properties else "Id")])
 
@@ -216,6 +223,7 @@ class SalesforceObjectStream(Stream):
         self.client.sf  # noqa: B018 (log in first: the server's clock comes with its answers)
         run_start = self.client.server_now()
         state["replication_key"] = key
+        self._described = self._describe_fields(state, self._formulas_due(state, run_start))
         if previous is None:  # a full read: its rows carry every parent's value from now on
             parents_from = record_datetime(run_start - BULK_COMMIT_MARGIN)
             state[RELATIONSHIPS] = {
@@ -259,10 +267,35 @@ class SalesforceObjectStream(Stream):
                 state.pop(slot_key, None)
 
     # -- relationship paths ------------------------------------------------------------------
+    def _formulas_due(self, state: dict[str, Any], run_start: datetime) -> bool:
+        hours = float(self.config.get("formula_refresh_hours", 24))
+        last = state.get(FORMULAS_READ_AT)
+        return last is None or run_start - parse_datetime(str(last)) >= timedelta(hours=hours)
+
+    def _describe_fields(self, state: dict[str, Any], again: bool) -> dict[str, Any]:
+        """The relationship hops and calculated fields of the mapped fields, from the state when
+        it has them for these fields, else from describe (kept in the state)."""
+        kept = state.get(DESCRIBED)
+        if isinstance(kept, dict) and kept.get("fields") == self.fields and not again:
+            return kept
+        found = (
+            relationships(self.name, self.fields, self.client.describe)
+            if any("." in f for f in self.fields)
+            else []
+        )
+        described = {
+            "fields": list(self.fields),
+            "relationships": [[r.chain, r.key, list(r.types), r.reference] for r in found],
+            "calculated": calculated_fields(self.name, self.fields, self.client.describe),
+        }
+        state[DESCRIBED] = described
+        return described
+
     def _relationships(self) -> list[Relationship]:
-        if not any("." in f for f in self.fields):
-            return []
-        return relationships(self.name, self.fields, self.client.describe)
+        return [
+            Relationship(str(chain), key, tuple(types), str(reference))
+            for chain, key, types, reference in self._described.get("relationships", [])
+        ]
 
     def _parents_changed(self, state: dict[str, Any], previous: str) -> Iterator[dict[str, Any]]:
         """Read again the rows whose parent changed: a renamed owner changes ``Owner.Name`` on
@@ -278,7 +311,7 @@ class SalesforceObjectStream(Stream):
             label = f"{self.name} via {relation.chain}"
             if relation.key is not None:
                 fields = [*self.fields, *([relation.key] if relation.key not in self.fields else [])]
-                yield from self._run_pass(Pass(label, slot, relation.key, fields))
+                yield from self._run_pass(Pass(label, slot, relation.key, fields, counted=False))
             else:
                 yield from self._children_of_changed(label, slot, relation)
             if self.run.stopped_reason:
@@ -334,12 +367,9 @@ class SalesforceObjectStream(Stream):
         known = {f.lower() for f in read_before} if isinstance(read_before, list) else None
         new = [f for f in self.fields if known is not None and f.lower() not in known]
         refresh = state.get(REFRESH) if isinstance(state.get(REFRESH), dict) else None
-        calculated: list[str] = []
         hours = float(self.config.get("formula_refresh_hours", 24))
-        last = state.get(FORMULAS_READ_AT)
-        due = last is None or run_start - parse_datetime(str(last)) >= timedelta(hours=hours)
-        if due or refresh is not None:
-            calculated = calculated_fields(self.name, self.fields, self.client.describe)
+        due = self._formulas_due(state, run_start)
+        calculated = [str(f) for f in self._described.get("calculated", [])]
         needed = set(new) | (set(calculated) if due else set())
         if refresh is not None:
             needed |= {f for f in refresh.get("fields", []) if f in self.fields}
@@ -536,7 +566,7 @@ class SalesforceObjectStream(Stream):
         api_type = self.config["api_type"]
         if self._rest_too_long(p, window):
             return True
-        if api_type != "auto" or self.ABORT_AT_RECORD_COUNT is not None:
+        if api_type != "auto" or self.ABORT_AT_RECORD_COUNT is not None or not p.counted:
             return bool(api_type == "bulk")
         count = build_soql(self.name, [], replication_key=p.key, window=window, count=True, extra=p.where)
         try:

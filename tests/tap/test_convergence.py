@@ -16,8 +16,9 @@ import pytest
 from emulators._server import Fault
 from emulators.salesforce.bulk import Job
 from tap_salesforce_groups.streams import iso_datetime, parse_datetime
+from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.mappings import document, group
-from tests.tap.conftest import run_tap
+from tests.tap.conftest import CONFIG, run_tap
 
 ACCOUNTS = document(group("Account", "org id", "Id", (("Name", "name"), ("Industry", "industry"))))
 
@@ -333,3 +334,24 @@ def test_a_failed_bulk_job_that_did_not_time_out_fails_at_once(salesforce, capsy
     assert reason in (run.stopped_reason or "")
     created = [r for r in salesforce.requests if r["path"].endswith("/jobs/query") and r["method"] == "POST"]
     assert len(created) == 1  # no halving
+
+
+def test_an_unchanged_incremental_run_describes_nothing_and_asks_once_per_relationship(salesforce, capsys):
+    # What an unchanged run costs in Salesforce calls (docs/SPEC.md §8 reports it): the main
+    # query and one query per relationship hop, no describe (what it said is kept in STATE).
+    mapping = document(
+        group(
+            "Account", "org id", "Id", (("Name", "name"), ("Owner.Name", "owner"), ("Parent.Name", "parent"))
+        )
+    )
+    first = run_tap(capsys, mapping=mapping, api_type="rest")
+    assert first.state["bookmarks"]["Account"]["described"]["relationships"]
+    catalog = TapSalesforceGroups(config={**CONFIG, "mapping": mapping}).catalog_dict
+    salesforce.clear_requests()
+    again = run_tap(capsys, state=first.state, mapping=mapping, api_type="rest", catalog=catalog)
+    assert again.records == {}
+    assert [r for r in salesforce.requests if "describe" in r["path"]] == []
+    queries = [r["query"] for r in salesforce.requests if r["query"]]
+    assert len(queries) == 3
+    assert sum("Owner.SystemModstamp >=" in q for q in queries) == 1
+    assert sum("Parent.SystemModstamp >=" in q for q in queries) == 1
