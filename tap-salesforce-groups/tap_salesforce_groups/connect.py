@@ -27,22 +27,19 @@ import html
 import os
 import re
 import secrets
-import signal
-import sys
-import tempfile
 import threading
 import webbrowser
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from groups_mapping import write_atomically
 from tap_salesforce_groups.auth import login_base_url
 from tap_salesforce_groups.client import connection_problem, make_session
 
@@ -239,17 +236,7 @@ def store_refresh_token(env_file: Path, token: str) -> None:
         lines.append(existing if existing.endswith("\n") else existing + "\n")
     if not placed:
         lines.append(line)
-    env_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{env_file.name}.", dir=env_file.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, env_file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(env_file, "".join(lines), mode=0o600)
 
 
 # -- the command line's own callback server --------------------------------------------------------
@@ -343,12 +330,18 @@ def run_connect(
         raise ConnectError(f"cannot listen for the callback on localhost:{port}: {reason}") from None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
+    launcher: Path | None = None
     try:
         flow = server.flow
         echo(f"Callback URL (register it on the connected app): {flow.redirect_uri}")
         echo(f"Log in to Salesforce at: {flow.authorize_url}")
         if open_browser:
-            webbrowser.open(flow.authorize_url)
+            # Through a private file, as the editor does: the browser's argv (readable by any
+            # local user) names a path, never the state that guards the callback.
+            from tap_salesforce_groups.editor import launcher_file  # noqa: PLC0415 (editor imports this module)
+
+            launcher = launcher_file(flow.authorize_url, "the Salesforce login")
+            webbrowser.open(launcher.as_uri())
         if not server.done.wait(timeout):
             minutes = f"{timeout / 60:g} minutes" if timeout >= 60 else f"{timeout:g} seconds"
             raise ConnectError(
@@ -358,6 +351,9 @@ def run_connect(
     finally:
         server.shutdown()
         server.server_close()
+        if launcher is not None:
+            with contextlib.suppress(OSError):
+                launcher.unlink()
     result = server.result
     if isinstance(result, ConnectError):
         raise result
@@ -367,30 +363,3 @@ def run_connect(
     except OSError as exc:
         raise ConnectError(f"connected, but cannot write {env_file}: {exc.strerror}") from None
     return result
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM arrived: unwind (servers closed, temporary files removed), then exit."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def exit_on_signals(what: str) -> Iterator[None]:
-    """Ctrl-C ends the block with exit 130 and SIGTERM with 143, each with one line on stderr."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    except Interrupted as exc:
-        name = "Ctrl-C" if exc.signum == signal.SIGINT else "SIGTERM"
-        print(f"{what}: stopped by {name}", file=sys.stderr, flush=True)
-        sys.exit(128 + exc.signum)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from types import FrameType
-from typing import Any, ClassVar
+from typing import IO, Any, cast
 from urllib.parse import quote_plus
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine
+from singer_sdk.singerlib import SingerMessageType
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
@@ -41,31 +43,49 @@ DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
 class StateWatchingReader(FastSingerReader):
     """The fast reader, telling the target about each STATE (the public ``message_reader_class`` hook).
 
-    Between two messages it lets the target checkpoint: every record before a STATE has been
-    read then, and none after it. In a dry run each STATE's value is emptied, and the SDK
-    writes no empty state: a dry run can never move Meltano's bookmark.
+    :meth:`process_lines` (the reader's public entry point) wraps the input and the callbacks:
+    between two messages the target may checkpoint (every record before a STATE has been read
+    then, and none after it); each STATE is noted before the SDK handles it, and in a dry run
+    its value is emptied, so the SDK writes no state: a dry run can never move Meltano's
+    bookmark. BATCH messages are refused.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.target: TargetAmplitudeGroups | None = None
 
-    def deserialize_json(self, line: str) -> dict[str, Any]:
+    def process_lines(
+        self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict[str, Any]], None]]
+    ) -> Counter[str]:
+        """The SDK's loop, over checkpointed input and watched callbacks."""
         target = self.target
-        if target is not None and target.delivery.checkpoint_wanted():
-            target.checkpoint()
-        message: dict[str, Any] = super().deserialize_json(line)
-        if message.get("type") == "BATCH":
-            # The target does not advertise `batch`: never open the files a manifest names.
-            raise RunFailure(
-                "BATCH messages are not supported by target-amplitude-groups; turn batch output "
-                "off in the tap (its `batch_config` setting)"
-            )
-        if target is not None and message.get("type") == "STATE":
+        if target is None:
+            return super().process_lines(file_input, callbacks)
+        on_state = callbacks[SingerMessageType.STATE]
+
+        def state(message: dict[str, Any]) -> None:
             target.delivery.note_state(message.get("value"))
-            if target.delivery.is_dry_run:
-                return {**message, "value": {}}
-        return message
+            on_state({**message, "value": {}} if target.delivery.is_dry_run else message)
+
+        watched = {**callbacks, SingerMessageType.STATE: state, SingerMessageType.BATCH: _refuse_batch}
+        lines = _checkpointing(file_input or self.default_input, target)
+        return super().process_lines(cast("IO[str]", lines), watched)  # the SDK only iterates it
+
+
+def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Iterator[str]:
+    """Each line, once read; the target checkpoints first when it wants to (between two messages)."""
+    for line in lines:
+        if target.delivery.checkpoint_wanted():
+            target.checkpoint()
+        yield line
+
+
+def _refuse_batch(message: dict[str, Any]) -> None:
+    # The target does not advertise `batch`: never open the files a manifest names.
+    raise RunFailure(
+        "BATCH messages are not supported by target-amplitude-groups; turn batch output "
+        "off in the tap (its `batch_config` setting)"
+    )
 
 
 # The numeric settings: name, type with the range checked at start, default, description.
@@ -101,7 +121,6 @@ class TargetAmplitudeGroups(Target):
     name = "target-amplitude-groups"
     default_sink_class = AmplitudeGroupsSink
     message_reader_class = StateWatchingReader
-    active: ClassVar[TargetAmplitudeGroups | None] = None  # the run ``invoke`` reports on
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -186,7 +205,6 @@ class TargetAmplitudeGroups(Target):
                 "own, named after the stream, with its other fields as properties"
             )
         self.generic_properties: set[str] = set()
-        TargetAmplitudeGroups.active = self
         if isinstance(self.message_reader, StateWatchingReader):
             self.message_reader.target = self
         self._trap_signals()
@@ -276,7 +294,8 @@ class TargetAmplitudeGroups(Target):
 
         The SDK's handler drains every sink and writes STATE from inside whatever was running,
         possibly a batch half-delivered, then exits 0. No SDK hook changes that, so the handler
-        is replaced here (tests/target/test_signals.py fails if the SDK's behaviour shows again).
+        is replaced here (tests/target/test_data_safety.py::test_a_signal_during_delivery_stops_without_state_or_traceback
+        fails if the SDK's behaviour shows again).
         """
         if threading.current_thread() is not threading.main_thread():
             return
@@ -359,22 +378,38 @@ class TargetAmplitudeGroups(Target):
     _finished = False
 
     @classmethod
-    def invoke(cls, **kwargs: Any) -> None:
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: IO[str] | None = None,
+    ) -> None:
         """Run the target; any failure is one error line, the summary, the report and a non-zero exit.
 
         Never a traceback: whatever the exception (a bad input line, a full disk, a bug), the
         run report is rewritten with ``failed`` so that it never keeps an earlier run's ``ok``.
+        ``Target.invoke``'s steps, done here to keep the instance: the failure report needs it.
         """
+        if about:
+            super().invoke(about=about, about_format=about_format)  # prints, then exits
+        cls.print_version(print_fn=cls.logger.info)
+        target = None
         try:
-            super().invoke(**kwargs)
+            target = cls(
+                config=config.config if config is not None else {},
+                validate_config=True,
+                parse_env_config=config.parse_env if config is not None else False,
+            )
+            target.listen(file_input)
         except ConfigValidationError:
             raise  # before the run started: the SDK prints each problem on its own line
         except (Exception, KeyboardInterrupt) as exc:  # the one place every failure ends
-            cls._fail(exc)
+            cls._fail(exc, target)
 
     @classmethod
-    def _fail(cls, exc: BaseException) -> None:
-        target = cls.active
+    def _fail(cls, exc: BaseException, target: TargetAmplitudeGroups | None) -> None:
         if isinstance(exc, (RunFailure, InvalidInputLine)):
             message = str(exc)
         elif isinstance(exc, KeyboardInterrupt):

@@ -12,11 +12,9 @@ import errno
 import html
 import ipaddress
 import os
-import signal
 import tempfile
 import webbrowser
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -25,13 +23,14 @@ from tap_salesforce_groups.editor.connection import connectable
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule
 from tap_salesforce_groups.editor.server import EditorApp, EditorServer
+from tap_salesforce_groups.interrupt import signals_deferred
 
 __all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "launcher_file", "run_editor"]
 
 LAUNCHER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
-<meta http-equiv="refresh" content="0;url={url}"><title>Mapping editor</title></head>
-<body><p>Opening the mapping editor… If nothing happens, <a href="{url}">open it here</a>.</p></body></html>
+<meta http-equiv="refresh" content="0;url={url}"><title>{title}</title></head>
+<body><p>Opening {what}… If nothing happens, <a href="{url}">open it here</a>.</p></body></html>
 """
 
 
@@ -42,11 +41,7 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the editor the way Ctrl-C does
-
-
-def launcher_file(url: str) -> Path:
+def launcher_file(url: str, what: str = "the mapping editor") -> Path:
     """A private (0600) HTML file that takes the browser to ``url``, token included.
 
     The browser is opened on this file, so the launcher's argv (which any local user can read
@@ -54,17 +49,22 @@ def launcher_file(url: str) -> Path:
     """
     fd, name = tempfile.mkstemp(prefix="mapping-editor-", suffix=".html")  # mkstemp: mode 0600
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(LAUNCHER_PAGE.format(url=html.escape(url, quote=True)))
+        title = html.escape(what[:1].upper() + what[1:].removeprefix("the "))
+        handle.write(
+            LAUNCHER_PAGE.format(url=html.escape(url, quote=True), title=title, what=html.escape(what))
+        )
     return Path(name)
 
 
 def run_editor(
     settings: dict[str, Any], host: str, port: int, open_browser: bool, env_file: Path | None = None
 ) -> int:
-    """Log in, serve until Ctrl-C (or SIGTERM), return the exit status; errors are one line.
+    """Log in, serve until stopped, return the exit status; errors are one line.
 
     When no credentials work (none set, or a refresh token no longer accepted), the editor
-    starts anyway and its page offers Connect to Salesforce.
+    starts anyway and its page offers Connect to Salesforce. Ctrl-C and SIGTERM reach the
+    caller as :class:`~tap_salesforce_groups.interrupt.Interrupted` (the mapping command line
+    exits 130/143 with one line), after the server is closed.
     """
     address = _address(host)
     if address is not None and address.is_unspecified:
@@ -101,25 +101,16 @@ def run_editor(
         )
     click.echo(f"Mapping editor: {server.url}", nl=True)
     click.echo("Press Ctrl-C to stop.", err=True)
-    # Our own handlers: a Tap built on the main thread (for its settings) installs the SDK's,
-    # which would write a Singer STATE message to stdout and exit mid-request.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop)
     launcher = None
     try:
         if open_browser:
             launcher = launcher_file(server.url)
             webbrowser.open(launcher.as_uri())
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
-        # Meltano passes the terminal's Ctrl-C on as well: a second signal must not cut the cleanup.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        server.server_close()
-        if launcher is not None:
-            with contextlib.suppress(OSError):
-                launcher.unlink()
-    click.echo("Mapping editor stopped.", err=True)
+        with signals_deferred():  # Meltano passes the terminal's Ctrl-C on too: finish cleaning up
+            server.server_close()
+            if launcher is not None:
+                with contextlib.suppress(OSError):
+                    launcher.unlink()
     return 0
