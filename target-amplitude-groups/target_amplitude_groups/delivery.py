@@ -139,7 +139,8 @@ class Delivery:
         return not self.is_dry_run and self._states_seen > self._states_checkpointed
 
     def batch_delivered(self) -> None:
-        """A full batch was acknowledged: the next STATE is worth a checkpoint."""
+        """A full batch was read and sent: the next STATE is worth a checkpoint (which waits for
+        Amplitude's answers before STATE is written)."""
         self._batch_since_checkpoint = True
 
     def checkpoint_wanted(self) -> bool:
@@ -175,9 +176,10 @@ class Delivery:
     def log_progress(self, *, force: bool = False) -> None:
         """Groups delivered, requests, throttling and the last checkpoint, every 30 s at most."""
         now = time.monotonic()
-        if not force and now - self._last_progress < PROGRESS_SECONDS:
-            return
-        self._last_progress = now
+        with self._lock:  # called from the request threads as their answers come
+            if not force and now - self._last_progress < PROGRESS_SECONDS:
+                return
+            self._last_progress = now
         elapsed = max(now - self._started, 1e-9)
         self.logger.info(
             "Progress: %s delivered (%.0f/s, %s), %s, %s, %.1fs throttled; last checkpoint: %s",
@@ -234,6 +236,7 @@ class Outbox:
         if earlier:
             wait(earlier)  # rare: the same group again, a request ago
         future = client.submit(request)
+        future.add_done_callback(self._answered)
         for key in keys:
             carrying[key] = future
         self._futures.append(future)
@@ -242,19 +245,41 @@ class Outbox:
         ident = exc.identification
         self._left_out.append(ValueProblem(ident["group_type"], ident["group_value"], exc.property, str(exc)))
 
+    def _answered(self, future: Future[list[Rejection]]) -> None:
+        self.delivery.log_progress()
+
+    def end_batch(self) -> None:
+        """The batch ends: send its partly filled request, without waiting for the answers."""
+        self._flush()
+        self._settle(wait=False)
+
     def finish(self) -> None:
         """Send the partly filled request; return once all were answered, else raise."""
+        self._flush()
+        self._settle(wait=True)
+
+    def _flush(self) -> None:
         for request in self.packer.flush():
             self._send(request)
         left_out, self._left_out = self._left_out, []
         self.delivery.refuse_values(left_out)
-        futures, self._futures = self._futures, []
-        self._carrying.clear()
+
+    def _settle(self, *, wait: bool) -> None:
+        """Account for the answered requests (all of them with ``wait``); raise a failure."""
         client = self.delivery.client
         if client is None:
             return
-        self.delivery.record_rejections(client.collect(futures))
-        self.delivery.log_progress()
+        answered: list[Future[list[Rejection]]] = []
+        if wait:
+            answered, self._futures = self._futures, []
+            self._carrying.clear()
+        else:  # one look at each future: one answered meanwhile is settled next time
+            pending: list[Future[list[Rejection]]] = []
+            for future in self._futures:
+                (answered if future.done() else pending).append(future)
+            self._futures = pending
+            self._carrying = {k: f for k, f in self._carrying.items() if not f.done()}
+        self.delivery.record_rejections(client.collect(answered))
 
 
 def describe_state(state: Any) -> str:

@@ -55,6 +55,7 @@ class AmplitudeGroupsSink(BatchSink):
         # straight to the outbox, packed into requests that leave as soon as they are full.
         self.outbox = target.delivery.outbox()
         self._skipped = self._deleted = self._truncated_counted = 0
+        self._in_batch = 0  # records of the batch being read
 
     def _mappings_for(self, stream: str, schema: dict[str, Any], keys: list[str]) -> tuple[GroupMapping, ...]:
         target = self.amplitude
@@ -116,11 +117,32 @@ class AmplitudeGroupsSink(BatchSink):
                 record[name] = parse_datelike(kind, value)
         return record
 
+    @property
+    def is_full(self) -> bool:
+        """Never: a batch's requests leave as they fill, and its end is marked in process_record.
+
+        The SDK drains a full sink itself (``drain_one``), and a sink it finds empty is not
+        drained at all, so a drain could then write STATE without waiting for requests this sink
+        still has in flight. Marking batch ends here instead keeps every drain a wait for all
+        of them (``process_batch``), whenever and however the SDK drains.
+        """
+        return False
+
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Build the record's identifications and hand them to the outbox, which sends each
-        request as soon as it is full (the rest of the batch is read meanwhile)."""
-        if not self.mappings:
-            return
+        request as soon as it is full, while the rest of the batch is read. Every
+        ``batch_size_rows`` records the batch ends: its partly filled request goes too, and the
+        next STATE is worth a checkpoint."""
+        self._in_batch += 1
+        if self.mappings:
+            self._add(record)
+        if self._in_batch >= self.max_size:
+            self._in_batch = 0
+            self._account()
+            self.outbox.end_batch()
+            self.amplitude.delivery.batch_delivered()
+
+    def _add(self, record: dict[str, Any]) -> None:
         if record.get("IsDeleted") is True and self.amplitude.options.deleted_records == "ignore":
             self._deleted += 1
             return
@@ -137,13 +159,8 @@ class AmplitudeGroupsSink(BatchSink):
                 outbox.add(identification)
         outbox.end_record()
 
-    def process_batch(self, context: dict[str, Any]) -> None:
-        """Send the batch's last, partly filled request; return once Amplitude acknowledged all
-        of the batch.
-
-        Raising keeps STATE back. After a full batch the next STATE is checkpointed.
-        """
-        full = self.is_full  # a drain of a full sink, not the SDK's drain of everything
+    def _account(self) -> None:
+        """Counts and left-out values of the batch so far, into the run's stats and files."""
         builder = self.builder
         problems, builder.bad_values = builder.bad_values, []
         self.amplitude.delivery.refuse_values(problems)
@@ -154,9 +171,16 @@ class AmplitudeGroupsSink(BatchSink):
         )
         self._skipped = self._deleted = 0
         self._truncated_counted = builder.truncated
+
+    def process_batch(self, context: dict[str, Any]) -> None:
+        """Send the partly filled request; return once Amplitude acknowledged every request this
+        sink sent (the SDK writes STATE only after every sink's ``process_batch`` returned).
+
+        Raising keeps STATE back.
+        """
+        self._in_batch = 0
+        self._account()
         self.outbox.finish()
-        if full:
-            self.amplitude.delivery.batch_delivered()
 
 
 def spelled_as_stream(mapping: GroupMapping, stream: str, fields: dict[str, Any]) -> GroupMapping:
