@@ -22,7 +22,7 @@ import pytest
 
 from emulators._server import Fault
 from emulators.amplitude import AmplitudeEmulator
-from target_amplitude_groups.client import AdaptiveConcurrency
+from target_amplitude_groups.client import GROWTH_ROUND_TRIPS, AdaptiveConcurrency
 from target_amplitude_groups.errors import Stopped
 from target_amplitude_groups.target import TargetAmplitudeGroups
 from tests.conftest import CA
@@ -101,15 +101,20 @@ def test_concurrency_halves_once_per_round_trip_and_grows_by_one_per_run_of_succ
         limit.release(epoch, throttled=True)
     assert (limit.limit, limit.lowest, limit.in_flight) == (4, 4, 4)
     for epoch in epochs[4:]:
-        limit.release(epoch, succeeded=True)  # a run of 4 successes at limit 4: one more
-    assert limit.limit == 5
+        limit.release(epoch, succeeded=True)
     # A request sent after the halving and throttled halves it again.
     limit.release(limit.acquire(stop, failed), throttled=True)
     assert (limit.limit, limit.lowest) == (2, 2)
-    for _ in range(40):
+    # One more after each run of GROWTH_ROUND_TRIPS x the limit successes.
+    for _ in range(GROWTH_ROUND_TRIPS * 2 - 1):
+        limit.release(limit.acquire(stop, failed), succeeded=True)
+    assert limit.limit == 2
+    limit.release(limit.acquire(stop, failed), succeeded=True)
+    assert limit.limit == 3
+    for _ in range(GROWTH_ROUND_TRIPS * 40):
         limit.release(limit.acquire(stop, failed), succeeded=True)
     assert limit.limit == 8  # back to max_concurrency, never above
-    assert changes == [4, 5, 2, 3, 4, 5, 6, 7, 8]
+    assert changes == [4, 2, 3, 4, 5, 6, 7, 8]
     one = AdaptiveConcurrency(1)
     one.release(one.acquire(stop, failed), throttled=True)
     assert one.limit == 1  # never below one
@@ -163,7 +168,12 @@ def test_throttling_halves_the_concurrency_and_the_summary_says_so(limited, caps
 
 
 def test_two_targets_share_a_rate_limit_without_retrying_in_lockstep(limited, tmp_path):
-    # Two shards of one import, each its own target, against one Amplitude project's limit.
+    # Two shards of one import, each its own target, against one Amplitude project's limit:
+    # 1,400 groups a second (340 at once), each request a 500 ms round trip, so that one
+    # request in flight carries 340 groups a second and each target needs about two in flight,
+    # not its eight. Reading the input outpaces the limit even on a busy machine.
+    limited.set_latency(0.5, 0.05)
+    limited.set_rate_limit(1400, burst=340)
     processes = []
     for shard in range(2):
         folder = tmp_path / f"shard{shard}"
@@ -178,7 +188,7 @@ def test_two_targets_share_a_rate_limit_without_retrying_in_lockstep(limited, tm
             "rejected_file": str(folder / "rejected.jsonl"),
         }
         (folder / "config.json").write_text(json.dumps(config))
-        rows = [record(shard * 10_000 + i) for i in range(6000)]
+        rows = [record(shard * 10_000 + i) for i in range(3000)]
         (folder / "input.jsonl").write_text("".join(lines_of(schema_msg(), *rows, STATE)))
         processes.append(
             subprocess.Popen(
@@ -192,16 +202,16 @@ def test_two_targets_share_a_rate_limit_without_retrying_in_lockstep(limited, tm
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err[-2000:]
-    assert len(limited.groups()["org id"]) == 12_000
+    assert len(limited.groups()["org id"]) == 6000
     reports = [json.loads((tmp_path / f"shard{s}" / "report.json").read_text()) for s in range(2)]
     # Each adapted on its own: a target that was throttled came down from 8 in flight.
     assert any(r["retries"] for r in reports)
     assert all(r["lowest_concurrency"] < 8 for r in reports if r["retries"]), reports
     # Together they settled under the limit: few requests were throttled. With a fixed 8 in
-    # flight each (before issue 20), 26 to 47 of the 72 requests were throttled, the two
-    # targets' retries equal (lockstep); with AIMD and a shared Retry-After pause, 4 to 12.
+    # flight each (before issue 20), 34 to 61 of the 36 requests' tries were throttled; with
+    # AIMD and a shared Retry-After pause, 4 to 17 (measured on a busy 2-core machine).
     throttled = limited.metrics()["throttled"]
     accepted = limited.metrics()["accepted"]
-    assert accepted == 72
+    assert accepted == 36
     assert sum(r["retries"] for r in reports) == throttled
-    assert throttled <= accepted // 4, (throttled, accepted)
+    assert throttled <= accepted * 2 // 3, (throttled, accepted)
