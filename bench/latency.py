@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def _one_run(
         "TARGET_AMPLITUDE_GROUPS_MAX_CONCURRENCY": str(concurrency),
     }
     log_before = len(emu.salesforce.requests)
+    started = time.time()
     try:
         run = meltano_run(ctx, label, "--full-refresh", "--refresh-catalog")
     finally:
@@ -89,6 +91,7 @@ def _one_run(
     send_floor = amp["fewest_requests"] * plan.request_latency / concurrency
     floor = max(read_floor, send_floor)
     result: dict[str, Any] = {
+        "timeline": timeline(emu.amplitude.requests, started, concurrency),
         "max_concurrency": concurrency,
         "pages": pages,
         "read_floor_s": round(read_floor, 3),
@@ -110,6 +113,22 @@ def _one_run(
         result["floor_s"] = round(floor, 3)
     result["ratio"] = round(floor / run["wall_s"], 3)
     return result
+
+
+def timeline(entries: list[dict[str, Any]], started: float, concurrency: int) -> dict[str, Any]:
+    """When Amplitude requests went out, from the emulator's log: the first one's start and the
+    last one's answer (seconds into the run), and how busy ``concurrency`` slots were between."""
+    spans = [(e["time"] - e["latency"], e["time"]) for e in entries if e.get("latency") is not None]
+    if not spans:
+        return {}
+    first = min(a for a, _ in spans)
+    last = max(b for _, b in spans)
+    busy = sum(b - a for a, b in spans)
+    return {
+        "first_request_s": round(first - started, 2),
+        "last_answer_s": round(last - started, 2),
+        "slots_busy": round(busy / (concurrency * (last - first)), 3) if last > first else None,
+    }
 
 
 def bench_latency(plan: LatencyPlan) -> dict[str, Any]:
@@ -251,6 +270,9 @@ def latency_table(result: dict[str, Any]) -> str:
             f"read floor {med['read_floor_s']:.1f} s ({med['pages']} pages), send floor "
             f"{med['send_floor_s']:.1f} s; "
             + (f"rate floor {med['rate_floor_s']:.1f} s; " if "rate_floor_s" in med else "")
-            + f"summary: {run.get('summary')}"
+            + f"Amplitude requests from {med['timeline'].get('first_request_s', '-')} s to "
+            f"{med['timeline'].get('last_answer_s', '-')} s, slots busy {med['timeline'].get('slots_busy', '-')}; "
+            f"tap alive {run['tap_alive_s']} s, target alive {run['target_alive_s']} s; "
+            f"summary: {run.get('summary')}"
         )
     return "\n".join(lines)
