@@ -146,7 +146,7 @@ class ConvergenceFailure(AssertionError):
 
 def enabled_kinds() -> tuple[str, ...]:
     """The kinds whose behaviour is on this branch (see ALL_KINDS)."""
-    return ("base",)
+    return ALL_KINDS
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -607,6 +607,9 @@ class History:
             f"  -> exit {result.exit_code}, {result.amplitude_requests} Amplitude request(s)"
             + ("" if ok else f"; last line: {_last_line(result.output)}")
         )
+        if "Traceback (most recent call last)" in result.output:
+            at = result.output.index("Traceback (most recent call last)")
+            self.note("  traceback in the output:\n" + result.output[max(0, at - 600) : at + 3000])
         if not ok and not (sf_fault or amp_fault or interrupt):
             raise self.fail(
                 f"run #{self.runs} had no fault and no signal, yet exited {result.exit_code}:\n{result.output[-4000:]}"
