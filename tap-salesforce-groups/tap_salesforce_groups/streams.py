@@ -23,7 +23,7 @@ from tap_salesforce_groups.errors import (
 from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
-from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships, replication_key_for
+from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships
 from tap_salesforce_groups.sdk import PROGRESS_MARKERS
 from tap_salesforce_groups.soql import (
     MAX_URI_BYTES,
@@ -276,7 +276,12 @@ class SalesforceObjectStream(Stream):
         """The relationship hops and calculated fields of the mapped fields, from the state when
         it has them for these fields, else from describe (kept in the state)."""
         kept = state.get(DESCRIBED)
-        if isinstance(kept, dict) and kept.get("fields") == self.fields and not again:
+        if (
+            isinstance(kept, dict)
+            and kept.get("fields") == self.fields
+            and all(len(r) == 5 for r in kept.get("relationships", []))  # the shape this version writes
+            and not again
+        ):
             return kept
         found = (
             relationships(self.name, self.fields, self.client.describe)
@@ -285,7 +290,7 @@ class SalesforceObjectStream(Stream):
         )
         described = {
             "fields": list(self.fields),
-            "relationships": [[r.chain, r.key, list(r.types), r.reference] for r in found],
+            "relationships": [[r.chain, r.key, list(r.types), r.reference, list(r.type_keys)] for r in found],
             "calculated": calculated_fields(self.name, self.fields, self.client.describe),
         }
         state[DESCRIBED] = described
@@ -293,8 +298,8 @@ class SalesforceObjectStream(Stream):
 
     def _relationships(self) -> list[Relationship]:
         return [
-            Relationship(str(chain), key, tuple(types), str(reference))
-            for chain, key, types, reference in self._described.get("relationships", [])
+            Relationship(str(chain), key, tuple(types), str(reference), tuple(keys))
+            for chain, key, types, reference, keys in self._described.get("relationships", [])
         ]
 
     def _parents_changed(self, state: dict[str, Any], previous: str) -> Iterator[dict[str, Any]]:
@@ -325,21 +330,13 @@ class SalesforceObjectStream(Stream):
         children by ``OwnerId IN (…)`` (real-org-facts-2.md, "Parents and formulas")."""
         memory = Memory(slot)
         start = self._start(slot.get("replication_key_value"))
-        changed: list[tuple[str, str]] = []  # (stamp, parent id), oldest first
-        for parent in relation.types:
-            try:
-                parent_key, _ = replication_key_for(self.client.describe(parent)["fields"])
-            except SalesforceClientError:
-                continue  # a type this user cannot see has no children visible to it either
-            if parent_key is None:
-                continue
-            soql = build_soql(parent, ["Id", parent_key], replication_key=parent_key, window=Window(start))
-            for page in self.client.query_pages(soql, include_deleted=False):
-                for row in page:
-                    stamp = iso_datetime(str(row[parent_key]))
-                    if not memory.seen(str(row["Id"]), stamp):
-                        changed.append((stamp, str(row["Id"])))
-        changed.sort()
+        found: dict[str, str] = {}  # parent id -> stamp
+        for parent, parent_key in zip(relation.types, relation.type_keys, strict=True):
+            for row in self._changed_parents(parent, parent_key, start):
+                stamp = iso_datetime(str(row[parent_key]))
+                if not memory.seen(str(row["Id"]), stamp):
+                    found[str(row["Id"])] = stamp
+        changed = sorted((stamp, parent_id) for parent_id, stamp in found.items())  # oldest first
         bulk = self.config["api_type"] == "bulk"
         for at in range(0, len(changed), CHILDREN_PER_QUERY):
             batch = changed[at : at + CHILDREN_PER_QUERY]
@@ -356,6 +353,26 @@ class SalesforceObjectStream(Stream):
                 memory.note(parent_id, stamp)
             slot["replication_key_value"] = max(str(slot.get("replication_key_value") or ""), batch[-1][0])
         memory.trim(self._floor(slot.get("replication_key_value")))
+
+    def _changed_parents(self, parent: str, key: str, start: datetime | None) -> Iterator[dict[str, Any]]:
+        """Rows of ``parent`` stamped from ``start`` on; on QUERY_TIMEOUT, in halving windows."""
+        window, size = Window(start), None
+        while True:
+            soql = build_soql(parent, ["Id", key], replication_key=key, window=window)
+            try:
+                for page in self.client.query_pages(soql, include_deleted=False):
+                    yield from page
+            except QueryTooBig as exc:
+                first = window.start or SALESFORCE_EPOCH
+                size = ((window.end or self.client.server_now()) - first) / 2
+                if size < MIN_WINDOW:
+                    raise SalesforceClientError(f"{exc}; even a {MIN_WINDOW} window fails") from exc
+                self.logger.warning("%s: %s; reading in windows of %s", parent, exc, size)
+                window = Window(first, first + size)
+                continue
+            if window.end is None:
+                return
+            window = self._next_window(window, size)
 
     # -- new fields and formulas ------------------------------------------------------------
     def _refresh(self, state: dict[str, Any], run_start: datetime) -> Iterator[dict[str, Any]]:

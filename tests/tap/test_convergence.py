@@ -355,3 +355,15 @@ def test_an_unchanged_incremental_run_describes_nothing_and_asks_once_per_relati
     assert len(queries) == 3
     assert sum("Owner.SystemModstamp >=" in q for q in queries) == 1
     assert sum("Parent.SystemModstamp >=" in q for q in queries) == 1
+
+
+def test_a_timeout_on_the_changed_parents_query_reads_them_in_windows(salesforce, capsys, caplog):
+    mapping = document(group("Case", "case", "Id", (("Subject", "subject"), ("Owner.Name", "owner"))))
+    first = run_tap(capsys, mapping=mapping, api_type="rest")
+    queue = next(r["OwnerId"] for r in salesforce.org.rows("Case") if r["OwnerId"].startswith("00G"))
+    salesforce.org.update("Group", queue, Name="Renamed in a window")
+    salesforce.faults.add(Fault(kind="query_timeout", path="/query/", count=2))  # each parent type once
+    second = run_tap(capsys, state=first.state, mapping=mapping, api_type="rest")
+    assert second.exit_code == 0, second.stopped_reason
+    assert "reading in windows of" in caplog.text
+    assert {r["Owner.Name"] for r in sent(second, "Case").values()} == {"Renamed in a window"}
