@@ -83,14 +83,21 @@ class Memory:
     """
 
     def __init__(self, slot: dict[str, Any], limit: int | None = None) -> None:
-        pairs = slot.get(EMITTED)
-        if not isinstance(pairs, dict):
-            pairs = {}
-        legacy = slot.pop(LEGACY_EMITTED, None)
+        kept = slot.get(EMITTED)
+        if isinstance(kept, list) and kept and isinstance(kept[0], dict):
+            pairs = kept[0]
+        else:
+            pairs = kept if isinstance(kept, dict) else {}
+        legacy = slot.get(LEGACY_EMITTED)
         bookmark = slot.get("replication_key_value")
         if legacy and bookmark is not None:
             pairs.update(dict.fromkeys((str(i) for i in legacy), str(bookmark)))
-        slot[EMITTED] = pairs  # live: every STATE the SDK writes carries it
+        if LEGACY_EMITTED in slot:
+            slot[LEGACY_EMITTED] = None  # read into the pairs
+        # Live: every STATE the SDK writes carries it. Wrapped in a list because Meltano merges
+        # the STATEs of a --full-refresh run key by key (meltano.core.utils.merge), which would
+        # make a dict of pairs the union of every STATE's; a list is replaced whole.
+        slot[EMITTED] = [pairs]
         self.pairs: dict[str, str] = pairs
         self.limit = limit or MEMORY_LIMIT
         self.dropped = 0
@@ -103,21 +110,24 @@ class Memory:
 
     @property
     def full(self) -> bool:
-        return len(self.pairs) > 2 * self.limit
+        """A quarter past the limit: time to trim (so a STATE never carries much more)."""
+        return len(self.pairs) > self.limit + self.limit // 4
 
-    def trim(self, floor: str | None, *, final: bool = True) -> None:
+    def trim(self, floor: str | None, bookmark: str | None) -> None:
         """Forget pairs older than ``floor`` (a read from it cannot return them), then the
-        oldest past ``limit``: at the end of a read, or during one only far past it (what a
-        read has yet to skip may be among them)."""
+        oldest past ``limit``, never those at or after ``bookmark``: rows sharing the
+        bookmark's stamp are all remembered, as ``ids_at_bookmark`` did (a read from the
+        bookmark returns every one of them)."""
         pairs = self.pairs
         if floor is not None:
             for record_id in [i for i, stamp in pairs.items() if stamp < floor]:
                 del pairs[record_id]
         excess = len(pairs) - self.limit
-        if excess > 0 and (final or len(pairs) > 5 * self.limit):
-            for record_id, _ in sorted(pairs.items(), key=lambda item: item[1])[:excess]:
+        if excess > 0:
+            older = sorted((stamp, i) for i, stamp in pairs.items() if bookmark is None or stamp < bookmark)
+            for _, record_id in older[:excess]:
                 del pairs[record_id]
-            self.dropped += excess
+            self.dropped += min(excess, len(older))
 
 
 @dataclass
@@ -235,7 +245,7 @@ class SalesforceObjectStream(Stream):
         if previous is None:  # every field and formula is fresh too
             state[FIELDS_READ] = list(self.fields)
             state[FORMULAS_READ_AT] = record_datetime(run_start)
-            state.pop(REFRESH, None)
+            state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             return
         yield from self._parents_changed(state, str(previous))
         if self.run.stopped_reason:
@@ -263,8 +273,9 @@ class SalesforceObjectStream(Stream):
                 self.name,
                 ", ".join(f"'{t}' by {f}" for t, f in new),
             )
-            for slot_key in ("replication_key_value", EMITTED, LEGACY_EMITTED, RELATIONSHIPS, REFRESH):
-                state.pop(slot_key, None)
+            for slot_key in ("replication_key_value", LEGACY_EMITTED, RELATIONSHIPS, REFRESH):
+                state[slot_key] = None  # not popped: Meltano's merge of partial states keeps keys
+            state[EMITTED] = [{}]
 
     # -- relationship paths ------------------------------------------------------------------
     def _formulas_due(self, state: dict[str, Any], run_start: datetime) -> bool:
@@ -352,7 +363,7 @@ class SalesforceObjectStream(Stream):
             for stamp, parent_id in batch:  # their children are out: commit these parents
                 memory.note(parent_id, stamp)
             slot["replication_key_value"] = max(str(slot.get("replication_key_value") or ""), batch[-1][0])
-        memory.trim(self._floor(slot.get("replication_key_value")))
+        memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
 
     def _changed_parents(self, parent: str, key: str, start: datetime | None) -> Iterator[dict[str, Any]]:
         """Rows of ``parent`` stamped from ``start`` on; on QUERY_TIMEOUT, in halving windows."""
@@ -393,7 +404,7 @@ class SalesforceObjectStream(Stream):
         if not calculated and due:
             state[FORMULAS_READ_AT] = record_datetime(run_start)  # nothing to refresh yet
         if not needed:
-            state.pop(REFRESH, None)
+            state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             state[FIELDS_READ] = list(self.fields)
             return
         if refresh is None or set(refresh.get("fields", [])) != needed:
@@ -416,7 +427,7 @@ class SalesforceObjectStream(Stream):
         if set(calculated) <= set(refresh["fields"]):
             state[FORMULAS_READ_AT] = refresh["started"]
         state[FIELDS_READ] = list(self.fields)
-        state.pop(REFRESH, None)
+        state[REFRESH] = None
 
     def _base_fields(self) -> set[str]:
         """What a partial read always selects: Id, the stamp, IsDeleted, the group name fields."""
@@ -461,10 +472,9 @@ class SalesforceObjectStream(Stream):
                             newest = stamp
                         if not bulk:
                             slot["replication_key_value"] = stamp  # sorted: all before it is out
-                        if memory.full:
-                            memory.trim(
-                                self._floor(self._bound(slot, window, newest, job, bulk)), final=False
-                            )
+                        if memory.full:  # keeps every STATE small, also mid-read
+                            bound = self._bound(slot, window, newest, job, bulk)
+                            memory.trim(self._floor(bound), bound)
                     yield {f: record[f] for f in emit} if strip else record
             except BulkNotSupported as exc:
                 if not bulk:
@@ -488,7 +498,7 @@ class SalesforceObjectStream(Stream):
                 break
             window = self._next_window(window, size)
         if memory is not None:
-            memory.trim(self._floor(slot.get("replication_key_value")))
+            memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
             if memory.dropped:
                 self.logger.warning(
                     "%s: more than %d rows changed within lookback_seconds; forgot the oldest %d "
