@@ -23,7 +23,7 @@ from tap_salesforce_groups.errors import (
 from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
-from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships, replication_key_for
+from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships
 from tap_salesforce_groups.sdk import PROGRESS_MARKERS
 from tap_salesforce_groups.soql import (
     MAX_URI_BYTES,
@@ -83,14 +83,21 @@ class Memory:
     """
 
     def __init__(self, slot: dict[str, Any], limit: int | None = None) -> None:
-        pairs = slot.get(EMITTED)
-        if not isinstance(pairs, dict):
-            pairs = {}
-        legacy = slot.pop(LEGACY_EMITTED, None)
+        kept = slot.get(EMITTED)
+        if isinstance(kept, list) and kept and isinstance(kept[0], dict):
+            pairs = kept[0]
+        else:
+            pairs = kept if isinstance(kept, dict) else {}
+        legacy = slot.get(LEGACY_EMITTED)
         bookmark = slot.get("replication_key_value")
         if legacy and bookmark is not None:
             pairs.update(dict.fromkeys((str(i) for i in legacy), str(bookmark)))
-        slot[EMITTED] = pairs  # live: every STATE the SDK writes carries it
+        if LEGACY_EMITTED in slot:
+            slot[LEGACY_EMITTED] = None  # read into the pairs
+        # Live: every STATE the SDK writes carries it. Wrapped in a list because Meltano merges
+        # the STATEs of a --full-refresh run key by key (meltano.core.utils.merge), which would
+        # make a dict of pairs the union of every STATE's; a list is replaced whole.
+        slot[EMITTED] = [pairs]
         self.pairs: dict[str, str] = pairs
         self.limit = limit or MEMORY_LIMIT
         self.dropped = 0
@@ -103,21 +110,24 @@ class Memory:
 
     @property
     def full(self) -> bool:
-        return len(self.pairs) > 2 * self.limit
+        """A quarter past the limit: time to trim (so a STATE never carries much more)."""
+        return len(self.pairs) > self.limit + self.limit // 4
 
-    def trim(self, floor: str | None, *, final: bool = True) -> None:
+    def trim(self, floor: str | None, bookmark: str | None) -> None:
         """Forget pairs older than ``floor`` (a read from it cannot return them), then the
-        oldest past ``limit``: at the end of a read, or during one only far past it (what a
-        read has yet to skip may be among them)."""
+        oldest past ``limit``, never those at or after ``bookmark``: rows sharing the
+        bookmark's stamp are all remembered, as ``ids_at_bookmark`` did (a read from the
+        bookmark returns every one of them)."""
         pairs = self.pairs
         if floor is not None:
             for record_id in [i for i, stamp in pairs.items() if stamp < floor]:
                 del pairs[record_id]
         excess = len(pairs) - self.limit
-        if excess > 0 and (final or len(pairs) > 5 * self.limit):
-            for record_id, _ in sorted(pairs.items(), key=lambda item: item[1])[:excess]:
+        if excess > 0:
+            older = sorted((stamp, i) for i, stamp in pairs.items() if bookmark is None or stamp < bookmark)
+            for _, record_id in older[:excess]:
                 del pairs[record_id]
-            self.dropped += excess
+            self.dropped += min(excess, len(older))
 
 
 @dataclass
@@ -235,7 +245,7 @@ class SalesforceObjectStream(Stream):
         if previous is None:  # every field and formula is fresh too
             state[FIELDS_READ] = list(self.fields)
             state[FORMULAS_READ_AT] = record_datetime(run_start)
-            state.pop(REFRESH, None)
+            state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             return
         yield from self._parents_changed(state, str(previous))
         if self.run.stopped_reason:
@@ -263,8 +273,9 @@ class SalesforceObjectStream(Stream):
                 self.name,
                 ", ".join(f"'{t}' by {f}" for t, f in new),
             )
-            for slot_key in ("replication_key_value", EMITTED, LEGACY_EMITTED, RELATIONSHIPS, REFRESH):
-                state.pop(slot_key, None)
+            for slot_key in ("replication_key_value", LEGACY_EMITTED, RELATIONSHIPS, REFRESH):
+                state[slot_key] = None  # not popped: Meltano's merge of partial states keeps keys
+            state[EMITTED] = [{}]
 
     # -- relationship paths ------------------------------------------------------------------
     def _formulas_due(self, state: dict[str, Any], run_start: datetime) -> bool:
@@ -276,7 +287,12 @@ class SalesforceObjectStream(Stream):
         """The relationship hops and calculated fields of the mapped fields, from the state when
         it has them for these fields, else from describe (kept in the state)."""
         kept = state.get(DESCRIBED)
-        if isinstance(kept, dict) and kept.get("fields") == self.fields and not again:
+        if (
+            isinstance(kept, dict)
+            and kept.get("fields") == self.fields
+            and all(len(r) == 5 for r in kept.get("relationships", []))  # the shape this version writes
+            and not again
+        ):
             return kept
         found = (
             relationships(self.name, self.fields, self.client.describe)
@@ -285,7 +301,7 @@ class SalesforceObjectStream(Stream):
         )
         described = {
             "fields": list(self.fields),
-            "relationships": [[r.chain, r.key, list(r.types), r.reference] for r in found],
+            "relationships": [[r.chain, r.key, list(r.types), r.reference, list(r.type_keys)] for r in found],
             "calculated": calculated_fields(self.name, self.fields, self.client.describe),
         }
         state[DESCRIBED] = described
@@ -293,8 +309,8 @@ class SalesforceObjectStream(Stream):
 
     def _relationships(self) -> list[Relationship]:
         return [
-            Relationship(str(chain), key, tuple(types), str(reference))
-            for chain, key, types, reference in self._described.get("relationships", [])
+            Relationship(str(chain), key, tuple(types), str(reference), tuple(keys))
+            for chain, key, types, reference, keys in self._described.get("relationships", [])
         ]
 
     def _parents_changed(self, state: dict[str, Any], previous: str) -> Iterator[dict[str, Any]]:
@@ -325,21 +341,13 @@ class SalesforceObjectStream(Stream):
         children by ``OwnerId IN (…)`` (real-org-facts-2.md, "Parents and formulas")."""
         memory = Memory(slot)
         start = self._start(slot.get("replication_key_value"))
-        changed: list[tuple[str, str]] = []  # (stamp, parent id), oldest first
-        for parent in relation.types:
-            try:
-                parent_key, _ = replication_key_for(self.client.describe(parent)["fields"])
-            except SalesforceClientError:
-                continue  # a type this user cannot see has no children visible to it either
-            if parent_key is None:
-                continue
-            soql = build_soql(parent, ["Id", parent_key], replication_key=parent_key, window=Window(start))
-            for page in self.client.query_pages(soql, include_deleted=False):
-                for row in page:
-                    stamp = iso_datetime(str(row[parent_key]))
-                    if not memory.seen(str(row["Id"]), stamp):
-                        changed.append((stamp, str(row["Id"])))
-        changed.sort()
+        found: dict[str, str] = {}  # parent id -> stamp
+        for parent, parent_key in zip(relation.types, relation.type_keys, strict=True):
+            for row in self._changed_parents(parent, parent_key, start):
+                stamp = iso_datetime(str(row[parent_key]))
+                if not memory.seen(str(row["Id"]), stamp):
+                    found[str(row["Id"])] = stamp
+        changed = sorted((stamp, parent_id) for parent_id, stamp in found.items())  # oldest first
         bulk = self.config["api_type"] == "bulk"
         for at in range(0, len(changed), CHILDREN_PER_QUERY):
             batch = changed[at : at + CHILDREN_PER_QUERY]
@@ -355,7 +363,27 @@ class SalesforceObjectStream(Stream):
             for stamp, parent_id in batch:  # their children are out: commit these parents
                 memory.note(parent_id, stamp)
             slot["replication_key_value"] = max(str(slot.get("replication_key_value") or ""), batch[-1][0])
-        memory.trim(self._floor(slot.get("replication_key_value")))
+        memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
+
+    def _changed_parents(self, parent: str, key: str, start: datetime | None) -> Iterator[dict[str, Any]]:
+        """Rows of ``parent`` stamped from ``start`` on; on QUERY_TIMEOUT, in halving windows."""
+        window, size = Window(start), None
+        while True:
+            soql = build_soql(parent, ["Id", key], replication_key=key, window=window)
+            try:
+                for page in self.client.query_pages(soql, include_deleted=False):
+                    yield from page
+            except QueryTooBig as exc:
+                first = window.start or SALESFORCE_EPOCH
+                size = ((window.end or self.client.server_now()) - first) / 2
+                if size < MIN_WINDOW:
+                    raise SalesforceClientError(f"{exc}; even a {MIN_WINDOW} window fails") from exc
+                self.logger.warning("%s: %s; reading in windows of %s", parent, exc, size)
+                window = Window(first, first + size)
+                continue
+            if window.end is None:
+                return
+            window = self._next_window(window, size)
 
     # -- new fields and formulas ------------------------------------------------------------
     def _refresh(self, state: dict[str, Any], run_start: datetime) -> Iterator[dict[str, Any]]:
@@ -376,7 +404,7 @@ class SalesforceObjectStream(Stream):
         if not calculated and due:
             state[FORMULAS_READ_AT] = record_datetime(run_start)  # nothing to refresh yet
         if not needed:
-            state.pop(REFRESH, None)
+            state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             state[FIELDS_READ] = list(self.fields)
             return
         if refresh is None or set(refresh.get("fields", [])) != needed:
@@ -399,7 +427,7 @@ class SalesforceObjectStream(Stream):
         if set(calculated) <= set(refresh["fields"]):
             state[FORMULAS_READ_AT] = refresh["started"]
         state[FIELDS_READ] = list(self.fields)
-        state.pop(REFRESH, None)
+        state[REFRESH] = None
 
     def _base_fields(self) -> set[str]:
         """What a partial read always selects: Id, the stamp, IsDeleted, the group name fields."""
@@ -444,10 +472,9 @@ class SalesforceObjectStream(Stream):
                             newest = stamp
                         if not bulk:
                             slot["replication_key_value"] = stamp  # sorted: all before it is out
-                        if memory.full:
-                            memory.trim(
-                                self._floor(self._bound(slot, window, newest, job, bulk)), final=False
-                            )
+                        if memory.full:  # keeps every STATE small, also mid-read
+                            bound = self._bound(slot, window, newest, job, bulk)
+                            memory.trim(self._floor(bound), bound)
                     yield {f: record[f] for f in emit} if strip else record
             except BulkNotSupported as exc:
                 if not bulk:
@@ -471,7 +498,7 @@ class SalesforceObjectStream(Stream):
                 break
             window = self._next_window(window, size)
         if memory is not None:
-            memory.trim(self._floor(slot.get("replication_key_value")))
+            memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
             if memory.dropped:
                 self.logger.warning(
                     "%s: more than %d rows changed within lookback_seconds; forgot the oldest %d "
