@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 EMITTED = "emitted"  # {Id: stamp} of rows emitted in the lookback span: never sent twice
 LEGACY_EMITTED = "ids_at_bookmark"  # before lookback: Ids emitted at the bookmark's stamp
 FIELDS_READ = "fields"  # the fields the last complete read selected
+SENT_AS = "sent_as"  # [group type, field, property] of each mapped property then: a rename re-reads
 IDENTITY = "identity"  # [group type, group name field] of each mapping of the object
 RELATIONSHIPS = "relationships"  # chain -> its own bookmark and memory (parents' stamps)
 REFRESH = "refresh"  # a full read of some fields (new ones, formulas) under way
@@ -181,6 +182,7 @@ class SalesforceObjectStream(Stream):
         client: SalesforceClient,
         run: RunControl,
         groups: list[tuple[str, str]] | None = None,
+        properties: list[tuple[str, str, str]] | None = None,
     ) -> None:
         super().__init__(tap=tap, schema=schema, name=name)
         self.primary_keys = key_properties
@@ -193,6 +195,8 @@ class SalesforceObjectStream(Stream):
         self._described: dict[str, Any] = {}  # see DESCRIBED
         # (group type, group name field) of each mapping of this object: its groups' identity.
         self.groups = sorted(groups or [(name, key_properties[0] if key_properties else "Id")])
+        # (group type, field, property) of each mapped property: what each field is sent as.
+        self.sent_as = sorted([t, f.lower(), p] for t, f, p in properties or [])
 
     @property
     def is_sorted(self) -> bool:
@@ -243,7 +247,7 @@ class SalesforceObjectStream(Stream):
         if self.run.stopped_reason:
             return
         if previous is None:  # every field and formula is fresh too
-            state[FIELDS_READ] = list(self.fields)
+            self._fields_read(state)
             state[FORMULAS_READ_AT] = record_datetime(run_start)
             state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             return
@@ -394,6 +398,7 @@ class SalesforceObjectStream(Stream):
         read_before = state.get(FIELDS_READ)
         known = {f.lower() for f in read_before} if isinstance(read_before, list) else None
         new = [f for f in self.fields if known is not None and f.lower() not in known]
+        new += [f for f in self._sent_as_changed(state) if f not in new]
         refresh = state.get(REFRESH) if isinstance(state.get(REFRESH), dict) else None
         hours = float(self.config.get("formula_refresh_hours", 24))
         due = self._formulas_due(state, run_start)
@@ -405,7 +410,7 @@ class SalesforceObjectStream(Stream):
             state[FORMULAS_READ_AT] = record_datetime(run_start)  # nothing to refresh yet
         if not needed:
             state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
-            state[FIELDS_READ] = list(self.fields)
+            self._fields_read(state)
             return
         if refresh is None or set(refresh.get("fields", [])) != needed:
             refresh = {"fields": sorted(needed), "started": record_datetime(run_start)}
@@ -426,8 +431,24 @@ class SalesforceObjectStream(Stream):
             return
         if set(calculated) <= set(refresh["fields"]):
             state[FORMULAS_READ_AT] = refresh["started"]
-        state[FIELDS_READ] = list(self.fields)
+        self._fields_read(state)
         state[REFRESH] = None
+
+    def _fields_read(self, state: dict[str, Any]) -> None:
+        """Record what a complete read covered: the fields, and the property each is sent as."""
+        state[FIELDS_READ] = list(self.fields)
+        if self.sent_as:
+            state[SENT_AS] = self.sent_as
+
+    def _sent_as_changed(self, state: dict[str, Any]) -> list[str]:
+        """Fields now sent as a property (or for a group type) they were not sent as before: a
+        renamed property must reach every existing group too. State from before this key: none."""
+        before = state.get(SENT_AS)
+        if not isinstance(before, list) or not self.sent_as:
+            return []
+        known = {tuple(entry) for entry in before if isinstance(entry, list)}
+        changed = {f for t, f, p in self.sent_as if (t, f, p) not in known}
+        return [f for f in self.fields if f.lower() in changed]
 
     def _base_fields(self) -> set[str]:
         """What a partial read always selects: Id, the stamp, IsDeleted, the group name fields."""

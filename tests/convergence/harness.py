@@ -541,10 +541,6 @@ class History:
                 Fault(status=503, count=2, after=self.rng.randrange(0, 3)),
                 Fault(kind="body_429", status=200, count=1, after=self.rng.randrange(0, 3)),
                 Fault(kind="disconnect", count=1, after=self.rng.randrange(0, 3)),
-                # A 413 splits the request; a request of one group answered 413 is that group
-                # rejected (too large for any request), so only the first run, whose requests
-                # hold many groups, meets it.
-                Fault(status=413, count=1 if self.runs == 0 else 0, after=self.rng.randrange(0, 2)),
                 Fault(status=503, count=1000, after=self.rng.randrange(0, 3)),
             ]
         )
@@ -565,8 +561,6 @@ class History:
         api_type = rng.choice(("rest", "bulk", "auto"))
         sf_fault = None if clean else self._sf_fault()
         amp_fault = None if clean else self._amplitude_fault()
-        if amp_fault is not None and not amp_fault.count:
-            amp_fault = None
         during = (
             []
             if clean or calm
