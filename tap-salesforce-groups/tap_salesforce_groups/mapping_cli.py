@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from groups_mapping import MappingError, load_mapping, parse_mapping
+from groups_mapping import MappingConfig, MappingError, load_mapping, parse_mapping
 from tap_salesforce_groups.connect import (
     ENV_NAME,
     TIMEOUT_S,
@@ -25,6 +25,7 @@ from tap_salesforce_groups.connect import (
 from tap_salesforce_groups.editor import run_editor
 from tap_salesforce_groups.editor.org import property_label, run_verification
 from tap_salesforce_groups.errors import SalesforceClientError
+from tap_salesforce_groups.project import pairing_problems, project_problems
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 from tap_salesforce_groups.tap import TapSalesforceGroups
 
@@ -92,9 +93,24 @@ def main() -> None:
 @config_option
 def validate(config: tuple[str, ...]) -> None:
     """Check the mapping offline: every problem, one line each; exit 1 when there is any."""
-    mapping = _load(_settings(config))
+    settings = _settings(config)
+    mapping = _load(settings)
+    _check_project(mapping, settings)
     fields = sum(len(m.properties) for m in mapping.mappings)
     click.echo(f"Mapping OK: {len(mapping.mappings)} mappings, {fields} group properties.")
+
+
+def _check_project(mapping: MappingConfig, settings: dict[str, Any], *, pairing: bool = False) -> None:
+    """The mapping together with every other mapping the Meltano project uses (and, for verify,
+    each job's tap and target reading the same one): one line per problem, exit 1."""
+    source = str(settings.get("mapping_file") or "mapping setting")
+    problems, warnings = project_problems(mapping, source)
+    if pairing:
+        problems += pairing_problems()
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if problems:
+        _fail(problems, f"The project's mappings do not work together ({len(problems)} problems):")
 
 
 @main.command()
@@ -206,7 +222,9 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 @config_option
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
-    result = run_verification(_settings(config))
+    settings = _settings(config)
+    _check_project(_load(settings), settings, pairing=True)
+    result = run_verification(settings)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.problems:

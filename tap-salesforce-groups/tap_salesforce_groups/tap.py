@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import click
@@ -22,6 +24,7 @@ from groups_mapping import (
     MappingError,
     insecure_url,
     load_mapping,
+    signed_description,
 )
 from tap_salesforce_groups.auth import auth_flow, jwt_assertion
 from tap_salesforce_groups.client import SalesforceClient
@@ -174,7 +177,7 @@ class TapSalesforceGroups(Tap):
     ) -> None:
         super().__init__(
             config=config,
-            catalog=catalog,
+            catalog=_signed_catalog(catalog),
             state=state,
             parse_env_config=parse_env_config,
             validate_config=validate_config,
@@ -290,7 +293,8 @@ class TapSalesforceGroups(Tap):
         return SalesforceObjectStream(
             self,
             name=name,
-            schema=schema,
+            # Signed, so that a target left without the mapping refuses it (groups_mapping.is_signed).
+            schema={**schema, "description": signed_description(name)},
             key_properties=keys,
             replication_key=replication_key,
             client=self.client,
@@ -387,6 +391,29 @@ def _checked_state_text(text: str) -> str:
     if not isinstance(value, dict):
         raise ConfigValidationError("--state is invalid", errors=["--state must hold a JSON object"])
     return text
+
+
+def _signed_catalog(catalog: Any) -> Any:
+    """The input catalog with each stream's schema signed (``groups_mapping.is_signed``).
+
+    The SDK sends the input catalog's schema in SCHEMA messages; a catalog saved before the
+    signature existed (or edited by hand) must not let this tap's streams go out unsigned.
+    """
+    if isinstance(catalog, (str, os.PathLike)):
+        try:
+            catalog = json.loads(Path(catalog).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigValidationError("catalog is invalid", errors=[f"--catalog: {exc}"]) from exc
+    if not isinstance(catalog, dict):
+        return catalog
+    streams = []
+    for entry in catalog.get("streams") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("schema"), dict):
+            name = str(entry.get("tap_stream_id") or entry.get("stream"))
+            streams.append({**entry, "schema": {**entry["schema"], "description": signed_description(name)}})
+        else:
+            streams.append(entry)
+    return {**catalog, "streams": streams}
 
 
 def _covers(schema: dict[str, Any], fields: tuple[str, ...]) -> bool:

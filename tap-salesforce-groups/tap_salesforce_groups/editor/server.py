@@ -32,6 +32,7 @@ from groups_mapping import MappingError, load_mapping, parse_mapping, validate
 from groups_mapping.validate import SALESFORCE_OBJECT
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule, ScheduleError
+from tap_salesforce_groups.project import validate_in_project
 
 MAX_BODY_BYTES = 1_000_000  # a mapping with 1000 properties is about 100 kB
 TOKEN_HEADER = "X-Editor-Token"  # noqa: S105 (a header name)
@@ -161,6 +162,10 @@ class EditorApp:
             problems = exc.problems
         return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}, tag
 
+    def validate(self, document: Any) -> list[str]:
+        """``validate``'s problems, then those of the document with the project's other mappings."""
+        return validate_in_project(document, str(self.mapping_file) if self.mapping_file else None)
+
     def save(
         self, document: Any, if_match: str | None = None, if_none_match: str | None = None
     ) -> tuple[dict[str, Any], str]:
@@ -170,7 +175,7 @@ class EditorApp:
         are HTTP's preconditions, checked under the save lock just before the write: a file
         changed since the client read it raises 412 with the current document.
         """
-        problems = validate(document)
+        problems = self.validate(document)
         if problems:
             raise HttpError(
                 HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -328,7 +333,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/static/{name}", _static),
     Route("GET", "/api/objects", lambda r: Reply.json(r.app.objects())),
     Route("GET", "/api/objects/{name}/fields", lambda r: Reply.json(r.app.fields(r.params["name"]))),
-    Route("POST", "/api/validate", lambda r: Reply.json({"problems": validate(r.json())})),
+    Route("POST", "/api/validate", lambda r: Reply.json({"problems": r.app.validate(r.json())})),
     Route("POST", "/api/verify", lambda r: Reply.json(r.app.verify(r.json()))),
     Route("GET", "/api/mapping", _get_mapping),
     Route("PUT", "/api/mapping", _put_mapping),
