@@ -174,6 +174,7 @@ class SalesforceClient:
         self._sf: Salesforce | None = None
         self._describes: dict[str, dict[str, Any]] = {}
         self.requests_made = 0
+        self.bulk_job_id: str | None = None  # the Bulk API 2.0 job being read
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
 
     # -- login and the call policy -----------------------------------------------------------
@@ -321,6 +322,7 @@ class SalesforceClient:
         body = {"operation": "queryAll" if include_deleted else "query", "query": soql}
         job = self._bulk("POST", "", f"{what} (create)", json=body).json()
         job_id = str(job["id"])
+        self.bulk_job_id = job_id  # named by errors about its results
         try:
             self._wait_for(job_id, what)
             locator = ""

@@ -31,7 +31,7 @@ from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientError
 from tap_salesforce_groups.run import RunControl
 from tap_salesforce_groups.schema import stream_spec
-from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
+from tap_salesforce_groups.streams import EMITTED_AT_BOOKMARK, SalesforceObjectStream, parse_datetime
 from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
 from tap_salesforce_groups.writer import FastSingerWriter
 
@@ -390,7 +390,36 @@ def _checked_state_text(text: str) -> str:
         raise ConfigValidationError("--state is invalid", errors=[f"--state is not JSON: {exc}"]) from exc
     if not isinstance(value, dict):
         raise ConfigValidationError("--state is invalid", errors=["--state must hold a JSON object"])
+    if problems := state_shape_problems(value):
+        raise ConfigValidationError("--state is invalid", errors=problems)
     return text
+
+
+def state_shape_problems(state: Mapping[str, Any]) -> list[str]:
+    """What in a state does not have the shape this tap writes: one line each, naming the stream."""
+    bookmarks = state.get("bookmarks")
+    if bookmarks is None:
+        return []
+    if not isinstance(bookmarks, dict):
+        return [f"--state: 'bookmarks' must be an object of streams, not {type(bookmarks).__name__}"]
+    problems = []
+    for stream, entry in bookmarks.items():
+        if not isinstance(entry, dict):
+            problems.append(
+                f"--state: the bookmark of {stream} must be an object, not {type(entry).__name__}"
+            )
+            continue
+        ids = entry.get(EMITTED_AT_BOOKMARK)
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            problems.append(
+                f"--state: {EMITTED_AT_BOOKMARK} of {stream} must be a list of Ids, not {type(ids).__name__}"
+            )
+        value = entry.get("replication_key_value")
+        if value is not None and not isinstance(value, str):
+            problems.append(
+                f"--state: the bookmark of {stream} must be a timestamp string, not {type(value).__name__}"
+            )
+    return problems
 
 
 def _signed_catalog(catalog: Any) -> Any:

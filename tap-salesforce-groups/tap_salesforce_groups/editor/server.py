@@ -436,6 +436,10 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise HttpError(HTTPStatus.BAD_REQUEST, "request body is not UTF-8") from None
+        except RecursionError:  # `[[[[…` a thousand deep: no mapping nests like that
+            raise HttpError(
+                HTTPStatus.BAD_REQUEST, "request body is not a mapping: JSON nested too deeply"
+            ) from None
         except json.JSONDecodeError as exc:
             raise HttpError(
                 HTTPStatus.BAD_REQUEST,
