@@ -95,22 +95,25 @@ def validate(config: tuple[str, ...]) -> None:
     """Check the mapping offline: every problem, one line each; exit 1 when there is any."""
     settings = _settings(config)
     mapping = _load(settings)
-    _check_project(mapping, settings)
+    if problems := _check_project(mapping, settings):
+        _fail(problems, PROJECT_HEADER.format(len(problems)))
     fields = sum(len(m.properties) for m in mapping.mappings)
     click.echo(f"Mapping OK: {len(mapping.mappings)} mappings, {fields} group properties.")
 
 
-def _check_project(mapping: MappingConfig, settings: dict[str, Any], *, pairing: bool = False) -> None:
-    """The mapping together with every other mapping the Meltano project uses (and, for verify,
-    each job's tap and target reading the same one): one line per problem, exit 1."""
+PROJECT_HEADER = "The project's mappings do not work together ({} problems):"
+
+
+def _check_project(mapping: MappingConfig, settings: dict[str, Any], *, pairing: bool = False) -> list[str]:
+    """The mapping together with every other mapping the Meltano project uses (and, with
+    ``pairing``, each job's tap and target reading the same one): the problems, warnings echoed."""
     source = str(settings.get("mapping_file") or "mapping setting")
     problems, warnings = project_problems(mapping, source)
     if pairing:
         problems += pairing_problems()
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    if problems:
-        _fail(problems, f"The project's mappings do not work together ({len(problems)} problems):")
+    return problems
 
 
 @main.command()
@@ -223,12 +226,18 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
     settings = _settings(config)
-    _check_project(_load(settings), settings, pairing=True)
+    project = _check_project(_load(settings), settings, pairing=True)
     result = run_verification(settings)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if project:  # listed with the org's problems: every problem at once
+        click.echo(PROJECT_HEADER.format(len(project)), err=True)
+        for problem in project:
+            click.echo(f"  - {problem}", err=True)
     if result.problems:
         _fail(result.problems, result.header)
+    if project:
+        sys.exit(1)
     click.echo(result.summary)
 
 

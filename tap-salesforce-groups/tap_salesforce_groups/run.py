@@ -6,8 +6,14 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 EXIT_FAILED = 1
+EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: stopped by the API budget; the next run goes on
+# Top-level STATE key of a run that stopped before reading every object: why, and which objects
+# it did not get to (read first next time). The target's run report says `partial` when the
+# final STATE holds it.
+PARTIAL_KEY = "partial"
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
 
 
@@ -26,14 +32,26 @@ class RunControl:
         self.stopped_reason: str | None = None
         self.exit_code = 0
         self.waiting = False  # True while a stream waits on Salesforce (safe to interrupt)
+        self.state: dict[str, Any] | None = None  # the tap's STATE (the dict the SDK writes)
 
-    def stop(self, reason: str, *, failed: bool) -> None:
-        """End the run after the current stream's state is written."""
+    def stop(self, reason: str, *, failed: bool, exit_code: int = EXIT_FAILED, partial: bool = False) -> None:
+        """End the run after the current stream's state is written.
+
+        ``partial``: a limit stopped the run (the org's, or the API budget); the STATE says so
+        and lists the objects not read, so that the next run reads them first.
+        """
         if self.stopped_reason is None:
             self.stopped_reason = reason
-        if failed and not self.exit_code:
-            self.exit_code = EXIT_FAILED
+        if (failed or exit_code != EXIT_FAILED) and not self.exit_code:
+            self.exit_code = exit_code
+        if partial and self.state is not None:
+            self.state[PARTIAL_KEY] = {"reason": reason, "unread": []}
         (self.logger.error if failed else self.logger.warning)("Stopping: %s", reason)
+
+    def skipped(self, stream: str) -> None:
+        """A stream not read because the run stopped: the next run reads it first."""
+        if self.state is not None and isinstance(self.state.get(PARTIAL_KEY), dict):
+            self.state[PARTIAL_KEY]["unread"].append(stream)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop reading; the state of what was emitted is still written."""

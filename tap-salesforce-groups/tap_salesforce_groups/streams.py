@@ -182,6 +182,7 @@ class SalesforceObjectStream(Stream):
         """Read the object from the bookmark, window by window; stop cleanly when told to."""
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            self.run.skipped(self.name)
             return
         state = self.get_context_state(context)
         start = self.get_starting_timestamp(context) if self.replication_key else None
@@ -214,7 +215,12 @@ class SalesforceObjectStream(Stream):
                     return
                 window = self._next_window(window, size)
         except StopRun as exc:
-            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+            self.run.stop(
+                f"{exc}; state saved, the next run resumes",
+                failed=exc.failed,
+                exit_code=exc.exit_code,
+                partial=True,
+            )
         except SalesforceClientError as exc:
             self.run.stop(str(exc), failed=True)
         except RunInterrupted:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 
 import click
 from singer_sdk import Stream, Tap
@@ -29,7 +29,7 @@ from groups_mapping import (
 from tap_salesforce_groups.auth import auth_flow, jwt_assertion
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientError
-from tap_salesforce_groups.run import RunControl
+from tap_salesforce_groups.run import PARTIAL_KEY, RunControl
 from tap_salesforce_groups.schema import stream_spec
 from tap_salesforce_groups.streams import EMITTED_AT_BOOKMARK, SalesforceObjectStream, parse_datetime
 from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
@@ -52,7 +52,7 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
         th.IntegerType(minimum=1, maximum=100),
         80,
         "Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
-        "(read from Sforce-Limit-Info).",
+        "(read from Sforce-Limit-Info), exit 75; the objects not read are read first next time.",
     ),
     ("request_timeout", th.IntegerType(minimum=1), 300, "Seconds per HTTP request."),
     (
@@ -193,8 +193,39 @@ class TapSalesforceGroups(Tap):
     def run(self) -> RunControl:
         """This run's stop reason and exit status, shared with the streams."""
         run = RunControl(self.logger)
+        run.state = cast("dict[str, Any]", self.state)  # the dict the SDK writes as STATE
         type(self).last_run = run
         return run
+
+    unread_first: tuple[str, ...] = ()  # objects the last run stopped before reading
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK's bookmarks, and which objects a run stopped by a limit did not read."""
+        super().load_state(state)
+        partial = state.get(PARTIAL_KEY)
+        if isinstance(partial, dict) and isinstance(partial.get("unread"), list):
+            self.unread_first = tuple(str(name) for name in partial["unread"])
+
+    @property
+    def streams(self) -> dict[str, Stream]:
+        """The SDK's streams (sorted by name), those the last run did not get to first.
+
+        A run stopped by a limit lists the objects it did not read in its STATE; reading them
+        first means one object that keeps the org near its budget cannot starve the others.
+        The SDK syncs in this dict's order.
+        """
+        streams = super().streams
+        first = [name for name in self.unread_first if name in streams]
+        if first and list(streams)[: len(first)] != first:
+            ordered = {name: streams[name] for name in first} | streams
+            streams.clear()
+            streams.update(ordered)
+            self.logger.info(
+                "Reading %s first: the last run stopped before reading %s",
+                ", ".join(first),
+                "it" if len(first) == 1 else "them",
+            )
+        return streams
 
     @cached_property
     def mapping(self) -> MappingConfig:

@@ -38,6 +38,19 @@ from target_amplitude_groups.stats import RunStats
 DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
 
 
+def partial_reason(state: Any) -> str | None:
+    """Why the tap stopped before reading everything, when its STATE says so.
+
+    A tap that stops on a limit (tap-salesforce-groups: the API budget, the org's request
+    limit) writes ``"partial": {"reason": …}`` at the top of its STATE; the run report then says
+    ``partial`` instead of ``ok``.
+    """
+    partial = state.get("partial") if isinstance(state, dict) else None
+    if isinstance(partial, dict) and partial.get("reason"):
+        return str(partial["reason"])
+    return None
+
+
 class StateWatchingReader(FastSingerReader):
     """The fast reader, telling the target about each STATE (the public ``message_reader_class`` hook).
 
@@ -337,9 +350,13 @@ class TargetAmplitudeGroups(Target):
         self._finished = True
         dry_run = bool(self.config["dry_run"])
         mode = " (dry run: nothing sent, no STATE)" if dry_run else ""
-        (self.logger.info if status == "ok" else self.logger.error)(
-            "Summary%s: %s%s", mode, self.stats.summary(), "" if status == "ok" else f" ({status})"
-        )
+        if status == "ok" and (reason := partial_reason(self.delivery.latest_state)):
+            status, error = "partial", reason  # the tap stopped early: delivered, but not everything
+            self.logger.warning("Summary%s: %s (partial: %s)", mode, self.stats.summary(), reason)
+        else:
+            (self.logger.info if status == "ok" else self.logger.error)(
+                "Summary%s: %s%s", mode, self.stats.summary(), "" if status == "ok" else f" ({status})"
+            )
         if self.delivery.client is not None:
             self.delivery.client.close()
         if path := self.config.get("report_file"):

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from emulators._server import Fault
-from tests.tap.conftest import CONFIG, MAPPING
+from tests.tap.conftest import CONFIG, MAPPING, run_tap
 from tests.tap.test_run_safety import run_cli
 
 
@@ -61,3 +61,31 @@ def test_a_bulk_row_with_the_wrong_number_of_columns_names_the_job_and_line(sale
     job = next(r["path"] for r in salesforce.requests if "/results" in r["path"]).split("/")[-2]
     lines = [line for line in result.stderr.splitlines() if f"Bulk API 2.0 job {job} on Account" in line]
     assert lines and "results page 1, line 3 has 5 columns where the header has 4" in lines[0]
+
+
+# -- 7. The API budget: exit 75, a partial STATE, and no object starves -----------------------------
+def test_a_budget_stop_exits_75_and_the_skipped_objects_are_read_first_next_time(
+    salesforce, tmp_path, capsys
+):
+    # Sforce-Limit-Info: api-usage=USED/MAX on every answer (REST API Developer Guide, "Limit Info
+    # Header"); the emulator counts each call against api_max.
+    salesforce.api_max = 400  # a few calls already use more than 1% of it
+    try:
+        result = run_cli(tmp_path, {**CONFIG, "max_api_usage_percent": 1, "api_type": "rest"})
+    finally:
+        salesforce.api_max = 1_000_000
+    assert result.returncode == 75, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    state = [m["value"] for m in messages if m["type"] == "STATE"][-1]
+    assert state["partial"]["unread"] == ["Subscription__c"]
+    assert "max_api_usage_percent" in state["partial"]["reason"]
+    assert state["bookmarks"]["Account"]["replication_key_value"]  # what was read is kept
+    assert {m["stream"] for m in messages if m["type"] == "RECORD"} == {"Account"}
+
+    # The next run reads Subscription__c first, so another integration that keeps the org near
+    # the budget cannot starve it behind Account forever; a complete run's STATE is not partial.
+    run = run_tap(capsys, state=state, api_type="rest")
+    assert run.exit_code == 0
+    assert list(run.schemas) == ["Subscription__c", "Account"]
+    assert "partial" not in run.state

@@ -278,3 +278,21 @@ def test_the_checkpoint_line_counts_what_was_acknowledged_when_state_was_written
     assert checkpoints == [
         "Checkpoint: 5 groups delivered and acknowledged; STATE Account bookmark=x",
     ]
+
+
+# -- 7. A run the tap stopped early is reported as partial ------------------------------------------
+def test_the_report_says_partial_when_the_taps_state_does(amplitude, capsys, caplog, tmp_path):
+    report = tmp_path / "report.json"
+    reason = "Salesforce API usage is 9/400 (2.2%), at or above max_api_usage_percent=1"
+    partial = {
+        "type": "STATE",
+        "value": {**STATE["value"], "partial": {"reason": reason, "unread": ["Contact"]}},
+    }
+    caplog.set_level(logging.INFO)
+    run_target(
+        {"mapping": MAPPING, "report_file": str(report)}, singer(schema_msg(), record(1), partial), capsys
+    )
+    saved = json.loads(report.read_text())
+    assert saved["status"] == "partial"
+    assert saved["error"] == reason
+    assert any(r.getMessage().endswith(f"(partial: {reason})") for r in caplog.records)
