@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml | cksum | cut -d' ' -f1)
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test lint typecheck docs lock bench clean
+.PHONY: install demo test lint typecheck docs lock bench soak clean
 
 $(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (set PYTHON=...)")'
@@ -44,6 +44,12 @@ lock: install
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)
+
+# The convergence test for longer (docs/development.md): random histories for MINUTES (default
+# 30), or replay the one history of SEED (printed by a failure).
+MINUTES ?= 30
+soak: install
+	$(BIN)/python -m tests.convergence --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .meltano .pytest_cache .ruff_cache .hypothesis

@@ -1013,6 +1013,16 @@ class Org:
                 raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
             self._stamp_and_set(table, row, "IsDeleted", True)
 
+    def undelete(self, name: str, record_id: str) -> None:
+        """Restore a row from the recycle bin: IsDeleted becomes false and the row is stamped
+        (Salesforce's ``undelete()`` updates ``SystemModstamp``, so incremental reads see it)."""
+        table = self.table(name)
+        with self.lock:
+            row = table.row_of(record_id)
+            if not table.deleted(row):
+                raise ApiError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin")
+            self._stamp_and_set(table, row, "IsDeleted", False)
+
     def reset(self) -> None:
         """Undo every mutation: back to exactly the generated rows."""
         with self.lock:

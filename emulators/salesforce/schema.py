@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ORG_ID = "00D5g000004EMUlEAO"
-API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 65))
+API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 67))  # up to Spring '26
+SOAP_LOGIN_LAST_VERSION = 64.0  # login() is gone from 65.0 (Salesforce Help 005132110)
 LATEST_VERSION = API_VERSIONS[-1]
 
 # Describe `soapType` per field type (what the partner WSDL calls each type).

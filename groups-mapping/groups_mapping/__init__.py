@@ -4,6 +4,7 @@ One model (:mod:`groups_mapping.model`) and one validator (:mod:`groups_mapping.
 neither plugin defines the format itself.
 """
 
+from groups_mapping.files import write_atomically
 from groups_mapping.model import (
     FORMAT_VERSION,
     TAP_SIGNATURE,
@@ -54,4 +55,5 @@ __all__ = [
     "problems_together",
     "signed_description",
     "validate",
+    "write_atomically",
 ]

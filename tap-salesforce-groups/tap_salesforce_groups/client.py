@@ -26,7 +26,7 @@ from simple_salesforce.util import exception_handler
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from tap_salesforce_groups.auth import auth_flow, login
+from tap_salesforce_groups.auth import SOAP_DEPRECATION, auth_flow, login
 from tap_salesforce_groups.errors import (
     ApiBudgetReached,
     QueryCursorExpired,
@@ -176,6 +176,7 @@ class SalesforceClient:
         self.requests_made = 0
         self.bulk_job_id: str | None = None  # the Bulk API 2.0 job being read
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
+        self._warned_soap = False
 
     # -- login and the call policy -----------------------------------------------------------
     @property
@@ -188,6 +189,9 @@ class SalesforceClient:
 
     def login(self) -> None:
         """Log in with the configured flow and open a REST connection to the instance."""
+        if self.flow == "password" and not self._warned_soap:
+            self._warned_soap = True
+            self.logger.warning(SOAP_DEPRECATION)
         try:
             token, instance_url = login(self.session, self.config, self.flow, self.timeout)
         except requests.RequestException as exc:

@@ -8,6 +8,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from tap_salesforce_groups.errors import RunStopped
+
 EXIT_FAILED = 1
 EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: stopped by the API budget; the next run goes on
 # Top-level STATE key of a run that stopped before reading every object: why, and which objects
@@ -52,6 +54,16 @@ class RunControl:
         """A stream not read because the run stopped: the next run reads it first."""
         if self.state is not None and isinstance(self.state.get(PARTIAL_KEY), dict):
             self.state[PARTIAL_KEY]["unread"].append(stream)
+
+    def raise_if_stopped(self) -> None:
+        """After the final STATE: a failed or interrupted run ends with its exit status.
+
+        Raises:
+            RunStopped: the run failed (1) or a signal stopped it (130, 143).
+        """
+        if self.exit_code:
+            msg = f"run stopped: {self.stopped_reason}; state written for the records emitted"
+            raise RunStopped(msg, self.exit_code)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop reading; the state of what was emitted is still written."""

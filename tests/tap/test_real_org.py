@@ -248,3 +248,28 @@ def test_compound_fields_are_refused_naming_their_components(salesforce):
     (problem,) = exc.value.errors
     assert problem.startswith("Account: 'BillingAddress' is a compound address field; map its components")
     assert "BillingStreet, BillingCity" in problem
+
+
+@pytest.mark.parametrize(
+    ("settings_", "audience"),
+    [
+        ({"domain": "login"}, "https://login.salesforce.com"),
+        ({"domain": "test"}, "https://test.salesforce.com"),
+        ({"domain": "acme.my.salesforce.com"}, "https://login.salesforce.com"),
+        # login_url replaces domain as the login host: its host decides too.
+        ({"domain": "login", "login_url": "https://test.salesforce.com"}, "https://test.salesforce.com"),
+        (
+            {"domain": "login", "login_url": "https://acme--uat.sandbox.my.salesforce.com"},
+            "https://test.salesforce.com",
+        ),
+        # Scratch orgs are sandboxes (Salesforce DX Developer Guide, "Scratch Orgs").
+        ({"domain": "ability-ruby-1234-dev-ed.scratch.my.salesforce.com"}, "https://test.salesforce.com"),
+        (
+            {"login_url": "https://ability-ruby-1234-dev-ed.scratch.my.salesforce.com/"},
+            "https://test.salesforce.com",
+        ),
+        ({"domain": "test", "jwt_audience": "https://acme.my.site.com"}, "https://acme.my.site.com"),
+    ],
+)
+def test_jwt_audience_follows_login_url_and_scratch_orgs(settings_, audience):
+    assert jwt_audience(settings_) == audience
