@@ -13,7 +13,7 @@ import csv
 import io
 import logging
 import re
-import time
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ T = TypeVar("T")
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(?P<used>\d+)/(?P<max>\d+)")
 BULK_PAGE_ROWS = 10000  # rows per Bulk API 2.0 results page: bounds the tap's memory
 BULK_POLL_SECONDS = (0.5, 10.0)  # first and longest wait between polls of a Bulk job
+ABORT_SECONDS = 5.0  # timeout of each request that aborts and deletes a job when the run stops
 TRANSIENT_STATUS = (406, 500, 502, 503, 504)  # 406: a Salesforce edge answer that passes on retry
 
 
@@ -175,6 +176,8 @@ class SalesforceClient:
         self._describes: dict[str, dict[str, Any]] = {}
         self.requests_made = 0
         self.bulk_job_id: str | None = None  # the Bulk API 2.0 job being read
+        # Set when the run stops (a signal): waits between Bulk polls end at once.
+        self.stopping = threading.Event()
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
         self._warned_soap = False
 
@@ -327,8 +330,10 @@ class SalesforceClient:
         job = self._bulk("POST", "", f"{what} (create)", json=body).json()
         job_id = str(job["id"])
         self.bulk_job_id = job_id  # named by errors about its results
+        finished = False
         try:
             self._wait_for(job_id, what)
+            finished = True
             locator = ""
             while locator != "null":
                 params = {"maxRecords": BULK_PAGE_ROWS, **({"locator": locator} if locator else {})}
@@ -336,11 +341,20 @@ class SalesforceClient:
                 locator = page.headers.get("Sforce-Locator") or "null"
                 yield page.content
                 self.check_budget()  # before the next page is asked for
+        except QueryTooBig:
+            finished = True  # Failed: nothing left to abort
+            raise
         finally:
-            self._delete_job(job_id, what)
+            if finished:
+                self._delete_job(job_id, what)
+            else:  # stopped while the job runs (a signal, the budget): it would run on in the org
+                self._abort_job(job_id, what)
 
     def _wait_for(self, job_id: str, what: str) -> None:
-        """Poll until the job completes, checking the API budget between polls."""
+        """Poll until the job completes, checking the API budget between polls.
+
+        The wait between polls ends at once when the run is stopping (:attr:`stopping`).
+        """
         wait, longest = BULK_POLL_SECONDS
         while True:
             info = self._bulk("GET", f"/{job_id}", f"{what} (poll)").json()
@@ -354,8 +368,40 @@ class SalesforceClient:
             if state == "Aborted":
                 raise SalesforceClientError(f"{what}: job {job_id} was aborted")
             self.check_budget()
-            time.sleep(wait)
+            if self.stopping.wait(wait):
+                raise SalesforceClientError(f"{what}: stopped while job {job_id} was running")
             wait = min(longest, wait * 1.5)
+
+    def _abort_job(self, job_id: str, what: str) -> None:
+        """Abort, then delete, a job still running: a few seconds each, no retry, no re-login.
+
+        Salesforce deletes only a terminated job ("Delete a Query Job": JobComplete, Aborted or
+        Failed), and aborts one in UploadComplete or InProgress ("Abort a Query Job").
+        """
+        sf = self._sf
+        if sf is None:
+            return
+        url = f"{sf.base_url}jobs/query/{job_id}"
+        headers = {"Authorization": f"Bearer {sf.session_id}"}
+        try:
+            with requests.Session() as session:  # no retry adapter: a stop must not wait on backoff
+                aborted = session.patch(
+                    url, json={"state": "Aborted"}, headers=headers, timeout=ABORT_SECONDS
+                )
+                deleted = session.delete(url, headers=headers, timeout=ABORT_SECONDS)
+        except requests.RequestException as exc:
+            self.logger.warning("Could not abort Bulk job %s: %s", job_id, connection_problem(exc))
+            return
+        if deleted.status_code >= 300:
+            self.logger.warning(
+                "Could not abort and delete Bulk job %s (%s: HTTP %s, then HTTP %s)",
+                job_id,
+                what,
+                aborted.status_code,
+                deleted.status_code,
+            )
+        else:
+            self.logger.info("Bulk job %s aborted and deleted", job_id)
 
     def _delete_job(self, job_id: str, what: str) -> None:
         """Delete a read (or abandoned) job; failing to is worth a warning, not a failed run."""

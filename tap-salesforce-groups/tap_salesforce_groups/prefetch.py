@@ -10,7 +10,9 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.1  # how often a blocked producer looks whether the consumer went away
-_JOIN_SECONDS = 5.0  # how long a consumer that stops early waits for the producer to wind up
+# How long a consumer that stops early waits for the producer to wind up: long enough for a
+# Bulk job to be aborted and deleted (client.ABORT_SECONDS each), short of a slow request.
+_JOIN_SECONDS = 12.0
 
 
 class _End:

@@ -35,6 +35,8 @@ class RunControl:
         self.exit_code = 0
         self.waiting = False  # True while a stream waits on Salesforce (safe to interrupt)
         self.state: dict[str, Any] | None = None  # the tap's STATE (the dict the SDK writes)
+        # Set on a signal: background waits (between Bulk polls) end at once.
+        self.stopping = threading.Event()
 
     def stop(self, reason: str, *, failed: bool, exit_code: int = EXIT_FAILED, partial: bool = False) -> None:
         """End the run after the current stream's state is written.
@@ -75,5 +77,6 @@ class RunControl:
         name = signal.Signals(signum).name
         self.stopped_reason = self.stopped_reason or f"interrupted by {name}"
         self.exit_code = EXIT_SIGNAL[signal.Signals(signum)]
+        self.stopping.set()
         if self.waiting:
             raise RunInterrupted(name)

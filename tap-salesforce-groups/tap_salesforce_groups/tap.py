@@ -106,7 +106,9 @@ class TapSalesforceGroups(Tap):
     @cached_property
     def client(self) -> SalesforceClient:
         """The connection to the org; the settings are checked before its first call."""
-        return connect(self.config, self.logger)
+        client = connect(self.config, self.logger)
+        client.stopping = self.run.stopping  # a signal ends its waits between Bulk polls
+        return client
 
     def _state_problems(self) -> list[str]:
         """Bookmarks must parse; one in the future is a warning naming its stream."""

@@ -7,12 +7,17 @@ stderr lines matter, and in-process where the Singer messages do.
 from __future__ import annotations
 
 import json
+import re
+import signal
+import time
 
 import pytest
 
 from emulators._server import Fault
 from tests.tap.conftest import CONFIG, MAPPING, run_tap
-from tests.tap.test_run_safety import run_cli
+from tests.tap.test_run_safety import run_cli, tap_process
+
+JOB = re.compile(r"/services/data/v[0-9.]+/jobs/query/[A-Za-z0-9]+")
 
 
 # -- 6. One line, not a traceback -------------------------------------------------------------------
@@ -89,3 +94,31 @@ def test_a_budget_stop_exits_75_and_the_skipped_objects_are_read_first_next_time
     assert run.exit_code == 0
     assert list(run.schemas) == ["Subscription__c", "Account"]
     assert "partial" not in run.state
+
+
+# -- 8. A signal while a Bulk job is polled aborts and deletes the job -------------------------------
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_a_bulk_job_runs_aborts_and_deletes_it(salesforce, tmp_path, signum, code):
+    # Salesforce deletes only a terminated job ("Delete a Query Job": JobComplete, Aborted or
+    # Failed) and aborts a running one with PATCH {"state": "Aborted"} ("Abort a Query Job",
+    # Bulk API 2.0 Developer Guide); the emulator answers the same.
+    salesforce.bulk.delay = 120.0  # the job runs for two minutes
+    try:
+        process = tap_process(tmp_path, {**CONFIG, "api_type": "bulk"})
+        deadline = time.monotonic() + 60
+        while not [r for r in salesforce.requests if r["method"] == "GET" and JOB.fullmatch(r["path"])]:
+            assert time.monotonic() < deadline, "the tap never polled its job"
+            time.sleep(0.05)
+        time.sleep(0.3)  # now in the wait between polls
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        salesforce.bulk.delay = 0.0
+    assert process.returncode == code
+    assert "Traceback" not in err
+    assert took < 10, f"the stop took {took:.1f}s: the poll wait did not end"
+    job_requests = [(r["method"], r["status"]) for r in salesforce.requests if JOB.fullmatch(r["path"])]
+    assert ("PATCH", 200) in job_requests and ("DELETE", 204) in job_requests, job_requests
+    assert "aborted and deleted" in err
