@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType
@@ -74,9 +75,36 @@ class RunControl:
                 signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            # A second signal: Ctrl-C reaches the whole process group, then Meltano terminates
+            # its plugins. The tap is stopping already; raising again would interrupt that.
+            return
         name = signal.Signals(signum).name
         self.stopped_reason = self.stopped_reason or f"interrupted by {name}"
         self.exit_code = EXIT_SIGNAL[signal.Signals(signum)]
         self.stopping.set()
+        _watchdog(STOP_GRACE_SECONDS, self.exit_code, self.logger)
         if self.waiting:
             raise RunInterrupted(name)
+
+
+# The longest a signalled run may take to end: the page or Bulk job being read is abandoned
+# (prefetch.py waits 12 s for it; a job is aborted and deleted in 5 s + 5 s), then the STATE of
+# what was emitted is written.
+STOP_GRACE_SECONDS = 30.0
+
+
+def _watchdog(seconds: float, code: int, logger: logging.Logger) -> None:
+    """Exit with ``code`` if the process is still alive ``seconds`` from now.
+
+    After a signal nothing may hang: when the target and Meltano stop reading (they got the
+    signal too), a write to the full pipe would block forever, whatever the tap does next.
+    """
+
+    def expire() -> None:
+        logger.error("run stopped: still stopping after %.0fs (output blocked?); exiting now", seconds)
+        os._exit(code)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
