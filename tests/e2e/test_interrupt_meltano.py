@@ -160,3 +160,9 @@ def test_after_kill_9_of_meltano_the_next_run_is_refused_until_forced(project):
     forced = meltano("--environment=demo", "run", "--force", "--state-id-suffix=killed", *TAP_TARGET, env=env)
     assert forced.returncode == 0
     assert saved_state(env, "killed").get("bookmarks", {}).get("Account")
+
+
+def test_the_guarantees_table_says_what_kill_9_of_meltano_does():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `kill -9` of `meltano`"))
+    assert "already running" in row and "--force" in row and "5 minutes" in row
