@@ -58,6 +58,12 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         return
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header by the emulator's clock, which tests may set apart from ours."""
+        emulator = getattr(self.server, "emulator", None)
+        offset = float(getattr(emulator, "clock_offset", 0.0) or 0.0)
+        return super().date_time_string(time.time() + offset if timestamp is None else timestamp)
+
     def log(self, type: str, message: str, *args: Any) -> None:
         if type == "error":
             super().log(type, message, *args)
@@ -162,6 +168,7 @@ class BackgroundServer:
             ssl_context=self.ca.server_context(),
         )
         self._server.daemon_threads = True
+        self._server.emulator = self  # type: ignore[attr-defined]  # its clock, for the Date header
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

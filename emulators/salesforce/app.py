@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request, Response
 from .._server import BackgroundServer, Fault, LocalCA
 from .auth import Authenticator, OAuthError, Sessions
 from .bulk import BulkApi
-from .data import Org, format_datetime, now_ms
+from .data import Org, format_datetime
 from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
 from .schema import API_VERSIONS, OBJECTS, ORG_ID
@@ -101,6 +101,15 @@ class SalesforceEmulator(BackgroundServer):
 
     # -- Python API -----------------------------------------------------------------------------
     @property
+    def clock_offset(self) -> float:
+        """Seconds the org's clock runs ahead of ours (negative: behind); 0 after a reset."""
+        return self.org.clock_offset_ms / 1000
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self.org.clock_offset_ms = round(seconds * 1000)
+
+    @property
     def api_calls(self) -> int:
         """Data API calls counted so far (what ``Sforce-Limit-Info`` reports as used)."""
         with self._lock:
@@ -166,9 +175,15 @@ class SalesforceEmulator(BackgroundServer):
             self.bulk.query_timeout_rows = self.query_timeout_rows
             self.auth.sandbox = self.sandbox
             uri = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or request.full_path
-            if len(uri.encode()) > MAX_URI_BYTES:
+            uri_bytes = len(uri.encode())
+            if uri_bytes > MAX_URI_BYTES:
                 # Salesforce's edge refuses long request lines before any API logic.
                 return self._finish(request, Response("URI Too Long", status=414))
+            header_bytes = sum(len(f"{k}: {v}\r\n".encode()) for k, v in request.headers.items())
+            if uri_bytes + header_bytes > MAX_URI_BYTES:
+                # URI plus headers past 16,384 bytes: 431 (Developer Limits and Allocations Quick
+                # Reference, "API Request Limits"; a real one in airbytehq/airbyte#20703).
+                return self._finish(request, Response("Request Header Fields Too Large", status=431))
             response = self._route(request)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)
@@ -398,14 +413,19 @@ class SalesforceEmulator(BackgroundServer):
                     self._cursors.pop(match.group(1).rpartition("-")[0], None)
             error = _invalid_locator()
         elif fault.kind == "request_limit":
-            error = _request_limit()
+            # A string body is the message: "ConcurrentPerOrgLongTxn Limit exceeded." is the
+            # concurrency flavour (SalesforceLabs/OrgCheck#432), the default the daily limit.
+            error = _request_limit(fault.body if isinstance(fault.body, str) and fault.body else None)
         elif fault.kind == "query_timeout":
             error = ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
         elif fault.kind == "bulk_job_failed":
             match = _JOB_PATH.fullmatch(request.path)
+            # A string body is the job's errorMessage (e.g. "INVALID_FIELD: …"); by default
+            # the timeout that windowing recovers from.
+            message = fault.body if isinstance(fault.body, str) and fault.body else None
             self.bulk.fail_next_poll(
                 match.group(1) if match else None,
-                "QUERY_TIMEOUT: Your query request was running for too long.",
+                message or "QUERY_TIMEOUT: Your query request was running for too long.",
             )
             return None  # the poll itself answers normally and reports the Failed state
         elif fault.kind == "disconnect":
@@ -485,7 +505,7 @@ class SalesforceEmulator(BackgroundServer):
                     "page_size": self.page_size,
                     "sessions": len(self.sessions),
                     "rows": {name: len(t) for name, t in self.org.tables.items()},
-                    "now": format_datetime(now_ms()),
+                    "now": format_datetime(self.org.now()),
                 }
             )
         return json_response({"error": f"no admin route {method} /__emulator/{route}"}, 404)
@@ -520,8 +540,8 @@ def check_timeout(compiled: CompiledQuery, rows: list[int], limit_rows: int | No
         raise ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
 
 
-def _request_limit() -> ApiError:
-    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+def _request_limit(message: str | None = None) -> ApiError:
+    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", message or "TotalRequests Limit exceeded.")
 
 
 def _invalid_locator() -> ApiError:

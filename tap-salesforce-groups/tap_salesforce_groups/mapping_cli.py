@@ -230,7 +230,7 @@ def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
     settings = _settings(config)
     project = _check_project(_load(settings), settings, pairing=True)
-    result = core.verify(settings)
+    result = core.verify(settings, previous=core.previous_mapping(settings))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if project:  # listed with the org's problems: every problem at once

@@ -19,8 +19,10 @@ from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.core import connect, resolve_objects
 from tap_salesforce_groups.errors import RunStopped, SalesforceClientError
 from tap_salesforce_groups.run import PARTIAL_KEY, RunControl
+from tap_salesforce_groups.sdk import hide_unsorted_warning
 from tap_salesforce_groups.settings import CONFIG_JSONSCHEMA
-from tap_salesforce_groups.streams import EMITTED_AT_BOOKMARK, SalesforceObjectStream, parse_datetime
+from tap_salesforce_groups.streams import EMITTED, LEGACY_EMITTED, SalesforceObjectStream
+from tap_salesforce_groups.timestamps import parse_datetime
 from tap_salesforce_groups.writer import FastSingerWriter
 
 
@@ -52,6 +54,7 @@ class TapSalesforceGroups(Tap):
             validate_config=validate_config,
             setup_mapper=setup_mapper,
         )
+        hide_unsorted_warning()  # installed by the tap when it runs, not when a module is imported
         if validate_config:
             problems = self._state_problems()
             if problems:
@@ -146,6 +149,15 @@ class TapSalesforceGroups(Tap):
                 keys = list(entry.key_properties or [])
                 streams[name] = self._stream(name, schema, keys, entry.replication_key)
         to_describe = [name for name in self.mapping.objects if name not in streams]
+        if self.input_catalog and to_describe:
+            # Meltano's cached catalog after the mapping file was edited: the SDK would skip a new
+            # object as deselected, or fail on a new field ("stream 'Account' has no field …").
+            msg = (
+                f"the catalog given lacks mapped {', '.join(to_describe)} (or some of their fields): "
+                "it is older than the mapping; discover again (meltano run --refresh-catalog, or the "
+                "extractor's use_cached_catalog: false, as this project sets)"
+            )
+            raise ConfigValidationError("mapping does not match the catalog", errors=[msg])
         resolved = resolve_objects(
             self.mapping, self.client.describe, to_describe, include_deleted=self.config["include_deleted"]
         )
@@ -178,6 +190,7 @@ class TapSalesforceGroups(Tap):
             replication_key=replication_key,
             client=self.client,
             run=self.run,
+            groups=[(m.group_type, m.group_name_field) for m in self.mapping.for_object(name)],
         )
 
     # -- command line ------------------------------------------------------------------------
@@ -273,10 +286,17 @@ def state_shape_problems(state: dict[str, Any]) -> list[str]:
                 f"--state: the bookmark of {stream} must be an object, not {type(entry).__name__}"
             )
             continue
-        ids = entry.get(EMITTED_AT_BOOKMARK)
+        ids = entry.get(LEGACY_EMITTED)
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
             problems.append(
-                f"--state: {EMITTED_AT_BOOKMARK} of {stream} must be a list of Ids, not {type(ids).__name__}"
+                f"--state: {LEGACY_EMITTED} of {stream} must be a list of Ids, not {type(ids).__name__}"
+            )
+        pairs = entry.get(EMITTED)
+        if pairs is not None and not (
+            isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
+        ):
+            problems.append(
+                f"--state: {EMITTED} of {stream} must map Ids to timestamps, not {type(pairs).__name__}"
             )
         value = entry.get("replication_key_value")
         if value is not None and not isinstance(value, str):

@@ -55,6 +55,7 @@ ALL_KINDS = (
     "bulk_chunks",  # rows edited while a chunked Bulk job is read
     "formulas",  # formula inputs, and a day passing (formula_refresh_hours)
     "mapping_edits",  # properties and objects added, removed, renamed; identity changes
+    "clock_skew",  # Salesforce's clock ahead of or behind ours
 )
 
 BASE_MAPPING: dict[str, Any] = {
@@ -114,12 +115,25 @@ CONTACT_MAPPING = {
         {"field": "Account.Name", "property": "company"},
     ],
 }
+# Group name fields a mapping edit may switch to: unique on every row, so one row is one group.
+UNIQUE_NAME_FIELDS: dict[str, tuple[str, ...]] = {
+    "Account": ("Id", "Account_Number__c"),
+    "Subscription__c": ("Name", "Id"),
+    "Contact": ("Id",),
+}
+GROUP_TYPES = {
+    "Account": ("org id", "account"),
+    "Subscription__c": ("subscription", "plan"),
+    "Contact": ("contact", "contact"),
+}
+LATE_SECONDS = 480  # late commits land at most this far back: within lookback_seconds (600)
+FORMULAS_READ_AT = "formulas_read_at"  # the tap's state: when formula fields were last read in full
 # Fields edits may change, per object: updateable, stamped, and safe as group values stay unique.
 EDITABLE: dict[str, tuple[str, ...]] = {
     "Account": (
         "Name", "Industry", "AnnualRevenue", "NumberOfEmployees", "IsActive__c", "SLAExpirationDate__c",
         "OwnerId", "ParentId", "NumberofLocations__c", "Health_Score__c", "CustomerPriority__c",
-        "BillingCity", "Description",
+        "BillingCity", "Description", "Rating",
     ),
     "Subscription__c": ("Plan__c", "MRR__c", "Status__c", "Account__c", "Seats__c", "Renewal_Date__c"),
     "Contact": ("FirstName", "LastName", "Email", "Title", "AccountId"),
@@ -209,6 +223,11 @@ def differences(
     return problems
 
 
+def _hours_before(stamp: str, hours: int) -> str:
+    moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (moment - dt.timedelta(hours=hours)).isoformat()
+
+
 def changed_keys(before: Expected, after: Expected) -> set[tuple[str, str]]:
     return {
         k for k in before.groups.keys() | after.groups.keys() if before.groups.get(k) != after.groups.get(k)
@@ -249,7 +268,11 @@ class History:
         self.dirty = True  # the org or the mapping changed since the last successful run
         self.runs = self.successes = self.quiet_checks = self.checks = 0
         self.formula_refresh_due = False
+        self.mapping_changed = False  # the next run goes through `meltano run`
         self.rotate = self.rng.random() < 0.5
+        if "formulas" in self.kinds:  # a formula that follows the parent account
+            subscription = next(m for m in self.mapping["mappings"] if m["object"] == "Subscription__c")
+            subscription["properties"].append({"field": "Account_Rating__c", "property": "account rating"})
         # After a kill -9, Meltano's run record stays "running" until its heartbeat is 5 minutes
         # stale, and a new run of the same job refuses to start before that. A scheduled run
         # comes later than that; here `meltano run` says --force until then instead of waiting.
@@ -280,7 +303,13 @@ class History:
             emu.salesforce.rotate_refresh_tokens = self.rotate
             emu.salesforce.bulk.delay = 0.2  # polls happen, so rows can change while a job is open
             emu.salesforce.bulk.pk_chunk_rows = self.rng.choice((20, 50, 100_000))
-            self.note(f"org: {accounts} accounts; rotation {'on' if self.rotate else 'off'}")
+            skew = self.rng.choice((0, 0, -90, 45, 240)) if "clock_skew" in self.kinds else 0
+            if skew:
+                emu.salesforce.org.clock_offset_ms = skew * 1000  # Salesforce's clock against ours
+            self.note(
+                f"org: {accounts} accounts; rotation {'on' if self.rotate else 'off'}; "
+                f"Bulk chunks of {emu.salesforce.bulk.pk_chunk_rows} rows; Salesforce clock {skew:+d}s"
+            )
             self.step_run(first=True)
             for _ in range(self.steps):
                 if self.deadline is not None and time.monotonic() > self.deadline:
@@ -329,8 +358,10 @@ class History:
         kind = f["type"]
         if kind == "picklist":
             return self.rng.choice([p["value"] for p in f["picklistValues"]])
-        if kind in ("currency", "double", "percent"):
-            return round(self.rng.uniform(0, 999), 2) if kind == "percent" else float(n)
+        if kind in ("currency", "double", "percent"):  # within the field's precision and scale
+            scale = int(f.get("scale") or 0)
+            top = 10 ** min(9, max(1, int(f.get("precision") or 18) - scale)) - 1
+            return round(self.rng.uniform(0, top), scale)
         if kind == "int":
             return n
         if kind == "boolean":
@@ -406,13 +437,82 @@ class History:
         self.note(f"rename user {user['Id']} {values}")
 
     def step_late_commit(self) -> None:
-        raise NotImplementedError("late commits: enabled when the emulator can stamp in the past")
+        """A transaction that started up to LATE_SECONDS ago commits now, with its old stamp."""
+        plan = self._plan_edit()
+        if plan is None:
+            return
+        obj, record_id, values = plan
+        ago = self.rng.randrange(1, LATE_SECONDS)
+        try:
+            self.org.update_at(self.org.now() - ago * 1000, obj, record_id, **values)
+        except ApiError as exc:
+            self.note(f"late commit {obj}/{record_id}: refused ({exc})")
+            return
+        self.dirty = True
+        self.note(f"late commit {obj}/{record_id} {values}, stamped {ago}s in the past")
 
     def step_day_passes(self) -> None:
-        raise NotImplementedError("formula refresh: enabled when formula_refresh_hours lands")
+        """A day passes for formula fields: every stream's last formula read moves 25 h back, so
+        the next run is due to read them again (and must leave every formula value fresh)."""
+        moved = []
+        for name, slot in (self.state.get("bookmarks") or {}).items():
+            read_at = slot.get(FORMULAS_READ_AT) if isinstance(slot, dict) else None
+            if read_at:
+                slot[FORMULAS_READ_AT] = _hours_before(str(read_at), 25)
+                moved.append(name)
+        self.meltano_in_sync = False
+        self.formula_refresh_due = bool(moved)
+        self.dirty = True
+        self.note(f"a day passes (formula reads of {', '.join(moved) or 'no stream yet'} moved back 25 h)")
 
     def step_mapping_edit(self) -> None:
-        raise NotImplementedError("mapping edits: enabled when catalog freshness and backfill land")
+        """Edit the mapping file as a user (or the editor) would; the next run goes through
+        `meltano run`, which must pick the change up at once and backfill what it adds."""
+        rng = self.rng
+        mappings = self.mapping["mappings"]
+        m = rng.choice(mappings)
+        obj = m["object"]
+        mapped = {p["field"] for p in m["properties"]}
+        unused = [(f, prop) for f, prop in EXTRA_FIELDS.get(obj, []) if f not in mapped]
+        edits = ["remove property", "rename property", "group type", "group name field"]
+        edits += ["add property"] * 3 if unused else []
+        if not any(x["object"] == "Contact" for x in mappings):
+            edits += ["add object"] * 2
+        edit = rng.choice(edits)
+        if edit == "add property":
+            f, prop = rng.choice(unused)
+            m["properties"].append({"field": f, "property": prop})
+            text = f"{obj}: add {f} as {prop!r}"
+        elif edit == "remove property" and len(m["properties"]) > 1:
+            gone = m["properties"].pop(rng.randrange(len(m["properties"])))
+            text = f"{obj}: remove {gone['field']} ({gone['property']!r}; Amplitude keeps its last values)"
+        elif edit == "rename property":
+            p = rng.choice(m["properties"])
+            old, p["property"] = p["property"], f"{p['property']} v{rng.randrange(100, 999)}"
+            text = f"{obj}: property {old!r} renamed {p['property']!r}"
+        elif edit == "group type":
+            # Two names per object at most: Amplitude keeps the old groups, and a project holds
+            # five group types (a sixth is dropped silently).
+            old = m["group_type"]
+            m["group_type"] = GROUP_TYPES[obj][1] if old == GROUP_TYPES[obj][0] else GROUP_TYPES[obj][0]
+            text = f"{obj}: group type {old!r} -> {m['group_type']!r} (the old groups stay in Amplitude)"
+        elif edit == "group name field":
+            choices = [f for f in UNIQUE_NAME_FIELDS[obj] if f != m["group_name_field"]]
+            if not choices:
+                return
+            old, m["group_name_field"] = m["group_name_field"], rng.choice(choices)
+            text = (
+                f"{obj}: group name field {old} -> {m['group_name_field']} (the old groups stay in Amplitude)"
+            )
+        elif edit == "add object":
+            mappings.append(json.loads(json.dumps(CONTACT_MAPPING)))
+            text = "add a mapping: Contact -> 'contact'"
+        else:
+            return
+        self._write_mapping()
+        self.mapping_changed = True
+        self.dirty = True
+        self.note(f"mapping edit: {text}")
 
     def _write_mapping(self) -> None:
         self.mapping_path.write_text(json.dumps(self.mapping, indent=2))
@@ -441,23 +541,36 @@ class History:
                 Fault(status=503, count=2, after=self.rng.randrange(0, 3)),
                 Fault(kind="body_429", status=200, count=1, after=self.rng.randrange(0, 3)),
                 Fault(kind="disconnect", count=1, after=self.rng.randrange(0, 3)),
-                Fault(status=413, count=1, after=self.rng.randrange(0, 2)),
+                # A 413 splits the request; a request of one group answered 413 is that group
+                # rejected (too large for any request), so only the first run, whose requests
+                # hold many groups, meets it.
+                Fault(status=413, count=1 if self.runs == 0 else 0, after=self.rng.randrange(0, 2)),
                 Fault(status=503, count=1000, after=self.rng.randrange(0, 3)),
             ]
         )
 
-    def step_run(self, *, first: bool = False, clean: bool = False) -> None:
+    def step_run(self, *, first: bool = False, clean: bool = False, calm: bool = False) -> None:
+        """One run; ``clean``: no fault, signal or edit, through `meltano run`; ``calm``: no
+        signal and no edit while it reads (faults still drawn)."""
         rng = self.rng
-        interrupt = None if clean or first else rng.choice((None, None, None, "SIGTERM", "SIGKILL"))
+        interrupt = None if clean or first or calm else rng.choice((None, None, None, "SIGTERM", "SIGKILL"))
         # `meltano run` for every interruption and after mapping edits; the faster pipe otherwise.
-        runner = "meltano" if interrupt or first or clean or rng.random() < 0.25 else "pipe"
+        runner = (
+            "meltano"
+            if interrupt or first or clean or self.mapping_changed or rng.random() < 0.25
+            else "pipe"
+        )
         if not self.use_meltano:
             runner, interrupt = "pipe", None
         api_type = rng.choice(("rest", "bulk", "auto"))
         sf_fault = None if clean else self._sf_fault()
         amp_fault = None if clean else self._amplitude_fault()
+        if amp_fault is not None and not amp_fault.count:
+            amp_fault = None
         during = (
-            [] if clean else [p for p in (self._plan_edit() for _ in range(rng.choice((0, 0, 1, 2)))) if p]
+            []
+            if clean or calm
+            else [p for p in (self._plan_edit() for _ in range(rng.choice((0, 0, 1, 2)))) if p]
         )
         triggers = [rng.choice(("request", "bulk")) + f":{rng.randrange(1, 6)}" for _ in during]
         delay = round(rng.uniform(0.5, 8.0), 1)
@@ -488,6 +601,8 @@ class History:
             self.emu.salesforce.faults.clear()
             self.emu.amplitude.faults.clear()
         ok = result.exit_code == 0
+        if runner == "meltano" and ok:
+            self.mapping_changed = False
         self.note(
             f"  -> exit {result.exit_code}, {result.amplitude_requests} Amplitude request(s)"
             + ("" if ok else f"; last line: {_last_line(result.output)}")
@@ -506,6 +621,9 @@ class History:
                 raise self.fail(
                     f"run #{self.runs}: nothing changed, yet {result.amplitude_requests} Amplitude request(s)"
                 )
+        rejected = self.workdir / "rejected.jsonl"
+        if rejected.exists() and rejected.read_text().strip():
+            raise self.fail(f"run #{self.runs}: Amplitude rejected groups:\n{rejected.read_text()[:2000]}")
         want_after = self._expected()
         skip = changed_keys(want_before, want_after)
         problems = differences(want_after, self.emu.amplitude.groups(), skip)
@@ -522,8 +640,8 @@ class History:
 
     def step_two_runs(self) -> None:
         """Two runs back to back: after a success, the second must make no Amplitude request."""
-        self.step_run()
-        self.step_run()
+        self.step_run(calm=True)
+        self.step_run(calm=True)
 
     def _expected(self) -> Expected:
         return expected(

@@ -39,6 +39,7 @@ V = "/services/data/v62.0"
 # the org's objects
 QUERYABLE = (
     "Account", "User", "Subscription__c", "Document", "Case", "Wide__c", "Group", "Contact", "Lead", "Task",
+    "ActivityFieldHistory",
 )  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_PROPERTIES = {
@@ -560,7 +561,7 @@ def test_count_order_and_limit(sf, http):
         ("(SystemModstamp >= 2025-01-01T00:00:00Z)", "("),
         ("Rating = 'Hot'", "="),
         ("SystemModstamp > 2025-01-01T00:00:00Z", ">"),
-        ("Rating IN ('Hot')", "IN"),
+        ("Rating IN ('Hot')", "'Hot'"),  # IN serves quoted ids only (the tap's children query)
         ("Name LIKE 'a%'", "LIKE"),
         ("Segment__c INCLUDES ('SMB')", "INCLUDES"),
         ("SystemModstamp >= 2025-01-01T00:00:00Z ORDER BY Name DESC", "DESC"),
@@ -832,9 +833,14 @@ def test_existing_objects_rows_are_pinned():
     # objects draw from their own random streams, so these rows must never shift. Change the
     # digests only when generation of these objects is changed on purpose.
     org = Org(accounts=300, seed=11)
+    added = {"Account_Rating__c"}  # a formula field added later: derived, no generated column
     digests = {
         name: hashlib.sha256(
-            json.dumps(org.rows(name), sort_keys=True, ensure_ascii=False).encode()
+            json.dumps(
+                [{k: v for k, v in row.items() if k not in added} for row in org.rows(name)],
+                sort_keys=True,
+                ensure_ascii=False,
+            ).encode()
         ).hexdigest()[:16]
         for name in ("Account", "User", "Subscription__c")
     }
