@@ -403,7 +403,8 @@ class SalesforceClient:
         the one before it is read; the job is deleted afterwards. ``job_info`` receives the
         job as created (its server-side ``createdDate``) before the first page comes."""
         pages = self._bulk_pages(object_name, soql, include_deleted, job_info)
-        return prefetch(pages, name=f"{object_name}-bulk")
+        # A consumer that stops waits long enough for a running job to be aborted and deleted.
+        return prefetch(pages, name=f"{object_name}-bulk", join_seconds=2 * ABORT_SECONDS + 2)
 
     def _bulk_pages(
         self, object_name: str, soql: str, include_deleted: bool, job_info: MutableMapping[str, Any] | None
