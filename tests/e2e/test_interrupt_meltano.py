@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
+from tap_salesforce_groups.timestamps import parse_datetime
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +33,7 @@ STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
 ACCOUNTS = 30_000  # a run of many batches: the signal lands mid-run
 BATCH = 2_000  # checkpoints every 2,000 groups
 TIMEOUT = 30  # the target's request_timeout
+LOOKBACK = timedelta(seconds=600)  # the tap's lookback_seconds default
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +92,19 @@ def wait_for_requests(emu: Emulators, process: subprocess.Popen[str], count: int
 
 
 def live_accounts_after(emu: Emulators, bookmark: dict[str, Any] | None) -> set[str]:
-    """Live Accounts the next run must send: after the bookmark, or at it and not yet emitted."""
+    """Live Accounts the next run must send: those after the bookmark, and those in the look-back
+    span before it (``lookback_seconds``, default 600) that the state does not remember emitting."""
     rows = emu.salesforce.org.rows("Account", include_deleted=False)
     if not bookmark:
         return {r["Id"] for r in rows}
-    mark, done = bookmark["replication_key_value"], set(bookmark.get("ids_at_bookmark") or [])
-    stamp = mark[:23]  # 2025-01-01T00:00:00.000 of either spelling of the offset
-
-    def key(row: dict[str, Any]) -> str:
-        return str(row["SystemModstamp"])[:23]
-
-    return {r["Id"] for r in rows if key(r) > stamp or (key(r) == stamp and r["Id"] not in done)}
+    mark = parse_datetime(str(bookmark["replication_key_value"]))
+    emitted = {k: parse_datetime(str(v)) for k, v in (bookmark.get("emitted") or {}).items()}
+    wanted = set()
+    for row in rows:
+        stamp = parse_datetime(str(row["SystemModstamp"]))
+        if stamp > mark or (stamp >= mark - LOOKBACK and emitted.get(row["Id"]) != stamp):
+            wanted.add(row["Id"])
+    return wanted
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
