@@ -38,6 +38,7 @@ MAX_LOG = 100_000
 
 _DATA_PATH = re.compile(r"/services/data/v(\d+\.\d)(/.*)?")
 _LOCATOR_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/([^/]+)")
+_RESULTS_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/[^/]+/results/?")
 _QUERY_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/?")
 _JOB_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/(750\w+)/?")
 _IDENTITY_PATH = re.compile(r"/id/(00D\w{12,15})/(005\w{12,15})")
@@ -147,10 +148,11 @@ class SalesforceEmulator(BackgroundServer):
         return self.sessions.expire_all()
 
     def reset(self) -> None:
-        """Back to the generated rows; clears the log, faults, sessions, cursors and counters;
-        only the configured refresh token is valid, rotated as constructed."""
+        """Back to the generated rows; clears the log, faults, latency, sessions, cursors and
+        counters; only the configured refresh token is valid, rotated as constructed."""
         self.org.reset()
         self.faults.clear()
+        self.set_latency(0.0)
         self.sessions.expire_all()
         self.web_flow.reset()
         self.auth.refresh_tokens.reset()
@@ -401,6 +403,10 @@ class SalesforceEmulator(BackgroundServer):
             return request.method == "GET" and _JOB_PATH.fullmatch(path) is not None
         return True
 
+    def latency_applies(self, request: Request) -> bool:
+        """The latency switch delays each page of records (see :func:`is_records_page`)."""
+        return is_records_page(request.path)
+
     def fault_response(self, request: Request, fault: Fault) -> Response | None:
         error: ApiError | None = None
         if fault.kind == "expire_session":
@@ -492,6 +498,10 @@ class SalesforceEmulator(BackgroundServer):
         if route == "reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})
+        if route == "latency" and method == "POST":
+            payload = request.get_json(force=True) or {}
+            self.set_latency(payload.get("seconds", 0.0), payload.get("jitter", 0.0))
+            return json_response(asdict(self.latency))
         if route.startswith("rows/"):
             include = request.args.get("include_deleted", "0").lower() in ("1", "true", "yes")
             return json_response(self.org.rows(route[len("rows/") :], include_deleted=include))
@@ -503,6 +513,7 @@ class SalesforceEmulator(BackgroundServer):
                     "api_calls": self.api_calls,
                     "api_max": self.api_max,
                     "page_size": self.page_size,
+                    "latency": asdict(self.latency),
                     "sessions": len(self.sessions),
                     "rows": {name: len(t) for name, t in self.org.tables.items()},
                     "now": format_datetime(self.org.now()),
@@ -512,6 +523,16 @@ class SalesforceEmulator(BackgroundServer):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def is_records_page(path: str) -> bool:
+    """A request that answers a page of records: a REST query page (the first or a
+    ``nextRecordsUrl``) or a Bulk API 2.0 results page. Logins, describes and job polls are not."""
+    return (
+        _QUERY_PATH.fullmatch(path) is not None
+        or _LOCATOR_PATH.fullmatch(path) is not None
+        or _RESULTS_PATH.fullmatch(path) is not None
+    )
+
+
 def _logged_query(request: Request) -> str | None:
     """The SOQL of a request: ``q`` of a query, or the ``query`` of a new Bulk API job."""
     if request.method == "POST" and request.path.rstrip("/").endswith("/jobs/query"):

@@ -191,6 +191,11 @@ class TapSalesforceGroups(Tap):
             client=self.client,
             run=self.run,
             groups=[(m.group_type, m.group_name_field) for m in self.mapping.for_object(name)],
+            properties=[
+                (m.group_type, p.field, p.property)
+                for m in self.mapping.for_object(name)
+                for p in m.properties
+            ],
         )
 
     # -- command line ------------------------------------------------------------------------

@@ -156,7 +156,12 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
         100,
         "The run fails once Amplitude has rejected more identifications than this.",
     ),
-    ("max_concurrency", th.IntegerType(minimum=1, maximum=64), 4, "Requests in flight at once."),
+    (
+        "max_concurrency",
+        th.IntegerType(minimum=1, maximum=64),
+        4,
+        "Most requests in flight at once; halved when Amplitude throttles, then grown back one at a time.",
+    ),
     ("max_retries", th.IntegerType(minimum=0, maximum=100), 8, "Retries of a throttled or failed request."),
     # Whole seconds: Meltano and the SDK pass integers from environment variables, not decimals.
     ("request_timeout", th.IntegerType(minimum=1, maximum=3600), 30, "Seconds per HTTP request."),

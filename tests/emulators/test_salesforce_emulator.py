@@ -1113,6 +1113,39 @@ def test_a_polymorphic_reference_accepts_any_listed_target(sf):
         sf.org.update("Case", case, OwnerId=account)  # an Account cannot own a Case
 
 
+def test_latency_switch_delays_each_page_of_records_only(sf, http):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    def delayed(path: str) -> bool:
+        return sf.latency_applies(Request(EnvironBuilder(path=path).get_environ()))
+
+    # A page of records is the round trip a reading client waits on: REST query pages (first
+    # and nextRecordsUrl) and Bulk API 2.0 results pages. Logins, describes and polls are not.
+    assert delayed(f"{V}/query") and delayed(f"{V}/queryAll/") and delayed(f"{V}/query/01gABC-1000")
+    assert delayed(f"{V}/jobs/query/750XYZ/results")
+    for path in (
+        "/services/oauth2/token",
+        f"{V}/sobjects/Account/describe",
+        f"{V}/jobs/query/750XYZ",
+        f"{V}/jobs/query",
+        "/__emulator/info",
+    ):
+        assert not delayed(path), path
+
+    reply = http.post(f"{sf.url}/__emulator/latency", json={"seconds": 0.2, "jitter": 0.02}, timeout=10)
+    assert reply.json() == {"seconds": 0.2, "jitter": 0.02}
+    started = time.monotonic()
+    assert soql(http, sf, "SELECT Id FROM Account LIMIT 5").status_code == 200
+    assert time.monotonic() - started >= 0.18  # a lower bound: the sleep guarantees it
+    assert http.get(f"{sf.url}/__emulator/info", timeout=10).json()["latency"] == {
+        "seconds": 0.2,
+        "jitter": 0.02,
+    }
+    sf.reset()
+    assert sf.latency.seconds == 0.0
+
+
 def test_refresh_token_rotation_invalidates_the_used_token_and_reuse_revokes_all(sf):
     """Salesforce Help 005316711 ("Refresh Token Rotation"): each exchange issues a new refresh
     token and invalidates the previous one; reusing an invalidated one revokes the current

@@ -240,8 +240,8 @@ class EditorApp:
                 raise HttpError(
                     HTTPStatus.PRECONDITION_FAILED,
                     f"{self.mapping_file} changed since this page read it (another tab, `scaffold "
-                    "--write` or a `git pull`?); the file was not changed: reload it, or save again "
-                    "to replace it",
+                    "--write` or a `git pull`?); the file was not changed: reload it, merge, or "
+                    "save over its current version (its ETag)",
                     headers={"ETag": tag} if tag else {},
                     extra={"current": current, "etag": tag},
                 )
