@@ -213,12 +213,18 @@ class SalesforceObjectStream(Stream):
         read of new or calculated fields; stop cleanly when told to."""
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            self.run.skipped(self.name)
             return
         state = self.get_context_state(context)
         try:
             yield from self._sync(state)
         except StopRun as exc:
-            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+            self.run.stop(
+                f"{exc}; state saved, the next run resumes",
+                failed=exc.failed,
+                exit_code=exc.exit_code,
+                partial=True,
+            )
         except SalesforceClientError as exc:
             self.run.stop(str(exc), failed=True)
         except RunInterrupted:
@@ -749,7 +755,7 @@ class SalesforceObjectStream(Stream):
         """
         convert = self._csv_converters()
         pages = self.client.bulk_pages(self.name, soql, include_deleted=self._include_deleted, job_info=job)
-        for content in pages:
+        for page, content in enumerate(pages, start=1):
             rows = csv.reader(csv_lines(content))  # parsed lazily: memory holds the page's bytes
             header = next(rows, None)
             if header is None:
@@ -759,7 +765,13 @@ class SalesforceObjectStream(Stream):
             if missing:
                 raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
             plan = [(f, index[f], convert.get(f)) for f in fields]
+            width = len(header)
             for row in rows:
+                if len(row) != width:  # a cut or damaged page: its cells would land in the wrong fields
+                    raise SalesforceClientError(
+                        f"Bulk API 2.0 job {self.client.bulk_job_id} on {self.name}: results page {page}, "
+                        f"line {rows.line_num} has {len(row)} columns where the header has {width}"
+                    )
                 yield {f: (cast(row[i]) if cast else row[i]) if row[i] else None for f, i, cast in plan}
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any] | None]:
