@@ -475,6 +475,7 @@ class SalesforceObjectStream(Stream):
         emit = [f for f in p.fields if f in self.fields]
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
+        initial = slot.get("replication_key_value")  # a re-query may start at a bookmark moved since
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
         checked = window
         while True:
@@ -512,10 +513,10 @@ class SalesforceObjectStream(Stream):
                 continue
             except (QueryTooBig, QueryCursorExpired) as exc:
                 if isinstance(exc, QueryTooBig):
-                    window, size = self._smaller_window(p, window, size, exc)
+                    window, size = self._smaller_window(p, window, size, exc, initial)
                 else:
                     self.logger.warning("Query cursor expired on %s; re-querying", p.label)
-                    window = Window(self._position(slot, window, bulk), window.end)
+                    window = Window(self._position(slot, window, bulk, initial), window.end)
                 continue
             if self.run.stopped_reason:
                 return
@@ -653,23 +654,29 @@ class SalesforceObjectStream(Stream):
         )
         return True
 
-    def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
-        """Where a re-query starts: the committed bookmark when inside the window (its rows
-        emitted already are skipped by the memory), else the window's start."""
+    def _position(
+        self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
+    ) -> datetime | None:
+        """Where a re-query starts: the committed bookmark when this read moved it inside the
+        window (its rows emitted already are skipped by the memory), else the window's start.
+
+        The bookmark the read started from is not a position: the read began lookback_seconds
+        before it, and rows committed late into that span are not read yet (nor are rows the
+        memory skipped, which do not move the bookmark)."""
         bookmark = slot.get("replication_key_value")
-        if not bulk and bookmark is not None:
+        if not bulk and bookmark is not None and bookmark != initial:
             at = parse_datetime(str(bookmark))
             if window.start is None or at >= window.start:
                 return at
         return window.start
 
     def _smaller_window(
-        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig
+        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig, initial: Any = None
     ) -> tuple[Window, timedelta]:
         """Half the window that failed, from where reading stopped; fail below MIN_WINDOW."""
         if not p.key:
             raise SalesforceClientError(f"{exc} ({self.name} has no SystemModstamp to read it in windows)")
-        start = self._position(p.slot, window, bulk=False) or self._oldest(p)
+        start = self._position(p.slot, window, bulk=False, initial=initial) or self._oldest(p)
         now = self.client.server_now()
         span = (window.end or now) - start
         size = min(size, span) / 2 if size else span / 2
