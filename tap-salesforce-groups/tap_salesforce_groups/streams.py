@@ -213,12 +213,18 @@ class SalesforceObjectStream(Stream):
         read of new or calculated fields; stop cleanly when told to."""
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            self.run.skipped(self.name)
             return
         state = self.get_context_state(context)
         try:
             yield from self._sync(state)
         except StopRun as exc:
-            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+            self.run.stop(
+                f"{exc}; state saved, the next run resumes",
+                failed=exc.failed,
+                exit_code=exc.exit_code,
+                partial=True,
+            )
         except SalesforceClientError as exc:
             self.run.stop(str(exc), failed=True)
         except RunInterrupted:
@@ -469,6 +475,7 @@ class SalesforceObjectStream(Stream):
         emit = [f for f in p.fields if f in self.fields]
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
+        initial = slot.get("replication_key_value")  # a re-query may start at a bookmark moved since
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
         checked = window
         while True:
@@ -506,10 +513,10 @@ class SalesforceObjectStream(Stream):
                 continue
             except (QueryTooBig, QueryCursorExpired) as exc:
                 if isinstance(exc, QueryTooBig):
-                    window, size = self._smaller_window(p, window, size, exc)
+                    window, size = self._smaller_window(p, window, size, exc, initial)
                 else:
                     self.logger.warning("Query cursor expired on %s; re-querying", p.label)
-                    window = Window(self._position(slot, window, bulk), window.end)
+                    window = Window(self._position(slot, window, bulk, initial), window.end)
                 continue
             if self.run.stopped_reason:
                 return
@@ -647,23 +654,29 @@ class SalesforceObjectStream(Stream):
         )
         return True
 
-    def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
-        """Where a re-query starts: the committed bookmark when inside the window (its rows
-        emitted already are skipped by the memory), else the window's start."""
+    def _position(
+        self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
+    ) -> datetime | None:
+        """Where a re-query starts: the committed bookmark when this read moved it inside the
+        window (its rows emitted already are skipped by the memory), else the window's start.
+
+        The bookmark the read started from is not a position: the read began lookback_seconds
+        before it, and rows committed late into that span are not read yet (nor are rows the
+        memory skipped, which do not move the bookmark)."""
         bookmark = slot.get("replication_key_value")
-        if not bulk and bookmark is not None:
+        if not bulk and bookmark is not None and bookmark != initial:
             at = parse_datetime(str(bookmark))
             if window.start is None or at >= window.start:
                 return at
         return window.start
 
     def _smaller_window(
-        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig
+        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig, initial: Any = None
     ) -> tuple[Window, timedelta]:
         """Half the window that failed, from where reading stopped; fail below MIN_WINDOW."""
         if not p.key:
             raise SalesforceClientError(f"{exc} ({self.name} has no SystemModstamp to read it in windows)")
-        start = self._position(p.slot, window, bulk=False) or self._oldest(p)
+        start = self._position(p.slot, window, bulk=False, initial=initial) or self._oldest(p)
         now = self.client.server_now()
         span = (window.end or now) - start
         size = min(size, span) / 2 if size else span / 2
@@ -742,7 +755,7 @@ class SalesforceObjectStream(Stream):
         """
         convert = self._csv_converters()
         pages = self.client.bulk_pages(self.name, soql, include_deleted=self._include_deleted, job_info=job)
-        for content in pages:
+        for page, content in enumerate(pages, start=1):
             rows = csv.reader(csv_lines(content))  # parsed lazily: memory holds the page's bytes
             header = next(rows, None)
             if header is None:
@@ -752,7 +765,13 @@ class SalesforceObjectStream(Stream):
             if missing:
                 raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
             plan = [(f, index[f], convert.get(f)) for f in fields]
+            width = len(header)
             for row in rows:
+                if len(row) != width:  # a cut or damaged page: its cells would land in the wrong fields
+                    raise SalesforceClientError(
+                        f"Bulk API 2.0 job {self.client.bulk_job_id} on {self.name}: results page {page}, "
+                        f"line {rows.line_num} has {len(row)} columns where the header has {width}"
+                    )
                 yield {f: (cast(row[i]) if cast else row[i]) if row[i] else None for f, i, cast in plan}
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any] | None]:
