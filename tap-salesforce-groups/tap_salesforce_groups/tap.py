@@ -297,6 +297,8 @@ def state_shape_problems(state: dict[str, Any]) -> list[str]:
                 f"--state: {LEGACY_EMITTED} of {stream} must be a list of Ids, not {type(ids).__name__}"
             )
         pairs = entry.get(EMITTED)
+        if isinstance(pairs, list) and len(pairs) == 1:
+            pairs = pairs[0]  # how the stream writes it (streams.Memory: a list Meltano replaces whole)
         if pairs is not None and not (
             isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
         ):
