@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from groups_mapping import GroupMapping, MappingConfig
+from tap_salesforce_groups.errors import SalesforceClientError
 
 # Replication keys in order of preference, as every mature Salesforce tap does.
 REPLICATION_KEYS = ("SystemModstamp", "LastModifiedDate")
@@ -277,6 +278,7 @@ class Relationship:
     key: str | None
     types: tuple[str, ...] = ()
     reference: str = ""
+    type_keys: tuple[str, ...] = ()  # each type's own stamp field (SystemModstamp), as types
 
 
 def relationships(
@@ -302,7 +304,16 @@ def relationships(
             if len(targets) > 1 or ref.get("polymorphicForeignKey"):
                 reference = ".".join([*canonical, str(ref["name"])])
                 canonical.append(str(ref["relationshipName"]))
-                resolved = Relationship(".".join(canonical), None, targets, reference)
+                keyed = []
+                for target in targets:
+                    try:
+                        key, _ = replication_key_for(describe(target)["fields"])
+                    except SalesforceClientError:
+                        continue  # a type this user cannot see has no rows visible to it either
+                    if key is not None:
+                        keyed.append((target, key))
+                types, keys = tuple(t for t, _ in keyed), tuple(k for _, k in keyed)
+                resolved = Relationship(".".join(canonical), None, types, reference, keys)
                 break
             canonical.append(str(ref["relationshipName"]))
             current = targets[0]

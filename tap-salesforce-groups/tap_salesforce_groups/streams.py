@@ -23,7 +23,7 @@ from tap_salesforce_groups.errors import (
 from tap_salesforce_groups.prefetch import prefetch
 from tap_salesforce_groups.progress import Progress
 from tap_salesforce_groups.run import RunControl, RunInterrupted
-from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships, replication_key_for
+from tap_salesforce_groups.schema import Relationship, calculated_fields, relationships
 from tap_salesforce_groups.sdk import PROGRESS_MARKERS
 from tap_salesforce_groups.soql import (
     MAX_URI_BYTES,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 EMITTED = "emitted"  # {Id: stamp} of rows emitted in the lookback span: never sent twice
 LEGACY_EMITTED = "ids_at_bookmark"  # before lookback: Ids emitted at the bookmark's stamp
 FIELDS_READ = "fields"  # the fields the last complete read selected
+SENT_AS = "sent_as"  # [group type, field, property] of each mapped property then: a rename re-reads
 IDENTITY = "identity"  # [group type, group name field] of each mapping of the object
 RELATIONSHIPS = "relationships"  # chain -> its own bookmark and memory (parents' stamps)
 REFRESH = "refresh"  # a full read of some fields (new ones, formulas) under way
@@ -83,14 +84,21 @@ class Memory:
     """
 
     def __init__(self, slot: dict[str, Any], limit: int | None = None) -> None:
-        pairs = slot.get(EMITTED)
-        if not isinstance(pairs, dict):
-            pairs = {}
-        legacy = slot.pop(LEGACY_EMITTED, None)
+        kept = slot.get(EMITTED)
+        if isinstance(kept, list) and kept and isinstance(kept[0], dict):
+            pairs = kept[0]
+        else:
+            pairs = kept if isinstance(kept, dict) else {}
+        legacy = slot.get(LEGACY_EMITTED)
         bookmark = slot.get("replication_key_value")
         if legacy and bookmark is not None:
             pairs.update(dict.fromkeys((str(i) for i in legacy), str(bookmark)))
-        slot[EMITTED] = pairs  # live: every STATE the SDK writes carries it
+        if LEGACY_EMITTED in slot:
+            slot[LEGACY_EMITTED] = None  # read into the pairs
+        # Live: every STATE the SDK writes carries it. Wrapped in a list because Meltano merges
+        # the STATEs of a --full-refresh run key by key (meltano.core.utils.merge), which would
+        # make a dict of pairs the union of every STATE's; a list is replaced whole.
+        slot[EMITTED] = [pairs]
         self.pairs: dict[str, str] = pairs
         self.limit = limit or MEMORY_LIMIT
         self.dropped = 0
@@ -103,21 +111,24 @@ class Memory:
 
     @property
     def full(self) -> bool:
-        return len(self.pairs) > 2 * self.limit
+        """A quarter past the limit: time to trim (so a STATE never carries much more)."""
+        return len(self.pairs) > self.limit + self.limit // 4
 
-    def trim(self, floor: str | None, *, final: bool = True) -> None:
+    def trim(self, floor: str | None, bookmark: str | None) -> None:
         """Forget pairs older than ``floor`` (a read from it cannot return them), then the
-        oldest past ``limit``: at the end of a read, or during one only far past it (what a
-        read has yet to skip may be among them)."""
+        oldest past ``limit``, never those at or after ``bookmark``: rows sharing the
+        bookmark's stamp are all remembered, as ``ids_at_bookmark`` did (a read from the
+        bookmark returns every one of them)."""
         pairs = self.pairs
         if floor is not None:
             for record_id in [i for i, stamp in pairs.items() if stamp < floor]:
                 del pairs[record_id]
         excess = len(pairs) - self.limit
-        if excess > 0 and (final or len(pairs) > 5 * self.limit):
-            for record_id, _ in sorted(pairs.items(), key=lambda item: item[1])[:excess]:
+        if excess > 0:
+            older = sorted((stamp, i) for i, stamp in pairs.items() if bookmark is None or stamp < bookmark)
+            for _, record_id in older[:excess]:
                 del pairs[record_id]
-            self.dropped += excess
+            self.dropped += min(excess, len(older))
 
 
 @dataclass
@@ -171,6 +182,7 @@ class SalesforceObjectStream(Stream):
         client: SalesforceClient,
         run: RunControl,
         groups: list[tuple[str, str]] | None = None,
+        properties: list[tuple[str, str, str]] | None = None,
     ) -> None:
         super().__init__(tap=tap, schema=schema, name=name)
         self.primary_keys = key_properties
@@ -183,6 +195,8 @@ class SalesforceObjectStream(Stream):
         self._described: dict[str, Any] = {}  # see DESCRIBED
         # (group type, group name field) of each mapping of this object: its groups' identity.
         self.groups = sorted(groups or [(name, key_properties[0] if key_properties else "Id")])
+        # (group type, field, property) of each mapped property: what each field is sent as.
+        self.sent_as = sorted([t, f.lower(), p] for t, f, p in properties or [])
 
     @property
     def is_sorted(self) -> bool:
@@ -199,12 +213,18 @@ class SalesforceObjectStream(Stream):
         read of new or calculated fields; stop cleanly when told to."""
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            self.run.skipped(self.name)
             return
         state = self.get_context_state(context)
         try:
             yield from self._sync(state)
         except StopRun as exc:
-            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+            self.run.stop(
+                f"{exc}; state saved, the next run resumes",
+                failed=exc.failed,
+                exit_code=exc.exit_code,
+                partial=True,
+            )
         except SalesforceClientError as exc:
             self.run.stop(str(exc), failed=True)
         except RunInterrupted:
@@ -233,9 +253,9 @@ class SalesforceObjectStream(Stream):
         if self.run.stopped_reason:
             return
         if previous is None:  # every field and formula is fresh too
-            state[FIELDS_READ] = list(self.fields)
+            self._fields_read(state)
             state[FORMULAS_READ_AT] = record_datetime(run_start)
-            state.pop(REFRESH, None)
+            state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             return
         yield from self._parents_changed(state, str(previous))
         if self.run.stopped_reason:
@@ -263,8 +283,9 @@ class SalesforceObjectStream(Stream):
                 self.name,
                 ", ".join(f"'{t}' by {f}" for t, f in new),
             )
-            for slot_key in ("replication_key_value", EMITTED, LEGACY_EMITTED, RELATIONSHIPS, REFRESH):
-                state.pop(slot_key, None)
+            for slot_key in ("replication_key_value", LEGACY_EMITTED, RELATIONSHIPS, REFRESH):
+                state[slot_key] = None  # not popped: Meltano's merge of partial states keeps keys
+            state[EMITTED] = [{}]
 
     # -- relationship paths ------------------------------------------------------------------
     def _formulas_due(self, state: dict[str, Any], run_start: datetime) -> bool:
@@ -276,7 +297,12 @@ class SalesforceObjectStream(Stream):
         """The relationship hops and calculated fields of the mapped fields, from the state when
         it has them for these fields, else from describe (kept in the state)."""
         kept = state.get(DESCRIBED)
-        if isinstance(kept, dict) and kept.get("fields") == self.fields and not again:
+        if (
+            isinstance(kept, dict)
+            and kept.get("fields") == self.fields
+            and all(len(r) == 5 for r in kept.get("relationships", []))  # the shape this version writes
+            and not again
+        ):
             return kept
         found = (
             relationships(self.name, self.fields, self.client.describe)
@@ -285,7 +311,7 @@ class SalesforceObjectStream(Stream):
         )
         described = {
             "fields": list(self.fields),
-            "relationships": [[r.chain, r.key, list(r.types), r.reference] for r in found],
+            "relationships": [[r.chain, r.key, list(r.types), r.reference, list(r.type_keys)] for r in found],
             "calculated": calculated_fields(self.name, self.fields, self.client.describe),
         }
         state[DESCRIBED] = described
@@ -293,8 +319,8 @@ class SalesforceObjectStream(Stream):
 
     def _relationships(self) -> list[Relationship]:
         return [
-            Relationship(str(chain), key, tuple(types), str(reference))
-            for chain, key, types, reference in self._described.get("relationships", [])
+            Relationship(str(chain), key, tuple(types), str(reference), tuple(keys))
+            for chain, key, types, reference, keys in self._described.get("relationships", [])
         ]
 
     def _parents_changed(self, state: dict[str, Any], previous: str) -> Iterator[dict[str, Any]]:
@@ -325,21 +351,13 @@ class SalesforceObjectStream(Stream):
         children by ``OwnerId IN (…)`` (real-org-facts-2.md, "Parents and formulas")."""
         memory = Memory(slot)
         start = self._start(slot.get("replication_key_value"))
-        changed: list[tuple[str, str]] = []  # (stamp, parent id), oldest first
-        for parent in relation.types:
-            try:
-                parent_key, _ = replication_key_for(self.client.describe(parent)["fields"])
-            except SalesforceClientError:
-                continue  # a type this user cannot see has no children visible to it either
-            if parent_key is None:
-                continue
-            soql = build_soql(parent, ["Id", parent_key], replication_key=parent_key, window=Window(start))
-            for page in self.client.query_pages(soql, include_deleted=False):
-                for row in page:
-                    stamp = iso_datetime(str(row[parent_key]))
-                    if not memory.seen(str(row["Id"]), stamp):
-                        changed.append((stamp, str(row["Id"])))
-        changed.sort()
+        found: dict[str, str] = {}  # parent id -> stamp
+        for parent, parent_key in zip(relation.types, relation.type_keys, strict=True):
+            for row in self._changed_parents(parent, parent_key, start):
+                stamp = iso_datetime(str(row[parent_key]))
+                if not memory.seen(str(row["Id"]), stamp):
+                    found[str(row["Id"])] = stamp
+        changed = sorted((stamp, parent_id) for parent_id, stamp in found.items())  # oldest first
         bulk = self.config["api_type"] == "bulk"
         for at in range(0, len(changed), CHILDREN_PER_QUERY):
             batch = changed[at : at + CHILDREN_PER_QUERY]
@@ -355,7 +373,27 @@ class SalesforceObjectStream(Stream):
             for stamp, parent_id in batch:  # their children are out: commit these parents
                 memory.note(parent_id, stamp)
             slot["replication_key_value"] = max(str(slot.get("replication_key_value") or ""), batch[-1][0])
-        memory.trim(self._floor(slot.get("replication_key_value")))
+        memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
+
+    def _changed_parents(self, parent: str, key: str, start: datetime | None) -> Iterator[dict[str, Any]]:
+        """Rows of ``parent`` stamped from ``start`` on; on QUERY_TIMEOUT, in halving windows."""
+        window, size = Window(start), None
+        while True:
+            soql = build_soql(parent, ["Id", key], replication_key=key, window=window)
+            try:
+                for page in self.client.query_pages(soql, include_deleted=False):
+                    yield from page
+            except QueryTooBig as exc:
+                first = window.start or SALESFORCE_EPOCH
+                size = ((window.end or self.client.server_now()) - first) / 2
+                if size < MIN_WINDOW:
+                    raise SalesforceClientError(f"{exc}; even a {MIN_WINDOW} window fails") from exc
+                self.logger.warning("%s: %s; reading in windows of %s", parent, exc, size)
+                window = Window(first, first + size)
+                continue
+            if window.end is None:
+                return
+            window = self._next_window(window, size)
 
     # -- new fields and formulas ------------------------------------------------------------
     def _refresh(self, state: dict[str, Any], run_start: datetime) -> Iterator[dict[str, Any]]:
@@ -366,6 +404,7 @@ class SalesforceObjectStream(Stream):
         read_before = state.get(FIELDS_READ)
         known = {f.lower() for f in read_before} if isinstance(read_before, list) else None
         new = [f for f in self.fields if known is not None and f.lower() not in known]
+        new += [f for f in self._sent_as_changed(state) if f not in new]
         refresh = state.get(REFRESH) if isinstance(state.get(REFRESH), dict) else None
         hours = float(self.config.get("formula_refresh_hours", 24))
         due = self._formulas_due(state, run_start)
@@ -376,8 +415,8 @@ class SalesforceObjectStream(Stream):
         if not calculated and due:
             state[FORMULAS_READ_AT] = record_datetime(run_start)  # nothing to refresh yet
         if not needed:
-            state.pop(REFRESH, None)
-            state[FIELDS_READ] = list(self.fields)
+            state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
+            self._fields_read(state)
             return
         if refresh is None or set(refresh.get("fields", [])) != needed:
             refresh = {"fields": sorted(needed), "started": record_datetime(run_start)}
@@ -398,8 +437,24 @@ class SalesforceObjectStream(Stream):
             return
         if set(calculated) <= set(refresh["fields"]):
             state[FORMULAS_READ_AT] = refresh["started"]
+        self._fields_read(state)
+        state[REFRESH] = None
+
+    def _fields_read(self, state: dict[str, Any]) -> None:
+        """Record what a complete read covered: the fields, and the property each is sent as."""
         state[FIELDS_READ] = list(self.fields)
-        state.pop(REFRESH, None)
+        if self.sent_as:
+            state[SENT_AS] = self.sent_as
+
+    def _sent_as_changed(self, state: dict[str, Any]) -> list[str]:
+        """Fields now sent as a property (or for a group type) they were not sent as before: a
+        renamed property must reach every existing group too. State from before this key: none."""
+        before = state.get(SENT_AS)
+        if not isinstance(before, list) or not self.sent_as:
+            return []
+        known = {tuple(entry) for entry in before if isinstance(entry, list)}
+        changed = {f for t, f, p in self.sent_as if (t, f, p) not in known}
+        return [f for f in self.fields if f.lower() in changed]
 
     def _base_fields(self) -> set[str]:
         """What a partial read always selects: Id, the stamp, IsDeleted, the group name fields."""
@@ -420,6 +475,7 @@ class SalesforceObjectStream(Stream):
         emit = [f for f in p.fields if f in self.fields]
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
+        initial = slot.get("replication_key_value")  # a re-query may start at a bookmark moved since
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
         checked = window
         while True:
@@ -444,10 +500,9 @@ class SalesforceObjectStream(Stream):
                             newest = stamp
                         if not bulk:
                             slot["replication_key_value"] = stamp  # sorted: all before it is out
-                        if memory.full:
-                            memory.trim(
-                                self._floor(self._bound(slot, window, newest, job, bulk)), final=False
-                            )
+                        if memory.full:  # keeps every STATE small, also mid-read
+                            bound = self._bound(slot, window, newest, job, bulk)
+                            memory.trim(self._floor(bound), bound)
                     yield {f: record[f] for f in emit} if strip else record
             except BulkNotSupported as exc:
                 if not bulk:
@@ -458,10 +513,10 @@ class SalesforceObjectStream(Stream):
                 continue
             except (QueryTooBig, QueryCursorExpired) as exc:
                 if isinstance(exc, QueryTooBig):
-                    window, size = self._smaller_window(p, window, size, exc)
+                    window, size = self._smaller_window(p, window, size, exc, initial)
                 else:
                     self.logger.warning("Query cursor expired on %s; re-querying", p.label)
-                    window = Window(self._position(slot, window, bulk), window.end)
+                    window = Window(self._position(slot, window, bulk, initial), window.end)
                 continue
             if self.run.stopped_reason:
                 return
@@ -471,7 +526,7 @@ class SalesforceObjectStream(Stream):
                 break
             window = self._next_window(window, size)
         if memory is not None:
-            memory.trim(self._floor(slot.get("replication_key_value")))
+            memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
             if memory.dropped:
                 self.logger.warning(
                     "%s: more than %d rows changed within lookback_seconds; forgot the oldest %d "
@@ -599,23 +654,29 @@ class SalesforceObjectStream(Stream):
         )
         return True
 
-    def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
-        """Where a re-query starts: the committed bookmark when inside the window (its rows
-        emitted already are skipped by the memory), else the window's start."""
+    def _position(
+        self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
+    ) -> datetime | None:
+        """Where a re-query starts: the committed bookmark when this read moved it inside the
+        window (its rows emitted already are skipped by the memory), else the window's start.
+
+        The bookmark the read started from is not a position: the read began lookback_seconds
+        before it, and rows committed late into that span are not read yet (nor are rows the
+        memory skipped, which do not move the bookmark)."""
         bookmark = slot.get("replication_key_value")
-        if not bulk and bookmark is not None:
+        if not bulk and bookmark is not None and bookmark != initial:
             at = parse_datetime(str(bookmark))
             if window.start is None or at >= window.start:
                 return at
         return window.start
 
     def _smaller_window(
-        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig
+        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig, initial: Any = None
     ) -> tuple[Window, timedelta]:
         """Half the window that failed, from where reading stopped; fail below MIN_WINDOW."""
         if not p.key:
             raise SalesforceClientError(f"{exc} ({self.name} has no SystemModstamp to read it in windows)")
-        start = self._position(p.slot, window, bulk=False) or self._oldest(p)
+        start = self._position(p.slot, window, bulk=False, initial=initial) or self._oldest(p)
         now = self.client.server_now()
         span = (window.end or now) - start
         size = min(size, span) / 2 if size else span / 2
@@ -694,7 +755,7 @@ class SalesforceObjectStream(Stream):
         """
         convert = self._csv_converters()
         pages = self.client.bulk_pages(self.name, soql, include_deleted=self._include_deleted, job_info=job)
-        for content in pages:
+        for page, content in enumerate(pages, start=1):
             rows = csv.reader(csv_lines(content))  # parsed lazily: memory holds the page's bytes
             header = next(rows, None)
             if header is None:
@@ -704,7 +765,13 @@ class SalesforceObjectStream(Stream):
             if missing:
                 raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
             plan = [(f, index[f], convert.get(f)) for f in fields]
+            width = len(header)
             for row in rows:
+                if len(row) != width:  # a cut or damaged page: its cells would land in the wrong fields
+                    raise SalesforceClientError(
+                        f"Bulk API 2.0 job {self.client.bulk_job_id} on {self.name}: results page {page}, "
+                        f"line {rows.line_num} has {len(row)} columns where the header has {width}"
+                    )
                 yield {f: (cast(row[i]) if cast else row[i]) if row[i] else None for f, i, cast in plan}
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any] | None]:

@@ -7,6 +7,7 @@ on the tap before issue 16.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -139,7 +140,7 @@ def test_a_row_changed_again_inside_the_lookback_is_sent_again(salesforce, capsy
     salesforce.org.update("Account", row_id, Name="Two")
     third = run_tap(capsys, state=second.state, mapping=ACCOUNTS, api_type="rest")
     assert sent(third)[row_id]["Name"] == "Two"
-    memory = third.state["bookmarks"]["Account"]["emitted"]
+    (memory,) = third.state["bookmarks"]["Account"]["emitted"]
     assert memory[row_id] == sent(third)[row_id]["SystemModstamp"]
 
 
@@ -151,12 +152,22 @@ def test_the_memory_is_bounded_and_says_what_it_dropped(salesforce, capsys, capl
     ids = live_ids(salesforce)[:12]
     for row_id in ids:
         salesforce.org.update("Account", row_id, Name="Burst")
+        time.sleep(0.003)  # twelve stamps: only the pairs at the bookmark's are never dropped
     second = run_tap(capsys, state=first.state, mapping=ACCOUNTS, api_type="rest")
     assert set(sent(second)) == set(ids)
-    assert len(second.state["bookmarks"]["Account"]["emitted"]) == 5
+    assert len(second.state["bookmarks"]["Account"]["emitted"][0]) == 5
     assert "forgot the oldest 7" in caplog.text
     third = run_tap(capsys, state=second.state, mapping=ACCOUNTS, api_type="rest")
     assert len(sent(third)) <= 7  # at most the forgotten rows come again
+    # Rows sharing the bookmark's stamp are all kept, past the bound (as ids_at_bookmark did).
+    same = live_ids(salesforce)[20:32]
+    at = salesforce.org.now()
+    for row_id in same:
+        salesforce.org.update_at(at, "Account", row_id, Name="Same stamp")
+    fourth = run_tap(capsys, state=third.state, mapping=ACCOUNTS, api_type="rest")
+    assert set(same) <= set(fourth.state["bookmarks"]["Account"]["emitted"][0])
+    fifth = run_tap(capsys, state=fourth.state, mapping=ACCOUNTS, api_type="rest")
+    assert not set(sent(fifth)) & set(same)
 
 
 # -- 3. Relationship paths: a parent changed, the child's stamp did not -----------------------
@@ -355,3 +366,30 @@ def test_an_unchanged_incremental_run_describes_nothing_and_asks_once_per_relati
     assert len(queries) == 3
     assert sum("Owner.SystemModstamp >=" in q for q in queries) == 1
     assert sum("Parent.SystemModstamp >=" in q for q in queries) == 1
+
+
+def test_a_timeout_on_the_changed_parents_query_reads_them_in_windows(salesforce, capsys, caplog):
+    mapping = document(group("Case", "case", "Id", (("Subject", "subject"), ("Owner.Name", "owner"))))
+    first = run_tap(capsys, mapping=mapping, api_type="rest")
+    queue = next(r["OwnerId"] for r in salesforce.org.rows("Case") if r["OwnerId"].startswith("00G"))
+    salesforce.org.update("Group", queue, Name="Renamed in a window")
+    salesforce.faults.add(Fault(kind="query_timeout", path="/query/", count=2))  # each parent type once
+    second = run_tap(capsys, state=first.state, mapping=mapping, api_type="rest")
+    assert second.exit_code == 0, second.stopped_reason
+    assert "reading in windows of" in caplog.text
+    assert {r["Owner.Name"] for r in sent(second, "Case").values()} == {"Renamed in a window"}
+
+
+def test_meltano_s_merge_of_partial_states_keeps_the_memory_bounded(salesforce, capsys):
+    # With --full-refresh (or --state-strategy merge) Meltano merges each STATE into the one
+    # before, key by key (meltano.core.utils.merge): a dict of pairs would grow into the union of
+    # every STATE of the run. The memory is a list (replaced whole), and no key is ever removed.
+    from meltano.core.utils import merge
+
+    first = run_tap(capsys, mapping=ACCOUNTS, api_type="rest")
+    ids = live_ids(salesforce)
+    salesforce.org.update("Account", ids[0], Name="Changed")
+    second = run_tap(capsys, state=first.state, mapping=ACCOUNTS, api_type="rest")
+    merged = merge(json.loads(json.dumps(second.state)), json.loads(json.dumps(first.state)))
+    assert merged["bookmarks"]["Account"]["emitted"] == second.state["bookmarks"]["Account"]["emitted"]
+    assert merged == second.state

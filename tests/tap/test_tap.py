@@ -313,6 +313,6 @@ def test_sdk_keeps_our_state_key(salesforce, capsys):
     assert live["ids_at_bookmark"] == ["x"]
     run = run_tap(capsys)
     last = run.records["Account"][-1]
-    emitted = run.state["bookmarks"]["Account"]["emitted"]
+    (emitted,) = run.state["bookmarks"]["Account"]["emitted"]
     at_end = {r["Id"] for r in run.records["Account"] if r["SystemModstamp"] == last["SystemModstamp"]}
     assert at_end <= set(emitted)
