@@ -7,7 +7,6 @@ import shutil
 import ssl
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,6 +120,9 @@ class FaultQueue:
             return list(self._faults)
 
 
+EPOCH_KEY = "emulator.epoch"  # the WSGI environ key of the epoch a request arrived in
+
+
 class BackgroundServer:
     """A threaded HTTPS WSGI server on loopback, run in a daemon thread.
 
@@ -134,6 +136,10 @@ class BackgroundServer:
         self._own_ca = ca is None  # a CA made for this server alone goes when it stops
         self.ca = ca or LocalCA()
         self.faults = FaultQueue()
+        # A reset starts a new epoch: requests of the old one (a delayed answer still pending)
+        # are released at once and left out of the new epoch's request log.
+        self._epoch = 0
+        self._epoch_over = threading.Event()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -183,13 +189,28 @@ class BackgroundServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def new_epoch(self) -> None:
+        """Called by ``reset``: release delayed requests and keep them out of the log from now."""
+        released, self._epoch_over = self._epoch_over, threading.Event()
+        self._epoch += 1
+        released.set()
+
+    def current(self, request: Request) -> bool:
+        """Whether ``request`` arrived since the last reset (only those are logged)."""
+        return self.current_epoch(request.environ.get(EPOCH_KEY))
+
+    def current_epoch(self, epoch: object) -> bool:
+        """Whether ``epoch`` (a request's ``environ[EPOCH_KEY]``) is the one since the last reset."""
+        return epoch == self._epoch
+
     # -- request handling ------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ[EPOCH_KEY] = self._epoch
         request = Request(environ)
         fault = self.faults.take(request.path, lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
-                time.sleep(fault.delay)
+                self._epoch_over.wait(fault.delay)  # a reset ends the wait
             response = self.fault_response(request, fault)
             if response is None:
                 response = self.handle(request)

@@ -1,24 +1,17 @@
-"""Session-wide emulators for the in-process tap and target tests.
-
-One CA for both, set in REQUESTS_CA_BUNDLE once, as a deployment would. They start at import
-because the SDK's standard test classes need the URLs when they are built.
-"""
+"""The session's emulators, started here (not at import): tests.support.emulators holds them."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 
-from emulators._server import LocalCA
-from emulators.amplitude import AmplitudeEmulator
-from emulators.salesforce import SalesforceEmulator
+import pytest
 
-CA = LocalCA()
-# Small pages so that paging is exercised.
-SALESFORCE = SalesforceEmulator(ca=CA, accounts=300, page_size=200).start()
-AMPLITUDE = AmplitudeEmulator(ca=CA).start()
-os.environ["REQUESTS_CA_BUNDLE"] = str(CA.ca_path)
+from tests.support.emulators import SESSION, Session
 
 
-def pytest_sessionfinish() -> None:
-    SALESFORCE.stop()
-    AMPLITUDE.stop()
+@pytest.fixture(scope="session", autouse=True)
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    """Both emulators, one CA in REQUESTS_CA_BUNDLE, for the whole session."""
+    SESSION.start(tmp_path_factory.mktemp("emulators"))
+    yield SESSION
+    SESSION.stop()

@@ -140,6 +140,7 @@ class SalesforceEmulator(BackgroundServer):
     def reset(self) -> None:
         """Back to the generated rows; clears the log, faults, sessions, cursors and counters;
         only the configured refresh token is valid, rotated as constructed."""
+        self.new_epoch()
         self.org.reset()
         self.faults.clear()
         self.sessions.expire_all()
@@ -195,6 +196,8 @@ class SalesforceEmulator(BackgroundServer):
             "status": response.status_code,
             "query": _logged_query(request),
         }
+        if not self.current(request):
+            return response  # arrived before the last reset: not this test's request
         with self._lock:
             self._log.append(entry)
             if len(self._log) > MAX_LOG:

@@ -18,9 +18,9 @@ import pytest
 
 from emulators.salesforce import PASSWORD, USERNAME
 from groups_mapping import validate
-from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
 from tests.mappings import document, group
-from tests.tap.conftest import MAPPING
+from tests.support.editor import OUTPUT_DIR, SCREENSHOTS
+from tests.support.tap import MAPPING
 
 # Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
 CHROMIUM = Path(os.environ.get("EDITOR_TEST_CHROMIUM", "/usr/bin/chromium"))

@@ -637,4 +637,5 @@ def test_cli_serves_until_sigterm(tmp_path: Path):
         assert r.status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        proc.communicate(timeout=10)  # waits, and closes the pipes
+    assert proc.returncode == 0

@@ -870,7 +870,8 @@ def test_cli_serves_until_sigterm(tmp_path):
         assert s.get(f"{url}/__emulator/info").json()["rows"]["Account"] == 10
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        proc.communicate(timeout=10)  # waits, and closes the pipes
+    assert proc.returncode == 0
 
 
 # -- Bulk API 2.0 ------------------------------------------------------------------------------

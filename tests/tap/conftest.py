@@ -1,103 +1,27 @@
-"""A Salesforce emulator for the tap tests, and a way to run the tap in-process."""
+"""The session's Salesforce emulator, reset around each tap test (helpers: tests.support.tap)."""
 
 from __future__ import annotations
 
-import json
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
-from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceEmulator
-from tap_salesforce_groups.tap import TapSalesforceGroups
-from tests.conftest import SALESFORCE
-from tests.mappings import ACCOUNT_PROPERTIES, document, group
-
-MAPPING = document(
-    group(
-        "Account",
-        "org id",
-        "Id",
-        (
-            *ACCOUNT_PROPERTIES,
-            ("NumberOfEmployees", "employees"),
-            ("Parent.Name", "parent"),
-            ("BillingCity", "billing city"),
-        ),
-    ),
-    group(
-        "Subscription__c",
-        "subscription",
-        "Name",
-        (("Plan__c", "plan"), ("MRR__c", "mrr"), ("Account__r.Name", "account")),
-    ),
-)
-
-CONFIG = {
-    "login_url": SALESFORCE.url,
-    "client_id": CLIENT_ID,
-    "client_secret": CLIENT_SECRET,
-    "refresh_token": REFRESH_TOKEN,
-    "mapping": MAPPING,
-    "max_retries": 3,
-    "max_backoff": 0,
-}
-
-
-def settings(**overrides: object) -> dict:
-    """CONFIG with overrides, and every default filled in as the SDK does for the tap."""
-    config = {k: v for k, v in {**CONFIG, **overrides}.items() if v is not None}
-    return dict(TapSalesforceGroups(config=config, validate_config=False, setup_mapper=False).config)
+from emulators.salesforce import SalesforceEmulator
+from tests.support.emulators import SESSION
 
 
 @pytest.fixture
 def salesforce() -> Iterator[SalesforceEmulator]:
-    SALESFORCE.reset()
-    yield SALESFORCE
-    SALESFORCE.reset()
-    SALESFORCE.query_timeout_rows, SALESFORCE.sandbox, SALESFORCE.api_max = None, False, 1_000_000
-    SALESFORCE.rotate_refresh_tokens = False
-
-
-@dataclass
-class TapRun:
-    records: dict[str, list[dict]] = field(default_factory=dict)
-    states: list[dict] = field(default_factory=list)
-    schemas: dict[str, dict] = field(default_factory=dict)
-    exit_code: int = 0
-    stopped_reason: str | None = None
-
-    @property
-    def state(self) -> dict:
-        return self.states[-1]
-
-
-def by_id(records: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
-    """Records per stream keyed by Id (else Name): Bulk rows come in no promised order."""
-    return {stream: {r.get("Id", r.get("Name")): r for r in rows} for stream, rows in records.items()}
-
-
-def same_records(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> bool:
-    """Byte-identical records (key order included), in any order: Bulk rows come unsorted."""
-
-    def dump(records: dict[str, list[dict]]) -> dict[str, list[str]]:
-        return {stream: sorted(json.dumps(r) for r in rows) for stream, rows in records.items()}
-
-    return dump(a) == dump(b)
-
-
-def run_tap(capsys: pytest.CaptureFixture[str], state: dict | None = None, **config: object) -> TapRun:
-    """Sync in-process; parse the Singer messages written to stdout."""
-    capsys.readouterr()
-    tap = TapSalesforceGroups(config={**CONFIG, **config}, state=state or {})
-    tap.sync_all()
-    run = TapRun(exit_code=tap.run.exit_code, stopped_reason=tap.run.stopped_reason)
-    for line in capsys.readouterr().out.splitlines():
-        message = json.loads(line)
-        if message["type"] == "RECORD":
-            run.records.setdefault(message["stream"], []).append(message["record"])
-        elif message["type"] == "STATE":
-            run.states.append(message["value"])
-        elif message["type"] == "SCHEMA":
-            run.schemas[message["stream"]] = message
-    return run
+    emulator = SESSION.salesforce
+    assert emulator is not None
+    emulator.reset()
+    yield emulator
+    # A read stopped early leaves its prefetch thread to finish the request in flight (the tap
+    # does not wait for it): let it end here, so that it does not land in the next test's log.
+    for thread in threading.enumerate():
+        if thread.name.endswith(("-pages", "-bulk")):
+            thread.join(timeout=60)
+    emulator.reset()
+    emulator.query_timeout_rows, emulator.sandbox, emulator.api_max = None, False, 1_000_000
+    emulator.rotate_refresh_tokens = False

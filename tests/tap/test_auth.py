@@ -11,11 +11,10 @@ from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, REFRESH_TOK
 from tap_salesforce_groups.auth import auth_flow, login_base_url
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceAuthError
-from tests.tap.conftest import CONFIG, settings
+from tests.support.tap import CONFIG, settings
 
+# settings() starts from CONFIG (the emulator's login_url, the mapping) and drops the None values.
 BASE = {
-    "login_url": CONFIG["login_url"],
-    "mapping": CONFIG["mapping"],
     "client_id": None,
     "client_secret": None,
     "refresh_token": None,

@@ -27,7 +27,7 @@ from emulators.salesforce import CLIENT_SECRET, PASSWORD, REFRESH_TOKEN, USERNAM
 from tap_salesforce_groups.auth import login
 from tap_salesforce_groups.client import make_session
 from tap_salesforce_groups.connect import ENV_NAME, store_refresh_token
-from tests.tap.conftest import CONFIG
+from tests.support.tap import CONFIG
 
 BIN = Path(sys.executable).parent / "tap-salesforce-groups-mapping"
 LINE = "Connected to 127.0.0.1 as integration@emulator.example (integration@emulator.example)"

@@ -24,8 +24,8 @@ import pytest
 
 from emulators._server import Fault
 from emulators.salesforce import SalesforceEmulator
-from tests.conftest import CA
-from tests.tap.conftest import CONFIG
+from tests.support.emulators import CA
+from tests.support.tap import CONFIG
 
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
 IDS = ["SIGINT", "SIGTERM"]

@@ -8,7 +8,7 @@ import logging
 from emulators._server import Fault
 from tap_salesforce_groups import progress
 from tap_salesforce_groups.progress import Progress
-from tests.tap.conftest import run_tap
+from tests.support.tap import run_tap
 
 
 class Clock:

@@ -28,7 +28,7 @@ from tap_salesforce_groups.soql import MAX_URI_BYTES, build_soql, query_uri_byte
 from tap_salesforce_groups.streams import exact_int
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.mappings import document, group
-from tests.tap.conftest import CONFIG, MAPPING, by_id, run_tap, same_records, settings
+from tests.support.tap import CONFIG, MAPPING, by_id, run_tap, same_records, settings
 
 ANY_CASE = document(
     group(

@@ -22,9 +22,9 @@ from singer_sdk.exceptions import ConfigValidationError
 from emulators._server import Fault, LocalCA
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.errors import AmplitudeError, StreamMismatch, TooManyRejected, Unreachable
-from tests.conftest import CA
 from tests.mappings import document, group
-from tests.target.conftest import BASE_CONFIG, run_target, singer
+from tests.support.emulators import CA
+from tests.support.target import BASE_CONFIG, run_target, singer
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
 
 TARGET_CLI = str(Path(sys.executable).with_name("target-amplitude-groups"))

@@ -32,7 +32,7 @@ import pytest
 
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.target import TargetAmplitudeGroups
-from tests.conftest import CA
+from tests.support.emulators import CA
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "golden_bodies.json.gz"
 REGENERATE = os.environ.get("GOLDEN_REGENERATE") == "1"
