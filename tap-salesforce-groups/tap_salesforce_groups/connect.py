@@ -20,6 +20,7 @@ No token is ever printed or logged: only the instance host, username and email a
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import html
@@ -329,12 +330,18 @@ def run_connect(
         raise ConnectError(f"cannot listen for the callback on localhost:{port}: {reason}") from None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
+    launcher: Path | None = None
     try:
         flow = server.flow
         echo(f"Callback URL (register it on the connected app): {flow.redirect_uri}")
         echo(f"Log in to Salesforce at: {flow.authorize_url}")
         if open_browser:
-            webbrowser.open(flow.authorize_url)
+            # Through a private file, as the editor does: the browser's argv (readable by any
+            # local user) names a path, never the state that guards the callback.
+            from tap_salesforce_groups.editor import launcher_file  # noqa: PLC0415 (editor imports this module)
+
+            launcher = launcher_file(flow.authorize_url, "the Salesforce login")
+            webbrowser.open(launcher.as_uri())
         if not server.done.wait(timeout):
             minutes = f"{timeout / 60:g} minutes" if timeout >= 60 else f"{timeout:g} seconds"
             raise ConnectError(
@@ -344,6 +351,9 @@ def run_connect(
     finally:
         server.shutdown()
         server.server_close()
+        if launcher is not None:
+            with contextlib.suppress(OSError):
+                launcher.unlink()
     result = server.result
     if isinstance(result, ConnectError):
         raise result

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingConfig, MappingError, load_mapping
+from tap_salesforce_groups.changes import mapping_changes
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import BulkNotSupported, SalesforceAuthError, SalesforceClientError, StopRun
 from tap_salesforce_groups.schema import StreamSpec, stream_spec
@@ -142,11 +144,27 @@ class Verification:
     header: str = ""  # what the command line prints above the problems
 
 
+def previous_mapping(settings: Mapping[str, Any]) -> MappingConfig | None:
+    """The version of ``mapping_file`` before the last save (the editor keeps it as ``.bak``)."""
+    path = settings.get("mapping_file")
+    backup = Path(str(path) + ".bak") if path else None
+    if backup is None or not backup.is_file():
+        return None
+    try:
+        return load_mapping(None, str(backup))
+    except MappingError:
+        return None
+
+
 def verify(
-    settings: Mapping[str, Any], client: SalesforceClient | None = None, logger: logging.Logger = LOGGER
+    settings: Mapping[str, Any],
+    client: SalesforceClient | None = None,
+    logger: logging.Logger = LOGGER,
+    previous: MappingConfig | None = None,
 ) -> Verification:
     """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
-    read per object (the tap's connection test). ``client`` reuses a logged-in session.
+    read per object (the tap's connection test). ``client`` reuses a logged-in session;
+    ``previous`` (the mapping before) adds what the change does to the groups in Amplitude.
 
     Every failure is returned as problems, none raised (a signal's exception still propagates).
     """
@@ -174,4 +192,4 @@ def verify(
     except SalesforceClientError as exc:
         return Verification([str(exc)], warnings, header="Cannot read the org:")
     summary = f"Mapping verified against the org: OK ({len(resolved.specs)} objects, one row of each read)."
-    return Verification([], warnings, summary)
+    return Verification([], warnings + mapping_changes(previous, mapping), summary)

@@ -29,7 +29,10 @@ class Prefetcher(Generic[T]):
     request still running when the process exits does not hold it up.
     """
 
-    def __init__(self, source: Iterable[T], ahead: int = 1, name: str = "prefetch") -> None:
+    def __init__(
+        self, source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float | None = None
+    ) -> None:
+        self._join_seconds = join_seconds
         self._source = source
         self._queue: queue.Queue[T | _End] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
@@ -80,14 +83,22 @@ class Prefetcher(Generic[T]):
             self.close()
 
     def close(self) -> None:
-        """Stop the thread. One that waits to hand over an item ends within a poll and is
-        joined; one waiting on the source (a request in flight) is not waited for: a stop on a
-        signal must not wait out a slow request, and the thread ends after that request."""
+        """Stop the thread. One that waits to hand over an item ends within a poll and is joined;
+        one waiting on the source (a request in flight) is not waited for: a stop on a signal must
+        not wait out a slow request, and the thread ends after that request. With
+        ``join_seconds`` the consumer waits up to that long in any case: the source's own cleanup
+        (aborting a Bulk job) must run before the process exits."""
         self._stop.set()
-        if self._thread is not threading.current_thread() and not self._reading:
+        if self._thread is threading.current_thread():
+            return
+        if self._join_seconds is not None:
+            self._thread.join(timeout=self._join_seconds)
+        elif not self._reading:
             self._thread.join(timeout=2 * _POLL_SECONDS)
 
 
-def prefetch(source: Iterable[T], ahead: int = 1, name: str = "prefetch") -> Iterator[T]:
+def prefetch(
+    source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float | None = None
+) -> Iterator[T]:
     """``source``'s items, read ``ahead`` items in advance in a background thread."""
-    return iter(Prefetcher(source, ahead, name))
+    return iter(Prefetcher(source, ahead, name, join_seconds))

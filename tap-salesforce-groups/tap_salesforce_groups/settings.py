@@ -39,7 +39,7 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
         th.IntegerType(minimum=1, maximum=100),
         80,
         "Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
-        "(read from Sforce-Limit-Info).",
+        "(read from Sforce-Limit-Info), exit 75; the objects not read are read first next time.",
     ),
     ("request_timeout", th.IntegerType(minimum=1), 300, "Seconds per HTTP request."),
     (
@@ -53,6 +53,20 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
         th.IntegerType(minimum=0),
         60,
         "Longest wait in seconds between retries (also caps a Retry-After).",
+    ),
+    (
+        "lookback_seconds",
+        th.IntegerType(minimum=0),
+        600,
+        "Each incremental read starts this many seconds before the bookmark, for rows that "
+        "commit late with an older SystemModstamp; rows already sent are not sent again.",
+    ),
+    (
+        "formula_refresh_hours",
+        th.IntegerType(minimum=1),
+        24,
+        "Formula and roll-up fields change without a timestamp: objects that map any are read "
+        "again in full this often (hours).",
     ),
 )
 
