@@ -236,6 +236,7 @@ class BackgroundServer:
     def current_epoch(self, epoch: object) -> bool:
         """Whether ``epoch`` (a request's ``environ[EPOCH_KEY]``) is the one since the last reset."""
         return epoch == self._epoch
+
     def set_latency(self, seconds: float = 0.0, jitter: float = 0.0) -> None:
         """Delay every request ``latency_applies`` to by ``seconds ± jitter`` (0 turns it off)."""
         self.latency = Latency(float(seconds), float(jitter))
