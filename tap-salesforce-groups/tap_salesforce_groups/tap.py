@@ -76,6 +76,10 @@ class TapSalesforceGroups(Tap):
         partial = state.get(PARTIAL_KEY)
         if isinstance(partial, dict) and isinstance(partial.get("unread"), list):
             self.unread_first = tuple(str(name) for name in partial["unread"])
+        if partial is not None:
+            # Meltano merges a run's STATE into the stored one key by key: the mark of the
+            # partial run must be overwritten, not just left out.
+            cast("dict[str, Any]", self.state)[PARTIAL_KEY] = None
 
     @property
     def streams(self) -> dict[str, Stream]:
@@ -296,7 +300,9 @@ def state_shape_problems(state: dict[str, Any]) -> list[str]:
             problems.append(
                 f"--state: {LEGACY_EMITTED} of {stream} must be a list of Ids, not {type(ids).__name__}"
             )
-        pairs = entry.get(EMITTED)
+        pairs = entry.get(EMITTED)  # {Id: stamp}, kept as [{Id: stamp}] (streams.Memory)
+        if isinstance(pairs, list) and len(pairs) == 1:
+            pairs = pairs[0]
         if pairs is not None and not (
             isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
         ):
