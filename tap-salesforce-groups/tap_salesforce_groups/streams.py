@@ -101,6 +101,7 @@ class Memory:
         self.pairs: dict[str, str] = pairs
         self.limit = limit or MEMORY_LIMIT
         self.dropped = 0
+        self._trim_at = max(1024, 2 * len(pairs))  # see full
 
     def seen(self, record_id: str, stamp: str) -> bool:
         return self.pairs.get(record_id) == stamp
@@ -110,8 +111,10 @@ class Memory:
 
     @property
     def full(self) -> bool:
-        """A quarter past the limit: time to trim (so a STATE never carries much more)."""
-        return len(self.pairs) > self.limit + self.limit // 4
+        """Time to trim: twice what the last trim kept (at least 1,024 more), at most a quarter
+        past the limit. A read moving forward keeps few pairs, so every STATE it writes stays
+        small, and each trim costs about as many steps as rows were read since the last."""
+        return len(self.pairs) > self._trim_at
 
     def trim(self, floor: str | None, bookmark: str | None) -> None:
         """Forget pairs older than ``floor`` (a read from it cannot return them), then the
@@ -128,6 +131,8 @@ class Memory:
             for _, record_id in older[:excess]:
                 del pairs[record_id]
             self.dropped += min(excess, len(older))
+        kept = len(pairs)
+        self._trim_at = max(min(self.limit + self.limit // 4, 2 * kept), kept + 1024)
 
 
 @dataclass
