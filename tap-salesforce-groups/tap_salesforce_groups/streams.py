@@ -454,6 +454,8 @@ class SalesforceObjectStream(Stream):
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
+        if bulk and not p.counted and not self._any_rows(p, window):
+            return  # no parent changed: one COUNT() instead of a Bulk job's four calls
         checked = window
         while True:
             if not bulk and window != checked:
@@ -630,6 +632,14 @@ class SalesforceObjectStream(Stream):
             size,
         )
         return True
+
+    def _any_rows(self, p: Pass, window: Window) -> bool:
+        """Whether the pass has rows to read (a COUNT() that times out says yes)."""
+        count = build_soql(self.name, [], replication_key=p.key, window=window, count=True, extra=p.where)
+        try:
+            return self.client.count(count, include_deleted=self._include_deleted) > 0
+        except QueryTooBig:
+            return True
 
     def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
         """Where a re-query starts: the committed bookmark when inside the window (its rows
