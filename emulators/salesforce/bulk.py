@@ -133,10 +133,20 @@ class BulkApi:
             if method in ("GET", "HEAD"):
                 return json_response(self._poll(job).info(user, detail=True))
             if method == "DELETE":
+                # "You can only delete a job if its state is JobComplete, Aborted, or Failed"
+                # (Bulk API 2.0 Developer Guide, "Delete a Query Job"): a running job is aborted first.
                 with self._lock:
+                    if self._poll_locked(job).state not in ("JobComplete", "Aborted", "Failed"):
+                        raise ApiError(
+                            400,
+                            "API_ERROR",
+                            "Error encountered when deleting the job because the job is not terminated",
+                        )
                     self._jobs.pop(job.id, None)
                 return Response(status=204)
-            raise _not_allowed(method, "GET, DELETE")  # aborting (PATCH): no plugin does
+            if method == "PATCH":
+                return json_response(self._abort(request, job).info(user))
+            raise _not_allowed(method, "GET, PATCH, DELETE")
         if parts[1:] == ["results"] and method in ("GET", "HEAD"):
             return self._results(request, job, version)
         raise not_found()
@@ -236,11 +246,27 @@ class BulkApi:
 
     def _poll(self, job: Job) -> Job:
         with self._lock:
-            if job.state in ("UploadComplete", "InProgress"):
-                if job.error:
-                    job.state = "Failed"
-                else:
-                    job.state = "JobComplete" if time.monotonic() >= job.ready_at else "InProgress"
+            return self._poll_locked(job)
+
+    @staticmethod
+    def _poll_locked(job: Job) -> Job:
+        if job.state in ("UploadComplete", "InProgress"):
+            if job.error:
+                job.state = "Failed"
+            else:
+                job.state = "JobComplete" if time.monotonic() >= job.ready_at else "InProgress"
+        return job
+
+    def _abort(self, request: Request, job: Job) -> Job:
+        """``PATCH {"state": "Aborted"}`` ("Abort a Query Job", Bulk API 2.0 Developer Guide): only
+        a job in UploadComplete or InProgress can be aborted."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or body.get("state") != "Aborted":
+            raise ApiError(400, "INVALIDJOB", 'The request body must be {"state": "Aborted"}')
+        with self._lock:
+            if self._poll_locked(job).state not in ("UploadComplete", "InProgress"):
+                raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} cannot be aborted in state {job.state}")
+            job.state = "Aborted"
         return job
 
     def _results(self, request: Request, job: Job, version: str) -> Response:

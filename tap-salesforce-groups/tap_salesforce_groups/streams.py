@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 EMITTED = "emitted"  # {Id: stamp} of rows emitted in the lookback span: never sent twice
 LEGACY_EMITTED = "ids_at_bookmark"  # before lookback: Ids emitted at the bookmark's stamp
 FIELDS_READ = "fields"  # the fields the last complete read selected
+SENT_AS = "sent_as"  # [group type, field, property] of each mapped property then: a rename re-reads
 IDENTITY = "identity"  # [group type, group name field] of each mapping of the object
 RELATIONSHIPS = "relationships"  # chain -> its own bookmark and memory (parents' stamps)
 REFRESH = "refresh"  # a full read of some fields (new ones, formulas) under way
@@ -186,6 +187,7 @@ class SalesforceObjectStream(Stream):
         client: SalesforceClient,
         run: RunControl,
         groups: list[tuple[str, str]] | None = None,
+        properties: list[tuple[str, str, str]] | None = None,
     ) -> None:
         super().__init__(tap=tap, schema=schema, name=name)
         self.primary_keys = key_properties
@@ -198,6 +200,8 @@ class SalesforceObjectStream(Stream):
         self._described: dict[str, Any] = {}  # see DESCRIBED
         # (group type, group name field) of each mapping of this object: its groups' identity.
         self.groups = sorted(groups or [(name, key_properties[0] if key_properties else "Id")])
+        # (group type, field, property) of each mapped property: what each field is sent as.
+        self.sent_as = sorted([t, f.lower(), p] for t, f, p in properties or [])
 
     @property
     def is_sorted(self) -> bool:
@@ -214,12 +218,18 @@ class SalesforceObjectStream(Stream):
         read of new or calculated fields; stop cleanly when told to."""
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            self.run.skipped(self.name)
             return
         state = self.get_context_state(context)
         try:
             yield from self._sync(state)
         except StopRun as exc:
-            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+            self.run.stop(
+                f"{exc}; state saved, the next run resumes",
+                failed=exc.failed,
+                exit_code=exc.exit_code,
+                partial=True,
+            )
         except SalesforceClientError as exc:
             self.run.stop(str(exc), failed=True)
         except RunInterrupted:
@@ -248,7 +258,7 @@ class SalesforceObjectStream(Stream):
         if self.run.stopped_reason:
             return
         if previous is None:  # every field and formula is fresh too
-            state[FIELDS_READ] = list(self.fields)
+            self._fields_read(state)
             state[FORMULAS_READ_AT] = record_datetime(run_start)
             state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
             return
@@ -399,6 +409,7 @@ class SalesforceObjectStream(Stream):
         read_before = state.get(FIELDS_READ)
         known = {f.lower() for f in read_before} if isinstance(read_before, list) else None
         new = [f for f in self.fields if known is not None and f.lower() not in known]
+        new += [f for f in self._sent_as_changed(state) if f not in new]
         refresh = state.get(REFRESH) if isinstance(state.get(REFRESH), dict) else None
         hours = float(self.config.get("formula_refresh_hours", 24))
         due = self._formulas_due(state, run_start)
@@ -410,7 +421,7 @@ class SalesforceObjectStream(Stream):
             state[FORMULAS_READ_AT] = record_datetime(run_start)  # nothing to refresh yet
         if not needed:
             state[REFRESH] = None  # not popped: Meltano's merge of partial states keeps keys
-            state[FIELDS_READ] = list(self.fields)
+            self._fields_read(state)
             return
         if refresh is None or set(refresh.get("fields", [])) != needed:
             refresh = {"fields": sorted(needed), "started": record_datetime(run_start)}
@@ -431,8 +442,24 @@ class SalesforceObjectStream(Stream):
             return
         if set(calculated) <= set(refresh["fields"]):
             state[FORMULAS_READ_AT] = refresh["started"]
-        state[FIELDS_READ] = list(self.fields)
+        self._fields_read(state)
         state[REFRESH] = None
+
+    def _fields_read(self, state: dict[str, Any]) -> None:
+        """Record what a complete read covered: the fields, and the property each is sent as."""
+        state[FIELDS_READ] = list(self.fields)
+        if self.sent_as:
+            state[SENT_AS] = self.sent_as
+
+    def _sent_as_changed(self, state: dict[str, Any]) -> list[str]:
+        """Fields now sent as a property (or for a group type) they were not sent as before: a
+        renamed property must reach every existing group too. State from before this key: none."""
+        before = state.get(SENT_AS)
+        if not isinstance(before, list) or not self.sent_as:
+            return []
+        known = {tuple(entry) for entry in before if isinstance(entry, list)}
+        changed = {f for t, f, p in self.sent_as if (t, f, p) not in known}
+        return [f for f in self.fields if f.lower() in changed]
 
     def _base_fields(self) -> set[str]:
         """What a partial read always selects: Id, the stamp, IsDeleted, the group name fields."""
@@ -453,6 +480,7 @@ class SalesforceObjectStream(Stream):
         emit = [f for f in p.fields if f in self.fields]
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
+        initial = slot.get("replication_key_value")  # a re-query may start at a bookmark moved since
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
         if bulk and not p.counted and not self._any_rows(p, window):
             return  # no parent changed: one COUNT() instead of a Bulk job's four calls
@@ -492,10 +520,10 @@ class SalesforceObjectStream(Stream):
                 continue
             except (QueryTooBig, QueryCursorExpired) as exc:
                 if isinstance(exc, QueryTooBig):
-                    window, size = self._smaller_window(p, window, size, exc)
+                    window, size = self._smaller_window(p, window, size, exc, initial)
                 else:
                     self.logger.warning("Query cursor expired on %s; re-querying", p.label)
-                    window = Window(self._position(slot, window, bulk), window.end)
+                    window = Window(self._position(slot, window, bulk, initial), window.end)
                 continue
             if self.run.stopped_reason:
                 return
@@ -641,23 +669,29 @@ class SalesforceObjectStream(Stream):
         except QueryTooBig:
             return True
 
-    def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
-        """Where a re-query starts: the committed bookmark when inside the window (its rows
-        emitted already are skipped by the memory), else the window's start."""
+    def _position(
+        self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
+    ) -> datetime | None:
+        """Where a re-query starts: the committed bookmark when this read moved it inside the
+        window (its rows emitted already are skipped by the memory), else the window's start.
+
+        The bookmark the read started from is not a position: the read began lookback_seconds
+        before it, and rows committed late into that span are not read yet (nor are rows the
+        memory skipped, which do not move the bookmark)."""
         bookmark = slot.get("replication_key_value")
-        if not bulk and bookmark is not None:
+        if not bulk and bookmark is not None and bookmark != initial:
             at = parse_datetime(str(bookmark))
             if window.start is None or at >= window.start:
                 return at
         return window.start
 
     def _smaller_window(
-        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig
+        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig, initial: Any = None
     ) -> tuple[Window, timedelta]:
         """Half the window that failed, from where reading stopped; fail below MIN_WINDOW."""
         if not p.key:
             raise SalesforceClientError(f"{exc} ({self.name} has no SystemModstamp to read it in windows)")
-        start = self._position(p.slot, window, bulk=False) or self._oldest(p)
+        start = self._position(p.slot, window, bulk=False, initial=initial) or self._oldest(p)
         now = self.client.server_now()
         span = (window.end or now) - start
         size = min(size, span) / 2 if size else span / 2
@@ -736,7 +770,7 @@ class SalesforceObjectStream(Stream):
         """
         convert = self._csv_converters()
         pages = self.client.bulk_pages(self.name, soql, include_deleted=self._include_deleted, job_info=job)
-        for content in pages:
+        for page, content in enumerate(pages, start=1):
             rows = csv.reader(csv_lines(content))  # parsed lazily: memory holds the page's bytes
             header = next(rows, None)
             if header is None:
@@ -746,7 +780,13 @@ class SalesforceObjectStream(Stream):
             if missing:
                 raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
             plan = [(f, index[f], convert.get(f)) for f in fields]
+            width = len(header)
             for row in rows:
+                if len(row) != width:  # a cut or damaged page: its cells would land in the wrong fields
+                    raise SalesforceClientError(
+                        f"Bulk API 2.0 job {self.client.bulk_job_id} on {self.name}: results page {page}, "
+                        f"line {rows.line_num} has {len(row)} columns where the header has {width}"
+                    )
                 yield {f: (cast(row[i]) if cast else row[i]) if row[i] else None for f, i, cast in plan}
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any] | None]:

@@ -146,7 +146,7 @@ class ConvergenceFailure(AssertionError):
 
 def enabled_kinds() -> tuple[str, ...]:
     """The kinds whose behaviour is on this branch (see ALL_KINDS)."""
-    return ("base",)
+    return ALL_KINDS
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -541,10 +541,6 @@ class History:
                 Fault(status=503, count=2, after=self.rng.randrange(0, 3)),
                 Fault(kind="body_429", status=200, count=1, after=self.rng.randrange(0, 3)),
                 Fault(kind="disconnect", count=1, after=self.rng.randrange(0, 3)),
-                # A 413 splits the request; a request of one group answered 413 is that group
-                # rejected (too large for any request), so only the first run, whose requests
-                # hold many groups, meets it.
-                Fault(status=413, count=1 if self.runs == 0 else 0, after=self.rng.randrange(0, 2)),
                 Fault(status=503, count=1000, after=self.rng.randrange(0, 3)),
             ]
         )
@@ -565,8 +561,6 @@ class History:
         api_type = rng.choice(("rest", "bulk", "auto"))
         sf_fault = None if clean else self._sf_fault()
         amp_fault = None if clean else self._amplitude_fault()
-        if amp_fault is not None and not amp_fault.count:
-            amp_fault = None
         during = (
             []
             if clean or calm
@@ -607,6 +601,9 @@ class History:
             f"  -> exit {result.exit_code}, {result.amplitude_requests} Amplitude request(s)"
             + ("" if ok else f"; last line: {_last_line(result.output)}")
         )
+        if "Traceback (most recent call last)" in result.output:
+            at = result.output.index("Traceback (most recent call last)")
+            self.note("  traceback in the output:\n" + result.output[max(0, at - 600) : at + 3000])
         if not ok and not (sf_fault or amp_fault or interrupt):
             raise self.fail(
                 f"run #{self.runs} had no fault and no signal, yet exited {result.exit_code}:\n{result.output[-4000:]}"

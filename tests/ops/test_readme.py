@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from emulators.pipeline import PROJECT_ROOT
-
 pytestmark = pytest.mark.e2e
 
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.M | re.S)
@@ -100,6 +98,7 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert infos.count("sh") >= 4 and "sh placeholders" in infos and "yaml meltano.yml" in infos
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
     env.pop("REQUESTS_CA_BUNDLE", None)  # the README's emulators bring their own CA
+    original = (project_copy / "meltano.yml").read_text(encoding="utf-8")  # as checked out
     result = subprocess.run(
         ["bash", "-c", readme_script(readme)],
         cwd=project_copy,
@@ -125,5 +124,4 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert "Connected to 127.0.0.1 as integration@emulator.example" in output
     assert "TAP_SALESFORCE_GROUPS_REFRESH_TOKEN=" in (project_copy / ".env").read_text()
     # The first steps wrote .env only: meltano.yml is byte for byte what was checked out.
-    original = (PROJECT_ROOT / "meltano.yml").read_text(encoding="utf-8")
     assert (project_copy / ".meltano-after-first-steps.yml").read_text(encoding="utf-8") == original
