@@ -102,6 +102,7 @@ class Memory:
         self.pairs: dict[str, str] = pairs
         self.limit = limit or MEMORY_LIMIT
         self.dropped = 0
+        self._trim_at = max(1024, 2 * len(pairs))  # see full
 
     def seen(self, record_id: str, stamp: str) -> bool:
         return self.pairs.get(record_id) == stamp
@@ -111,8 +112,10 @@ class Memory:
 
     @property
     def full(self) -> bool:
-        """A quarter past the limit: time to trim (so a STATE never carries much more)."""
-        return len(self.pairs) > self.limit + self.limit // 4
+        """Time to trim: twice what the last trim kept (at least 1,024 more), at most a quarter
+        past the limit. A read moving forward keeps few pairs, so every STATE it writes stays
+        small, and each trim costs about as many steps as rows were read since the last."""
+        return len(self.pairs) > self._trim_at
 
     def trim(self, floor: str | None, bookmark: str | None) -> None:
         """Forget pairs older than ``floor`` (a read from it cannot return them), then the
@@ -129,6 +132,8 @@ class Memory:
             for _, record_id in older[:excess]:
                 del pairs[record_id]
             self.dropped += min(excess, len(older))
+        kept = len(pairs)
+        self._trim_at = max(min(self.limit + self.limit // 4, 2 * kept), kept + 1024)
 
 
 @dataclass
@@ -477,6 +482,8 @@ class SalesforceObjectStream(Stream):
         window, size = Window(start), None
         initial = slot.get("replication_key_value")  # a re-query may start at a bookmark moved since
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
+        if bulk and not p.counted and not self._any_rows(p, window):
+            return  # no parent changed: one COUNT() instead of a Bulk job's four calls
         checked = window
         while True:
             if not bulk and window != checked:
@@ -653,6 +660,14 @@ class SalesforceObjectStream(Stream):
             size,
         )
         return True
+
+    def _any_rows(self, p: Pass, window: Window) -> bool:
+        """Whether the pass has rows to read (a COUNT() that times out says yes)."""
+        count = build_soql(self.name, [], replication_key=p.key, window=window, count=True, extra=p.where)
+        try:
+            return self.client.count(count, include_deleted=self._include_deleted) > 0
+        except QueryTooBig:
+            return True
 
     def _position(
         self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
