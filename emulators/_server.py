@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import trustme
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -92,8 +92,9 @@ class Fault:
 
 @dataclass(frozen=True)
 class Latency:
-    """A delay added to each request the emulator counts as a round trip (a query page, an
-    API request): ``seconds`` on average, spread evenly over ``seconds ± jitter`` (never below 0).
+    """A delay added to each request the emulator counts as a round trip (a query page, an API request).
+
+    ``seconds`` on average, spread evenly over ``seconds ± jitter`` (never below 0).
 
     Real services answer in 100-300 ms; loopback answers in well under 1 ms, which hides
     whether a client overlaps its waits. ``make bench`` uses this to measure that.
@@ -191,7 +192,7 @@ class BackgroundServer:
     def ca_path(self) -> Path:
         return self.ca.ca_path
 
-    def start(self) -> BackgroundServer:
+    def start(self) -> Self:
         self._server = make_server(
             self.host,
             self.requested_port,
@@ -217,7 +218,7 @@ class BackgroundServer:
         if self._own_ca:
             self.ca.close()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

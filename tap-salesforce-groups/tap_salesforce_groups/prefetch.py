@@ -83,11 +83,13 @@ class Prefetcher(Generic[T]):
             self.close()
 
     def close(self) -> None:
-        """Stop the thread. One that waits to hand over an item ends within a poll and is joined;
-        one waiting on the source (a request in flight) is not waited for: a stop on a signal must
-        not wait out a slow request, and the thread ends after that request. With
-        ``join_seconds`` the consumer waits up to that long in any case: the source's own cleanup
-        (aborting a Bulk job) must run before the process exits."""
+        """Stop the thread. One that waits to hand over an item ends within a poll and is joined.
+
+        One waiting on the source (a request in flight) is not waited for: a stop on a signal must not wait
+        out a slow request, and the thread ends after that request. With ``join_seconds`` the consumer waits
+        up to that long in any case: the source's own cleanup (aborting a Bulk job) must run before the
+        process exits.
+        """
         self._stop.set()
         if self._thread is threading.current_thread():
             return

@@ -653,6 +653,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         url = line.split()[2]
         assert url.endswith("/groupidentify")

@@ -32,8 +32,10 @@ class Session:
         self.on_start: list[Callable[[Session], None]] = []
 
     def start(self, directory: Path | None = None) -> Session:
-        """Start both emulators (once) with a CA in ``directory`` (else a temporary folder the CA
-        removes when the emulators stop); REQUESTS_CA_BUNDLE names it."""
+        """Start both emulators (once); REQUESTS_CA_BUNDLE names their CA.
+
+        The CA goes to ``directory``, else to a temporary folder it removes when they stop.
+        """
         if self.salesforce is not None:
             return self
         self.ca = LocalCA(directory / "ca" if directory is not None else None)

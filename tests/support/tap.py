@@ -74,7 +74,7 @@ class TapRun:
 
 def by_id(records: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
     """Records per stream keyed by Id (else Name): Bulk rows come in no promised order."""
-    return {stream: {r.get("Id", r.get("Name")): r for r in rows} for stream, rows in records.items()}
+    return {stream: {str(r.get("Id", r.get("Name"))): r for r in rows} for stream, rows in records.items()}
 
 
 def same_records(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> bool:

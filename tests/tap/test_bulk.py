@@ -163,9 +163,12 @@ def test_windowed_bulk_reads_commit_the_bookmark_per_window(salesforce, capsys):
 
 
 def test_a_nul_byte_in_bulk_csv_is_data(salesforce, capsys):
-    """Salesforce text can hold NUL (airbytehq/airbyte#8300; singer-io/tap-salesforce PR #21 and
-    simple-salesforce strip it because Python 3.10's csv refused it). On the Python floor (3.11)
-    the CSV reader takes it as data: the read never fails, and Bulk gives what REST gives."""
+    """Salesforce text can hold NUL (airbytehq/airbyte#8300.
+
+    Singer-io/tap-salesforce PR #21 and simple-salesforce strip it because Python 3.10's csv refused it). On
+    the Python floor (3.11) the CSV reader takes it as data: the read never fails, and Bulk gives what REST
+    gives.
+    """
     from tests.mappings import document, group
     from tests.support.tap import run_tap, same_records
 

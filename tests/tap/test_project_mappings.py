@@ -1,5 +1,6 @@
-"""Issue 17, points 2 and 3: a project's mappings are checked together, and a job's tap and target
-read the same mapping.
+"""Issue 17, points 2 and 3.
+
+A project's mappings are checked together, and a job's tap and target read the same mapping.
 
 The README's sharding recipe (one mapping file per shard, as inherited plugins) used to get
 around every cross-mapping rule: each file was valid alone, and Accounts ended up with plan

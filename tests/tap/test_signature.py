@@ -10,6 +10,7 @@ refuses a signed stream unless it has the mapping.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from tests.support.tap import CONFIG, MAPPING, run_tap
 from tests.support.target import run_target
 
 
-def singer_lines(capsys: pytest.CaptureFixture[str], **config: object) -> str:
+def singer_lines(capsys: pytest.CaptureFixture[str], **config: Any) -> str:
     run = run_tap(capsys, **config)
     messages = [
         m

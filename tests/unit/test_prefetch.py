@@ -57,8 +57,10 @@ def test_the_source_runs_in_another_thread() -> None:
 
 
 def test_stopping_while_the_source_waits_on_a_request_does_not_wait_for_it() -> None:
-    """A stop on a signal must not wait out a slow request: close() returns at once, and the
-    thread closes the source after that request ends."""
+    """A stop on a signal must not wait out a slow request.
+
+    Close() returns at once, and the thread closes the source after that request ends.
+    """
     waiting, release, closed = threading.Event(), threading.Event(), threading.Event()
 
     def source() -> Iterator[int]:
