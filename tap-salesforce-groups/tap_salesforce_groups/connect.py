@@ -30,7 +30,7 @@ import secrets
 import threading
 import webbrowser
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -78,7 +78,7 @@ class Connection:
     instance_url: str
     username: str
     email: str
-    refresh_token: str
+    refresh_token: str = field(repr=False)  # never in a log line or a traceback
 
     @property
     def line(self) -> str:
@@ -109,7 +109,7 @@ class Flow:
         if not settings.get("client_id"):
             raise ConnectError(
                 "client_id is not set: set it to the connected app's Consumer Key "
-                "(meltano config tap-salesforce-groups set client_id …)"
+                "(meltano config set --store=dotenv tap-salesforce-groups client_id …)"
             )
         self.settings = settings
         self.redirect_uri = redirect
@@ -212,8 +212,10 @@ def default_env_file() -> Path:
 
 
 def store_refresh_token(env_file: Path, token: str) -> None:
-    """Set ``TAP_SALESFORCE_GROUPS_REFRESH_TOKEN`` in ``env_file``: other lines kept, an older
-    value replaced, written to a temporary file (0600) then renamed over the old one.
+    """Set ``TAP_SALESFORCE_GROUPS_REFRESH_TOKEN`` in ``env_file``.
+
+    Other lines kept, an older value replaced, written to a temporary file (0600) then renamed over the old
+    one.
     """
     value = (
         token
@@ -320,8 +322,10 @@ def run_connect(
     timeout: float = TIMEOUT_S,
     echo: Callable[[str], None],
 ) -> Connection:
-    """Serve the callback on ``port``, print (and open) the authorize URL, wait for the login,
-    store the refresh token; raises :class:`ConnectError` with one line on any failure.
+    """Connect to Salesforce in the browser and store the refresh token.
+
+    Serves the callback on ``port``, prints (and opens) the authorize URL, waits for the login
+    and stores the refresh token; raises :class:`ConnectError` with one line on any failure.
     """
     try:
         server = _CallbackServer(lambda bound: Flow(settings, redirect_uri(bound)), port)

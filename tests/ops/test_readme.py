@@ -1,6 +1,7 @@
-"""README.md is the user's manual, and docs/ holds the rest of it: the ```sh blocks of README.md,
-then of each of DOCS, run in order in one shell, in a fresh copy of the project, against the emulators the README itself starts. A command that stops working
-fails this test.
+"""README.md is the user's manual, and docs/ holds the rest of it.
+
+The ```sh blocks of README.md, then of each of DOCS, run in order in one shell, in a fresh copy of the
+project, against the emulators the README itself starts. A command that stops working fails this test.
 
 Blocks fenced ```sh run as written. Blocks fenced ```sh placeholders hold the steps for a real
 org; they run with PLACEHOLDERS below filled in with the emulators' values, plus AMPLITUDE_URL
@@ -20,8 +21,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from emulators.pipeline import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -100,6 +99,7 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert infos.count("sh") >= 4 and "sh placeholders" in infos and "yaml meltano.yml" in infos
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
     env.pop("REQUESTS_CA_BUNDLE", None)  # the README's emulators bring their own CA
+    original = (project_copy / "meltano.yml").read_text(encoding="utf-8")  # as checked out
     result = subprocess.run(
         ["bash", "-c", readme_script(readme)],
         cwd=project_copy,
@@ -125,5 +125,4 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert "Connected to 127.0.0.1 as integration@emulator.example" in output
     assert "TAP_SALESFORCE_GROUPS_REFRESH_TOKEN=" in (project_copy / ".env").read_text()
     # The first steps wrote .env only: meltano.yml is byte for byte what was checked out.
-    original = (PROJECT_ROOT / "meltano.yml").read_text(encoding="utf-8")
     assert (project_copy / ".meltano-after-first-steps.yml").read_text(encoding="utf-8") == original
