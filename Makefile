@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml | cksum | cut -d' ' -f1)
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test lint typecheck docs lock bench soak clean
+.PHONY: install demo test test-fast lint typecheck docs lock bench soak clean
 
 $(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -29,6 +29,10 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest
 
+# Everything but the tests that run Meltano (marked e2e), in 4 processes: the loop while changing code.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" -n 4
+
 # mypy alone.
 typecheck: install
 	$(BIN)/mypy
@@ -37,10 +41,12 @@ typecheck: install
 docs: install
 	$(BIN)/python docs/settings.py
 
-# Pin what is installed now (after changing a requirement): requirements/constraints.txt.
+# Pin what is installed now (after changing a requirement): requirements/constraints.txt, then the
+# workspace's uv.lock at the same versions (tests/ops/test_packaging.py checks that they agree).
 lock: install
 	{ sed -n '1,2p' requirements/constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > requirements/constraints.tmp
 	mv requirements/constraints.tmp requirements/constraints.txt
+	$(BIN)/uv lock --quiet $$(sed -n 's/^\([A-Za-z0-9_.-]*==[^ ;]*\).*/-P \1/p' requirements/constraints.txt)
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request, Response
 
-from emulators._server import BackgroundServer, Fault, LocalCA
+from emulators._server import EPOCH_KEY, BackgroundServer, Fault, LocalCA
 
 API_KEY = "emulator-api-key"
 
@@ -348,6 +348,7 @@ class AmplitudeEmulator(BackgroundServer):
 
     def reset(self) -> None:
         """Forget state, log, metrics, pending faults, the rate limit and the latency."""
+        self.new_epoch()
         with self._lock:
             self._log.clear()
             self._groups.clear()
@@ -458,6 +459,7 @@ class AmplitudeEmulator(BackgroundServer):
             "latency": None,
             "payload": None,
             "_start": request.environ.get(_START, time.monotonic()),
+            "_epoch": request.environ.get(EPOCH_KEY),
         }
 
     def _record(self, entry: dict[str, Any], response: Response) -> None:
@@ -477,6 +479,8 @@ class AmplitudeEmulator(BackgroundServer):
             outcome = "rejected"
         else:
             outcome = None  # e.g. a fault answering 200 without applying anything
+        if not self.current_epoch(entry.pop("_epoch")):
+            return  # arrived before the last reset: not this test's request
         with self._lock:
             self._counters["requests"] += 1
             if outcome:

@@ -37,9 +37,10 @@ MAX_JOBS = 100  # jobs kept; the oldest are forgotten (as if deleted after 7 day
 # the emulator hands the chunks back last first, so a reader that assumes any order is caught.
 # Nor is the output a snapshot: "the remaining results are fetched with extra queries" (Bulk
 # API Developer Guide, "PK Chunking"), each chunk at its own time. The emulator selects a job's
-# rows when the job is created and renders each chunk (its values, stamps included) when the
-# first results page reaches it, so a row changed between two chunks' renders comes out old
-# in one chunk while a later-changed row of the next chunk comes out new (airbytehq/airbyte#21500).
+# rows when the job is created and renders them (values, stamps included) as the results pages
+# read them, chunk after chunk, so a row changed after its chunk was read comes out old while a
+# later-changed row of a later chunk comes out new (airbytehq/airbyte#21500). Page by page, not a
+# whole chunk at once: each results request costs what a page costs, as on a real org.
 PK_CHUNK_ROWS = 100_000
 PK_CHUNKED_STANDARD_OBJECTS = frozenset(
     {"Account", "Campaign", "CampaignMember", "Case", "Contact", "Lead", "Opportunity", "Task", "User"}
@@ -62,7 +63,7 @@ class Job:
     state: str = "UploadComplete"
     error: str | None = None
     chunk_rows: int = 0  # rows per chunk (0: one chunk); chunk k holds rows[k*n:(k+1)*n]
-    rendered: dict[int, list[str]] = field(default_factory=dict)  # chunk -> its CSV lines
+    rendered: set[int] = field(default_factory=set)  # chunks read at least once
 
     def info(self, user_id: str, detail: bool = False) -> dict[str, Any]:
         """The job as the API describes it; ``detail`` adds the fields of ``GET jobs/query/{id}``."""
@@ -257,8 +258,10 @@ class BulkApi:
         return job
 
     def _abort(self, request: Request, job: Job) -> Job:
-        """``PATCH {"state": "Aborted"}`` ("Abort a Query Job", Bulk API 2.0 Developer Guide): only
-        a job in UploadComplete or InProgress can be aborted."""
+        """``PATCH {"state": "Aborted"}`` ("Abort a Query Job", Bulk API 2.0 Developer Guide).
+
+        Only a job in UploadComplete or InProgress can be aborted.
+        """
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or body.get("state") != "Aborted":
             raise ApiError(400, "INVALIDJOB", 'The request body must be {"state": "Aborted"}')
@@ -288,9 +291,10 @@ class BulkApi:
         position = offset
         while position < end:
             chunk = position // size
-            rendered = self._chunk(job, chunk, size)
             stop = min(end, (chunk + 1) * size)
-            lines.extend(rendered[position - chunk * size : stop - chunk * size])
+            with self.org.lock:  # this page's part of the chunk, from the rows as they are now
+                lines.extend(",".join(cell(row) for cell in job.cells) for row in job.rows[position:stop])
+            self._reached(job, chunk)
             position = stop
         text = "\n".join(lines) + "\n"
         next_locator = _encode_locator(end) if end < len(job.rows) else "null"
@@ -300,24 +304,14 @@ class BulkApi:
             headers={"Sforce-NumberOfRecords": str(end - offset), "Sforce-Locator": next_locator},
         )
 
-    def _chunk(self, job: Job, chunk: int, size: int) -> list[str]:
-        """A chunk's CSV lines, rendered from the org's rows the first time it is read."""
+    def _reached(self, job: Job, chunk: int) -> None:
+        """Call ``on_chunk_rendered`` the first time a results page reaches ``chunk``."""
         with self._lock:
-            lines = job.rendered.get(chunk)
-        if lines is not None:
-            return lines
-        with self.org.lock:
-            lines = [
-                ",".join(cell(row) for cell in job.cells)
-                for row in job.rows[chunk * size : (chunk + 1) * size]
-            ]
-        with self._lock:
-            job.rendered = {k: v for k, v in job.rendered.items() if k >= chunk - 1}  # bounded memory
-            job.rendered[chunk] = lines
+            first = chunk not in job.rendered
+            job.rendered.add(chunk)
         hook = self.on_chunk_rendered
-        if hook is not None:
+        if first and hook is not None:
             hook(job, chunk)
-        return lines
 
 
 def _csv_cell(get: Getter, type_: str) -> Callable[[int], str]:

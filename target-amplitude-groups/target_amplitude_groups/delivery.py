@@ -65,6 +65,7 @@ class Delivery:
 
     @property
     def is_dry_run(self) -> bool:
+        """True when nothing is sent (dry_run)."""
         return self.client is None
 
     # -- sending ---------------------------------------------------------------------------
@@ -144,8 +145,10 @@ class Delivery:
         return not self.is_dry_run and self._states_seen > self._states_checkpointed
 
     def batch_delivered(self) -> None:
-        """A full batch was read and sent: the next STATE is worth a checkpoint (which waits for
-        Amplitude's answers before STATE is written)."""
+        """A full batch was read and sent: the next STATE is worth a checkpoint.
+
+        The checkpoint waits for Amplitude's answers before STATE is written.
+        """
         self._batch_since_checkpoint = True
 
     def checkpoint_wanted(self) -> bool:

@@ -1,5 +1,7 @@
-"""The sink: a stream's records become identifications, sent while the batch is read and
-acknowledged a batch at a time."""
+"""The sink.
+
+A stream's records become identifications, sent while the batch is read and acknowledged a batch at a time.
+"""
 
 from __future__ import annotations
 
@@ -135,10 +137,12 @@ class AmplitudeGroupsSink(BatchSink):
         return False
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Build the record's identifications and hand them to the outbox, which sends each
-        request as soon as it is full, while the rest of the batch is read. Every
-        ``batch_size_rows`` records the batch ends: its partly filled request goes too, and the
-        next STATE is worth a checkpoint."""
+        """Build the record's identifications and hand them to the outbox.
+
+        The outbox sends each request as soon as it is full, while the rest of the batch is
+        read. Every ``batch_size_rows`` records the batch ends: its partly filled request goes
+        too, and the next STATE is worth a checkpoint.
+        """
         self._in_batch += 1
         if self.mappings:
             self._add(record)
@@ -179,10 +183,10 @@ class AmplitudeGroupsSink(BatchSink):
         self._truncated_counted = builder.truncated
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Send the partly filled request; return once Amplitude acknowledged every request this
-        sink sent (the SDK writes STATE only after every sink's ``process_batch`` returned).
+        """Send the partly filled request; return once Amplitude acknowledged all this sink sent.
 
-        Raising keeps STATE back.
+        The SDK writes STATE only after every sink's ``process_batch`` returned. Raising keeps
+        STATE back.
         """
         self._in_batch = 0
         self._account()

@@ -25,12 +25,16 @@ def test_amplitude_converges_to_the_org_over_random_histories() -> None:
     seed = os.environ.get("CONVERGENCE_SEED")
     summary = soak(seconds=SECONDS, seed=int(seed) if seed else None, steps=10)
     print(summary.line())
-    assert summary.checks >= 2  # the first and the last run of a history exit 0 and are checked
+    # Each history ends with a clean run, which must exit 0 and is checked (the harness raises
+    # otherwise); earlier runs may fail by design (faults, signals).
+    assert summary.histories >= 1 and summary.checks >= summary.histories
 
 
 class _UnstampedWrite(History):
-    """A history whose one step changes a mapped value without moving SystemModstamp: no
-    incremental reader can see it, so the check after the last run must catch the difference."""
+    """A history whose one step changes a mapped value without moving SystemModstamp.
+
+    No incremental reader can see it, so the check after the last run must catch the difference.
+    """
 
     def step(self) -> None:
         table = self.org.table("Account")
@@ -50,8 +54,11 @@ def test_the_check_catches_a_value_amplitude_never_received(tmp_path: Path) -> N
 
 
 def test_a_quiet_org_that_costs_requests_is_caught(tmp_path: Path) -> None:
-    """The zero-request check can fail: an Amplitude wiped between two runs with nothing changed
-    in the org costs nothing (the pair cannot know), but a fresh state would resend everything."""
+    """The zero-request check can fail.
+
+    An Amplitude wiped between two runs with nothing changed in the org costs nothing (the pair cannot know),
+    but a fresh state would resend everything.
+    """
 
     class _StateLost(History):
         def step(self) -> None:
