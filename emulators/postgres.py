@@ -1,0 +1,144 @@
+"""A throwaway PostgreSQL server for Meltano's system database: Debian's ``postgresql`` binaries,
+``initdb`` plus ``pg_ctl`` in a temporary directory, on a free loopback port, stopped and deleted
+afterwards. The orchestrated tests use it; ``python -m emulators.postgres`` runs one until Ctrl-C
+and prints its ``MELTANO_DATABASE_URI`` (docs/operations.md "Scaling out").
+
+PostgreSQL refuses to run as root, so under root the server runs as Debian's ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATABASE = "meltano"
+USER = "meltano"
+
+
+class PostgresUnavailable(Exception):
+    """No PostgreSQL server can be started here; the message says why, in one line."""
+
+
+def _bin_dir() -> Path:
+    """The newest Debian PostgreSQL ``bin`` directory (``/usr/lib/postgresql/N/bin``), else PATH's."""
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    raise PostgresUnavailable("PostgreSQL is not installed (apt-get install -y postgresql)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalPostgres:
+    """One PostgreSQL server in a temporary directory; ``uri`` is for ``MELTANO_DATABASE_URI``."""
+
+    def __init__(self) -> None:
+        self.bin = _bin_dir()
+        self.port = 0
+        self.dir: Path | None = None
+        self._as: list[str] = []
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def _run(self, tool: str, *args: str) -> None:
+        result = subprocess.run(
+            [*self._as, str(self.bin / tool), *args], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
+            raise PostgresUnavailable(f"{tool} failed: {last}")
+
+    def start(self) -> LocalPostgres:
+        self.dir = Path(tempfile.mkdtemp(prefix="meltano-pg-"))
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise PostgresUnavailable("running as root and there is no 'postgres' user") from exc
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        data = self.dir / "data"
+        try:
+            self._run("initdb", "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
+            for _attempt in range(3):  # another process may take the free port before the server does
+                self.port = _free_port()
+                options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+                try:
+                    self._run(
+                        "pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+                    )
+                    break
+                except PostgresUnavailable:
+                    continue
+            else:
+                raise PostgresUnavailable(f"pg_ctl could not start a server: see {self.dir / 'log'}")
+            self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, DATABASE)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        data = self.dir / "data"
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                [*self._as, str(self.bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+    def __enter__(self) -> LocalPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> int:
+    try:
+        server = LocalPostgres().start()
+    except PostgresUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"MELTANO_DATABASE_URI={server.uri}", flush=True)
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
