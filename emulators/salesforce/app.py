@@ -21,7 +21,8 @@ from .bulk import BulkApi
 from .data import Org, format_datetime, now_ms
 from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
-from .schema import API_VERSIONS, OBJECTS
+from .schema import API_VERSIONS, OBJECTS, ORG_ID
+from .webflow import WebServerFlow
 
 FAULT_KINDS = (
     "expire_session",
@@ -39,6 +40,7 @@ _DATA_PATH = re.compile(r"/services/data/v(\d+\.\d)(/.*)?")
 _LOCATOR_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/([^/]+)")
 _QUERY_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/?")
 _JOB_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/(750\w+)/?")
+_IDENTITY_PATH = re.compile(r"/id/(00D\w{12,15})/(005\w{12,15})")
 
 
 @dataclass
@@ -59,7 +61,8 @@ class SalesforceEmulator(BackgroundServer):
     big unbounded queries do in real orgs. ``sandbox`` makes the JWT flow accept only the
     sandbox audience ``https://test.salesforce.com``. Every data API call counts
     against ``api_max`` (reported in ``Sforce-Limit-Info``). Bulk API 2.0 query jobs complete ``bulk_delay``
-    seconds after creation.
+    seconds after creation. ``rotate_refresh_tokens`` turns on the connected app's refresh token
+    rotation (see :class:`~emulators.salesforce.auth.RefreshTokens`).
     """
 
     def __init__(
@@ -75,13 +78,17 @@ class SalesforceEmulator(BackgroundServer):
         bulk_delay: float = 0.0,
         query_timeout_rows: int | None = None,
         sandbox: bool = False,
+        rotate_refresh_tokens: bool = False,
     ) -> None:
         super().__init__(host=host, port=port, ca=ca)
         self.org = Org(accounts=accounts, seed=seed)
         self.page_size = page_size
         self.api_max = api_max
         self.sessions = Sessions()
-        self.auth = Authenticator(self.sessions, self.org.integration_user_id)
+        self.web_flow = WebServerFlow()
+        self.auth = Authenticator(self.sessions, self.org.integration_user_id, self.web_flow)
+        self._rotate_default = rotate_refresh_tokens
+        self.auth.refresh_tokens.rotate = rotate_refresh_tokens
         self.jwt_private_key_pem: str = self.auth.jwt_private_key_pem
         self.jwt_public_key_pem: str = self.auth.jwt_public_key_pem
         self._lock = threading.Lock()
@@ -113,15 +120,32 @@ class SalesforceEmulator(BackgroundServer):
         """An access token, as the token endpoint would issue (for tests that skip the login)."""
         return self.sessions.issue()
 
+    @property
+    def rotate_refresh_tokens(self) -> bool:
+        """Whether each refresh returns a new refresh token and invalidates the one used."""
+        return self.auth.refresh_tokens.rotate
+
+    @rotate_refresh_tokens.setter
+    def rotate_refresh_tokens(self, on: bool) -> None:
+        self.auth.refresh_tokens.rotate = on
+
+    def issue_refresh_token(self) -> str:
+        """A refresh token of a new authorization, as connecting the app again gives."""
+        return self.auth.refresh_tokens.issue()
+
     def expire_sessions(self) -> int:
         """Invalidate every issued token; the next data call gets 401 INVALID_SESSION_ID."""
         return self.sessions.expire_all()
 
     def reset(self) -> None:
-        """Back to the generated rows; clears the log, faults, sessions, cursors and counters."""
+        """Back to the generated rows; clears the log, faults, sessions, cursors and counters;
+        only the configured refresh token is valid, rotated as constructed."""
         self.org.reset()
         self.faults.clear()
         self.sessions.expire_all()
+        self.web_flow.reset()
+        self.auth.refresh_tokens.reset()
+        self.auth.refresh_tokens.rotate = self._rotate_default
         self.bulk.clear()
         with self._lock:
             self._log.clear()
@@ -182,6 +206,13 @@ class SalesforceEmulator(BackgroundServer):
             if request.method != "POST":
                 raise OAuthError("invalid_request", "must use HTTP POST")
             return json_response(self.auth.token(request, self.url))
+        if path == "/services/oauth2/authorize":
+            _allow(request, "GET", "POST")
+            return self.web_flow.authorize(request)
+        identity = _IDENTITY_PATH.fullmatch(path)
+        if identity:
+            _allow(request, "GET")
+            return self._identity(request, *identity.groups())
         soap = re.fullmatch(r"/services/Soap/u/(\d+\.\d)/?", path)
         if soap:
             _allow(request, "POST")
@@ -196,6 +227,49 @@ class SalesforceEmulator(BackgroundServer):
         if version not in API_VERSIONS:
             raise not_found()
         return self._data(request, version, rest)
+
+    def _identity(self, request: Request, org_id: str, user_id: str) -> Response:
+        """The identity URL (Salesforce Help, "Identity URLs",
+        https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_using_openid.htm): who the
+        access token's user is. A bad token is 403 ``Bad_OAuth_Token``, as Salesforce answers it.
+        """
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or not self.sessions.valid(token.strip()):
+            return Response("Bad_OAuth_Token", status=403, content_type="text/plain")
+        users = self.org.tables["User"]
+        if org_id != ORG_ID or user_id not in users.index:
+            raise not_found()
+        with self.org.lock:
+            row = users.index[user_id]
+            user = {name: column[row] for name, column in users.columns.items()}
+        urls = {
+            "rest": f"{self.url}/services/data/v{{version}}/",
+            "sobjects": f"{self.url}/services/data/v{{version}}/sobjects/",
+            "query": f"{self.url}/services/data/v{{version}}/query/",
+            "partner": f"{self.url}/services/Soap/u/{{version}}/{org_id[:15]}",
+        }
+        return json_response(
+            {
+                "id": f"{self.url}/id/{org_id}/{user_id}",
+                "asserted_user": True,
+                "user_id": user_id,
+                "organization_id": org_id,
+                "username": user["Username"],
+                "nick_name": str(user["Username"]).split("@")[0],
+                "display_name": user["Name"],
+                "email": user["Email"],
+                "email_verified": True,
+                "first_name": user["FirstName"],
+                "last_name": user["LastName"],
+                "active": bool(user["IsActive"]),
+                "user_type": "STANDARD",
+                "language": "en_US",
+                "locale": "en_US",
+                "utcOffset": 0,
+                "urls": urls,
+            }
+        )
 
     def _authenticate(self, request: Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -380,6 +454,13 @@ class SalesforceEmulator(BackgroundServer):
                 self.faults.clear()
                 return json_response({"pending": 0})
             return json_response([asdict(f) for f in self.faults.pending()])
+        if route == "refresh-token-rotation":
+            if method == "POST":
+                self.rotate_refresh_tokens = bool(request.get_json(force=True).get("enabled"))
+            tokens = self.auth.refresh_tokens
+            return json_response(
+                {"enabled": tokens.rotate, "rotations": tokens.rotations, "revocations": tokens.revocations}
+            )
         if route == "reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})

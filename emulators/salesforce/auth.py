@@ -10,7 +10,7 @@ import re
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import jwt
@@ -27,6 +27,9 @@ from .credentials import (
     USERNAME,
 )
 from .schema import ORG_ID
+
+if TYPE_CHECKING:
+    from .webflow import WebServerFlow
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Salesforce wants a JWT assertion to expire within 3 minutes; allow some clock skew on top.
@@ -67,17 +70,108 @@ class Sessions:
             self._tokens.clear()
             return count
 
+    def revoke(self, tokens: set[str]) -> None:
+        """Invalidate these access tokens (a revoked refresh token takes its sessions with it)."""
+        with self._lock:
+            self._tokens -= tokens
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._tokens)
 
 
+class RefreshTokens:
+    """The org's refresh tokens, each of a family that one authorization started.
+
+    With ``rotate`` on (the connected app's "Enable Refresh Token Rotation"), each refresh
+    returns a new refresh token and invalidates the one used; reusing an invalidated one
+    revokes the family's current refresh token and every access token it issued. Salesforce
+    Help 005316711, "Force one-time-use Refresh Tokens - (RTR) Refresh Token Rotation": "This
+    setting enforces single-use refresh tokens by issuing a new token with each exchange and
+    immediately invalidating the previous one. [...] any attempted reuse of an invalidated
+    refresh token results in the immediate revocation of the current refresh token and all
+    associated access tokens, requiring the client to re-authenticate via a new flow."
+    """
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._lock = threading.Lock()
+        self._sessions = sessions
+        self.rotate = False
+        self.rotations = 0  # refreshes that returned a new token
+        self.revocations = 0  # families revoked because an invalidated token was reused
+        self._current: dict[str, int] = {}  # valid refresh token -> family
+        self._used: dict[str, int] = {}  # invalidated (rotated-away) refresh token -> family
+        self._family_sessions: dict[int, set[str]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Only the configured ``REFRESH_TOKEN`` is valid again; rotation stays as it was set."""
+        with self._lock:
+            self._current = {REFRESH_TOKEN: 0}
+            self._used = {}
+            self._family_sessions = {0: set()}
+            self.rotations = self.revocations = 0
+
+    def issue(self) -> str:
+        """A refresh token of a new family, as a fresh authorization (a new "Connect") gives."""
+        token = f"5Aep861{secrets.token_urlsafe(60)}"
+        with self._lock:
+            family = max(self._family_sessions, default=-1) + 1
+            self._current[token] = family
+            self._family_sessions[family] = set()
+        return token
+
+    def valid(self, token: str) -> bool:
+        with self._lock:
+            return token in self._current
+
+    def revoke(self, token: str) -> None:
+        """Revoke one refresh token, as an admin does under Setup > Connected Apps OAuth Usage."""
+        with self._lock:
+            self._current.pop(token, None)
+
+    def revoke_family_of(self, token: str) -> None:
+        """Revoke every refresh token descended from ``token`` (rotated ones included)."""
+        with self._lock:
+            family = self._current.get(token, self._used.get(token))
+            self._current = {t: f for t, f in self._current.items() if f != family}
+
+    def refresh(self, token: str | None) -> tuple[int, str | None]:
+        """Accept ``token``: its family and, when rotating, the refresh token that replaces it."""
+        with self._lock:
+            if token in self._used:  # reuse of an invalidated token: revoke the whole family
+                family = self._used[token]
+                self._current = {t: f for t, f in self._current.items() if f != family}
+                self._sessions.revoke(self._family_sessions.get(family, set()))
+                self._family_sessions[family] = set()
+                self.revocations += 1
+                raise OAuthError("invalid_grant", "expired access/refresh token")
+            if token is None or token not in self._current:
+                raise OAuthError("invalid_grant", "expired access/refresh token")
+            family = self._current[token]
+            if not self.rotate:
+                return family, None
+            new = f"5Aep861{secrets.token_urlsafe(60)}"
+            del self._current[token]
+            self._used[token] = family
+            self._current[new] = family
+            self.rotations += 1
+            return family, new
+
+    def bind(self, family: int, access_token: str) -> None:
+        """Record that ``access_token`` was issued from ``family`` (revoked with it)."""
+        with self._lock:
+            self._family_sessions.setdefault(family, set()).add(access_token)
+
+
 class Authenticator:
     """Checks credentials for each grant against the package constants and issues sessions."""
 
-    def __init__(self, sessions: Sessions, user_id: str) -> None:
+    def __init__(self, sessions: Sessions, user_id: str, web_flow: WebServerFlow) -> None:
         self.sessions = sessions
+        self.refresh_tokens = RefreshTokens(sessions)
         self.user_id = user_id
+        self.web_flow = web_flow
         self.sandbox = False  # a sandbox accepts only the https://test.salesforce.com audience
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.jwt_public_key = key.public_key()
@@ -99,10 +193,13 @@ class Authenticator:
             raise OAuthError("invalid_request", "grant type is missing")
         if grant == "refresh_token":
             self._client(form.get("client_id"), form.get("client_secret"))
-            if form.get("refresh_token") != REFRESH_TOKEN:
-                raise OAuthError("invalid_grant", "expired access/refresh token")
-            scope = "api refresh_token"
-        elif grant == "client_credentials":
+            family, rotated = self.refresh_tokens.refresh(form.get("refresh_token"))
+            response = self._token_response(instance_url, "api refresh_token")
+            self.refresh_tokens.bind(family, response["access_token"])
+            if rotated is not None:
+                response["refresh_token"] = rotated
+            return response
+        if grant == "client_credentials":
             client_id, secret = _basic_auth(request)
             if client_id is None:
                 client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -111,6 +208,10 @@ class Authenticator:
         elif grant == JWT_GRANT:
             self._jwt(form.get("assertion"), request.host)
             scope = "api"
+        elif grant == "authorization_code":
+            self.web_flow.redeem(form)
+            refresh = self.refresh_tokens.issue()  # a new authorization: a new token family
+            return {**self._token_response(instance_url, "refresh_token id api"), "refresh_token": refresh}
         else:  # includes "password", which the tap never sends
             raise OAuthError("unsupported_grant_type", "grant type not supported")
         return self._token_response(instance_url, scope)

@@ -16,8 +16,11 @@ from groups_mapping.validate import (
     MAX_GROUP_TYPES,
     MAX_PROPERTIES,
     MappingError,
+    deleted_flag_problems,
+    deleted_flags,
     load_mapping,
     parse_mapping,
+    problems_together,
     validate,
 )
 
@@ -37,9 +40,12 @@ __all__ = [
     "MappingConfig",
     "MappingError",
     "PropertyMapping",
+    "deleted_flag_problems",
+    "deleted_flags",
     "insecure_url",
     "json_schema_path",
     "load_mapping",
     "parse_mapping",
+    "problems_together",
     "validate",
 ]

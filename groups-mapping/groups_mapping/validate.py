@@ -10,7 +10,7 @@ import difflib
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,37 +182,124 @@ def _parse_one(index: int, raw: Any, strict: bool) -> tuple[GroupMapping | None,
     return GroupMapping(index, obj, group_type, name_field, tuple(props)), []
 
 
-def _cross_mapping_problems(mappings: list[GroupMapping]) -> list[str]:
-    """Rules that span mappings: duplicate relations, properties written twice, project limits."""
+def _cross_mapping_problems(mappings: list[GroupMapping], sources: dict[int, str] | None = None) -> list[str]:
+    """Rules that span mappings: duplicate relations, properties written twice, project limits.
+
+    With ``sources`` (``id(mapping)`` → the file it comes from) the mappings are several files
+    used together, and only problems no single file has are reported: each file was checked alone.
+    """
+
+    def where(m: GroupMapping) -> str:
+        return f"{sources[id(m)]}: {m.label}" if sources else m.label
+
+    def same_file(a: GroupMapping, b: GroupMapping) -> bool:
+        return sources is not None and sources[id(a)] == sources[id(b)]
+
     problems: list[str] = []
     relations: dict[tuple[str, str], GroupMapping] = {}
     writers: dict[tuple[str, str], GroupMapping] = {}
     for m in mappings:
         first = relations.setdefault((m.object.lower(), m.group_type), m)
-        if first is not m:
+        if first is not m and not same_file(first, m):
             problems.append(
-                f"{m.label}: Salesforce object '{m.object}' is already mapped to group type "
-                f"'{m.group_type}' by {first.label}"
+                f"{where(m)}: Salesforce object '{m.object}' is already mapped to group type "
+                f"'{m.group_type}' by {where(first)}"
             )
         for p in m.properties:
             owner = writers.setdefault((m.group_type, p.property), m)
-            if owner is not m:
+            if owner is not m and not same_file(owner, m):
                 problems.append(
-                    f"{m.label}: group property '{p.property}' of group type '{m.group_type}' is "
-                    f"also written by {owner.label}; one would overwrite the other"
+                    f"{where(m)}: group property '{p.property}' of group type '{m.group_type}' is "
+                    f"also written by {where(owner)}; one would overwrite the other"
                 )
+    together = f" in {', '.join(dict.fromkeys(sources.values()))} together" if sources else ""
     group_types = dict.fromkeys(m.group_type for m in mappings)
-    if len(group_types) > MAX_GROUP_TYPES:
+    if len(group_types) > MAX_GROUP_TYPES and not _one_file_alone(mappings, sources, _group_types):
         problems.append(
-            f"mappings use {len(group_types)} group types ({', '.join(group_types)}); "
+            f"mappings{together} use {len(group_types)} group types ({', '.join(group_types)}); "
             f"an Amplitude project allows at most {MAX_GROUP_TYPES}"
         )
     properties = {p.property for m in mappings for p in m.properties}
-    if len(properties) > MAX_PROPERTIES:
+    if len(properties) > MAX_PROPERTIES and not _one_file_alone(mappings, sources, _properties):
         problems.append(
-            f"mappings define {len(properties)} distinct group properties; "
+            f"mappings{together} define {len(properties)} distinct group properties; "
             f"an Amplitude project allows at most {MAX_PROPERTIES}"
         )
+    return problems
+
+
+def _group_types(mappings: list[GroupMapping]) -> bool:
+    return len({m.group_type for m in mappings}) > MAX_GROUP_TYPES
+
+
+def _properties(mappings: list[GroupMapping]) -> bool:
+    return len({p.property for m in mappings for p in m.properties}) > MAX_PROPERTIES
+
+
+def _one_file_alone(
+    mappings: list[GroupMapping],
+    sources: dict[int, str] | None,
+    over: Callable[[list[GroupMapping]], bool],
+) -> bool:
+    """Whether one file alone is over a limit (then that file's own check reported it)."""
+    if not sources:
+        return False
+    by_file: dict[str, list[GroupMapping]] = {}
+    for m in mappings:
+        by_file.setdefault(sources[id(m)], []).append(m)
+    return any(over(group) for group in by_file.values())
+
+
+def problems_together(configs: Mapping[str, MappingConfig]) -> list[str]:
+    """The cross-mapping rules over every mapping one Amplitude project receives together.
+
+    ``configs`` maps a name for each mapping file (its path, or ``mapping setting``) to its
+    parsed mapping; each was validated alone already. Rules checked per file are not checked
+    when a project splits its mapping (shards, inherited plugins, environments): this checks
+    them across the files, naming both files in each problem. Identical mappings count once.
+    """
+    unique: dict[str, tuple[str, MappingConfig]] = {}
+    for name, config in configs.items():
+        unique.setdefault(json.dumps(config.to_dict(), sort_keys=True), (name, config))
+    if len(unique) < 2:
+        return []
+    mappings = [m for _, config in unique.values() for m in config.mappings]
+    sources = {id(m): name for name, config in unique.values() for m in config.mappings}
+    return _cross_mapping_problems(mappings, sources)
+
+
+def deleted_flags(config: MappingConfig, deleted_property: str) -> dict[int, str]:
+    """The property each mapping flags in ``deleted_records: flag`` mode, by mapping index.
+
+    ``deleted_property`` when one object feeds the group type; when several do (a child object
+    keyed by its parent's id), each object's rows flag ``<object> <deleted_property>``, so a
+    deleted child row never marks its live parent's group as deleted.
+    """
+    objects: dict[str, set[str]] = {}
+    for m in config.mappings:
+        objects.setdefault(m.group_type, set()).add(m.object.lower())
+    return {
+        m.index: deleted_property if len(objects[m.group_type]) == 1 else f"{m.object} {deleted_property}"
+        for m in config.mappings
+    }
+
+
+def deleted_flag_problems(config: MappingConfig | None, deleted_property: str) -> list[str]:
+    """The flag must be a usable property name that no mapped property of its group type uses."""
+    if not deleted_property.strip() or deleted_property.startswith("$"):
+        return [f"deleted_property {deleted_property!r} must be a non-empty name not starting with '$'"]
+    if config is None:
+        return []
+    written = {(m.group_type, p.property): m for m in reversed(config.mappings) for p in m.properties}
+    problems = []
+    for m in config.mappings:
+        flag = deleted_flags(config, deleted_property)[m.index]
+        owner = written.get((m.group_type, flag))
+        if owner is not None:
+            problems.append(
+                f"{m.label}: the deleted_records flag '{flag}' of group type '{m.group_type}' is also "
+                f"a group property of {owner.label}; set deleted_property to another name"
+            )
     return problems
 
 

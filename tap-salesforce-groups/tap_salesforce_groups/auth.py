@@ -18,6 +18,7 @@ import jwt
 import requests
 
 from tap_salesforce_groups.errors import SalesforceAuthError
+from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE, RefreshTokenStore
 
 PRODUCTION_AUDIENCE = "https://login.salesforce.com"
 SANDBOX_AUDIENCE = "https://test.salesforce.com"
@@ -99,15 +100,10 @@ def login(session: requests.Session, config: Mapping[str, Any], flow: str, timeo
 def _oauth_login(
     session: requests.Session, base: str, config: Mapping[str, Any], flow: str, timeout: float
 ) -> tuple[str, str]:
-    headers: dict[str, str] = {}
     if flow == "refresh_token":
-        data = {
-            "grant_type": "refresh_token",
-            "client_id": config["client_id"],
-            "client_secret": config["client_secret"],
-            "refresh_token": config["refresh_token"],
-        }
-    elif flow == "jwt":
+        return _refresh_login(session, base, config, timeout)
+    headers: dict[str, str] = {}
+    if flow == "jwt":
         data = {
             "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "assertion": jwt_assertion(config),
@@ -116,8 +112,54 @@ def _oauth_login(
         pair = f"{config['client_id']}:{config['client_secret']}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         data = {"grant_type": "client_credentials"}
+    body = _token_request(session, base, flow, data, headers=headers, timeout=timeout)
+    return str(body["access_token"]), str(body["instance_url"])
+
+
+def _refresh_login(
+    session: requests.Session, base: str, config: Mapping[str, Any], timeout: float
+) -> tuple[str, str]:
+    """The refresh token grant, with the latest rotated token in place of the configured one.
+
+    Under refresh token rotation the answer carries a new ``refresh_token`` and the one sent is
+    dead (see ``token_store``); the new one is kept before this returns.
+    """
+    configured = str(config["refresh_token"])
+    store = RefreshTokenStore(config.get("refresh_token_file") or DEFAULT_REFRESH_TOKEN_FILE)
+    with store.locked():
+        kept = store.current(configured)
+        data = {
+            "grant_type": "refresh_token",
+            "client_id": config["client_id"],
+            "client_secret": config["client_secret"],
+            "refresh_token": kept or configured,
+        }
+        hint = (
+            f" (sent the rotated refresh token kept in {store.path}; if the app revoked it, "
+            "connect again and configure the new refresh_token)"
+            if kept
+            else ""
+        )
+        body = _token_request(session, base, "refresh_token", data, timeout=timeout, hint=hint)
+        rotated = body.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != data["refresh_token"]:
+            store.save(configured, rotated)
+    return str(body["access_token"]), str(body["instance_url"])
+
+
+def _token_request(
+    session: requests.Session,
+    base: str,
+    flow: str,
+    data: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    hint: str = "",
+) -> dict[str, Any]:
+    """POST to the token endpoint; the JSON answer, or :class:`SalesforceAuthError` naming why."""
     url = f"{base}/services/oauth2/token"
-    response = session.post(url, data=data, headers=headers, timeout=timeout)
+    response = session.post(url, data=data, headers=headers or {}, timeout=timeout)
     try:
         body = response.json()
     except ValueError:
@@ -127,9 +169,9 @@ def _oauth_login(
     if response.status_code != 200 or "access_token" not in body:
         code = body.get("error", f"HTTP {response.status_code}")
         reason = f"{code}: {body.get('error_description', '')}".strip()
-        msg = f"Salesforce login ({flow} flow) at {url} failed: {reason}"
+        msg = f"Salesforce login ({flow} flow) at {url} failed: {reason}{hint}"
         raise SalesforceAuthError(msg)
-    return str(body["access_token"]), str(body["instance_url"])
+    return body
 
 
 def _soap_login(

@@ -14,6 +14,14 @@ from typing import Any, NoReturn
 import click
 
 from groups_mapping import MappingError, load_mapping, parse_mapping
+from tap_salesforce_groups.connect import (
+    ENV_NAME,
+    TIMEOUT_S,
+    ConnectError,
+    default_env_file,
+    exit_on_signals,
+    run_connect,
+)
 from tap_salesforce_groups.editor import run_editor
 from tap_salesforce_groups.editor.org import property_label, run_verification
 from tap_salesforce_groups.errors import SalesforceClientError
@@ -216,6 +224,55 @@ def verify(config: tuple[str, ...]) -> None:
 def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
     """Serve the mapping editor page against the org; stop with Ctrl-C."""
     sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
+
+
+@main.command()
+@config_option
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the local callback.",
+)
+@click.option("--no-browser", is_flag=True, help="Print the login URL only; do not open a browser.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to store the refresh token [default: the project's .env].",
+)
+@click.option(
+    "--timeout",
+    default=TIMEOUT_S,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seconds to wait for the login.",
+)
+def connect(
+    config: tuple[str, ...], port: int, no_browser: bool, env_file: Path | None, timeout: int
+) -> None:
+    """Log in to Salesforce in the browser (OAuth with PKCE) and store the refresh token.
+
+    Register http://localhost:PORT/oauth/callback as a Callback URL of the connected app first.
+    """
+    settings = _settings(config)
+    target = env_file or default_env_file()
+    with exit_on_signals("connect"):
+        try:
+            connection = run_connect(
+                settings,
+                port=port,
+                env_file=target,
+                open_browser=not no_browser,
+                timeout=timeout,
+                echo=lambda line: click.echo(line, err=True),
+            )
+        except ConnectError as exc:
+            click.echo(f"Cannot connect to Salesforce: {exc}", err=True)
+            sys.exit(1)
+    click.echo(connection.line)
+    click.echo(f"Stored {ENV_NAME} in {target} (mode 0600).", err=True)
 
 
 if __name__ == "__main__":

@@ -53,20 +53,28 @@ class Progress:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
-    def expect(self, rows: int, bulk_from: int) -> None:
-        """Record the COUNT() of rows to read and say how many of them were delivered before."""
+    def expect(self, rows: int, bulk_from: int) -> bool:
+        """Record the COUNT() of rows to read, say how they will be read; True when through Bulk.
+
+        The line names the API the rows are then read with (Bulk API 2.0 from ``bulk_from`` rows,
+        REST below), and how many of them the last run already delivered.
+        """
         self.total = rows
+        bulk = rows >= bulk_from
+        how = "Bulk API 2.0 (bulk_threshold" if bulk else "REST (Bulk API 2.0 from bulk_threshold"
         if self.delivered:
             self.logger.info(
-                "%s: %d rows to read, %d of them already delivered by the last run and skipped "
-                "(Bulk API 2.0 from %d)",
+                "%s: %d rows to read, %d of them already delivered by the last run and skipped; "
+                "through %s %d)",
                 self.name,
                 rows,
                 min(self.delivered, rows),
+                how,
                 bulk_from,
             )
         else:
-            self.logger.info("%s: %d rows to read (Bulk API 2.0 from %d)", self.name, rows, bulk_from)
+            self.logger.info("%s: %d rows to read through %s %d)", self.name, rows, how, bulk_from)
+        return bulk
 
     def line(self) -> str:
         """``Account: 120000/200000 rows read (60%), 5100 rows/s, about 16s left``."""

@@ -307,9 +307,7 @@ class SalesforceObjectStream(Stream):
         except QueryTooBig:
             self.logger.info("%s: counting the rows timed out; using Bulk API 2.0", self.name)
             return True
-        threshold = int(self.config["bulk_threshold"])
-        progress.expect(rows, bulk_from=threshold)
-        return rows >= threshold
+        return progress.expect(rows, bulk_from=int(self.config["bulk_threshold"]))
 
     def _position(self, window: Window, ties: Ties) -> datetime | None:
         """Where a re-query starts: at the last emitted stamp (its Ids skipped), else the window's start."""

@@ -29,6 +29,7 @@ from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientEr
 from tap_salesforce_groups.run import RunControl
 from tap_salesforce_groups.schema import stream_spec
 from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
+from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
 from tap_salesforce_groups.writer import FastSingerWriter
 
 DEFAULT_API_VERSION = "62.0"
@@ -84,6 +85,13 @@ class TapSalesforceGroups(Tap):
             th.StringType,
             secret=True,
             description="OAuth refresh token (with client_id and client_secret): the 'Connect to' flow.",
+        ),
+        th.Property(
+            "refresh_token_file",
+            th.StringType,
+            default=DEFAULT_REFRESH_TOKEN_FILE,
+            description="Where a rotated refresh token is kept (refresh token rotation): a 0600 JSON "
+            "file, relative to the Meltano project (else the working directory). Never printed.",
         ),
         th.Property(
             "private_key",

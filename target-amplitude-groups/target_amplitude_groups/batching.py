@@ -127,6 +127,7 @@ class Item:
     identification: dict[str, Any]
     encoded: str  # quote_plus of the compact JSON: exactly what goes into the body
     properties: int
+    groups: int = 1  # 0 for the later parts of a group sent as several partial updates
 
     @property
     def encoded_bytes(self) -> int:
@@ -190,13 +191,15 @@ class OversizedValue(ValueError):
         self.property = prop
 
 
-def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[Item]:
+def split_oversized(identification: dict[str, Any], overhead: int, *, first: bool = True) -> Iterator[Item]:
     """Items for one group; a group too big for one request is sent as several partial updates.
 
+    Only the first part counts as a group (``Item.groups``), so the summary counts groups.
     Raises :class:`OversizedValue` when a single property cannot fit in any request.
     """
     item = Item.of(identification)
     if item.properties <= MAX_PROPERTIES and overhead + item.encoded_bytes <= MAX_BODY_BYTES:
+        item.groups = int(first)
         yield item
         return
     ops = [
@@ -206,11 +209,13 @@ def split_oversized(identification: dict[str, Any], overhead: int) -> Iterator[I
     ]
     if len(ops) <= 1:
         raise OversizedValue(identification, ops[0][1] if ops else "")
-    for half in (ops[: len(ops) // 2], ops[len(ops) // 2 :]):
+    for n, half in enumerate((ops[: len(ops) // 2], ops[len(ops) // 2 :])):
         props: dict[str, dict[str, Any]] = {}
         for op, key, value in half:
             props.setdefault(op, {})[key] = value
-        yield from split_oversized({**identification, "group_properties": props}, overhead)
+        yield from split_oversized(
+            {**identification, "group_properties": props}, overhead, first=first and n == 0
+        )
 
 
 def iter_pack(

@@ -273,7 +273,7 @@ class AmplitudeClient:
                     f"(HTTP 400: {exc.reason})"
                 ) from None
             return rejected
-        self.stats.add(groups_sent=len(request.items))
+        self.stats.add(groups_sent=sum(i.groups for i in request.items))
         return []
 
     def _try(self, request: Request) -> _Refused | None:
@@ -282,7 +282,7 @@ class AmplitudeClient:
             self._post_with_retries(request)
         except _Refused as exc:
             return exc
-        self.stats.add(groups_sent=len(request.items))
+        self.stats.add(groups_sent=sum(i.groups for i in request.items))
         return None
 
     def _bisect(self, request: Request, refusal: _Refused) -> list[Rejection]:

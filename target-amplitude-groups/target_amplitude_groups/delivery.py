@@ -48,6 +48,7 @@ class Delivery:
     _states_seen: int = field(default=0, init=False)
     _states_checkpointed: int = field(default=0, init=False)
     _latest_state: Any = field(default=None, init=False)
+    _checkpoint_state: Any = field(default=None, init=False)
     _batch_since_checkpoint: bool = field(default=False, init=False)
     _last_checkpoint: float = field(default_factory=time.monotonic, init=False)
     _last_checkpoint_text: str = field(default="none yet", init=False)
@@ -157,18 +158,22 @@ class Delivery:
         )
 
     def checkpointing(self) -> None:
-        """Called just before the drain that writes STATE: log what it will say."""
+        """Called just before the drain that writes STATE: which STATE it will write."""
         self._states_checkpointed = self._states_seen
         self._batch_since_checkpoint = False
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_state = self._latest_state
+
+    def checkpoint_written(self) -> None:
+        """Called once the drain wrote STATE: log it, with what Amplitude had acknowledged then."""
         self._last_checkpoint_text = (
-            f"{describe_state(self._latest_state)} after {self.stats.groups_sent} groups"
+            f"{describe_state(self._checkpoint_state)} after {self.stats.groups_sent} groups"
         )
         self.stats.add(checkpoints=1)
         self.logger.info(
             "Checkpoint: %s delivered and acknowledged; STATE %s",
             count(self.stats.groups_sent, "group"),
-            describe_state(self._latest_state),
+            describe_state(self._checkpoint_state),
         )
 
     def log_progress(self, *, force: bool = False) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from target_amplitude_groups.errors import RunFailure
+
 PRIVATE = 0o600  # they hold customer data
 
 
@@ -33,17 +35,27 @@ class JsonLines:
         if not text:
             return
         with self._lock:
-            fd = _open_private(self.path, os.O_WRONLY | os.O_APPEND)
-            with os.fdopen(fd, "a", encoding="utf-8") as handle:
-                handle.write(text)
+            try:
+                fd = _open_private(self.path, os.O_WRONLY | os.O_APPEND)
+                with os.fdopen(fd, "a", encoding="utf-8") as handle:
+                    handle.write(text)
+            except OSError as exc:  # a full disk: the run fails, and what was not recorded is resent
+                raise RunFailure(f"cannot write {self.path}: {exc.strerror or exc}") from exc
             self.lines += text.count("\n")
 
 
 def write_json(path: str | Path, data: Any, redact: Callable[[str], str]) -> None:
-    """Replace a JSON file atomically (a reader never sees half a report)."""
+    """Replace a JSON file atomically (a reader never sees half a report).
+
+    On failure (a full disk) the temporary file is removed and the error raised.
+    """
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = _open_private(temporary, os.O_WRONLY | os.O_TRUNC)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
-    os.replace(temporary, target)
+    try:
+        fd = _open_private(temporary, os.O_WRONLY | os.O_TRUNC)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -17,7 +17,7 @@ from groups_mapping import GroupMapping
 
 MAX_STRING = 1024  # Amplitude truncates longer strings; we do it first, and say so
 UNSET = "-"  # the value Amplitude's SDKs send with $unset
-DELETED_PROPERTY = "deleted"
+DELETED_PROPERTY = "deleted"  # the default of the deleted_property setting
 _MISSING = object()  # a key absent from a record, unlike an explicit null
 
 
@@ -27,6 +27,7 @@ class Options:
 
     null_values: str = "unset"  # unset | skip
     deleted_records: str = "ignore"  # ignore | unset | flag
+    deleted_property: str = DELETED_PROPERTY  # the flag's name (flag mode)
 
 
 class Skip(Exception):
@@ -45,6 +46,35 @@ class ValueProblem:
     group_value: str
     property: str
     reason: str
+
+
+class Unparseable:
+    """A value the stream's schema calls a date, time or date-time that does not parse as one."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+_DATELIKE_PARSERS: dict[str, Any] = {
+    "date-time": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+}
+DATELIKE_FORMATS = tuple(_DATELIKE_PARSERS)
+
+
+def parse_datelike(kind: str, value: str) -> Any:
+    """A date, time or date-time string as Python parses ISO 8601 (as the Singer SDK does).
+
+    A value that does not parse (``0000-00-00 00:00:00`` from MySQL) becomes :class:`Unparseable`:
+    it is left out of its group and recorded, instead of failing every rerun at the same row.
+    """
+    try:
+        return _DATELIKE_PARSERS[kind](value)
+    except ValueError:
+        return Unparseable(f"{value[:40]!r} is not a valid {kind}")
 
 
 # Past this exponent a number is no longer a finite IEEE double, which is what Amplitude stores.
@@ -95,6 +125,8 @@ def to_amplitude(value: Any) -> Any:
         return {_check_text(str(k)): to_amplitude(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [to_amplitude(v) for v in value if v is not None]
+    if isinstance(value, Unparseable):
+        raise BadValue(value.reason)
     return value
 
 
@@ -107,6 +139,10 @@ def group_value_of(mapping: GroupMapping, record: Mapping[str, Any]) -> str:
         raise Skip(f"no value in group name field '{mapping.group_name_field}'")
     if isinstance(raw, bool):
         return "true" if raw else "false"  # as JSON writes it, not Python's "True"
+    if isinstance(raw, (Mapping, list, tuple)):
+        # Its text would be a Python repr ("{'a': 1}"): no id a user could look up.
+        kind = "an object" if isinstance(raw, Mapping) else "an array"
+        raise Skip(f"group name field '{mapping.group_name_field}' holds {kind}, not a value")
     try:
         value = str(to_amplitude(raw))
     except BadValue as exc:
@@ -155,18 +191,25 @@ class IdentificationBuilder:
             return value[:MAX_STRING]
         return value
 
-    def build(self, mapping: GroupMapping, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    def build(
+        self, mapping: GroupMapping, record: Mapping[str, Any], flag: str | None = None
+    ) -> dict[str, Any] | None:
         """One identification for one mapping of a record; None when there is nothing to send.
 
-        A field absent from the record is left alone; only an explicit null is ``$unset``.
+        A field absent from the record is left alone; only an explicit null is ``$unset``. In
+        ``flag`` mode, ``flag`` (default ``deleted_property``) is this mapping's deleted flag: a
+        deleted row sends only the flag, true; a live row sends its values and the flag, false.
         """
         group_value = group_value_of(mapping, record)
         set_: dict[str, Any] = {}
         unset: dict[str, str] = {}
         deleted = record.get("IsDeleted") is True
         mode = self.options.deleted_records
+        flag = flag or self.options.deleted_property
         if deleted and mode == "unset":
             unset = dict.fromkeys((p.property for p in mapping.properties), UNSET)
+        elif deleted and mode == "flag":
+            set_[flag] = True  # a deleted row's values are not news: only that it was deleted
         else:
             unset_nulls = self.options.null_values == "unset"
             for p in mapping.properties:
@@ -194,7 +237,7 @@ class IdentificationBuilder:
                     continue
                 set_[p.property] = self._string(mapping, p.property, value)
             if mode == "flag":
-                set_[DELETED_PROPERTY] = deleted
+                set_[flag] = False
         ops: dict[str, dict[str, Any]] = {}
         if set_:
             ops["$set"] = set_
@@ -205,10 +248,14 @@ class IdentificationBuilder:
         return {"group_type": mapping.group_type, "group_value": group_value, "group_properties": ops}
 
     def build_all(
-        self, mappings: tuple[GroupMapping, ...], records: list[dict[str, Any]], stream: str
+        self,
+        mappings: tuple[GroupMapping, ...],
+        records: list[dict[str, Any]],
+        stream: str,
+        flags: tuple[str, ...] | None = None,
     ) -> tuple[list[dict[str, Any]], list[str], int]:
         """Identifications of a batch (one per group, later records applied over earlier ones),
-        skip reasons, deleted rows ignored.
+        skip reasons, deleted rows ignored. ``flags`` names each mapping's deleted flag.
 
         Requests go out concurrently, so two updates of one group must not travel in two of
         them: a later record of the same group is merged into the earlier one here.
@@ -220,9 +267,9 @@ class IdentificationBuilder:
             if record.get("IsDeleted") is True and self.options.deleted_records == "ignore":
                 deleted_ignored += 1
                 continue
-            for mapping in mappings:
+            for n, mapping in enumerate(mappings):
                 try:
-                    identification = self.build(mapping, record)
+                    identification = self.build(mapping, record, flags[n] if flags else None)
                 except Skip as exc:
                     name = record.get("Id") or {k: record.get(k) for k in list(record)[:3]}
                     skipped.append(f"{stream} record {name}: {exc}")

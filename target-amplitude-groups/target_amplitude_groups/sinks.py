@@ -7,9 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
-from groups_mapping import GroupMapping
+from groups_mapping import GroupMapping, deleted_flags
 from target_amplitude_groups.errors import StreamMismatch
-from target_amplitude_groups.identify import MAX_STRING, IdentificationBuilder
+from target_amplitude_groups.identify import (
+    DATELIKE_FORMATS,
+    MAX_STRING,
+    IdentificationBuilder,
+    parse_datelike,
+)
 
 if TYPE_CHECKING:
     from target_amplitude_groups.target import TargetAmplitudeGroups
@@ -33,8 +38,14 @@ class AmplitudeGroupsSink(BatchSink):
         key_properties: list[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
+        # Dates are parsed here rather than by the SDK, which fails the whole run on one value
+        # that does not parse; the SDK sees the schema without their formats.
+        self.datelike = _datelike_fields(self.schema)
+        if self.datelike:
+            self.schema = _without_formats(self.schema, self.datelike)
         self.amplitude = target
         self.mappings = self._mappings_for(stream_name, schema, key_properties or [])
+        self.flags = self._flags()
         # One builder per sink: sinks drain in parallel threads, so nothing mutable is shared.
         self.builder = IdentificationBuilder(target.options, self.logger)
         # Records are kept here, not in the SDK's batch context, which the SDK logs at DEBUG
@@ -58,6 +69,15 @@ class AmplitudeGroupsSink(BatchSink):
             )
             return ()
         return (self._generic_mapping(stream, keys[0], fields),)
+
+    def _flags(self) -> tuple[str, ...]:
+        """Each mapping's deleted flag (``deleted_records: flag``), scoped to its object."""
+        target = self.amplitude
+        name = target.options.deleted_property
+        if target.mapping is None:
+            return tuple(name for _ in self.mappings)
+        flags = deleted_flags(target.mapping, name)
+        return tuple(flags[m.index] for m in self.mappings)
 
     def _resolve(self, mapping: GroupMapping, stream: str, fields: dict[str, Any]) -> GroupMapping:
         """The mapping with each field spelled as the stream spells it.
@@ -95,13 +115,29 @@ class AmplitudeGroupsSink(BatchSink):
         names = [f for f in fields if keep_sdc or not f.startswith(SDC_PREFIX)]
         if len(stream) > MAX_STRING or not stream.strip():
             raise StreamMismatch(f"stream '{stream[:60]}': not usable as an Amplitude group type")
+        options = self.amplitude.options
+        if options.deleted_records == "flag" and options.deleted_property in names:
+            raise StreamMismatch(
+                f"stream '{stream}' has a field '{options.deleted_property}', the property deleted_records "
+                "flag writes; set deleted_property to another name"
+            )
         bad = [f for f in names if f != key and (not f.strip() or f.startswith("$"))]
         if bad:
             raise StreamMismatch(
                 f"stream '{stream}': field names {', '.join(repr(f) for f in bad)} cannot be Amplitude "
                 "property names (empty or starting with '$'); rename or drop them with stream_maps"
             )
-        return GroupMapping.for_stream(stream, key, names)
+        mapping = GroupMapping.for_stream(stream, key, names)
+        self.amplitude.note_generic_properties(p.property for p in mapping.properties)
+        return mapping
+
+    def preprocess_record(self, record: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        """Dates, times and date-times as Python values; one that does not parse is marked as such."""
+        for name, kind in self.datelike.items():
+            value = record.get(name)
+            if type(value) is str:
+                record[name] = parse_datelike(kind, value)
+        return record
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Keep the record for the batch."""
@@ -125,7 +161,9 @@ class AmplitudeGroupsSink(BatchSink):
         target = self.amplitude
         builder = self.builder
         truncated_before = builder.truncated
-        identifications, skipped, deleted = builder.build_all(self.mappings, records, self.stream_name)
+        identifications, skipped, deleted = builder.build_all(
+            self.mappings, records, self.stream_name, self.flags
+        )
         problems, builder.bad_values = builder.bad_values, []
         for reason in skipped:
             self.logger.warning("Skipped: %s", reason)
@@ -133,3 +171,36 @@ class AmplitudeGroupsSink(BatchSink):
             skipped=len(skipped), deleted_ignored=deleted, truncated=builder.truncated - truncated_before
         )
         target.delivery.send(identifications, problems)
+
+
+def _datelike_format(prop: Any) -> str | None:
+    """``date-time``, ``date`` or ``time`` for a string property of that format (also in anyOf)."""
+    if not isinstance(prop, dict):
+        return None
+    types = prop.get("type") or []
+    if ("string" in types) and prop.get("format") in DATELIKE_FORMATS:
+        return str(prop["format"])
+    for option in prop.get("anyOf") or []:
+        if found := _datelike_format(option):
+            return found
+    return None
+
+
+def _datelike_fields(schema: dict[str, Any]) -> dict[str, str]:
+    props = schema.get("properties") or {}
+    return {name: kind for name, prop in props.items() if (kind := _datelike_format(prop))}
+
+
+def _without_formats(schema: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A copy of the schema whose date-like properties are plain strings."""
+
+    def plain(prop: dict[str, Any]) -> dict[str, Any]:
+        copy = {k: v for k, v in prop.items() if k != "format"}
+        if "anyOf" in copy:
+            copy["anyOf"] = [plain(o) if isinstance(o, dict) else o for o in copy["anyOf"]]
+        return copy
+
+    props = dict(schema.get("properties") or {})
+    for name in names:
+        props[name] = plain(props[name])
+    return {**schema, "properties": props}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from types import FrameType
 from typing import Any, ClassVar
@@ -19,8 +19,10 @@ from singer_sdk.target_base import Target
 from groups_mapping import (
     MAPPING_DESCRIPTION,
     MAPPING_FILE_DESCRIPTION,
+    MAX_PROPERTIES,
     MappingConfig,
     MappingError,
+    deleted_flag_problems,
     insecure_url,
     load_mapping,
 )
@@ -28,7 +30,7 @@ from target_amplitude_groups.client import REGION_URLS, AmplitudeClient
 from target_amplitude_groups.delivery import Delivery
 from target_amplitude_groups.errors import Interrupted, RunFailure
 from target_amplitude_groups.files import JsonLines, write_json
-from target_amplitude_groups.identify import Options
+from target_amplitude_groups.identify import DELETED_PROPERTY, Options
 from target_amplitude_groups.reader import FastSingerReader
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
@@ -53,6 +55,12 @@ class StateWatchingReader(FastSingerReader):
         if target is not None and target.delivery.checkpoint_wanted():
             target.checkpoint()
         message: dict[str, Any] = super().deserialize_json(line)
+        if message.get("type") == "BATCH":
+            # The target does not advertise `batch`: never open the files a manifest names.
+            raise RunFailure(
+                "BATCH messages are not supported by target-amplitude-groups; turn batch output "
+                "off in the tap (its `batch_config` setting)"
+            )
         if target is not None and message.get("type") == "STATE":
             target.delivery.note_state(message.get("value"))
             if target.delivery.is_dry_run:
@@ -125,7 +133,14 @@ class TargetAmplitudeGroups(Target):
             th.StringType(allowed_values=["ignore", "unset", "flag"]),
             default="ignore",
             description="Rows with IsDeleted = true: ignore them, unset their mapped properties, or flag them "
-            "with property 'deleted' = true.",
+            "(deleted_property = true, and false on live rows).",
+        ),
+        th.Property(
+            "deleted_property",
+            th.StringType,
+            default=DELETED_PROPERTY,
+            description="The property deleted_records flag writes. When several objects feed one group "
+            "type, each object's rows flag '<object> <deleted_property>'.",
         ),
         th.Property(
             "keep_sdc_columns",
@@ -163,6 +178,14 @@ class TargetAmplitudeGroups(Target):
         if (url := self.config.get("api_url")) and (problem := insecure_url("api_url", str(url))):
             raise ConfigValidationError("Config validation failed", errors=[problem])
         _ = self.mapping  # report mapping problems before reading any record
+        if problems := self._deleted_flag_problems():
+            raise ConfigValidationError("Config validation failed", errors=problems)
+        if self.mapping is None:
+            self.logger.warning(
+                "No mapping set (mapping_file or mapping): each stream becomes a group type of its "
+                "own, named after the stream, with its other fields as properties"
+            )
+        self.generic_properties: set[str] = set()
         TargetAmplitudeGroups.active = self
         if isinstance(self.message_reader, StateWatchingReader):
             self.message_reader.target = self
@@ -181,6 +204,25 @@ class TargetAmplitudeGroups(Target):
         except MappingError as exc:
             raise ConfigValidationError(f"{exc.source} is invalid", errors=exc.problems) from exc
 
+    def _deleted_flag_problems(self) -> list[str]:
+        """deleted_property must be a usable name that no mapped property uses (flag mode)."""
+        name = str(self.config["deleted_property"])
+        flagging = self.config["deleted_records"] == "flag"
+        return deleted_flag_problems(self.mapping if flagging else None, name)
+
+    def note_generic_properties(self, names: Iterable[str]) -> None:
+        """Without a mapping: warn once when the streams define more properties than Amplitude indexes."""
+        before = len(self.generic_properties)
+        self.generic_properties.update(names)
+        if before <= MAX_PROPERTIES < len(self.generic_properties):
+            self.logger.warning(
+                "Without a mapping the streams define %d distinct properties; an Amplitude project "
+                "indexes at most %d group properties, so the rest are stored but not indexed. Write a "
+                "mapping that names the properties you need",
+                len(self.generic_properties),
+                MAX_PROPERTIES,
+            )
+
     @property
     def api_key(self) -> str:
         return str(self.config["api_key"])
@@ -195,7 +237,9 @@ class TargetAmplitudeGroups(Target):
     @cached_property
     def options(self) -> Options:
         """The settings that shape identifications."""
-        return Options(self.config["null_values"], self.config["deleted_records"])
+        return Options(
+            self.config["null_values"], self.config["deleted_records"], str(self.config["deleted_property"])
+        )
 
     @cached_property
     def delivery(self) -> Delivery:
@@ -264,26 +308,40 @@ class TargetAmplitudeGroups(Target):
 
         The SDK writes STATE only in ``drain_all`` (there is no public hook to write it), after
         every sink's ``process_batch`` returned, and ours return only once Amplitude acknowledged
-        their records. So a checkpoint is a ``drain_all``, called between two messages.
+        their records. So a checkpoint is a ``drain_all``, called between two messages; the
+        ``Checkpoint:`` line is logged once it returned, when STATE has been written.
         """
         self.delivery.checkpointing()
         self.drain_all()
+        self.delivery.checkpoint_written()
 
     # -- end of the run --------------------------------------------------------------------
     def process_endofpipe(self) -> None:
         """Deliver everything, then the final STATE (SDK), then the summary and report."""
-        if self.delivery.new_state_pending():
+        final = self.delivery.new_state_pending()
+        if final:
             self.delivery.checkpointing()
         super().process_endofpipe()
+        if final:
+            self.delivery.checkpoint_written()
         self.finish("ok")
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """The summary line and the run report; called once per run, failed or not."""
+        """The summary line and the run report; called once per run, failed or not.
+
+        Raises:
+            RunFailure: the report could not be written (a full disk); no temporary file is left.
+        """
+        if self._finished:
+            return
+        self._finished = True
         dry_run = bool(self.config["dry_run"])
         mode = " (dry run: nothing sent, no STATE)" if dry_run else ""
         (self.logger.info if status == "ok" else self.logger.error)(
             "Summary%s: %s%s", mode, self.stats.summary(), "" if status == "ok" else f" ({status})"
         )
+        if self.delivery.client is not None:
+            self.delivery.client.close()
         if path := self.config.get("report_file"):
             report = {
                 "status": status,
@@ -293,26 +351,50 @@ class TargetAmplitudeGroups(Target):
                 "rejected_file": str(self.delivery.rejected.path) if self.delivery.rejected.lines else None,
                 **self.stats.as_dict(),
             }
-            write_json(path, report, self.redact)
-        if self.delivery.client is not None:
-            self.delivery.client.close()
+            try:
+                write_json(path, report, self.redact)
+            except OSError as exc:
+                raise RunFailure(f"cannot write report_file {path}: {exc.strerror or exc}") from exc
+
+    _finished = False
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
-        """Run the target; a failure is one error line and a non-zero exit, never a traceback."""
+        """Run the target; any failure is one error line, the summary, the report and a non-zero exit.
+
+        Never a traceback: whatever the exception (a bad input line, a full disk, a bug), the
+        run report is rewritten with ``failed`` so that it never keeps an earlier run's ``ok``.
+        """
         try:
             super().invoke(**kwargs)
-        except (RunFailure, InvalidInputLine) as exc:
-            target = cls.active
-            message = target.redact(str(exc)) if target else str(exc)
-            cls.logger.error("%s", message)
-            if isinstance(exc, Interrupted):
-                cls.logger.error("Stopped; STATE was emitted only for groups Amplitude acknowledged")
-            else:
-                cls.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
-            if target is not None:
+        except ConfigValidationError:
+            raise  # before the run started: the SDK prints each problem on its own line
+        except (Exception, KeyboardInterrupt) as exc:  # the one place every failure ends
+            cls._fail(exc)
+
+    @classmethod
+    def _fail(cls, exc: BaseException) -> None:
+        target = cls.active
+        if isinstance(exc, (RunFailure, InvalidInputLine)):
+            message = str(exc)
+        elif isinstance(exc, KeyboardInterrupt):
+            exc = Interrupted(signal.SIGINT, "SIGINT")
+            message = str(exc)
+        else:  # not one of ours: name the exception, still in one line
+            message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:1000]
+        if target is not None:
+            message = target.redact(message)
+        cls.logger.error("%s", message)
+        if isinstance(exc, Interrupted):
+            cls.logger.error("Stopped; STATE was emitted only for groups Amplitude acknowledged")
+        else:
+            cls.logger.error("No STATE was emitted for unacknowledged records; the next run resends them")
+        if target is not None:
+            try:
                 target.finish("interrupted" if isinstance(exc, Interrupted) else "failed", message)
-            raise SystemExit(getattr(exc, "exit_code", 1)) from None
+            except RunFailure as report_failure:
+                cls.logger.error("%s", report_failure)
+        raise SystemExit(getattr(exc, "exit_code", 1)) from None
 
 
 if __name__ == "__main__":

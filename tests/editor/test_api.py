@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -174,7 +175,8 @@ def test_put_mapping_saves_atomically_and_keeps_a_backup(editor):
     before = editor.mapping_file.read_text()
     changed = document(group("Account", "org id", "Id", (("Name", "account name"), ("Industry", "  "))))
     changed["mappings"][0]["properties"][1] = {"field": "Industry"}  # property defaults to the field
-    response = editor.call("PUT", "/api/mapping", changed)
+    tag = editor.call("GET", "/api/mapping").headers["ETag"]
+    response = editor.call("PUT", "/api/mapping", changed, headers={"If-Match": tag})
     assert response.status_code == 200, response.text
     expected = document(
         group("Account", "org id", "Id", (("Name", "account name"), ("Industry", "Industry")))
@@ -197,7 +199,8 @@ def test_put_invalid_mapping_is_422_and_leaves_the_file_untouched(editor):
     before = editor.mapping_file.read_bytes()
     stamp = editor.mapping_file.stat().st_mtime_ns
     bad = document(group("Account", "", "Id", ()))
-    response = editor.call("PUT", "/api/mapping", bad)
+    tag = editor.call("GET", "/api/mapping").headers["ETag"]
+    response = editor.call("PUT", "/api/mapping", bad, headers={"If-Match": tag})
     assert response.status_code == 422
     assert response.json()["problems"] == validate(bad)
     assert "the file was not changed" in response.json()["error"]
@@ -214,3 +217,70 @@ def test_put_with_an_inline_mapping_setting_is_refused(editor_factory):
     response = editor.call("PUT", "/api/mapping", MAPPING)
     assert response.status_code == 409
     assert "set 'mapping_file' to save from the editor" in response.json()["error"]
+
+
+def test_put_mapping_needs_the_version_it_replaces(editor):
+    # RFC 9110 §13.1.1 (If-Match), RFC 6585 §3 (428 Precondition Required): a save names the
+    # version it was based on, so two tabs, or a tab and `scaffold --write` or a `git pull`,
+    # cannot silently overwrite each other.
+    got = editor.call("GET", "/api/mapping")
+    tag = got.headers["ETag"]
+    assert tag == '"' + hashlib.sha256(editor.mapping_file.read_bytes()).hexdigest()[:32] + '"'
+    assert editor.call("HEAD", "/api/mapping").headers["ETag"] == tag
+    before = editor.mapping_file.read_bytes()
+    mine = document(group("Account", "org id", "Id", (("Name", "mine"),)))
+
+    missing = editor.call("PUT", "/api/mapping", mine)
+    assert missing.status_code == 428
+    assert missing.json()["error"].startswith("PUT /api/mapping needs If-Match with the ETag of GET")
+    assert editor.mapping_file.read_bytes() == before
+
+    # Another writer (a second tab's save, `scaffold --write`, a `git pull`) changes the file.
+    theirs = document(group("Account", "org id", "Id", (("Name", "theirs"),)))
+    editor.mapping_file.write_text(json.dumps(theirs))
+    stale = editor.call("PUT", "/api/mapping", mine, headers={"If-Match": tag})
+    assert stale.status_code == 412
+    assert json.loads(editor.mapping_file.read_text()) == theirs  # untouched
+    assert not Path(f"{editor.mapping_file}.bak").exists()
+    body = stale.json()
+    assert "changed since this page read it" in body["error"]
+    assert body["current"] == editor.call("GET", "/api/mapping").json()  # to reload or merge
+    assert body["current"]["mapping"] == theirs
+    assert stale.headers["ETag"] == body["etag"] == editor.call("GET", "/api/mapping").headers["ETag"]
+
+    saved = editor.call("PUT", "/api/mapping", mine, headers={"If-Match": body["etag"]})
+    assert saved.status_code == 200
+    assert json.loads(editor.mapping_file.read_text()) == mine
+    assert saved.headers["ETag"] == editor.call("GET", "/api/mapping").headers["ETag"] != body["etag"]
+    # The old tag no longer matches; a list with the current one does; W/ tags never (strong).
+    assert editor.call("PUT", "/api/mapping", mine, headers={"If-Match": tag}).status_code == 412
+    weak = editor.call("PUT", "/api/mapping", mine, headers={"If-Match": f"W/{saved.headers['ETag']}"})
+    assert weak.status_code == 412
+    listed = editor.call("PUT", "/api/mapping", mine, headers={"If-Match": f'"x", {saved.headers["ETag"]}'})
+    assert listed.status_code == 200
+    assert editor.call("PUT", "/api/mapping", mine, headers={"If-Match": "*"}).status_code == 200
+    # If-None-Match: * creates a file only where there is none.
+    assert editor.call("PUT", "/api/mapping", mine, headers={"If-None-Match": "*"}).status_code == 412
+
+
+def test_two_tabs_cannot_overwrite_each_other(editor):
+    first = editor.call("GET", "/api/mapping").headers["ETag"]
+    second = editor.call("GET", "/api/mapping").headers["ETag"]
+    a = document(group("Account", "org id", "Id", (("Name", "from tab a"),)))
+    b = document(group("Account", "org id", "Id", (("Name", "from tab b"),)))
+    assert editor.call("PUT", "/api/mapping", a, headers={"If-Match": first}).status_code == 200
+    lost = editor.call("PUT", "/api/mapping", b, headers={"If-Match": second})
+    assert lost.status_code == 412
+    assert lost.json()["current"]["mapping"] == a
+    assert json.loads(editor.mapping_file.read_text()) == a
+
+
+def test_a_new_file_is_created_with_if_none_match(editor_factory):
+    editor = editor_factory(file_mapping=None)
+    got = editor.call("GET", "/api/mapping")
+    assert "ETag" not in got.headers  # no file, no version
+    assert editor.call("PUT", "/api/mapping", MAPPING, headers={"If-Match": "*"}).status_code == 412
+    created = editor.call("PUT", "/api/mapping", MAPPING, headers={"If-None-Match": "*"})
+    assert created.status_code == 200
+    assert json.loads(editor.mapping_file.read_text()) == MAPPING
+    assert created.headers["ETag"] == editor.call("GET", "/api/mapping").headers["ETag"]

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
@@ -128,3 +130,55 @@ def test_a_wildcard_host_is_refused(config):
         "Cannot start the mapping editor on 0.0.0.0: give one address to listen on (the Host header "
         "is checked against it), e.g. --host 127.0.0.1"
     )
+
+
+FAKE_BROWSER = """#!{python}
+import json, os, stat, sys
+from pathlib import Path
+from urllib.parse import urlsplit, unquote
+target = Path(unquote(urlsplit(sys.argv[1]).path)) if sys.argv[1].startswith("file:") else None
+seen = {{
+    "argv": sys.argv,
+    "cmdline": Path(f"/proc/{{os.getpid()}}/cmdline").read_bytes().decode().split("\\0"),
+    "mode": stat.S_IMODE(target.stat().st_mode) if target else None,
+    "page": target.read_text() if target else None,
+}}
+Path({record!r}).write_text(json.dumps(seen))
+"""
+
+
+def test_the_browser_is_opened_without_the_token_in_any_argv(config, tmp_path):
+    # A launcher's argv is world-readable (ps, /proc/PID/cmdline): it must name a private file,
+    # not the URL with the token (Jupyter's jupyter-*-open.html does the same).
+    record = tmp_path / "browser.json"
+    browser = tmp_path / "fake-browser"
+    browser.write_text(FAKE_BROWSER.format(python=sys.executable, record=str(record)))
+    browser.chmod(0o755)
+    process = subprocess.Popen(
+        [str(BIN), "editor", "--config", str(config), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BROWSER": str(browser)},
+    )
+    try:
+        url = process.stdout.readline().split(": ", 1)[1].strip()  # the editor's own terminal
+        token = url.split("token=")[1]
+        for _ in range(600):
+            if record.exists():
+                break
+            time.sleep(0.05)
+        seen = json.loads(record.read_text())
+        own = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert token not in " ".join(seen["argv"] + seen["cmdline"])
+    assert token not in own
+    assert seen["argv"][1].startswith("file:///") and seen["argv"][1].endswith(".html")
+    assert seen["mode"] == 0o600  # only this user can read the token in it
+    assert f'content="0;url={url}"' in seen["page"]  # it sends the browser on to the editor
+    launcher = Path(unquote(urlsplit(seen["argv"][1]).path))
+    assert not launcher.exists()  # removed when the editor stops
+    assert process.returncode == 0
+    assert "Traceback" not in err

@@ -178,6 +178,7 @@ def test_build_break_fix_verify_save(browser: Browser, editor_factory: Any) -> N
     )
     assert json.loads(editor.mapping_file.read_text()) == expected
     expect(page.locator("#save")).to_be_disabled()  # saved; a new change needs a new verification
+    expect(page.locator("#source")).to_have_text(f"mapping_file: {editor.mapping_file}")  # not "(new file)"
 
     # A second save keeps the first file as .bak.
     card.locator(".group-type").fill("account")
@@ -219,14 +220,32 @@ def test_config_buttons_and_look(browser: Browser, editor_factory: Any, tmp_path
     expect(page.locator("#notice")).to_have_text("Mapping config copied to the clipboard.")
     assert json.loads(page.evaluate("navigator.clipboard.readText()")) == saved
 
-    # Import config: a file with problems is shown, and its problems listed as validate says.
+    # Import config: a file with problems is shown, and all its problems listed as validate says,
+    # the ones the form cannot show too (an unknown key and its hint).
     bad = document(group("Account", "org id", "Id", (("Name", "n"), ("Name", "m"))))
+    bad["mappings"][0]["propertes"] = bad["mappings"][0].pop("properties")
     bad_file = tmp_path / "bad.json"
     bad_file.write_text(json.dumps(bad))
+    assert len(validate(bad)) == 2
+    assert "unknown key 'propertes' (did you mean 'properties'?)" in validate(bad)[0]
     page.locator("#import-file").set_input_files(str(bad_file))
-    expect(page.locator("#notice")).to_have_text("Imported bad.json: 1 problem (listed in the panel).")
+    expect(page.locator("#notice")).to_have_text(
+        "Imported bad.json: 2 problems in the file:\n" + "\n".join(f"- {p}" for p in validate(bad))
+    )
     expect(page.locator(".card")).to_have_count(1)
-    expect(page.locator("#problems .message")).to_have_text(validate(bad))
+    expect(page.locator("#problems .message")).to_have_text(
+        ["1: Account -> org id: group mapping has no group properties"]
+    )
+    # The import replaced the loaded file's two mappings: the page now has unsaved work, so the
+    # next import asks first; dismissed, nothing changes.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.locator("#import-file").set_input_files(str(editor.mapping_file))
+    expect(page.locator("#notice")).to_have_text(f"Import of {editor.mapping_file.name} cancelled.")
+    assert asked == [
+        f"Import {editor.mapping_file.name}? It replaces the mappings shown, and your unsaved changes are lost."
+    ]
+    expect(page.locator(".card")).to_have_count(1)
     not_json = tmp_path / "broken.json"
     not_json.write_text('{"version": 1,')
     page.locator("#import-file").set_input_files(str(not_json))
@@ -239,6 +258,7 @@ def test_config_buttons_and_look(browser: Browser, editor_factory: Any, tmp_path
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(13, 17, 23)"
     page.set_viewport_size({"width": 380, "height": 900})
+    page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#import-file").set_input_files(str(editor.mapping_file))
     expect(page.locator(".card")).to_have_count(2)
     expect(page.locator("#panel-summary")).to_contain_text("No problems")
@@ -313,3 +333,114 @@ def test_keyboard_only(browser: Browser, editor_factory: Any) -> None:
         group("Account", "org id", "Id", (("Industry", "Industry"),))
     )
     page.close()
+
+
+def test_network_failures_end_every_pending_status(browser: Browser, editor_factory: Any) -> None:
+    # fetch() rejects when the editor is gone or the connection drops; nothing may stay pending.
+    editor = editor_factory()
+    page = browser.new_page()
+    page.route("**/api/mapping", lambda route: route.abort())
+    page.goto(editor.server.url)
+    expect(page.locator("#source")).to_have_text(
+        "Cannot read the mapping: GET /api/mapping: the editor cannot be reached (is it still running?)"
+    )
+    page.unroute("**/api/mapping")
+    page.reload()
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    page.route("**/api/**", lambda route: route.abort())
+    page.locator("#next").click()
+    expect(page.locator("#verify-summary")).to_have_text(
+        "POST /api/verify: the editor cannot be reached (is it still running?)"
+    )
+    expect(page.locator("#next")).to_be_enabled()  # the user can try again
+    page.locator(".group-type").first.fill("org")
+    expect(page.locator("#notice")).to_have_text(
+        "POST /api/validate: the editor cannot be reached (is it still running?)"
+    )
+    page.locator("#cadence").evaluate("s => { s.disabled = false; }")
+    page.locator("#cadence").select_option("hourly")
+    expect(page.locator("#notice")).to_have_text(
+        "PUT /api/schedule: the editor cannot be reached (is it still running?)"
+    )
+    page.close()
+
+
+def test_save_over_a_changed_file_offers_reload_or_keep(browser: Browser, editor_factory: Any) -> None:
+    # Lost update: another writer changes the file after the page read it; Save gets 412.
+    editor = editor_factory()
+    theirs = document(group("Account", "org id", "Id", (("Name", "theirs"),)))
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator(".card")).to_have_count(2)
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    editor.mapping_file.write_text(json.dumps(theirs))  # e.g. `scaffold --write`, a `git pull`
+    page.locator(".group-type").first.fill("account")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    expect(page.locator("#conflict")).to_be_visible()
+    expect(page.locator("#conflict-text")).to_contain_text("changed since this page read it")
+    assert json.loads(editor.mapping_file.read_text()) == theirs
+    shot(page, "editor-5-conflict.png", "Save over a file changed since the page read it: reload or keep")
+
+    # Keep my version: the next Save replaces the file, knowingly.
+    page.locator("#conflict-keep").click()
+    expect(page.locator("#conflict")).to_be_hidden()
+    expect(page.locator("#save")).to_be_enabled()
+    page.locator("#save").click()
+    expect(page.locator("#notice")).to_contain_text("previous file kept as")
+    assert json.loads(editor.mapping_file.read_text())["mappings"][0]["group_type"] == "account"
+    assert json.loads(Path(f"{editor.mapping_file}.bak").read_text()) == theirs
+
+    # Changed again elsewhere: this time reload, which shows the file as it is now.
+    editor.mapping_file.write_text(json.dumps(theirs))
+    page.locator(".group-type").first.fill("org")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    page.locator("#conflict-reload").click()
+    expect(page.locator(".card")).to_have_count(1)
+    expect(page.locator(".prop-name")).to_have_value("theirs")
+    expect(page.locator("#notice")).to_contain_text("your changes were discarded")
+    assert json.loads(editor.mapping_file.read_text()) == theirs
+    page.close()
+
+
+def test_delete_mapping_asks_first(browser: Browser, editor_factory: Any) -> None:
+    editor = editor_factory()
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator(".card")).to_have_count(2)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.locator(".delete-mapping").first.click()
+    expect(page.locator(".card")).to_have_count(2)  # dismissed: nothing deleted
+    assert asked == [
+        "Delete mapping 1: Account -> org id and its 9 group properties? (The file changes only when you save.)"
+    ]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator(".delete-mapping").first.click()
+    expect(page.locator(".card")).to_have_count(1)
+    # An empty mapping just added goes without asking.
+    page.locator("#add-mapping").click()
+    expect(page.locator(".card")).to_have_count(2)
+    page.locator(".delete-mapping").last.click()
+    expect(page.locator(".card")).to_have_count(1)
+    page.close()
+
+
+def test_the_launcher_file_takes_the_browser_to_the_editor(browser: Browser, editor_factory: Any) -> None:
+    # What the browser is opened on (no token in the launcher's argv): a private redirect file.
+    from tap_salesforce_groups.editor import launcher_file
+
+    editor = editor_factory()
+    launcher = launcher_file(editor.server.url)
+    try:
+        page = browser.new_page()
+        page.goto(launcher.as_uri())
+        page.wait_for_url(editor.server.url)
+        expect(page.locator(".card")).to_have_count(2)
+        expect(page.locator("#panel-summary")).to_contain_text("No problems")
+        page.close()
+    finally:
+        launcher.unlink()

@@ -95,8 +95,8 @@ def test_oversized_body_is_413_and_not_read(editor):
 def test_clear_4xx_for_everything_else(editor):
     wrong_method = editor.call("DELETE", "/api/mapping")
     assert wrong_method.status_code == 405
-    assert wrong_method.headers["Allow"] == "GET, PUT"
-    assert wrong_method.json() == {"error": "DELETE is not allowed on /api/mapping (allowed: GET, PUT)"}
+    assert wrong_method.headers["Allow"] == "GET, HEAD, PUT"
+    assert wrong_method.json() == {"error": "DELETE is not allowed on /api/mapping (allowed: GET, HEAD, PUT)"}
     assert editor.call("GET", "/api/validate").status_code == 405
     bad_json = editor.call("POST", "/api/validate", "{'version': 1}")
     assert bad_json.status_code == 400
@@ -148,3 +148,42 @@ def test_no_credential_or_access_token_in_any_response(editor):
         text = str(response.headers) + response.text
         for secret in secrets:
             assert secret not in text, f"{response.request.method} {response.request.url} leaks a credential"
+
+
+def test_head_is_answered_without_a_body_and_the_connection_stays_usable(editor):
+    # RFC 9110 §9.3.2: HEAD is GET without the content; a body after a HEAD answer would be read
+    # as the next response on a kept-alive connection (http.client then fails on the status line).
+    get = editor.call("GET", "/api/objects")
+    connection = http.client.HTTPConnection(*editor.server.server_address[:2], timeout=30)
+    headers = {"X-Editor-Token": editor.token}
+    for path, status in (("/api/objects", 200), ("/", 200), ("/api/nothing", 404), ("/api/validate", 405)):
+        connection.request("HEAD", path, headers=headers)
+        response = connection.getresponse()
+        assert response.status == status, path
+        assert response.read() == b""
+        if path == "/api/objects":
+            assert response.getheader("Content-Length") == str(len(get.content))
+            assert response.getheader("Content-Type") == "application/json; charset=utf-8"
+        if path == "/api/validate":
+            assert response.getheader("Allow") == "POST"
+    connection.request("GET", "/api/objects", headers=headers)  # the same connection
+    after = connection.getresponse()
+    assert after.status == 200
+    assert json.loads(after.read()) == get.json()
+    connection.close()
+    status, _, payload = raw(editor, "HEAD", "/api/objects", {"Host": editor.server.authority})
+    assert (status, payload) == (403, b"")  # the guards hold for HEAD too
+
+
+def test_the_route_table_is_the_api_and_readme_lists_it():
+    from pathlib import Path
+
+    from tap_salesforce_groups.editor.server import ROUTES, resolve
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for route in ROUTES:
+        if route.path.startswith("/api/"):
+            assert f"{route.path}`" in readme, f"README's API table lacks {route.method} {route.path}"
+        # Each line is reachable by its own method (a {name} stands for any one segment).
+        assert resolve(route.method, route.path.replace("{name}", "x"))[0] is route
+    assert resolve("GET", "/api/objects/Account%5F/fields")[1] == {"name": "Account_"}

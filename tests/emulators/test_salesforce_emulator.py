@@ -168,7 +168,11 @@ def _jwt(sf, key=None, **claims):
     ("data", "expected"),
     [
         ({}, ("invalid_request", "grant type is missing")),
-        ({"grant_type": "authorization_code"}, ("unsupported_grant_type", "grant type not supported")),
+        (  # the web server flow (connect): a code that this org never issued
+            {"grant_type": "authorization_code", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+            ("invalid_grant", "invalid authorization code"),
+        ),
+        ({"grant_type": "device_code"}, ("unsupported_grant_type", "grant type not supported")),
         (
             {"grant_type": "refresh_token", "client_id": "x", "refresh_token": REFRESH_TOKEN},
             ("invalid_client_id", "client identifier invalid"),
@@ -1084,3 +1088,45 @@ def test_a_polymorphic_reference_accepts_any_listed_target(sf):
     account = sf.org.rows("Account")[0]["Id"]
     with pytest.raises(ApiError, match="id value of incorrect type"):
         sf.org.update("Case", case, OwnerId=account)  # an Account cannot own a Case
+
+
+def test_refresh_token_rotation_invalidates_the_used_token_and_reuse_revokes_all(sf):
+    """Salesforce Help 005316711 ("Refresh Token Rotation"): each exchange issues a new refresh
+    token and invalidates the previous one; reusing an invalidated one revokes the current
+    refresh token and all associated access tokens."""
+    sf.rotate_refresh_tokens = True
+
+    def refresh(token):
+        return token_request(
+            sf,
+            {
+                "grant_type": "refresh_token",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "refresh_token": token,
+            },
+        )
+
+    first = refresh(REFRESH_TOKEN).json()
+    assert set(first) == TOKEN_KEYS | {"refresh_token"} and first["refresh_token"] != REFRESH_TOKEN
+    second = refresh(first["refresh_token"]).json()
+    assert second["refresh_token"] not in (REFRESH_TOKEN, first["refresh_token"])
+    other = sf.issue_refresh_token()  # another authorization of the same app: a family of its own
+    other_session = refresh(other).json()
+    live = client(sf, second["access_token"]).get(f"{sf.url}{V}/sobjects/Account/describe")
+    assert live.status_code == 200
+
+    reused = refresh(REFRESH_TOKEN)  # the configured token, invalidated by the first rotation
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+    assert refresh(second["refresh_token"]).json()["error"] == "invalid_grant"  # current one revoked
+    for token in (first["access_token"], second["access_token"]):
+        assert client(sf, token).get(f"{sf.url}{V}/sobjects/Account/describe").status_code == 401
+    # the other authorization is untouched
+    assert client(sf, other_session["access_token"]).get(f"{sf.url}{V}/sobjects").status_code == 200
+    assert refresh(other_session["refresh_token"]).status_code == 200
+    rotation = client(sf).get(f"{sf.url}/__emulator/refresh-token-rotation").json()
+    assert rotation == {"enabled": True, "rotations": 4, "revocations": 1}
+
+    sf.reset()  # back to the configured token, without rotation (as constructed)
+    assert set(refresh(REFRESH_TOKEN).json()) == TOKEN_KEYS
+    assert set(refresh(REFRESH_TOKEN).json()) == TOKEN_KEYS

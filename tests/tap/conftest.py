@@ -56,6 +56,7 @@ def salesforce() -> Iterator[SalesforceEmulator]:
     yield SALESFORCE
     SALESFORCE.reset()
     SALESFORCE.query_timeout_rows, SALESFORCE.sandbox, SALESFORCE.api_max = None, False, 1_000_000
+    SALESFORCE.rotate_refresh_tokens = False
 
 
 @dataclass

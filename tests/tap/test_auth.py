@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, SECURITY_TOKEN, USERNAME
+from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, REFRESH_TOKEN, SECURITY_TOKEN, USERNAME
 from tap_salesforce_groups.auth import auth_flow, login_base_url
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceAuthError
@@ -133,3 +135,80 @@ def test_a_soap_login_fault_is_not_retried(salesforce):
     with pytest.raises(SalesforceAuthError, match="INVALID_LOGIN"):
         SalesforceClient(config).login()
     assert len([r for r in salesforce.requests if "/services/Soap/" in r["path"]]) == 1
+
+
+# -- refresh token rotation (Salesforce Help 005316711, "Refresh Token Rotation") ------------------
+
+
+def test_a_rotated_refresh_token_is_kept_and_used_for_every_later_login(salesforce, tmp_path, caplog):
+    """With rotation on, each refresh returns a new token and the one sent is dead; reusing it
+    revokes them all. Each client is a new process's login: the token must outlive it."""
+    salesforce.rotate_refresh_tokens = True
+    path = tmp_path / "project" / "refresh-token.json"
+    config = settings(refresh_token_file=str(path))
+    for _ in range(3):
+        logged_in(config)
+    rotation = salesforce.auth.refresh_tokens
+    assert (rotation.rotations, rotation.revocations) == (3, 0)
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text()
+    assert REFRESH_TOKEN not in text  # keyed by a hash of the configured token
+    (kept,) = json.loads(text).values()
+    assert rotation.valid(kept["refresh_token"])
+    assert kept["refresh_token"] not in caplog.text
+
+
+def test_a_newly_configured_refresh_token_wins_over_the_kept_one(salesforce, tmp_path):
+    salesforce.rotate_refresh_tokens = True
+    path = tmp_path / "refresh-token.json"
+    logged_in(settings(refresh_token_file=str(path)))  # rotates the configured token once
+    reconnected = salesforce.issue_refresh_token()  # e.g. `connect` stored a new token
+    for _ in range(2):
+        logged_in(settings(refresh_token_file=str(path), refresh_token=reconnected))
+    # The new token was used as configured (reusing the kept one would have revoked nothing, but
+    # sending the old lineage's token would): its own lineage now has an entry, the old one still works.
+    assert salesforce.auth.refresh_tokens.revocations == 0
+    assert len(json.loads(path.read_text())) == 2
+    logged_in(settings(refresh_token_file=str(path)))
+    assert salesforce.auth.refresh_tokens.revocations == 0
+
+
+def test_without_rotation_the_configured_token_is_used_and_nothing_is_kept(salesforce, tmp_path):
+    path = tmp_path / "refresh-token.json"
+    for _ in range(2):
+        logged_in(settings(refresh_token_file=str(path)))
+    assert not path.exists()
+
+
+def test_the_default_token_file_is_in_the_meltano_project(salesforce, tmp_path, monkeypatch):
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(tmp_path))
+    salesforce.rotate_refresh_tokens = True
+    config = settings()
+    assert config["refresh_token_file"] == ".meltano/tap-salesforce-groups/refresh-token.json"
+    logged_in(config)
+    logged_in(config)
+    assert (tmp_path / ".meltano/tap-salesforce-groups/refresh-token.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_refused_kept_token_names_the_file_not_the_token(salesforce, tmp_path):
+    salesforce.rotate_refresh_tokens = True
+    path = tmp_path / "refresh-token.json"
+    config = settings(refresh_token_file=str(path))
+    logged_in(config)
+    kept = next(iter(json.loads(path.read_text()).values()))["refresh_token"]
+    salesforce.reset()  # the org forgets every rotated token (as a revocation would)
+    salesforce.rotate_refresh_tokens = True
+    with pytest.raises(SalesforceAuthError) as exc:
+        SalesforceClient(config).login()
+    message = str(exc.value)
+    assert "invalid_grant" in message and str(path) in message and "connect again" in message
+    assert kept not in message and REFRESH_TOKEN not in message
+
+
+def test_a_corrupt_token_file_is_one_clear_error(salesforce, tmp_path):
+    path = tmp_path / "refresh-token.json"
+    path.write_text("not json")
+    with pytest.raises(
+        SalesforceAuthError, match=r"refresh_token_file .*refresh-token.json: not a JSON object"
+    ):
+        SalesforceClient(settings(refresh_token_file=str(path))).login()

@@ -41,13 +41,20 @@ def test_bulk_reads_exactly_what_rest_reads(salesforce, capsys):
     assert again.records == {}
 
 
-def test_auto_uses_bulk_from_the_threshold(salesforce, capsys):
+def test_auto_uses_bulk_from_the_threshold(salesforce, capsys, caplog):
+    caplog.set_level(logging.INFO)
     run_tap(capsys, mapping=NO_COMPOUND, bulk_threshold=10**6)
     assert not used_bulk(salesforce)
+    # The count line names the API the rows are then read through, as the query line does.
+    assert "rows to read through REST (Bulk API 2.0 from bulk_threshold 1000000)" in caplog.text
+    assert "Bulk API 2.0 from 1000000)" not in caplog.text.replace("bulk_threshold 1000000)", "")
     salesforce.reset()
+    caplog.clear()
     run = run_tap(capsys, mapping=NO_COMPOUND, bulk_threshold=100)
     assert used_bulk(salesforce)
     assert len(run.records["Account"]) == len(salesforce.org.rows("Account"))
+    assert "rows to read through Bulk API 2.0 (bulk_threshold 100)" in caplog.text
+    assert "Querying Account (Bulk API 2.0)" in caplog.text
 
 
 def test_a_failed_bulk_job_is_read_again_in_smaller_windows(salesforce, capsys, caplog):

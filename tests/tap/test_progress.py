@@ -46,10 +46,12 @@ def test_line_without_a_count_has_no_estimate():
 
 def test_rows_to_read_line_names_rows_already_delivered(caplog):
     caplog.set_level(logging.INFO)
-    Progress(logging.getLogger("t"), "Account", delivered=17).expect(17, bulk_from=100000)
+    assert Progress(logging.getLogger("t"), "Account", delivered=17).expect(17, bulk_from=100000) is False
+    assert Progress(logging.getLogger("t"), "Account").expect(100000, bulk_from=100000) is True
     assert caplog.messages == [
-        "Account: 17 rows to read, 17 of them already delivered by the last run and skipped "
-        "(Bulk API 2.0 from 100000)"
+        "Account: 17 rows to read, 17 of them already delivered by the last run and skipped; "
+        "through REST (Bulk API 2.0 from bulk_threshold 100000)",
+        "Account: 100000 rows to read through Bulk API 2.0 (bulk_threshold 100000)",
     ]
 
 
@@ -74,7 +76,9 @@ def test_tap_logs_progress_while_reading_and_at_the_end(salesforce, capsys, capl
     total = len(salesforce.org.rows("Account", include_deleted=True))
     assert len(run.records["Account"]) == total
     lines = [m for m in caplog.messages if m.startswith("Account: ")]
-    assert lines[0] == f"Account: {total} rows to read (Bulk API 2.0 from 100000)"
+    # The line names the API the rows are then read with (REST here: below bulk_threshold).
+    assert lines[0] == f"Account: {total} rows to read through REST (Bulk API 2.0 from bulk_threshold 100000)"
+    assert any(m.startswith("Querying Account (REST): ") for m in caplog.messages), caplog.messages
     ticks = [m for m in lines if "rows/s" in m and "left" in m]
     assert ticks, lines  # at least one line while the object was being read
     assert all(f"/{total} rows read (" in m for m in ticks)

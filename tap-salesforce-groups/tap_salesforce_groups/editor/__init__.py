@@ -7,10 +7,15 @@ the page itself (plain HTML, CSS and JavaScript).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import html
 import ipaddress
+import os
 import signal
+import tempfile
 import webbrowser
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -20,7 +25,13 @@ from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule
 from tap_salesforce_groups.editor.server import EditorApp, EditorServer
 
-__all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "run_editor"]
+__all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "launcher_file", "run_editor"]
+
+LAUNCHER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
+<meta http-equiv="refresh" content="0;url={url}"><title>Mapping editor</title></head>
+<body><p>Opening the mapping editor… If nothing happens, <a href="{url}">open it here</a>.</p></body></html>
+"""
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -32,6 +43,18 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the editor the way Ctrl-C does
+
+
+def launcher_file(url: str) -> Path:
+    """A private (0600) HTML file that takes the browser to ``url``, token included.
+
+    The browser is opened on this file, so the launcher's argv (which any local user can read
+    with ``ps``) names a path, never the token: what Jupyter does (``jupyter-*-open.html``).
+    """
+    fd, name = tempfile.mkstemp(prefix="mapping-editor-", suffix=".html")  # mkstemp: mode 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(LAUNCHER_PAGE.format(url=html.escape(url, quote=True)))
+    return Path(name)
 
 
 def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: bool) -> int:
@@ -70,9 +93,11 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
     # which would write a Singer STATE message to stdout and exit mid-request.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop)
-    if open_browser:
-        webbrowser.open(server.url)
+    launcher = None
     try:
+        if open_browser:
+            launcher = launcher_file(server.url)
+            webbrowser.open(launcher.as_uri())
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
@@ -81,5 +106,8 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.server_close()
+        if launcher is not None:
+            with contextlib.suppress(OSError):
+                launcher.unlink()
     click.echo("Mapping editor stopped.", err=True)
     return 0

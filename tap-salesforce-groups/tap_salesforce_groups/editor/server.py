@@ -7,15 +7,20 @@ carry the per-run token and name this server in its Host header; bodies are size
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from functools import cached_property
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -86,6 +91,22 @@ def save_atomically(path: Path, text: str) -> Path | None:
     return backup
 
 
+def etag(content: bytes | None) -> str:
+    """A strong ETag for a file's bytes (RFC 9110 §8.8.3): a hash, so any change shows."""
+    return '"' + hashlib.sha256(content or b"").hexdigest()[:32] + '"'
+
+
+def _precondition_holds(current: str | None, if_match: str | None, if_none_match: str | None) -> bool:
+    """RFC 9110 §13.1.1-2: If-Match lists ETags (strong comparison) or is ``*`` (the file exists);
+    ``If-None-Match: *`` holds only while there is no file."""
+    if if_match is not None:
+        tags = [t.strip() for t in if_match.split(",")]
+        return current is not None and ("*" in tags or current in tags)
+    if if_none_match is not None:
+        return if_none_match.strip() == "*" and current is None
+    return True
+
+
 class EditorApp:
     """What the routes do, independent of HTTP: read and check mappings, talk to the org."""
 
@@ -113,24 +134,42 @@ class EditorApp:
 
     def mapping(self) -> dict[str, Any]:
         """The mapping as the tap would read it now, with the problems ``validate`` reports."""
+        return self.mapping_and_etag()[0]
+
+    def mapping_and_etag(self) -> tuple[dict[str, Any], str | None]:
+        """The mapping (as :meth:`mapping`) and the ETag of the file it was read from (None: no file)."""
         source = str(self.mapping_file) if self.mapping_file else None
         document: Any = self.inline_mapping
+        tag = None
         if self.mapping_file is not None:
-            if not self.mapping_file.exists():
-                empty = {"mapping": EMPTY_DOCUMENT, "mapping_file": source, "exists": False}
-                return {**empty, "problems": validate(EMPTY_DOCUMENT)}
             try:
-                document = json.loads(self.mapping_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                raw = self.mapping_file.read_bytes()
+            except FileNotFoundError:
+                empty = {"mapping": EMPTY_DOCUMENT, "mapping_file": source, "exists": False}
+                return {**empty, "problems": validate(EMPTY_DOCUMENT)}, None
+            except OSError:
+                raw = None
+            tag = etag(raw)
+            try:
+                document = json.loads((raw or b"").decode("utf-8"))
+            except ValueError:
                 document = None  # load_mapping below says what is wrong, in validate's words
         try:
             load_mapping(None if self.mapping_file else self.inline_mapping, self.mapping_file)
             problems: list[str] = []
         except MappingError as exc:
             problems = exc.problems
-        return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}
+        return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}, tag
 
-    def save(self, document: Any) -> dict[str, Any]:
+    def save(
+        self, document: Any, if_match: str | None = None, if_none_match: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Validate and write ``document``; the answer and the new file's ETag.
+
+        ``if_match`` (a list of ETags, or ``*``) and ``if_none_match`` (``*``: only a new file)
+        are HTTP's preconditions, checked under the save lock just before the write: a file
+        changed since the client read it raises 412 with the current document.
+        """
         problems = validate(document)
         if problems:
             raise HttpError(
@@ -147,6 +186,16 @@ class EditorApp:
         normalised = parse_mapping(document).to_dict()
         text = json.dumps(normalised, indent=2, ensure_ascii=False) + "\n"
         with self._save_lock:
+            current, tag = self.mapping_and_etag()
+            if not _precondition_holds(tag, if_match, if_none_match):
+                raise HttpError(
+                    HTTPStatus.PRECONDITION_FAILED,
+                    f"{self.mapping_file} changed since this page read it (another tab, `scaffold "
+                    "--write` or a `git pull`?); the file was not changed: reload it, or save again "
+                    "to replace it",
+                    headers={"ETag": tag} if tag else {},
+                    extra={"current": current, "etag": tag},
+                )
             try:
                 backup = save_atomically(self.mapping_file, text)
             except OSError as exc:
@@ -155,11 +204,12 @@ class EditorApp:
                     f"cannot write {self.mapping_file}: {exc.strerror}",
                 ) from exc
         log.info("Saved the mapping to %s", self.mapping_file)
-        return {
+        answer = {
             "saved": str(self.mapping_file),
             "backup": str(backup) if backup else None,
             "mapping": normalised,
         }
+        return answer, etag(text.encode("utf-8"))
 
     def verify(self, document: Any) -> dict[str, Any]:
         result = self.org.verify(document)
@@ -180,7 +230,130 @@ class EditorApp:
             raise HttpError(status, str(exc)) from exc
 
 
-Route = Callable[["Handler", list[str]], Any]
+@dataclass(frozen=True)
+class Reply:
+    """What a route answers: status, body and the headers beyond the security ones."""
+
+    status: HTTPStatus
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls, payload: Any, status: HTTPStatus = HTTPStatus.OK, headers: dict[str, str] | None = None
+    ) -> Reply:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return cls(status, body, "application/json; charset=utf-8", headers or {})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as a route sees it: the app, the path's parameters, the headers, the body."""
+
+    app: EditorApp
+    token: str
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: Message
+    read_json: Callable[[], Any]
+
+    def json(self) -> Any:
+        """The body as JSON (size-limited; a clear 4xx when it is not a JSON document)."""
+        return self.read_json()
+
+
+Action = Callable[[Request], Reply]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One line of the route table: a method, a path pattern and the action that answers it.
+
+    ``{name}`` in ``path`` matches one path segment (percent-decoded) and reaches the action as
+    ``request.params["name"]``. A GET route answers HEAD too, without the body.
+    """
+
+    method: str
+    path: str
+    action: Action
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", self.path)
+        regex = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+        )
+        return re.compile(f"^{regex}$")
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.match(path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
+
+
+def _page(request: Request) -> Reply:
+    html = _static_text("index.html").replace(TOKEN_PLACEHOLDER, request.token)
+    return Reply(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8")
+
+
+def _static(request: Request) -> Reply:
+    name = request.params["name"]
+    content_type = STATIC_TYPES.get(name)
+    if content_type is None:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such static file: {name}")
+    return Reply(HTTPStatus.OK, _static_text(name).encode("utf-8"), content_type)
+
+
+def _get_mapping(request: Request) -> Reply:
+    answer, tag = request.app.mapping_and_etag()
+    return Reply.json(answer, headers={"ETag": tag} if tag else {})
+
+
+def _put_mapping(request: Request) -> Reply:
+    """Save, only over the version the client read: If-Match (or If-None-Match: * for a new file)."""
+    if_match, if_none_match = request.headers.get("If-Match"), request.headers.get("If-None-Match")
+    if if_match is None and if_none_match is None and request.app.mapping_file is not None:
+        raise HttpError(
+            HTTPStatus.PRECONDITION_REQUIRED,
+            "PUT /api/mapping needs If-Match with the ETag of GET /api/mapping (If-None-Match: * "
+            "for a new file), so that it cannot overwrite a change it has not seen",
+        )
+    answer, tag = request.app.save(request.json(), if_match, if_none_match)
+    return Reply.json(answer, headers={"ETag": tag})
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", _page),
+    Route("GET", "/static/{name}", _static),
+    Route("GET", "/api/objects", lambda r: Reply.json(r.app.objects())),
+    Route("GET", "/api/objects/{name}/fields", lambda r: Reply.json(r.app.fields(r.params["name"]))),
+    Route("POST", "/api/validate", lambda r: Reply.json({"problems": validate(r.json())})),
+    Route("POST", "/api/verify", lambda r: Reply.json(r.app.verify(r.json()))),
+    Route("GET", "/api/mapping", _get_mapping),
+    Route("PUT", "/api/mapping", _put_mapping),
+    Route("GET", "/api/schedule", lambda r: Reply.json(r.app.get_schedule())),
+    Route("PUT", "/api/schedule", lambda r: Reply.json(r.app.set_schedule(r.json()))),
+)
+"""Every page and API of the editor (README "The mapping editor" lists the API)."""
+
+
+def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:
+    """The route for ``method`` and ``path``; 404 for an unknown path, 405 (with Allow) for a method."""
+    matched = [(route, params) for route in routes if (params := route.match(path)) is not None]
+    if not matched:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such page or API: {path}")
+    wanted = "GET" if method == "HEAD" else method
+    for route, params in matched:
+        if route.method == wanted:
+            return route, params
+    methods = {route.method for route, _ in matched}
+    allowed = ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    raise HttpError(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        f"{method} is not allowed on {path} (allowed: {allowed})",
+        {"Allow": allowed},
+    )
 
 
 class EditorServer(ThreadingHTTPServer):
@@ -210,6 +383,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = 60  # seconds a connection may sit idle or half-sent before its thread is freed
+    body_read = False  # whether this request's body was consumed (else the connection closes)
 
     def version_string(self) -> str:
         return self.server_version
@@ -252,6 +426,7 @@ class Handler(BaseHTTPRequestHandler):
         if length <= 0:
             raise HttpError(HTTPStatus.BAD_REQUEST, "request body is empty; send a JSON document")
         raw = self.rfile.read(length)
+        self.body_read = True
         try:
             return json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -265,87 +440,46 @@ class Handler(BaseHTTPRequestHandler):
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
+        self.body_read = False
         try:
             self._check_host()
-            self._check_token(query)
-            self._route(method, parts.path)
+            self._check_token(parse_qs(parts.query))
+            route, params = resolve(method, parts.path)
+            request = Request(
+                self.server.app, self.server.token, method, parts.path, params, self.headers, self._body
+            )
+            reply = route.action(request)
         except HttpError as exc:
-            body: dict[str, Any] = {"error": exc.message, **exc.extra}
-            if exc.status in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED):
-                self.close_connection = True  # the unread body must not be parsed as a request
-            self._json(exc.status, body, exc.headers)
+            reply = Reply.json({"error": exc.message, **exc.extra}, exc.status, exc.headers)
         except OrgError as exc:
-            self._json(HTTPStatus.BAD_GATEWAY, {"error": f"Salesforce: {exc}"})
+            reply = Reply.json({"error": f"Salesforce: {exc}"}, HTTPStatus.BAD_GATEWAY)
         except Exception as exc:
             log.exception("editor: %s %s failed", method, parts.path)
-            self._json(
-                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc.__class__.__name__}"}
+            reply = Reply.json(
+                {"error": f"internal error: {exc.__class__.__name__}"}, HTTPStatus.INTERNAL_SERVER_ERROR
             )
+        if not self.body_read and self._announces_body():
+            self.close_connection = True  # a body left unread must not be parsed as the next request
+        self._send(reply, with_body=method != "HEAD")
 
-    def _route(self, method: str, path: str) -> None:
-        app = self.server.app
-        segments = [unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
-        routes: dict[str, Callable[[], Any]]
-        if not segments:
-            routes = {"GET": self._index}
-        elif segments[0] == "static" and len(segments) == 2:
-            routes = {"GET": lambda: self._static(segments[1])}
-        elif segments == ["api", "objects"]:
-            routes = {"GET": lambda: self._json(HTTPStatus.OK, app.objects())}
-        elif len(segments) == 4 and segments[:2] == ["api", "objects"] and segments[3] == "fields":
-            routes = {"GET": lambda: self._json(HTTPStatus.OK, app.fields(segments[2]))}
-        elif segments == ["api", "validate"]:
-            routes = {"POST": lambda: self._json(HTTPStatus.OK, {"problems": validate(self._body())})}
-        elif segments == ["api", "verify"]:
-            routes = {"POST": lambda: self._json(HTTPStatus.OK, app.verify(self._body()))}
-        elif segments == ["api", "mapping"]:
-            routes = {
-                "GET": lambda: self._json(HTTPStatus.OK, app.mapping()),
-                "PUT": lambda: self._json(HTTPStatus.OK, app.save(self._body())),
-            }
-        elif segments == ["api", "schedule"]:
-            routes = {
-                "GET": lambda: self._json(HTTPStatus.OK, app.get_schedule()),
-                "PUT": lambda: self._json(HTTPStatus.OK, app.set_schedule(self._body())),
-            }
-        else:
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such page or API: {path}")
-        action = routes.get(method)
-        if action is None:
-            allowed = ", ".join(routes)
-            raise HttpError(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                f"{method} is not allowed on {path} (allowed: {allowed})",
-                {"Allow": allowed},
-            )
-        action()
+    def _announces_body(self) -> bool:
+        return (
+            bool(self.headers.get("Transfer-Encoding")) or (self.headers.get("Content-Length") or "0") != "0"
+        )
 
     # -- responses -------------------------------------------------------------------------
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in {**SECURITY_HEADERS, **headers}.items():
+    def _send(self, reply: Reply, with_body: bool) -> None:
+        """Send ``reply``; HEAD gets the same headers (Content-Length included) and no body."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in {**SECURITY_HEADERS, **reply.headers}.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8", headers or {})
-
-    def _index(self) -> None:
-        html = _static_text("index.html").replace(TOKEN_PLACEHOLDER, self.server.token)
-        self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8", {})
-
-    def _static(self, name: str) -> None:
-        content_type = STATIC_TYPES.get(name)
-        if content_type is None:
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such static file: {name}")
-        self._send(HTTPStatus.OK, _static_text(name).encode("utf-8"), content_type, {})
+        if with_body:
+            self.wfile.write(reply.body)
 
 
 def _dispatcher(method: str) -> Callable[[Handler], None]:

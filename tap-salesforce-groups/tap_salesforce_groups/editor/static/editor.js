@@ -18,19 +18,36 @@ const state = {
   problems: null, // null while a check is pending
   verifiedFor: null, // the document text that passed verification; Save needs it unchanged
   writable: false,
+  mappingFile: null, // the mapping_file setting (null: inline mapping)
+  etag: null, // ETag of the file as last read or saved (null: no file yet); Save sends it as If-Match
+  savedText: null, // the document as last read or saved: the page has unsaved work when it differs
   seq: 0,
 };
 
-async function api(method, path, body) {
-  const options = { method, headers: { "X-Editor-Token": TOKEN } };
+// Every request goes through api(), which never throws: a network failure (the editor stopped,
+// the connection dropped) or no answer within API_TIMEOUT_MS comes back as {ok: false,
+// status: 0, data: {error}}, so every caller's error path runs and no "Verifying…" is left hanging.
+const API_TIMEOUT_MS = 300_000;
+async function api(method, path, body, headers = {}) {
+  const options = { method, headers: { "X-Editor-Token": TOKEN, ...headers } };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = typeof body === "string" ? body : JSON.stringify(body);
   }
-  const response = await fetch(path, options);
+  if (typeof AbortSignal.timeout === "function") options.signal = AbortSignal.timeout(API_TIMEOUT_MS);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (error) {
+    const why = error && error.name === "TimeoutError"
+      ? `no answer within ${API_TIMEOUT_MS / 1000} s`
+      : "the editor cannot be reached (is it still running?)";
+    return { status: 0, ok: false, headers: new Headers(), data: { error: `${method} ${path}: ${why}` } };
+  }
   let data = null;
   try { data = await response.json(); } catch (_) { data = { error: `HTTP ${response.status}` }; }
-  return { status: response.status, ok: response.ok, data };
+  if (!response.ok && !(data && typeof data.error === "string")) data = { ...data, error: `HTTP ${response.status}` };
+  return { status: response.status, ok: response.ok, headers: response.headers, data };
 }
 
 // The document exactly as the file format has it (UI bookkeeping left out).
@@ -310,8 +327,37 @@ async function verify() {
   $(passed && state.writable ? "#save" : "#verify-summary").focus?.();
 }
 
+function showSource(exists) {
+  $("#source").textContent = state.mappingFile
+    ? `mapping_file: ${state.mappingFile}${exists ? "" : " (new file)"}`
+    : "mapping setting (inline): Save needs the mapping_file setting";
+}
+
+// Show a mapping as read from the server (GET /api/mapping, or the current file of a 412).
+function loadMapping(m, etag) {
+  state.writable = Boolean(m.mapping_file);
+  state.mappingFile = m.mapping_file;
+  state.etag = m.exists ? etag : null;
+  showSource(m.exists);
+  state.cards = cardsFrom(m.mapping);
+  state.fileTypes = [...new Set(state.cards.map((c) => c.group_type).filter(Boolean))];
+  state.savedText = documentText();
+  if (m.mapping === null && m.problems.length) notice(`The mapping file cannot be read:\n${m.problems.join("\n")}`, true);
+}
+
+const hasUnsavedWork = () => state.cards.length > 0 && documentText() !== state.savedText;
+
 async function save() {
-  const r = await api("PUT", "/api/mapping", documentText());
+  const snapshot = documentText();
+  // Only over the version this page read: another tab, `scaffold --write` or a `git pull` may
+  // have changed the file since (412 then, with the file as it is now).
+  const condition = state.etag ? { "If-Match": state.etag } : { "If-None-Match": "*" };
+  const r = await api("PUT", "/api/mapping", snapshot, condition);
+  $("#conflict").hidden = true;
+  if (r.status === 412) {
+    showConflict(r);
+    return; // the verification still holds: "Keep mine" lets Save write this version
+  }
   if (r.status === 422) {
     state.problems = r.data.problems;
     renderProblems();
@@ -322,9 +368,35 @@ async function save() {
     const backup = r.data.backup ? ` (previous file kept as ${r.data.backup})` : "";
     notice(`Saved to ${r.data.saved}${backup}.`);
     state.fileTypes = [...new Set(r.data.mapping.mappings.map((m) => m.group_type))];
+    state.etag = r.headers.get("ETag");
+    state.savedText = snapshot;
+    showSource(true);
   }
   state.verifiedFor = null;
   updateButtons();
+}
+
+// The file changed since this page read it: reload it (losing the page's changes) or keep the
+// page's version (the next Save replaces the file; its previous version is kept as .bak).
+function showConflict(r) {
+  const box = $("#conflict");
+  $("#conflict-text").textContent = r.data.error;
+  box.hidden = false;
+  $("#conflict-reload").onclick = () => {
+    box.hidden = true;
+    loadMapping(r.data.current, r.data.etag);
+    notice(`Reloaded ${state.mappingFile} as it is now; your changes were discarded.`);
+    render();
+    changed();
+  };
+  $("#conflict-keep").onclick = () => {
+    box.hidden = true;
+    state.etag = r.data.current.exists ? r.data.etag : null;
+    notice("Kept your version: Save replaces the file (its current version is kept as .bak).");
+    updateButtons();
+    $("#save").focus();
+  };
+  $("#conflict-reload").focus();
 }
 
 // -- config buttons ------------------------------------------------------------------------
@@ -363,11 +435,18 @@ async function importConfig(file) {
     notice(`${file.name}: ${r.data.error.replace(/^request body is /, "")}`, true);
     return;
   }
+  if (hasUnsavedWork() && !window.confirm(`Import ${file.name}? It replaces the mappings shown, and your unsaved changes are lost.`)) {
+    notice(`Import of ${file.name} cancelled.`);
+    return;
+  }
   state.cards = cardsFrom(JSON.parse(text));
   const problems = r.data.problems;
+  // All of the file's problems, here: the panel checks the mappings as the form holds them, which
+  // leaves out what the form cannot show (an unknown key and its "did you mean" hint).
   notice(
     problems.length
-      ? `Imported ${file.name}: ${problems.length} problem${problems.length === 1 ? "" : "s"} (listed in the panel).`
+      ? `Imported ${file.name}: ${problems.length} problem${problems.length === 1 ? "" : "s"} in the file:\n`
+        + problems.map((p) => `- ${p}`).join("\n")
       : `Imported ${file.name}: no problems.`,
     problems.length > 0,
   );
@@ -439,6 +518,9 @@ function onClick(event) {
   const i = row ? Number(row.dataset.index) : -1;
   const at = (sel) => `.card[data-index="${index}"] ${sel}`;
   if (button.classList.contains("delete-mapping")) {
+    const filled = card.object || card.group_type || card.group_name_field || card.properties.length;
+    const what = `${cardLabel(card, index)} and its ${card.properties.length} group propert${card.properties.length === 1 ? "y" : "ies"}`;
+    if (filled && !window.confirm(`Delete mapping ${what}? (The file changes only when you save.)`)) return;
     state.cards.splice(index, 1);
     render(state.cards.length ? `.card[data-index="${Math.max(0, index - 1)}"] .object` : null);
     if (!state.cards.length) $("#add-mapping").focus();
@@ -522,17 +604,17 @@ async function start() {
   if (schedule.ok) showCadence(schedule.data);
   else $("#cadence-note").textContent = schedule.data.error;
   if (mapping.ok) {
-    const m = mapping.data;
-    state.writable = Boolean(m.mapping_file);
-    $("#source").textContent = m.mapping_file
-      ? `mapping_file: ${m.mapping_file}${m.exists ? "" : " (new file)"}`
-      : "mapping setting (inline): Save needs the mapping_file setting";
-    state.cards = cardsFrom(m.mapping);
-    state.fileTypes = [...new Set(state.cards.map((c) => c.group_type).filter(Boolean))];
-    if (m.mapping === null && m.problems.length) notice(`The mapping file cannot be read:\n${m.problems.join("\n")}`, true);
+    loadMapping(mapping.data, mapping.headers.get("ETag"));
+  } else {
+    $("#source").textContent = `Cannot read the mapping: ${mapping.data.error}`;
+    notice(`Cannot read the mapping: ${mapping.data.error}`, true);
   }
   render();
   changed();
 }
 
+// A last guard: whatever fails unexpectedly is said on the page, not only in the console.
+window.addEventListener("unhandledrejection", (event) => {
+  notice(`Unexpected error: ${event.reason && event.reason.message ? event.reason.message : event.reason}`, true);
+});
 document.addEventListener("DOMContentLoaded", start);
