@@ -166,7 +166,7 @@ class BackgroundServer:
     # -- request handling ------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        fault = self.faults.take(request.path, lambda f: self.fault_applies(request, f))
+        fault = self.faults.take(self.fault_path(request), lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -176,6 +176,10 @@ class BackgroundServer:
         else:
             response = self.handle(request)
         return response(environ, start_response)
+
+    def fault_path(self, request: Request) -> str:
+        """What a fault's ``path`` is matched against: the request path (subclasses may widen it)."""
+        return str(request.path)
 
     def fault_applies(self, request: Request, fault: Fault) -> bool:
         """Whether ``fault`` may hit this request; subclasses narrow it (admin paths, kinds)."""

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for Meltano's system database: Debian's ``postgresql`` binaries,
 ``initdb`` plus ``pg_ctl`` in a temporary directory, on a free loopback port, stopped and deleted
-afterwards. The orchestrated tests use it; ``python -m emulators.postgres`` runs one until Ctrl-C
-and prints its ``MELTANO_DATABASE_URI`` (docs/operations.md "Scaling out").
+afterwards. The orchestrated tests use it; ``python -m emulators.postgres start --dir DIR`` starts
+one in DIR and prints its ``MELTANO_DATABASE_URI``, ``stop --dir DIR`` stops and deletes it
+(docs/operations.md "Scaling out"); without arguments it runs one until Ctrl-C.
 
 PostgreSQL refuses to run as root, so under root the server runs as Debian's ``postgres`` user.
 """
@@ -50,11 +51,11 @@ def _free_port() -> int:
 class LocalPostgres:
     """One PostgreSQL server in a temporary directory; ``uri`` is for ``MELTANO_DATABASE_URI``."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self.bin = _bin_dir()
         self.port = 0
-        self.dir: Path | None = None
-        self._as: list[str] = []
+        self.dir: Path | None = directory
+        self._as: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     @property
     def uri(self) -> str:
@@ -69,14 +70,21 @@ class LocalPostgres:
             raise PostgresUnavailable(f"{tool} failed: {last}")
 
     def start(self) -> LocalPostgres:
-        self.dir = Path(tempfile.mkdtemp(prefix="meltano-pg-"))
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="meltano-pg-"))
+        else:
+            try:
+                self.dir.mkdir(mode=0o700)
+            except FileExistsError:
+                raise PostgresUnavailable(
+                    f"{self.dir} exists (a server there? stop --dir it first)"
+                ) from None
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError as exc:
                 raise PostgresUnavailable("running as root and there is no 'postgres' user") from exc
             os.chown(self.dir, owner.pw_uid, owner.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
         data = self.dir / "data"
         try:
             self._run("initdb", "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
@@ -118,8 +126,21 @@ class LocalPostgres:
         self.stop()
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """``start --dir D`` (prints MELTANO_DATABASE_URI=…, leaves the server running), ``stop --dir D``,
+    or no arguments: a server in a temporary directory until Ctrl-C."""
     try:
+        if argv[:1] in (["start"], ["stop"]) and argv[1:2] == ["--dir"] and len(argv) == 3:
+            server = LocalPostgres(Path(argv[2]).resolve())
+            if argv[0] == "stop":
+                server.stop()
+                return 0
+            server.start()
+            print(f"MELTANO_DATABASE_URI={server.uri}", flush=True)
+            return 0
+        if argv:
+            print("usage: python -m emulators.postgres [start --dir DIR | stop --dir DIR]", file=sys.stderr)
+            return 2
         server = LocalPostgres().start()
     except PostgresUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -141,4 +162,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -20,6 +20,7 @@ runs them one by one with plain ``meltano run``. The Dagster code location in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
+from dotenv import dotenv_values
 
 from groups_mapping.model import MappingConfig
 from groups_mapping.validate import MappingError, load_mapping
@@ -40,6 +44,8 @@ SELECT_FILTER_ENV = "TAP_SALESFORCE_GROUPS__SELECT_FILTER"
 MAX_CONCURRENCY_ENV = "TARGET_AMPLITUDE_GROUPS_MAX_CONCURRENCY"
 MAPPING_FILE_ENV = "TAP_SALESFORCE_GROUPS_MAPPING_FILE"
 MAPPING_ENV = "TAP_SALESFORCE_GROUPS_MAPPING"
+DATABASE_URI_ENV = "MELTANO_DATABASE_URI"
+SYS_DIR_ENV = "MELTANO_SYS_DIR_ROOT"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -86,6 +92,41 @@ def per_shard_concurrency(total: int, parallel: int, shards: int) -> int:
             f"total concurrency and parallel shards must be at least 1 (got {total}, {parallel})"
         )
     return max(1, total // max(1, min(parallel, shards)))
+
+
+def database_uri(project_root: Path) -> str:
+    """Meltano's system database for this project: the variable, else .env, else meltano.yml, else SQLite."""
+    if os.environ.get(DATABASE_URI_ENV):
+        return os.environ[DATABASE_URI_ENV]
+    dotenv = project_root / ".env"
+    if dotenv.exists() and dotenv_values(dotenv).get(DATABASE_URI_ENV):
+        return str(dotenv_values(dotenv)[DATABASE_URI_ENV])
+    project = yaml.safe_load((project_root / "meltano.yml").read_text(encoding="utf-8")) or {}
+    if project.get("database_uri"):
+        return str(project["database_uri"])
+    return f"sqlite:///{project_root / '.meltano' / 'meltano.db'}"
+
+
+def parallel_env(project_root: Path, shard: Shard) -> dict[str, str]:
+    """Variables that let this shard's ``meltano run`` run beside the others'.
+
+    Meltano 4.4's ``meltano run`` keeps every run's discovered catalog in the one file
+    ``.meltano/run/<plugin>/tap.properties.json`` and applies each run's selection to it in place
+    (meltano/meltano#8763), so two shards at once overwrite each other's catalog. Each shard gets
+    a ``.meltano`` of its own for that (``MELTANO_SYS_DIR_ROOT``), whose plugin folders link to
+    the project's installed ones; the system database stays the project's, named explicitly.
+    """
+    base = project_root / ".meltano"
+    own = base / "shards" / shard.name
+    own.mkdir(parents=True, exist_ok=True)
+    for entry in base.iterdir():
+        if entry.name in ("run", "shards") or entry.name.startswith("meltano.db"):
+            continue
+        link = own / entry.name
+        if not link.is_symlink():
+            with contextlib.suppress(FileExistsError):  # another shard's step made it first
+                link.symlink_to(entry)
+    return {SYS_DIR_ENV: str(own), DATABASE_URI_ENV: database_uri(project_root)}
 
 
 def meltano_executable() -> str:

@@ -4,6 +4,7 @@ failed shard that leaves the others alone."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,10 +15,20 @@ import pytest
 
 from emulators._server import Fault
 from emulators.amplitude import AmplitudeEmulator
-from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano, sealed_environ
+from emulators.postgres import LocalPostgres
 from groups_mapping.validate import parse_mapping
-from orchestrate.shards import Shard, ShardError, per_shard_concurrency, project_shards, shards_of
+from orchestrate.shards import (
+    Shard,
+    ShardError,
+    meltano_executable,
+    parallel_env,
+    per_shard_concurrency,
+    project_shards,
+    shards_of,
+)
 from tests.e2e.test_meltano_run import expected_groups
+from tests.ops.conftest import clone_like
 from tests.orchestrate.conftest import MAPPING, SHARDS, canonical, mapping_env, state, write_mapping
 
 pytestmark = pytest.mark.e2e
@@ -100,8 +111,6 @@ def org(meltano_installed: None, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def shards_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`python -m orchestrate.shards --environment=demo ARGS` in the checkout, as a user runs it."""
-    from emulators.pipeline import sealed_environ
-
     result = subprocess.run(
         [sys.executable, "-m", "orchestrate.shards", "--environment=demo", *args],
         cwd=PROJECT_ROOT,
@@ -227,3 +236,57 @@ def test_the_salesforce_api_budget_is_shared_by_the_shards(org: dict[str, Any]) 
 def test_shard_objects_are_what_the_shard_command_selects() -> None:
     shard = Shard("subscription__c", ("Subscription__c",))
     assert shard.env()["TAP_SALESFORCE_GROUPS__SELECT_FILTER"] == '["Subscription__c"]'
+
+
+def test_429s_on_one_shard_leave_the_others_alone(
+    meltano_installed: None, postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    # Three shards at once (as Dagster runs them: each its own .meltano, state in Postgres),
+    # each within its share of the total concurrency. Amplitude throttles only the Account
+    # shard's requests (its URL carries ?shard=account, as a per-shard proxy route would): that
+    # target backs off and retries; the others see no 429, no retry and no throttled second.
+    project = clone_like(tmp_path / "project")
+    mapping = write_mapping(tmp_path)
+    with Emulators(accounts=600, page_size=200) as emu:
+        base = {
+            **sealed_environ(),
+            **emu.env(),
+            **mapping_env(mapping),
+            "MELTANO_DATABASE_URI": postgres.uri,
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "TARGET_AMPLITUDE_GROUPS_BATCH_SIZE_ROWS": "100",
+            "TARGET_AMPLITUDE_GROUPS_MAX_BACKOFF": "2",
+        }
+        meltano("state", "list", env=base, base_env=base)  # a new database: migrated once, first
+        shards = project_shards(project, "demo", env=base)
+        emu.amplitude.faults.add(
+            Fault(status=429, count=4, path="?shard=account", headers={"Retry-After": "1"})
+        )
+        processes = {
+            shard.name: subprocess.Popen(
+                shard.command(meltano_executable(), "demo"),
+                cwd=project,
+                env={
+                    **base,
+                    **shard.env(per_shard_concurrency(total=6, parallel=3, shards=len(shards))),
+                    **parallel_env(project, shard),
+                    "TARGET_AMPLITUDE_GROUPS_API_URL": f"{emu.amplitude.url}/groupidentify?shard={shard.name}",
+                },
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for shard in shards
+        }
+        outputs = {name: p.communicate(timeout=600)[0] for name, p in processes.items()}
+        for name, process in processes.items():
+            assert process.returncode == 0, outputs[name][-3000:]
+        summaries = {name: re.search(r"Summary: [^\n]*", out).group(0) for name, out in outputs.items()}
+        assert re.search(r"[1-9]\d* retr(?:y|ies), [1-9][\d.]*s throttled", summaries["account"]), summaries
+        for name in ("subscription__c", "contact"):
+            assert ", 0 retries, 0.0s throttled," in summaries[name], summaries
+        throttled = [r for r in emu.amplitude.requests if r["status"] == 429]
+        assert len(throttled) == 4 and all(r["query"] == "shard=account" for r in throttled)
+        assert emu.amplitude.groups() == expected_groups(emu.salesforce.org, MAPPING)
+        ids = meltano("state", "list", env=base, base_env=base).stdout.split()
+        assert sorted(ids) == sorted(f"{BASE}:{name}" for name in SHARDS)

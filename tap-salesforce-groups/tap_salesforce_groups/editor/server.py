@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from groups_mapping import MappingError, load_mapping, parse_mapping, validate
 from groups_mapping.validate import SALESFORCE_OBJECT
 from tap_salesforce_groups.editor.org import Org, OrgError
+from tap_salesforce_groups.editor.runner import runs_it
 from tap_salesforce_groups.editor.schedule import ProjectSchedule, ScheduleError
 
 MAX_BODY_BYTES = 1_000_000  # a mapping with 1000 properties is about 100 kB
@@ -217,17 +218,22 @@ class EditorApp:
 
     def get_schedule(self) -> dict[str, Any]:
         try:
-            return self.schedule.read().to_dict()
+            return _with_runner(self.schedule.read().to_dict())
         except ScheduleError as exc:
             raise HttpError(HTTPStatus.CONFLICT, str(exc)) from exc
 
     def set_schedule(self, body: Any) -> dict[str, Any]:
         cadence = body.get("cadence") if isinstance(body, dict) else None
         try:
-            return self.schedule.set(str(cadence)).to_dict()
+            return _with_runner(self.schedule.set(str(cadence)).to_dict())
         except ScheduleError as exc:
             status = HTTPStatus.BAD_REQUEST if cadence not in ("daily", "hourly") else HTTPStatus.CONFLICT
             raise HttpError(status, str(exc)) from exc
+
+
+def _with_runner(cadence: dict[str, Any]) -> dict[str, Any]:
+    """The cadence plus what runs it (Dagster, or the cron line to install): a schedule alone runs nothing."""
+    return {**cadence, "runs_it": runs_it(cadence["project"], cadence["cadence"], cadence["schedules"])}
 
 
 @dataclass(frozen=True)
