@@ -258,10 +258,11 @@ def test_the_schedule_follows_the_editors_cadence(
     project = clone_like(tmp_path / "project")
     module = load_location(project, mapping_env(write_mapping(tmp_path)), monkeypatch)
     schedule = module.defs.resolve_schedule_def(module.JOB)
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the copy's .dagster
 
     def decision(hour: int) -> str:
         when = dt.datetime(2026, 12, 5, hour, tzinfo=dt.timezone.utc)
-        with dg.build_schedule_context(scheduled_execution_time=when) as context:
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
             data = schedule.evaluate_tick(context)
         return "run" if data.run_requests else str(data.skip_message)
 
