@@ -7,7 +7,7 @@ export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
 ORCHESTRATE_STAMP := $(VENV)/.orchestrate-$(shell cat requirements/orchestrate.txt requirements/orchestrate-constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install install-orchestrate demo test lint typecheck docs lock bench clean
+.PHONY: install install-orchestrate demo test lint typecheck docs lock bench soak clean
 
 $(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (set PYTHON=...)")'
@@ -55,6 +55,12 @@ lock: install
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)
+
+# The convergence test for longer (docs/development.md): random histories for MINUTES (default
+# 30), or replay the one history of SEED (printed by a failure).
+MINUTES ?= 30
+soak: install
+	$(BIN)/python -m tests.convergence --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .meltano .pytest_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ SIGINT or SIGTERM. Credentials and inspection endpoints are listed on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca-dir", type=Path, help="where ca.pem is written (default: a new temp dir)")
     parser.add_argument("--env-file", type=Path, help="also write the export lines to this file")
     args = parser.parse_args(argv)
+    if args.env_file is not None:
+        # A file left by an emulator that was killed names ports nobody listens on: whoever
+        # waits for the file (README: `until test -f emulators.env`) must wait for this run's.
+        args.env_file.unlink(missing_ok=True)
 
     ca = LocalCA(args.ca_dir)
     salesforce = SalesforceEmulator(
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         lines = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
         if args.env_file is not None:
-            args.env_file.write_text(lines, encoding="utf-8")
+            _write_whole(args.env_file, lines)
         sys.stdout.write(lines)
         sys.stdout.flush()
         print(
@@ -67,9 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         amplitude.stop()
         salesforce.stop()
+        ca.close()
         if args.env_file is not None:
             args.env_file.unlink(missing_ok=True)
     return 0
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` so that it appears complete (a reader polling for it never sees half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

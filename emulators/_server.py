@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,11 @@ from werkzeug.wrappers import Request, Response
 
 
 class LocalCA:
-    """A CA made at start; its PEM file is what clients put in ``REQUESTS_CA_BUNDLE``."""
+    """A CA made at start; its PEM file is what clients put in ``REQUESTS_CA_BUNDLE``.
+
+    Without ``directory`` the file goes to a new temporary folder, removed by :meth:`close`
+    (the emulators call it when they stop) or, failing that, when the process exits.
+    """
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._ca = trustme.CA(organization_name="groups-emulators")
@@ -27,6 +33,17 @@ class LocalCA:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ca_path = self.directory / "ca.pem"
         self._ca.cert_pem.write_to_path(str(self.ca_path))
+        # Only a folder made here is removed; a --ca-dir the user named keeps its ca.pem.
+        self._cleanup = (
+            weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
+            if directory is None
+            else None
+        )
+
+    def close(self) -> None:
+        """Remove the temporary folder holding ``ca.pem`` (nothing when ``directory`` was given)."""
+        if self._cleanup is not None:
+            self._cleanup()
 
     def server_context(self) -> ssl.SSLContext:
         """An SSL context for a server presenting a certificate for 127.0.0.1 and localhost."""
@@ -114,6 +131,7 @@ class BackgroundServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ca: LocalCA | None = None) -> None:
         self.host = host
         self.requested_port = port
+        self._own_ca = ca is None  # a CA made for this server alone goes when it stops
         self.ca = ca or LocalCA()
         self.faults = FaultQueue()
         self._server: BaseWSGIServer | None = None
@@ -156,6 +174,8 @@ class BackgroundServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._own_ca:
+            self.ca.close()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

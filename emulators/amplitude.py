@@ -772,6 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
     finally:
         emulator.stop()
+        emulator.ca.close()
     metrics = emulator.metrics()
     print(
         f"amplitude emulator stopped: {metrics['requests']} requests, {metrics['accepted']} accepted",

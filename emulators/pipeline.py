@@ -37,6 +37,7 @@ class Emulators:
     def __exit__(self, *exc: object) -> None:
         self.amplitude.stop()
         self.salesforce.stop()
+        self.ca.close()
 
     def env(self) -> dict[str, str]:
         """Variables the `demo` environment of meltano.yml reads, plus the CA for `requests`."""

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
     finally:
         emulator.stop()
+        emulator.ca.close()
     return 0
 
 

@@ -288,6 +288,14 @@ class SalesforceEmulator(BackgroundServer):
         base = f"/services/data/v{version}"
         parts = [p for p in rest.split("/") if p]
         head = parts[0] if parts else ""
+        if not parts:
+            # Resources by Version (REST API Developer Guide, "List Available REST Resources"):
+            # relative links, except "identity", the current user's absolute identity URL.
+            _allow(request, "GET", "HEAD")
+            names = ("sobjects", "query", "queryAll", "jobs", "limits", "search", "composite")
+            links: dict[str, str] = {name: f"{base}/{name}" for name in names}
+            links["identity"] = f"{self.url}/id/{ORG_ID}/{self.org.integration_user_id}"
+            return json_response(links)
         if head in ("query", "queryAll"):
             _allow(request, "GET", "HEAD")
             if len(parts) == 1:

@@ -26,7 +26,7 @@ from .credentials import (
     SECURITY_TOKEN,
     USERNAME,
 )
-from .schema import ORG_ID
+from .schema import ORG_ID, SOAP_LOGIN_LAST_VERSION
 
 if TYPE_CHECKING:
     from .webflow import WebServerFlow
@@ -268,6 +268,10 @@ class Authenticator:
     # -- SOAP login -----------------------------------------------------------------------------
     def soap_login(self, body: str, instance_url: str, version: str) -> tuple[int, str]:
         """Handle SOAP ``login()``: (status, XML) with a session or an INVALID_LOGIN fault."""
+        if float(version) > SOAP_LOGIN_LAST_VERSION:
+            # Salesforce documents that login() is unavailable from 65.0 (Help 005132110), not
+            # the fault it answers; this one names the cause the same way its faults do.
+            return 500, _SOAP_FAULT_VERSION.format(version=html.escape(version))
         username = _xml_text(body, "username")
         password = _xml_text(body, "password")
         if (username, password) != (USERNAME, PASSWORD + SECURITY_TOKEN):
@@ -326,5 +330,16 @@ _SOAP_FAULT = (
     "<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>"
     "<sf:exceptionMessage>Invalid username, password, security token; or user locked out."
     "</sf:exceptionMessage></sf:LoginFault></detail>"
+    "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+)
+
+_SOAP_FAULT_VERSION = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+    'xmlns:sf="urn:fault.partner.soap.sforce.com">'
+    "<soapenv:Body><soapenv:Fault>"
+    "<faultcode>sf:UNSUPPORTED_API_VERSION</faultcode>"
+    "<faultstring>UNSUPPORTED_API_VERSION: login() is not available in API version {version}; "
+    "use OAuth</faultstring>"
     "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
 )

@@ -161,6 +161,10 @@ class BulkApi:
             raise ApiError(400, "INVALIDJOB", "only columnDelimiter COMMA and lineEnding LF are emulated")
         compiled = compile_query(self.org, str(body.get("query") or ""))
         q = compiled.query
+        if not compiled.root.table.obj.bulk_queryable:
+            # Salesforce's answer for objects Bulk cannot query (airbytehq/airbyte#13088).
+            name = compiled.root.table.obj.name
+            raise ApiError(400, "INVALIDENTITY", f"Entity '{name}' is not supported by the Bulk API.")
         if q.count:
             raise ApiError(400, "INVALIDJOB", "Aggregate queries are not supported by Bulk API 2.0 query")
         cells: list[Callable[[int], str]] = []

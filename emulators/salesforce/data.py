@@ -417,10 +417,14 @@ def take(column: list[Any], rows: list[int]) -> list[Any]:
 
 # Which Name-object fields a row of each object fills, per the Name object reference
 # (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm):
-# Alias, Email, IsActive, Phone, ProfileId, Title and UserRoleId only for users; FirstName and
-# LastName for users, contacts and leads; Id, Name and Type for every object.
-_USER_ONLY = frozenset({"Alias", "Email", "IsActive", "Phone", "ProfileId", "Title", "UserRoleId"})
-_PERSON_ONLY = frozenset({"FirstName", "LastName"})
+# Alias, Email, IsActive, Phone, ProfileId, Title, UserRoleId and Username only for users;
+# FirstName, MiddleName and LastName for users, contacts and leads; Id, Name, NameOrAlias, Type,
+# RecordTypeId, LastReferencedDate and LastViewedDate for every object (null where the object
+# has no such field).
+_USER_ONLY = frozenset(
+    {"Alias", "Email", "IsActive", "Phone", "ProfileId", "Title", "UserRoleId", "Username"}
+)
+_PERSON_ONLY = frozenset({"FirstName", "MiddleName", "LastName"})
 _PEOPLE = frozenset({"User", "Contact", "Lead"})
 
 
@@ -438,7 +442,7 @@ def name_value(table: Table, row: int, field_name: str) -> Any:
         field_name in _PERSON_ONLY and obj.name not in _PEOPLE
     ):
         return None
-    if field_name == "Name":
+    if field_name in ("Name", "NameOrAlias"):  # NameOrAlias: the name (a user's Alias is its own field)
         f = next(f for f in obj.fields if f.name_field)
     else:
         found = obj.field(field_name)
@@ -588,6 +592,7 @@ class Org:
         self.tables["Contact"] = self._generate_contacts(users, self.tables["Account"])
         self.tables["Lead"] = self._generate_leads(users)
         self.tables["Task"] = self._generate_tasks(users)
+        self.tables["ActivityFieldHistory"] = self._generate_activity_history(users, self.tables["Task"])
         self.tables["AggregateResult"] = Table(self._obj("AggregateResult"), {"Id": []}, 0)
         # The object of any id, from its key prefix (how a polymorphic reference is followed).
         self._by_prefix = {t.obj.key_prefix: t for t in self.tables.values() if t.obj.key_prefix}
@@ -865,6 +870,28 @@ class Org:
         }
         return Table(self._obj("Task"), cols, serial)
 
+    def _generate_activity_history(self, users: Table, tasks: Table) -> Table:
+        """Field changes of Tasks (Status and Subject), one row each, never updated."""
+        rng = self._rng("ActivityFieldHistory")
+        n = 25
+        serial = 3000 + rng.randrange(5000)
+        created, _, _ = _history(rng, n)
+        fields = _pick(rng, ("Status", "Subject"), n)
+        cols: dict[str, list[Any]] = {
+            "Id": make_ids("017", serial, n),
+            "ActivityId": _pick(rng, tasks.ids, n),
+            "ChangedById": _pick(rng, users.ids, n),
+            "ChangedDate": list(created),
+            "FieldName": fields,
+            "DataType": ["Text"] * n,
+            "Operation": ["Update"] * n,
+            "OldValueText": _pick(rng, TASK_STATUSES, n),
+            "NewValueText": _pick(rng, TASK_STATUSES, n),
+            "CreatedDate": created,
+            "SystemModstamp": list(created),
+        }
+        return Table(self._obj("ActivityFieldHistory"), cols, serial)
+
     def _generate_wide(self) -> Table:
         rng = self._rng("Wide__c")
         n = 30
@@ -1012,6 +1039,16 @@ class Org:
             if table.deleted(row):
                 raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
             self._stamp_and_set(table, row, "IsDeleted", True)
+
+    def undelete(self, name: str, record_id: str) -> None:
+        """Restore a row from the recycle bin: IsDeleted becomes false and the row is stamped
+        (Salesforce's ``undelete()`` updates ``SystemModstamp``, so incremental reads see it)."""
+        table = self.table(name)
+        with self.lock:
+            row = table.row_of(record_id)
+            if not table.deleted(row):
+                raise ApiError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin")
+            self._stamp_and_set(table, row, "IsDeleted", False)
 
     def reset(self) -> None:
         """Undo every mutation: back to exactly the generated rows."""

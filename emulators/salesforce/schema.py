@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ORG_ID = "00D5g000004EMUlEAO"
-API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 65))
+API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 67))  # up to Spring '26
+SOAP_LOGIN_LAST_VERSION = 64.0  # login() is gone from 65.0 (Salesforce Help 005132110)
 LATEST_VERSION = API_VERSIONS[-1]
 
 # Describe `soapType` per field type (what the partner WSDL calls each type).
@@ -178,6 +179,7 @@ class ObjectDef:
     fields: list[FieldDef]
     children: list[ChildRelationship] = field(default_factory=list)
     queryable: bool = True
+    bulk_queryable: bool = True  # False: Bulk API 2.0 refuses it (INVALIDENTITY), REST reads it
 
     def __post_init__(self) -> None:
         self.by_lower = {f.name.lower(): f for f in self.fields}
@@ -797,6 +799,38 @@ TASK = ObjectDef(
     ],
 )
 
+# A history object: REST reads it, Bulk API 2.0 does not ("*History" objects are not supported by
+# the Bulk API: airbyte's UNSUPPORTED_BULK_API_SALESFORCE_OBJECTS; data-integrations/salesforce
+# docs list "*History (e.g. AccountHistory, ActivityHistory, ...)"), and its SystemModstamp is
+# not filterable: `WHERE SystemModstamp >= …` fails with INVALID_FIELD "field 'SystemModstamp'
+# can not be filtered in a query call" (airbytehq/airbyte#62877 and PR #68166, a real org's
+# describe of ActivityFieldHistory). History objects have no LastModifiedDate.
+ACTIVITY_FIELD_HISTORY = ObjectDef(
+    "ActivityFieldHistory",
+    "Activity Field History",
+    "Activity Field History",
+    "017",
+    custom=False,
+    fields=[
+        _id(),
+        FieldDef(
+            "ActivityId", "Activity ID", "reference", length=18, reference_to=("Task",), createable=False
+        ),
+        FieldDef(
+            "ChangedById", "Changed By ID", "reference", length=18, reference_to=("User",), createable=False
+        ),
+        FieldDef("ChangedDate", "Changed Date", "datetime", createable=False, updateable=False),
+        _text("FieldName", "Field Name", 255, createable=False, updateable=False),
+        _text("DataType", "Data Type", 40, createable=False, updateable=False),
+        _text("Operation", "Operation", 40, createable=False, updateable=False),
+        _text("OldValueText", "Old Value (Text)", 255, createable=False, updateable=False),
+        _text("NewValueText", "New Value (Text)", 255, createable=False, updateable=False),
+        _audit("CreatedDate", "Created Date"),
+        replace(_audit("SystemModstamp", "System Modstamp"), filterable=False),
+    ],
+    bulk_queryable=False,
+)
+
 # A custom object as wide as an org allows (800 custom fields), for mappings whose field list
 # does not fit in a REST query URI.
 WIDE_FIELDS = 800
@@ -843,6 +877,7 @@ OBJECTS: dict[str, ObjectDef] = {
         CONTACT,
         LEAD,
         TASK,
+        ACTIVITY_FIELD_HISTORY,
         AGGREGATE_RESULT,
     )
 }
@@ -873,6 +908,16 @@ NAME_OBJECT = ObjectDef(
         _picklist("Type", "Type", (), createable=False, updateable=False, restricted=True),
         FieldDef("UserRoleId", "Role ID", "reference", length=18, createable=False, updateable=False),
         FieldDef("ProfileId", "Profile ID", "reference", length=18, createable=False, updateable=False),
+        FieldDef(
+            "LastReferencedDate", "Last Referenced Date", "datetime", createable=False, updateable=False
+        ),
+        FieldDef("LastViewedDate", "Last Viewed Date", "datetime", createable=False, updateable=False),
+        _text("MiddleName", "Middle Name", 40, createable=False, updateable=False),
+        _text("NameOrAlias", "Name or Alias", 255, createable=False, updateable=False),
+        FieldDef(
+            "RecordTypeId", "Record Type ID", "reference", length=18, createable=False, updateable=False
+        ),
+        _text("Username", "Username", 80, createable=False, updateable=False),
     ],
     queryable=False,
 )

@@ -4,6 +4,7 @@ One model (:mod:`groups_mapping.model`) and one validator (:mod:`groups_mapping.
 neither plugin defines the format itself.
 """
 
+from groups_mapping.files import write_atomically
 from groups_mapping.model import (
     FORMAT_VERSION,
     GroupMapping,
@@ -48,4 +49,5 @@ __all__ = [
     "parse_mapping",
     "problems_together",
     "validate",
+    "write_atomically",
 ]

@@ -20,6 +20,15 @@ import requests
 from tap_salesforce_groups.errors import SalesforceAuthError
 from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE, RefreshTokenStore
 
+# SOAP login() exists up to API 64.0 only and is retired for every version on 1 June 2027
+# (Salesforce Help 005132110, "Platform SOAP API login() Retirement"): it is always called at
+# this version, whatever api_version (the REST version) says.
+SOAP_LOGIN_VERSION = "64.0"
+SOAP_DEPRECATION = (
+    "username/password login uses Salesforce's SOAP login(), which is not available from API 65.0 "
+    "and is retired for every API version on 2027-06-01 (Salesforce Help 005132110): switch to "
+    "OAuth (tap-salesforce-groups-mapping connect) or the JWT bearer flow"
+)
 PRODUCTION_AUDIENCE = "https://login.salesforce.com"
 SANDBOX_AUDIENCE = "https://test.salesforce.com"
 
@@ -36,18 +45,32 @@ def login_base_url(config: Mapping[str, Any]) -> str:
     return f"https://{domain}.salesforce.com"
 
 
+# Hosts whose org is a sandbox, for the JWT audience: test.salesforce.com, sandbox My Domains
+# (acme--uat.sandbox.my.salesforce.com) and scratch orgs, which Salesforce creates as sandboxes
+# (ability-ruby-1234-dev-ed.scratch.my.salesforce.com).
+_SANDBOX_SUFFIXES = (".sandbox.my.salesforce.com", ".scratch.my.salesforce.com")
+
+
+def _host(value: str) -> str:
+    value = value.strip().lower()
+    return (urlsplit(value).hostname if "://" in value else value.split("/")[0]) or ""
+
+
 def jwt_audience(config: Mapping[str, Any]) -> str:
     """The JWT ``aud`` claim: login or test, never the My Domain host.
 
     Salesforce documents ``https://test.salesforce.com`` for sandboxes, including sandbox My
-    Domains (``acme--uat.sandbox.my.salesforce.com``); a sandbox answers anything else with
-    ``invalid_grant: audience is invalid``. ``jwt_audience`` overrides the choice.
+    Domains and scratch orgs; a sandbox answers anything else with ``invalid_grant: audience is
+    invalid``. The org is a sandbox when ``domain`` or the ``login_url`` host (which replaces
+    ``domain`` as the login host) says so. ``jwt_audience`` overrides the choice (an
+    Experience Cloud site's URL, say).
     """
     if config.get("jwt_audience"):
         return str(config["jwt_audience"])
-    domain = str(config["domain"]).strip().lower()
-    host = urlsplit(domain).hostname if "://" in domain else domain
-    sandbox = domain == "test" or (host or "").endswith(".sandbox.my.salesforce.com")
+    hosts = {_host(str(config.get("domain") or "login")), _host(str(config.get("login_url") or ""))}
+    sandbox = "test" in hosts or any(
+        h == "test.salesforce.com" or h.endswith(_SANDBOX_SUFFIXES) for h in hosts
+    )
     return SANDBOX_AUDIENCE if sandbox else PRODUCTION_AUDIENCE
 
 
@@ -186,7 +209,7 @@ def _soap_login(
         f"<n1:password>{secret}</n1:password>"
         "</n1:login></env:Body></env:Envelope>"
     )
-    url = f"{base}/services/Soap/u/{config['api_version']}"
+    url = f"{base}/services/Soap/u/{SOAP_LOGIN_VERSION}"
     headers = {"content-type": "text/xml", "charset": "UTF-8", "SOAPAction": "login"}
     response = session.post(url, data=envelope.encode(), headers=headers, timeout=timeout)
     return parse_soap_login(response.status_code, response.text, url)

@@ -26,9 +26,10 @@ from simple_salesforce.util import exception_handler
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from tap_salesforce_groups.auth import auth_flow, login
+from tap_salesforce_groups.auth import SOAP_DEPRECATION, auth_flow, login
 from tap_salesforce_groups.errors import (
     ApiBudgetReached,
+    BulkNotSupported,
     QueryCursorExpired,
     QueryTooBig,
     RequestLimitExceeded,
@@ -175,6 +176,7 @@ class SalesforceClient:
         self._describes: dict[str, dict[str, Any]] = {}
         self.requests_made = 0
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
+        self._warned_soap = False
 
     # -- login and the call policy -----------------------------------------------------------
     @property
@@ -187,6 +189,9 @@ class SalesforceClient:
 
     def login(self) -> None:
         """Log in with the configured flow and open a REST connection to the instance."""
+        if self.flow == "password" and not self._warned_soap:
+            self._warned_soap = True
+            self.logger.warning(SOAP_DEPRECATION)
         try:
             token, instance_url = login(self.session, self.config, self.flow, self.timeout)
         except requests.RequestException as exc:
@@ -228,6 +233,8 @@ class SalesforceClient:
             return QueryTooBig(f"{what}: {text}")
         if code == "INVALID_QUERY_LOCATOR":
             return QueryCursorExpired(f"{what}: {text}")
+        if code == "INVALIDENTITY" and "not supported by the Bulk API" in text:
+            return BulkNotSupported(f"{what}: {text}")
         if exc.status in TRANSIENT_STATUS:
             return SalesforceClientError(f"{what}: gave up after {self.max_retries} retries: {text}")
         return SalesforceClientError(f"{what}: {text}")

@@ -20,24 +20,20 @@ No token is ever printed or logged: only the instance host, username and email a
 from __future__ import annotations
 
 import base64
-import contextlib
 import errno
 import hashlib
 import html
 import os
 import re
 import secrets
-import signal
-import sys
 import tempfile
 import threading
 import webbrowser
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -86,7 +82,12 @@ class Connection:
     @property
     def line(self) -> str:
         """``Connected to <instance host> as <username> (<email>)``."""
-        return f"Connected to {urlsplit(self.instance_url).hostname} as {self.username} ({self.email})"
+        return connected_line(self.instance_url, self.username, self.email)
+
+
+def connected_line(instance_url: str, username: str, email: str | None) -> str:
+    """``Connected to <instance host> as <username> (<email>)``: what connect and the editor show."""
+    return f"Connected to {urlsplit(instance_url).hostname} as {username} ({email or 'no email'})"
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -362,30 +363,3 @@ def run_connect(
     except OSError as exc:
         raise ConnectError(f"connected, but cannot write {env_file}: {exc.strerror}") from None
     return result
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM arrived: unwind (servers closed, temporary files removed), then exit."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def exit_on_signals(what: str) -> Iterator[None]:
-    """Ctrl-C ends the block with exit 130 and SIGTERM with 143, each with one line on stderr."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    except Interrupted as exc:
-        name = "Ctrl-C" if exc.signum == signal.SIGINT else "SIGTERM"
-        print(f"{what}: stopped by {name}", file=sys.stderr, flush=True)
-        sys.exit(128 + exc.signum)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

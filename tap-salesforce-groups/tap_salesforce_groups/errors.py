@@ -33,3 +33,15 @@ class QueryTooBig(SalesforceClientError):
 
 class QueryCursorExpired(SalesforceClientError):
     """The server forgot a query cursor (INVALID_QUERY_LOCATOR); re-query from the bookmark."""
+
+
+class BulkNotSupported(SalesforceClientError):
+    """Bulk API 2.0 refuses to query this object (INVALIDENTITY); REST may still read it."""
+
+
+class RunStopped(Exception):
+    """The sync ended early, its state written: the one line to log and the exit status it earns."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -12,21 +12,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import MappingError, load_mapping, parse_mapping
-from tap_salesforce_groups.connect import (
-    ENV_NAME,
-    TIMEOUT_S,
-    ConnectError,
-    default_env_file,
-    exit_on_signals,
-    run_connect,
-)
+from groups_mapping import MappingError, load_mapping, parse_mapping, write_atomically
+from tap_salesforce_groups import core
+from tap_salesforce_groups import settings as tap_settings
+from tap_salesforce_groups.connect import ENV_NAME, TIMEOUT_S, ConnectError, default_env_file, run_connect
 from tap_salesforce_groups.editor import run_editor
-from tap_salesforce_groups.editor.org import property_label, run_verification
+from tap_salesforce_groups.editor.org import property_label
 from tap_salesforce_groups.errors import SalesforceClientError
+from tap_salesforce_groups.interrupt import interruptible, signals_deferred
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
-from tap_salesforce_groups.tap import TapSalesforceGroups
 
 # Bookkeeping fields the tap reads anyway; a scaffold with --all leaves them out.
 SYSTEM_FIELDS = {
@@ -50,12 +46,9 @@ def _settings(config: tuple[str, ...]) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             _fail([f"{path}: {exc}"], "Cannot read the settings:")
     try:
-        tap = TapSalesforceGroups(
-            config=merged, parse_env_config=not config, validate_config=False, setup_mapper=False
-        )
+        return tap_settings.resolve(merged, environment=not config)
     except ValueError as exc:  # e.g. an empty TAP_SALESFORCE_GROUPS_MAPPING= in .env
-        _fail([f"{exc} (from a TAP_SALESFORCE_GROUPS_* environment variable)"], "Cannot read the settings:")
-    return dict(tap.config)
+        _fail([str(exc)], "Cannot read the settings:")
 
 
 def _fail(problems: list[str], header: str) -> NoReturn:
@@ -90,19 +83,24 @@ def main() -> None:
 
 @main.command()
 @config_option
+@interruptible()
 def validate(config: tuple[str, ...]) -> None:
     """Check the mapping offline: every problem, one line each; exit 1 when there is any."""
     mapping = _load(_settings(config))
     fields = sum(len(m.properties) for m in mapping.mappings)
-    click.echo(f"Mapping OK: {len(mapping.mappings)} mappings, {fields} group properties.")
+    with signals_deferred():
+        click.echo(f"Mapping OK: {len(mapping.mappings)} mappings, {fields} group properties.")
 
 
 @main.command()
 @config_option
+@interruptible()
 def export(config: tuple[str, ...]) -> None:
     """Print the normalised mapping (the file format) to stdout."""
     mapping = _load(_settings(config))
-    click.echo(json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False))
+    text = json.dumps(mapping.to_dict(), indent=2, ensure_ascii=False)
+    with signals_deferred():  # all of it or nothing, even into a file
+        click.echo(text)
 
 
 def _expand_compound(object_name: str, paths: list[str], describe: Any) -> list[str]:
@@ -135,6 +133,7 @@ def _absent_or_empty(path: str | None) -> bool:
 @click.option("--fields", default="", help="Comma-separated fields or relationship paths to import.")
 @click.option("--all", "all_fields", is_flag=True, help="Every importable field of the object.")
 @click.option("--write", is_flag=True, help="Add the new mapping to mapping_file instead of printing it.")
+@interruptible()
 def scaffold(  # noqa: PLR0917 (click passes options positionally)
     config: tuple[str, ...],
     object_name: str,
@@ -146,9 +145,8 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 ) -> None:
     """Build a mapping entry from the org's describe; property names default to field labels."""
     settings = _settings(config)
-    tap = TapSalesforceGroups(config=settings, validate_config=False, setup_mapper=False)
     try:
-        describe = tap.client.describe
+        describe = core.connect(settings).describe
         chosen = _expand_compound(object_name, [f.strip() for f in fields.split(",") if f.strip()], describe)
         if all_fields:
             chosen += [
@@ -169,6 +167,8 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
                 continue
             if path != name_field:
                 properties.append({"field": path, "property": label})
+    except ConfigValidationError as exc:
+        _fail(list(exc.errors), "Cannot read the settings:")
     except SalesforceClientError as exc:
         _fail([str(exc)], "Cannot read the org:")
     if problems:
@@ -193,20 +193,23 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
         mapping_file = str(settings.get("mapping_file") or "")
         if not mapping_file:
             _fail(["--write needs the mapping_file setting"], "Nowhere to write:")
-        Path(mapping_file).write_text(text + "\n", encoding="utf-8")
+        with signals_deferred():
+            write_atomically(mapping_file, text + "\n")
         click.echo(
             f"Added '{object_name} -> {group_type}' ({len(properties)} properties) to {mapping_file}",
             err=True,
         )
     else:
-        click.echo(text)
+        with signals_deferred():  # all of it or nothing, even into a file
+            click.echo(text)
 
 
 @main.command()
 @config_option
+@interruptible()
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
-    result = run_verification(_settings(config))
+    result = core.verify(_settings(config))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.problems:
@@ -221,9 +224,16 @@ def verify(config: tuple[str, ...]) -> None:
     "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
 )
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
-def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where Connect to Salesforce stores the refresh token [default: the project's .env].",
+)
+@interruptible("Mapping editor stopped by {signal}.")
+def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool, env_file: Path | None) -> None:
     """Serve the mapping editor page against the org; stop with Ctrl-C."""
-    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser))
+    sys.exit(run_editor(_settings(config), host, port, open_browser=not no_browser, env_file=env_file))
 
 
 @main.command()
@@ -249,6 +259,7 @@ def editor(config: tuple[str, ...], host: str, port: int, no_browser: bool) -> N
     type=click.IntRange(1),
     help="Seconds to wait for the login.",
 )
+@interruptible("connect: stopped by {signal}")
 def connect(
     config: tuple[str, ...], port: int, no_browser: bool, env_file: Path | None, timeout: int
 ) -> None:
@@ -258,21 +269,21 @@ def connect(
     """
     settings = _settings(config)
     target = env_file or default_env_file()
-    with exit_on_signals("connect"):
-        try:
-            connection = run_connect(
-                settings,
-                port=port,
-                env_file=target,
-                open_browser=not no_browser,
-                timeout=timeout,
-                echo=lambda line: click.echo(line, err=True),
-            )
-        except ConnectError as exc:
-            click.echo(f"Cannot connect to Salesforce: {exc}", err=True)
-            sys.exit(1)
-    click.echo(connection.line)
-    click.echo(f"Stored {ENV_NAME} in {target} (mode 0600).", err=True)
+    try:
+        connection = run_connect(
+            settings,
+            port=port,
+            env_file=target,
+            open_browser=not no_browser,
+            timeout=timeout,
+            echo=lambda line: click.echo(line, err=True),
+        )
+    except ConnectError as exc:
+        click.echo(f"Cannot connect to Salesforce: {exc}", err=True)
+        sys.exit(1)
+    with signals_deferred():
+        click.echo(connection.line)
+        click.echo(f"Stored {ENV_NAME} in {target} (mode 0600).", err=True)
 
 
 if __name__ == "__main__":

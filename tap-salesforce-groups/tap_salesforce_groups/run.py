@@ -7,6 +7,8 @@ import signal
 import threading
 from types import FrameType
 
+from tap_salesforce_groups.errors import RunStopped
+
 EXIT_FAILED = 1
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
 
@@ -34,6 +36,16 @@ class RunControl:
         if failed and not self.exit_code:
             self.exit_code = EXIT_FAILED
         (self.logger.error if failed else self.logger.warning)("Stopping: %s", reason)
+
+    def raise_if_stopped(self) -> None:
+        """After the final STATE: a failed or interrupted run ends with its exit status.
+
+        Raises:
+            RunStopped: the run failed (1) or a signal stopped it (130, 143).
+        """
+        if self.exit_code:
+            msg = f"run stopped: {self.stopped_reason}; state written for the records emitted"
+            raise RunStopped(msg, self.exit_code)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop reading; the state of what was emitted is still written."""

@@ -60,23 +60,32 @@ class FieldProblem(Exception):
 
 
 # SOQL resolves a polymorphic relationship (Owner on Case, Lead and queue-owned objects;
-# What/Who on Task and Event) through the Name object, which has only these fields:
-# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_and_polymorph_keys.htm
+# What/Who on Task and Event) through the Name object, which has exactly these fields, with
+# these types (Object Reference for the Salesforce Platform, "Name":
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_name.htm;
+# SOQL and SOSL Reference, "Understanding Polymorphic Keys and Relationships").
+NAME_OBJECT_DESCRIBE: dict[str, str] = {
+    "Alias": "string",
+    "Email": "email",
+    "FirstName": "string",
+    "Id": "id",
+    "IsActive": "boolean",
+    "LastName": "string",
+    "LastReferencedDate": "datetime",
+    "LastViewedDate": "datetime",
+    "MiddleName": "string",
+    "Name": "string",
+    "NameOrAlias": "string",
+    "Phone": "phone",
+    "ProfileId": "reference",
+    "RecordTypeId": "reference",
+    "Title": "string",
+    "Type": "picklist",
+    "UserRoleId": "reference",
+    "Username": "string",
+}
 NAME_OBJECT_FIELDS: dict[str, dict[str, Any]] = {
-    name: {"type": ["boolean", "null"]} if name == "IsActive" else {"type": ["string", "null"]}
-    for name in (
-        "Name",
-        "Alias",
-        "Email",
-        "FirstName",
-        "LastName",
-        "IsActive",
-        "Phone",
-        "Title",
-        "Type",
-        "UserRoleId",
-        "ProfileId",
-    )
+    name: json_type({"type": sf_type}) or {} for name, sf_type in NAME_OBJECT_DESCRIBE.items()
 }
 COMPOUND_TYPES = {"address", "location"}
 
@@ -148,13 +157,22 @@ def _through_name_object(
         )
         raise FieldProblem(msg)
     schema = NAME_OBJECT_FIELDS[field]
-    return ResolvedField(".".join([*canonical, field]), {"name": field, "type": "string"}, schema)
+    described = {"name": field, "label": field, "type": NAME_OBJECT_DESCRIBE[field]}
+    return ResolvedField(".".join([*canonical, field]), described, schema)
 
 
-def replication_key_for(field_names: Iterable[str]) -> str | None:
-    """The bookmark field this object offers: SystemModstamp, else LastModifiedDate, else none."""
-    names = set(field_names)
-    return next((k for k in REPLICATION_KEYS if k in names), None)
+def replication_key_for(fields: Iterable[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """The bookmark field this object offers, and the candidates passed over.
+
+    SystemModstamp, else LastModifiedDate, else none: each only when describe says it is
+    ``filterable``, since the bookmark goes into ``WHERE`` (some objects, such as
+    ActivityFieldHistory, have a SystemModstamp that SOQL cannot filter on: INVALID_FIELD
+    "can not be filtered in a query call"; airbytehq/airbyte PR #68166).
+    """
+    by_name = {str(f["name"]): f for f in fields}
+    unfilterable = [k for k in REPLICATION_KEYS if k in by_name and by_name[k].get("filterable") is False]
+    key = next((k for k in REPLICATION_KEYS if k in by_name and k not in unfilterable), None)
+    return key, unfilterable
 
 
 def group_name_warnings(mapping: GroupMapping, field: dict[str, Any]) -> list[str]:
@@ -204,7 +222,12 @@ def stream_spec(
         spec.problems.append(f"{name}: object is not queryable")
         return spec
     names = [str(f["name"]) for f in object_describe["fields"]]
-    spec.replication_key = replication_key_for(names)
+    spec.replication_key, unfilterable = replication_key_for(object_describe["fields"])
+    if unfilterable:
+        fallback = (
+            f"reading by {spec.replication_key}" if spec.replication_key else "every run reads all its rows"
+        )
+        spec.warnings.append(f"{name}: {', '.join(unfilterable)} cannot be filtered in SOQL; {fallback}")
     extra = ["Id", *([spec.replication_key] if spec.replication_key else [])]
     if include_deleted and "IsDeleted" in names:
         extra.append("IsDeleted")

@@ -15,6 +15,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_salesforce_groups.client import SalesforceClient, csv_lines
 from tap_salesforce_groups.errors import (
+    BulkNotSupported,
     QueryCursorExpired,
     QueryTooBig,
     SalesforceClientError,
@@ -196,6 +197,13 @@ class SalesforceObjectStream(Stream):
                     for record in self._read(window, bulk, progress):
                         if self._first_time(record, ties, None if bulk else state):
                             yield record
+                except BulkNotSupported as exc:
+                    if not bulk:
+                        raise
+                    # Nothing of this window was read: read it again, and the rest, through REST.
+                    self.logger.warning("%s: %s; reading it through REST instead", self.name, exc)
+                    bulk = False
+                    continue
                 except (QueryTooBig, QueryCursorExpired) as exc:
                     if bulk:  # nothing of an unsorted window counts until it ends
                         ties = committed.copy()

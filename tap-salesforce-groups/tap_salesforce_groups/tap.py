@@ -2,69 +2,26 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
+from decimal import Decimal
 from functools import cached_property
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 import click
 from singer_sdk import Stream, Tap
-from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import (
-    MAPPING_DESCRIPTION,
-    MAPPING_FILE_DESCRIPTION,
-    MappingConfig,
-    MappingError,
-    insecure_url,
-    load_mapping,
-)
-from tap_salesforce_groups.auth import auth_flow, jwt_assertion
+from groups_mapping import MappingConfig, MappingError, load_mapping
 from tap_salesforce_groups.client import SalesforceClient
-from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientError
+from tap_salesforce_groups.core import connect, resolve_objects
+from tap_salesforce_groups.errors import RunStopped, SalesforceClientError
 from tap_salesforce_groups.run import RunControl
-from tap_salesforce_groups.schema import stream_spec
+from tap_salesforce_groups.settings import CONFIG_JSONSCHEMA
 from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
-from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
 from tap_salesforce_groups.writer import FastSingerWriter
-
-DEFAULT_API_VERSION = "62.0"
-
-
-# The numeric settings: name, type with the range checked at start, default, description. Whole
-# numbers: the SDK and Meltano pass integers from environment variables, not decimals.
-TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
-    (
-        "bulk_threshold",
-        th.IntegerType(minimum=1),
-        100000,
-        "With api_type auto: rows to read from which an object uses Bulk API 2.0.",
-    ),
-    (
-        "max_api_usage_percent",
-        th.IntegerType(minimum=1, maximum=100),
-        80,
-        "Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
-        "(read from Sforce-Limit-Info).",
-    ),
-    ("request_timeout", th.IntegerType(minimum=1), 300, "Seconds per HTTP request."),
-    (
-        "max_retries",
-        th.IntegerType(minimum=0),
-        5,
-        "Retries of a transient failure (5xx, 406, connection reset, timeout).",
-    ),
-    (
-        "max_backoff",
-        th.IntegerType(minimum=0),
-        60,
-        "Longest wait in seconds between retries (also caps a Retry-After).",
-    ),
-)
 
 
 class TapSalesforceGroups(Tap):
@@ -75,92 +32,7 @@ class TapSalesforceGroups(Tap):
     # The SDK's msgspec writer: the same JSON lines, serialised in C (see docs/benchmarks.md).
     message_writer_class = FastSingerWriter
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("client_id", th.StringType, description="Connected app consumer key."),
-        th.Property(
-            "client_secret", th.StringType, secret=True, description="Connected app consumer secret."
-        ),
-        th.Property(
-            "refresh_token",
-            th.StringType,
-            secret=True,
-            description="OAuth refresh token (with client_id and client_secret): the 'Connect to' flow.",
-        ),
-        th.Property(
-            "refresh_token_file",
-            th.StringType,
-            default=DEFAULT_REFRESH_TOKEN_FILE,
-            description="Where a rotated refresh token is kept (refresh token rotation): a 0600 JSON "
-            "file, relative to the Meltano project (else the working directory). Never printed.",
-        ),
-        th.Property(
-            "private_key",
-            th.StringType,
-            secret=True,
-            description="PEM private key of the connected app's certificate, for the JWT bearer flow "
-            "(with client_id and username).",
-        ),
-        th.Property(
-            "username", th.StringType, description="Salesforce username (JWT bearer or legacy login)."
-        ),
-        th.Property("password", th.StringType, secret=True, description="Password (legacy login)."),
-        th.Property(
-            "security_token", th.StringType, secret=True, description="Security token (legacy login)."
-        ),
-        th.Property(
-            "domain",
-            th.StringType,
-            default="login",
-            description="'login' (production), 'test' (sandbox) or a My Domain host such as "
-            "acme.my.salesforce.com (required for client credentials).",
-        ),
-        th.Property(
-            "login_url",
-            th.StringType,
-            description="Full login URL overriding domain, e.g. https://127.0.0.1:8443 for an emulator "
-            "(https only; http only for a loopback host).",
-        ),
-        th.Property(
-            "instance_url",
-            th.StringType,
-            description="Override of the instance URL returned by login.",
-        ),
-        th.Property(
-            "jwt_audience",
-            th.StringType,
-            description="JWT bearer audience override (default: https://test.salesforce.com for domain "
-            "test or a *.sandbox.my.salesforce.com host, else https://login.salesforce.com).",
-        ),
-        th.Property(
-            "api_version",
-            th.StringType(pattern=r"^[0-9]{2}\.0$"),
-            default=DEFAULT_API_VERSION,
-            description="REST API version, such as 62.0.",
-        ),
-        th.Property(
-            "start_date",
-            th.DateTimeType,
-            description="Only rows modified at or after this time (default: all history).",
-        ),
-        th.Property("mapping_file", th.StringType, description=MAPPING_FILE_DESCRIPTION),
-        th.Property("mapping", th.ObjectType(), description=MAPPING_DESCRIPTION),
-        th.Property(
-            "api_type",
-            th.StringType(allowed_values=["auto", "rest", "bulk"]),
-            default="auto",
-            description="auto, rest or bulk. auto uses Bulk API 2.0 for objects with at least "
-            "bulk_threshold rows to read, and for field lists too long for a REST query URI.",
-        ),
-        th.Property(
-            "include_deleted",
-            th.BooleanType,
-            default=True,
-            description="Query with queryAll and emit soft-deleted rows with IsDeleted.",
-        ),
-        *(th.Property(name, kind, default=default, description=text) for name, kind, default, text in TUNING),
-    ).to_dict()
-
-    last_run: ClassVar[RunControl | None] = None  # the CLI's exit status comes from it
+    config_jsonschema = CONFIG_JSONSCHEMA  # settings.py: shared with the mapping command line and editor
 
     def __init__(
         self,
@@ -189,9 +61,7 @@ class TapSalesforceGroups(Tap):
     @cached_property
     def run(self) -> RunControl:
         """This run's stop reason and exit status, shared with the streams."""
-        run = RunControl(self.logger)
-        type(self).last_run = run
-        return run
+        return RunControl(self.logger)
 
     @cached_property
     def mapping(self) -> MappingConfig:
@@ -204,10 +74,7 @@ class TapSalesforceGroups(Tap):
     @cached_property
     def client(self) -> SalesforceClient:
         """The connection to the org; the settings are checked before its first call."""
-        problems = settings_problems(self.config)
-        if problems:
-            raise ConfigValidationError("settings are invalid", errors=problems)
-        return SalesforceClient(self.config, self.logger)
+        return connect(self.config, self.logger)
 
     def _state_problems(self) -> list[str]:
         """Bookmarks must parse; one in the future is a warning naming its stream."""
@@ -237,52 +104,33 @@ class TapSalesforceGroups(Tap):
         Describing is also the verification against the org: every problem is collected and
         reported at once, one line each, before any query.
         """
-        streams: list[Stream] = []
-        problems: list[str] = []
-        warnings: list[str] = []
-        described = 0
+        streams: dict[str, Stream] = {}
         for name in self.mapping.objects:
             entry = self.input_catalog.get_stream(name) if self.input_catalog else None
             if entry is not None and _covers(entry.schema.to_dict(), self.mapping.fields_for(name)):
-                streams.append(
-                    self._stream(
-                        name,
-                        entry.schema.to_dict(),
-                        list(entry.key_properties or []),
-                        entry.replication_key,
-                    )
-                )
-                continue
-            described += 1
-            try:
-                spec = stream_spec(
-                    self.mapping, name, self.client.describe, include_deleted=self.config["include_deleted"]
-                )
-            except SalesforceAuthError:
-                raise
-            except SalesforceClientError as exc:
-                not_found = "NOT_FOUND" in str(exc)
-                problems.append(
-                    f"{name}: no such object, or not visible to this user" if not_found else f"{name}: {exc}"
-                )
-                continue
-            problems += spec.problems
-            warnings += spec.warnings
-            if not spec.problems:
-                streams.append(self._stream(name, spec.schema, spec.key_properties, spec.replication_key))
-        for warning in warnings:
+                schema = entry.schema.to_dict()
+                keys = list(entry.key_properties or [])
+                streams[name] = self._stream(name, schema, keys, entry.replication_key)
+        to_describe = [name for name in self.mapping.objects if name not in streams]
+        resolved = resolve_objects(
+            self.mapping, self.client.describe, to_describe, include_deleted=self.config["include_deleted"]
+        )
+        for warning in resolved.warnings:
             self.logger.warning(warning)
-        if problems:
-            raise ConfigValidationError("mapping does not match the Salesforce org", errors=problems)
-        fields = sum(len(s.schema["properties"]) for s in streams)
-        if described:
+        resolved.raise_problems()
+        for spec in resolved.specs:
+            streams[spec.name] = self._stream(
+                spec.name, spec.schema, spec.key_properties, spec.replication_key
+            )
+        ordered = [streams[name] for name in self.mapping.objects]
+        if to_describe:
             self.logger.info(
                 "Mapping verified against the org: OK (%d objects, %d fields, %d warnings)",
-                len(streams),
-                fields,
-                len(warnings),
+                len(ordered),
+                sum(len(s.schema["properties"]) for s in ordered),
+                len(resolved.warnings),
             )
-        return streams
+        return ordered
 
     def _stream(
         self, name: str, schema: dict[str, Any], keys: list[str], replication_key: str | None
@@ -309,19 +157,24 @@ class TapSalesforceGroups(Tap):
         catalog: IO[str] | None = None,
     ) -> None:
         """Sync, then exit 1 on a failed stop, 130/143 on a signal, always after the state is written."""
-        if state is not None:
-            state = io.StringIO(_checked_state_text(state.read()))
+        if about:
+            super().invoke(about=about, about_format=about_format)  # prints, then exits
+        # Tap.invoke's steps, keeping the instance: its run says how the sync ended.
+        cls.print_version(print_fn=cls.logger.info)
         try:
-            super().invoke(
-                about=about, about_format=about_format, config=config, state=state, catalog=catalog
+            tap = cls(
+                config=config.config if config is not None else {},
+                state=None if state is None else _checked_state(state.read()),
+                catalog=None if catalog is None else json.loads(catalog.read(), parse_float=Decimal),
+                parse_env_config=config.parse_env if config is not None else False,
+                validate_config=True,
             )
+            tap.sync_all()
+            tap.run.raise_if_stopped()
         except SalesforceClientError as exc:
             cls._exit(str(exc), 1)
-        run = cls.last_run
-        if run is not None and run.exit_code:
-            cls._exit(
-                f"run stopped: {run.stopped_reason}; state written for the records emitted", run.exit_code
-            )
+        except RunStopped as exc:
+            cls._exit(str(exc), exc.exit_code)
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
@@ -358,35 +211,15 @@ class TapSalesforceGroups(Tap):
         sys.exit(code)
 
 
-def settings_problems(config: Mapping[str, Any]) -> list[str]:
-    """What the JSON schema cannot check: URL schemes, start_date, credentials, the JWT key."""
-    problems = []
-    for key in ("login_url", "instance_url"):
-        url = config.get(key)
-        if url and (problem := insecure_url(key, str(url))):
-            problems.append(problem)
-    if config.get("start_date"):
-        try:
-            parse_datetime(str(config["start_date"]))
-        except ValueError:
-            problems.append(f"start_date is not an ISO 8601 timestamp: {str(config['start_date'])[:40]!r}")
-    try:
-        if auth_flow(config) == "jwt":
-            jwt_assertion(config)
-    except SalesforceAuthError as exc:
-        problems.append(str(exc))
-    return problems
-
-
-def _checked_state_text(text: str) -> str:
+def _checked_state(text: str) -> dict[str, Any]:
     """``--state`` must hold a JSON object; anything else is one line, not a traceback."""
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = json.loads(text, parse_float=Decimal) if text.strip() else {}
     except ValueError as exc:
         raise ConfigValidationError("--state is invalid", errors=[f"--state is not JSON: {exc}"]) from exc
     if not isinstance(value, dict):
         raise ConfigValidationError("--state is invalid", errors=["--state must hold a JSON object"])
-    return text
+    return value
 
 
 def _covers(schema: dict[str, Any], fields: tuple[str, ...]) -> bool:

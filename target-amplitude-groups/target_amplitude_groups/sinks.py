@@ -80,34 +80,7 @@ class AmplitudeGroupsSink(BatchSink):
         return tuple(flags[m.index] for m in self.mappings)
 
     def _resolve(self, mapping: GroupMapping, stream: str, fields: dict[str, Any]) -> GroupMapping:
-        """The mapping with each field spelled as the stream spells it.
-
-        Salesforce names are case-insensitive (a mapping may say ``industry`` for ``Industry``), so
-        a field with no exact match takes the stream's only case-insensitive match.
-        """
-        by_folded: dict[str, list[str]] = {}
-        for name in fields:
-            by_folded.setdefault(name.casefold(), []).append(name)
-
-        def spelled(field: str) -> str | None:
-            if field in fields:
-                return field
-            matches = by_folded.get(field.casefold(), [])
-            return matches[0] if len(matches) == 1 else None
-
-        missing = [f for f in mapping.fields if spelled(f) is None]
-        if missing:
-            # A field the stream never sends would read as absent forever: refuse before
-            # anything is sent rather than import groups without it.
-            raise StreamMismatch(
-                f"mapping {mapping.label}: stream '{stream}' has no field "
-                f"{', '.join(repr(f) for f in missing)}; its fields are: {', '.join(fields) or 'none'}"
-            )
-        return replace(
-            mapping,
-            group_name_field=spelled(mapping.group_name_field) or mapping.group_name_field,
-            properties=tuple(replace(p, field=spelled(p.field) or p.field) for p in mapping.properties),
-        )
+        return spelled_as_stream(mapping, stream, fields)
 
     def _generic_mapping(self, stream: str, key: str, fields: dict[str, Any]) -> GroupMapping:
         """Without a mapping: group type = stream, group value = key, properties = other fields."""
@@ -171,6 +144,38 @@ class AmplitudeGroupsSink(BatchSink):
             skipped=len(skipped), deleted_ignored=deleted, truncated=builder.truncated - truncated_before
         )
         target.delivery.send(identifications, problems)
+
+
+def spelled_as_stream(mapping: GroupMapping, stream: str, fields: dict[str, Any]) -> GroupMapping:
+    """The mapping with each field spelled as the stream spells it.
+
+    Salesforce names are case-insensitive (a mapping may say ``industry`` for ``Industry``), so
+    a field with no exact match takes the stream's only case-insensitive match. Also what the
+    mapping editor's preview uses, so that it builds exactly what this sink sends.
+    """
+    by_folded: dict[str, list[str]] = {}
+    for name in fields:
+        by_folded.setdefault(name.casefold(), []).append(name)
+
+    def spelled(field: str) -> str | None:
+        if field in fields:
+            return field
+        matches = by_folded.get(field.casefold(), [])
+        return matches[0] if len(matches) == 1 else None
+
+    missing = [f for f in mapping.fields if spelled(f) is None]
+    if missing:
+        # A field the stream never sends would read as absent forever: refuse before
+        # anything is sent rather than import groups without it.
+        raise StreamMismatch(
+            f"mapping {mapping.label}: stream '{stream}' has no field "
+            f"{', '.join(repr(f) for f in missing)}; its fields are: {', '.join(fields) or 'none'}"
+        )
+    return replace(
+        mapping,
+        group_name_field=spelled(mapping.group_name_field) or mapping.group_name_field,
+        properties=tuple(replace(p, field=spelled(p.field) or p.field) for p in mapping.properties),
+    )
 
 
 def _datelike_format(prop: Any) -> str | None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from types import FrameType
-from typing import Any, ClassVar
+from typing import IO, Any
 from urllib.parse import quote_plus
 
 from singer_sdk import typing as th
@@ -101,7 +101,6 @@ class TargetAmplitudeGroups(Target):
     name = "target-amplitude-groups"
     default_sink_class = AmplitudeGroupsSink
     message_reader_class = StateWatchingReader
-    active: ClassVar[TargetAmplitudeGroups | None] = None  # the run ``invoke`` reports on
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -186,7 +185,6 @@ class TargetAmplitudeGroups(Target):
                 "own, named after the stream, with its other fields as properties"
             )
         self.generic_properties: set[str] = set()
-        TargetAmplitudeGroups.active = self
         if isinstance(self.message_reader, StateWatchingReader):
             self.message_reader.target = self
         self._trap_signals()
@@ -359,22 +357,38 @@ class TargetAmplitudeGroups(Target):
     _finished = False
 
     @classmethod
-    def invoke(cls, **kwargs: Any) -> None:
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: IO[str] | None = None,
+    ) -> None:
         """Run the target; any failure is one error line, the summary, the report and a non-zero exit.
 
         Never a traceback: whatever the exception (a bad input line, a full disk, a bug), the
         run report is rewritten with ``failed`` so that it never keeps an earlier run's ``ok``.
+        ``Target.invoke``'s steps, done here to keep the instance: the failure report needs it.
         """
+        if about:
+            super().invoke(about=about, about_format=about_format)  # prints, then exits
+        cls.print_version(print_fn=cls.logger.info)
+        target = None
         try:
-            super().invoke(**kwargs)
+            target = cls(
+                config=config.config if config is not None else {},
+                validate_config=True,
+                parse_env_config=config.parse_env if config is not None else False,
+            )
+            target.listen(file_input)
         except ConfigValidationError:
             raise  # before the run started: the SDK prints each problem on its own line
         except (Exception, KeyboardInterrupt) as exc:  # the one place every failure ends
-            cls._fail(exc)
+            cls._fail(exc, target)
 
     @classmethod
-    def _fail(cls, exc: BaseException) -> None:
-        target = cls.active
+    def _fail(cls, exc: BaseException, target: TargetAmplitudeGroups | None) -> None:
         if isinstance(exc, (RunFailure, InvalidInputLine)):
             message = str(exc)
         elif isinstance(exc, KeyboardInterrupt):

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tap_salesforce_groups.editor import EditorApp, EditorServer, Org, ProjectSchedule
+from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.tap.conftest import CONFIG, MAPPING
 
 OUTPUT_DIR = Path(__file__).resolve().parents[1] / "output" / "editor"
@@ -70,6 +71,29 @@ def editor_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def editor(editor_factory: Any) -> Editor:
     return editor_factory()
+
+
+@pytest.fixture
+def disconnected(tmp_path):
+    """An editor started without a refresh token, as run_editor starts it when none works."""
+    mapping_file = tmp_path / "mapping.json"
+    mapping_file.write_text(json.dumps(MAPPING))
+    settings = {k: v for k, v in CONFIG.items() if k not in ("mapping", "refresh_token")}
+    settings = dict(TapSalesforceGroups(config=settings, validate_config=False, setup_mapper=False).config)
+    settings["mapping_file"] = str(mapping_file)
+    env_file = tmp_path / ".env"
+    app = EditorApp(
+        None,
+        settings,
+        ProjectSchedule(str(tmp_path)),
+        not_connected="no complete Salesforce credentials",
+        env_file=env_file,
+    )
+    server = EditorServer(app, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield Editor(server, mapping_file, None), env_file  # type: ignore[arg-type]  # no Org yet
+    server.shutdown()
+    server.server_close()
 
 
 SCREENSHOTS: list[tuple[Path, str]] = []

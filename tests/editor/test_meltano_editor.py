@@ -71,7 +71,7 @@ def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: 
     # Meltano itself answers Ctrl-C with click's one line "Aborted!" and status 1; the editor
     # under it stops too (its port is closed) and nothing prints a traceback.
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] in ("Aborted!", "Mapping editor stopped.")
+    assert err.strip().splitlines()[-1] in ("Aborted!", "Mapping editor stopped by Ctrl-C.")
     assert process.returncode in (0, 1, 130)
     assert out == ""
     with pytest.raises(requests.ConnectionError):

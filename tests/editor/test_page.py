@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from emulators.salesforce import PASSWORD, USERNAME
 from groups_mapping import validate
 from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
 from tests.mappings import document, group
+from tests.tap.conftest import MAPPING
 
 # Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
 CHROMIUM = Path(os.environ.get("EDITOR_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -370,6 +372,49 @@ def test_network_failures_end_every_pending_status(browser: Browser, editor_fact
     page.close()
 
 
+def test_connect_then_preview(browser: Browser, disconnected: Any) -> None:
+    """No credentials work: Connect to Salesforce logs in (the emulator's login page), the header
+    names the user, the objects load; Preview shows the groups the target would send."""
+    editor, env_file = disconnected
+    # The emulator's login page is HTTPS with the test CA, which this Chromium does not know.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(editor.server.url)
+    expect(page.locator("#connection")).to_contain_text("Not connected to Salesforce")
+    expect(page.locator("#connect")).to_be_visible()
+    expect(page.locator("#preview")).to_be_disabled()
+
+    page.locator("#connect").click()
+    page.wait_for_url("**/services/oauth2/authorize**")
+    page.locator("#username").fill(USERNAME)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#Login").click()
+    # Salesforce -> http://localhost:PORT/oauth/callback -> back to the editor page.
+    page.wait_for_url(editor.server.url)
+    expect(page.locator("#connection")).to_have_text(
+        "Connected to 127.0.0.1 as integration@emulator.example (integration@emulator.example)"
+    )
+    expect(page.locator("#connect")).to_be_hidden()
+    card = page.locator(".card").first
+    expect(card.locator(".object")).to_have_value("Account")  # the org's objects and fields loaded
+    expect(card.locator(".name-field")).to_have_value("Id")
+    expect(card.locator(".prop-field").first.locator("option:checked")).to_have_text("Account Name (Name)")
+    assert env_file.exists()
+    shot(page, "connected-header.png", "after Connect to Salesforce: the header names the connected user")
+
+    expect(page.locator("#preview")).to_be_enabled()
+    page.locator("#preview").click()
+    expect(page.locator("#preview-summary")).to_contain_text("as the target would send them")
+    expect(page.locator("#preview-results h3")).to_have_count(len(MAPPING["mappings"]))
+    expect(page.locator("#preview-results h3").first).to_contain_text("1: Account -> org id: 5 groups")
+    expect(page.locator("#preview-results .preview-group").first).to_contain_text("org id")
+    shot(page, "preview.png", "Preview: five sample groups per mapping, $set/$unset as the target sends them")
+    assert errors == []
+    context.close()
+
+
 def test_save_over_a_changed_file_offers_reload_or_keep(browser: Browser, editor_factory: Any) -> None:
     # Lost update: another writer changes the file after the page read it; Save gets 412.
     editor = editor_factory()
@@ -449,3 +494,50 @@ def test_the_launcher_file_takes_the_browser_to_the_editor(browser: Browser, edi
         page.close()
     finally:
         launcher.unlink()
+
+
+def test_merge_after_a_conflict_keeps_both_sides_changes(browser: Browser, editor_factory: Any) -> None:
+    # The page changes the Account mapping while someone else adds a property to Subscription__c:
+    # Merge takes each mapping from the side that changed it.
+    editor = editor_factory()
+    original = json.loads(editor.mapping_file.read_text())
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator(".card")).to_have_count(2)
+    theirs = json.loads(json.dumps(original))
+    theirs["mappings"][1]["properties"].append({"field": "Name", "property": "subscription name"})
+    editor.mapping_file.write_text(json.dumps(theirs))
+    page.locator(".card").first.locator(".group-type").fill("account")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    page.locator("#conflict-merge").click()
+    expect(page.locator("#notice")).to_have_text(
+        f"Merged with {editor.mapping_file} as it is now; verify and save to write the result.\n"
+        "From the file: Subscription__c -> subscription."
+    )
+    expect(page.locator(".card-title")).to_have_text(
+        ["1: Account -> account", "2: Subscription__c -> subscription"]
+    )
+    expect(page.locator(".card").nth(1).locator(".prop-name").last).to_have_value("subscription name")
+    expect(page.locator("#save")).to_be_disabled()  # the merged mapping is verified before it is saved
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    expect(page.locator("#notice")).to_contain_text("Saved to")
+    saved = json.loads(editor.mapping_file.read_text())
+    assert saved["mappings"][0]["group_type"] == "account"
+    assert saved["mappings"][1] == theirs["mappings"][1]
+
+    # Both sides change the same mapping: the page's version is kept, and said so.
+    theirs = json.loads(json.dumps(saved))
+    theirs["mappings"][0]["group_type"] = "org"
+    editor.mapping_file.write_text(json.dumps(theirs))
+    page.locator(".card").first.locator(".group-type").fill("company")
+    page.locator("#next").click()
+    expect(page.locator("#save")).to_be_enabled(timeout=30_000)
+    page.locator("#save").click()
+    page.locator("#conflict-merge").click()
+    expect(page.locator("#notice")).to_contain_text("Changed on both sides, yours kept: Account -> company.")
+    expect(page.locator(".card-title").first).to_have_text("1: Account -> company")
+    page.close()

@@ -39,6 +39,7 @@ V = "/services/data/v62.0"
 # the org's objects
 QUERYABLE = (
     "Account", "User", "Subscription__c", "Document", "Case", "Wide__c", "Group", "Contact", "Lead", "Task",
+    "ActivityFieldHistory",
 )  # fmt: skip
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_PROPERTIES = {
@@ -452,6 +453,23 @@ def test_query_hides_soft_deleted_rows_query_all_shows_them(sf, http):
 
     assert found("query") == []
     assert found("queryAll") == [True]
+
+
+def test_undelete_restores_a_row_and_stamps_it(sf, http):
+    """Undelete is a change incremental readers must see: the row is live again with a new
+    SystemModstamp (the safe reading: Salesforce documents that SystemModstamp moves whenever a
+    user or an automated process changes the record; undelete changes IsDeleted)."""
+    target = sf.org.rows("Account", include_deleted=False)[0]["Id"]
+    sf.org.soft_delete("Account", target)
+    deleted_stamp = sf.org.get("Account", target)["SystemModstamp"]
+    time.sleep(0.002)
+    sf.org.undelete("Account", target)
+    row = sf.org.get("Account", target)
+    assert row["IsDeleted"] is False and row["SystemModstamp"] > deleted_stamp
+    found = [r["Id"] for r in all_records(http, sf, "SELECT Id FROM Account", "query")]
+    assert target in found
+    with pytest.raises(ApiError, match="UNDELETE_FAILED"):
+        sf.org.undelete("Account", target)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, REFRESH_TOKEN, SECURITY_TOKEN, USERNAME
 from tap_salesforce_groups.auth import auth_flow, login_base_url
@@ -51,6 +52,44 @@ def test_client_credentials_flow(salesforce):
 def test_legacy_soap_login(salesforce):
     config = {**BASE, "username": USERNAME, "password": PASSWORD, "security_token": SECURITY_TOKEN}
     assert logged_in(config).flow == "password"
+
+
+@pytest.mark.parametrize("api_version", ["62.0", "66.0"])
+def test_soap_login_is_always_at_64_with_one_deprecation_warning(salesforce, caplog, api_version):
+    """login() exists up to API 64.0 and is retired for every version on 2027-06-01 (Salesforce
+    Help 005132110): the tap calls it at 64.0 whatever api_version says (the REST calls use
+    api_version), and says once that it is going away."""
+    config = {
+        **BASE,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "security_token": SECURITY_TOKEN,
+        "api_version": api_version,
+    }
+    salesforce.clear_requests()
+    client = logged_in(config)
+    client.login()  # a second login (as after an expired session) warns no more
+    paths = [r["path"] for r in salesforce.requests]
+    assert paths.count("/services/Soap/u/64.0") == 2
+    assert f"/services/data/v{api_version}/sobjects/Account/describe" in paths
+    warnings = [r.getMessage() for r in caplog.records if "SOAP login()" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "2027-06-01" in warnings[0] and "connect" in warnings[0]
+
+
+def test_emulator_soap_login_is_gone_from_65(salesforce):
+    envelope = (
+        '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
+        f'<n1:login xmlns:n1="urn:partner.soap.sforce.com"><n1:username>{USERNAME}</n1:username>'
+        f"<n1:password>{PASSWORD}{SECURITY_TOKEN}</n1:password></n1:login></env:Body></env:Envelope>"
+    )
+    headers = {"content-type": "text/xml", "SOAPAction": "login"}
+    for version, status in (("64.0", 200), ("65.0", 500)):
+        answer = requests.post(
+            f"{salesforce.url}/services/Soap/u/{version}", data=envelope, headers=headers, timeout=30
+        )
+        assert answer.status_code == status
+    assert "UNSUPPORTED_API_VERSION" in answer.text
 
 
 @pytest.mark.parametrize(

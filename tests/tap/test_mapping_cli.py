@@ -172,3 +172,77 @@ def test_scaffold_expands_compound_fields_into_their_components(salesforce, conf
     assert named.exit_code == 0, named.output
     fields = [p["field"] for p in json.loads(named.output)["mappings"][-1]["properties"]]
     assert fields[:2] == ["BillingStreet", "BillingCity"]
+
+
+def test_mapping_commands_build_no_tap(salesforce, config_file, tmp_path):
+    """A Tap's construction claims SIGINT/SIGTERM and stdout; the mapping commands use the core."""
+    import signal
+    import sys
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stdout = sys.stdout
+    mapping_file = tmp_path / "mapping.json"
+    config = config_file(mapping=None, mapping_file=str(mapping_file))
+    assert (
+        invoke(
+            "scaffold",
+            "--config",
+            config,
+            "--object",
+            "Account",
+            "--group-type",
+            "o",
+            "--fields",
+            "Name",
+            "--write",
+        ).exit_code
+        == 0
+    )
+    for command in ("validate", "export", "verify"):
+        assert invoke(command, "--config", config).exit_code == 0
+    assert {s: signal.getsignal(s) for s in before} == before  # restored after each command
+    assert sys.stdout is stdout
+
+
+def test_the_package_builds_a_tap_only_in_the_singer_entry_point():
+    """Issue 15's check: `grep -rn "TapSalesforceGroups(" tap_salesforce_groups` finds only the class."""
+    from pathlib import Path
+
+    import tap_salesforce_groups
+
+    package = Path(tap_salesforce_groups.__file__).parent
+    found = [
+        f"{path.relative_to(package)}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "TapSalesforceGroups(" in line
+    ]
+    assert found == ["tap.py: class TapSalesforceGroups(Tap):"]
+
+
+def test_settings_from_the_environment_are_typed_as_the_sdk_types_them(monkeypatch):
+    from tap_salesforce_groups import settings
+    from tap_salesforce_groups.tap import TapSalesforceGroups
+
+    values = {
+        "CLIENT_ID": "id",
+        "MAX_RETRIES": "7",
+        "INCLUDE_DELETED": "false",
+        "MAPPING": json.dumps(MAPPING),
+        "START_DATE": "2024-01-01T00:00:00Z",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(f"TAP_SALESFORCE_GROUPS_{name}", value)
+    ours = settings.resolve(environment=True)
+    # The SDK's own parsing, read back from a Tap built without validation (tests may build one).
+    sdk = dict(
+        TapSalesforceGroups(
+            config={}, parse_env_config=True, validate_config=False, setup_mapper=False
+        ).config
+    )
+    assert {k: ours[k] for k in sdk} == sdk
+    assert ours["max_retries"] == 7 and ours["include_deleted"] is False
+    assert ours["api_type"] == "auto"  # the defaults, from config_jsonschema
+    monkeypatch.setenv("TAP_SALESFORCE_GROUPS_MAPPING", "")
+    with pytest.raises(ValueError, match="TAP_SALESFORCE_GROUPS_MAPPING"):
+        settings.resolve(environment=True)

@@ -167,7 +167,7 @@ def test_polymorphic_owner_refuses_other_fields_naming_the_allowed_ones(salesfor
         TapSalesforceGroups(config={**CONFIG, "mapping": owned(object_name, field)})
     (problem,) = exc.value.errors
     assert "polymorphic lookup Owner (Group or User)" in problem
-    assert "Name, Alias, Email, FirstName, LastName, IsActive" in problem
+    assert "Alias, Email, FirstName, Id, IsActive, LastName, LastReferencedDate" in problem
 
 
 # -- 5. JWT audience -----------------------------------------------------------------------------
@@ -248,3 +248,63 @@ def test_compound_fields_are_refused_naming_their_components(salesforce):
     (problem,) = exc.value.errors
     assert problem.startswith("Account: 'BillingAddress' is a compound address field; map its components")
     assert "BillingStreet, BillingCity" in problem
+
+
+@pytest.mark.parametrize(
+    ("settings_", "audience"),
+    [
+        ({"domain": "login"}, "https://login.salesforce.com"),
+        ({"domain": "test"}, "https://test.salesforce.com"),
+        ({"domain": "acme.my.salesforce.com"}, "https://login.salesforce.com"),
+        # login_url replaces domain as the login host: its host decides too.
+        ({"domain": "login", "login_url": "https://test.salesforce.com"}, "https://test.salesforce.com"),
+        (
+            {"domain": "login", "login_url": "https://acme--uat.sandbox.my.salesforce.com"},
+            "https://test.salesforce.com",
+        ),
+        # Scratch orgs are sandboxes (Salesforce DX Developer Guide, "Scratch Orgs").
+        ({"domain": "ability-ruby-1234-dev-ed.scratch.my.salesforce.com"}, "https://test.salesforce.com"),
+        (
+            {"login_url": "https://ability-ruby-1234-dev-ed.scratch.my.salesforce.com/"},
+            "https://test.salesforce.com",
+        ),
+        ({"domain": "test", "jwt_audience": "https://acme.my.site.com"}, "https://acme.my.site.com"),
+    ],
+)
+def test_jwt_audience_follows_login_url_and_scratch_orgs(settings_, audience):
+    assert jwt_audience(settings_) == audience
+
+
+# -- 7. objects Bulk refuses, keys SOQL cannot filter ----------------------------------------------
+HISTORY = document(
+    group(
+        "ActivityFieldHistory", "task change", "Id", (("FieldName", "field"), ("NewValueText", "new value"))
+    )
+)
+
+
+@pytest.mark.parametrize("api_type", ["bulk", "rest", "auto"])
+def test_history_object_reads_through_rest_without_a_bookmark(salesforce, capsys, caplog, api_type):
+    """ActivityFieldHistory: Bulk answers INVALIDENTITY "not supported by the Bulk API"
+    (airbytehq/airbyte#13088) and its SystemModstamp is filterable: false in describe
+    (airbytehq/airbyte PR #68166): read through REST, with no bookmark, every row every run."""
+    caplog.set_level("INFO")
+    run = run_tap(capsys, mapping=HISTORY, api_type=api_type, start_date="2020-01-01T00:00:00Z")
+    assert run.exit_code == 0, run.stopped_reason
+    rows = salesforce.org.rows("ActivityFieldHistory")
+    assert {r["Id"] for r in run.records["ActivityFieldHistory"]} == {r["Id"] for r in rows}
+    assert not run.schemas["ActivityFieldHistory"].get("bookmark_properties")  # no bookmark
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "SystemModstamp cannot be filtered in SOQL; every run reads all its rows" in m for m in messages
+    )
+    refused = [m for m in messages if "not supported by the Bulk API" in m]
+    if api_type == "bulk":
+        assert refused == [
+            "ActivityFieldHistory: Bulk API 2.0 query on ActivityFieldHistory (create): INVALIDENTITY: "
+            "Entity 'ActivityFieldHistory' is not supported by the Bulk API.; reading it through REST instead"
+        ]
+    else:
+        assert refused == []
+    queries = [r["query"] or "" for r in salesforce.requests if "ActivityFieldHistory" in (r["query"] or "")]
+    assert not any("WHERE SystemModstamp" in q for q in queries)

@@ -107,7 +107,7 @@ def test_bad_settings_are_one_line_at_start_without_traceback(salesforce, tmp_pa
 
 
 def test_plain_http_is_allowed_for_loopback_only():
-    from tap_salesforce_groups.tap import settings_problems
+    from tap_salesforce_groups.settings import settings_problems
 
     def url_problems(url: str) -> list[str]:
         return [p for p in settings_problems({**CONFIG, "login_url": url}) if "login_url" in p]

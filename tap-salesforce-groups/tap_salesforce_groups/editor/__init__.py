@@ -12,18 +12,18 @@ import errno
 import html
 import ipaddress
 import os
-import signal
 import tempfile
 import webbrowser
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 
+from tap_salesforce_groups.editor.connection import connectable
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.schedule import ProjectSchedule
 from tap_salesforce_groups.editor.server import EditorApp, EditorServer
+from tap_salesforce_groups.interrupt import signals_deferred
 
 __all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "launcher_file", "run_editor"]
 
@@ -41,10 +41,6 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the editor the way Ctrl-C does
-
-
 def launcher_file(url: str) -> Path:
     """A private (0600) HTML file that takes the browser to ``url``, token included.
 
@@ -57,8 +53,16 @@ def launcher_file(url: str) -> Path:
     return Path(name)
 
 
-def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: bool) -> int:
-    """Log in, serve until Ctrl-C (or SIGTERM), return the exit status; errors are one line."""
+def run_editor(
+    settings: dict[str, Any], host: str, port: int, open_browser: bool, env_file: Path | None = None
+) -> int:
+    """Log in, serve until stopped, return the exit status; errors are one line.
+
+    When no credentials work (none set, or a refresh token no longer accepted), the editor
+    starts anyway and its page offers Connect to Salesforce. Ctrl-C and SIGTERM reach the
+    caller as :class:`~tap_salesforce_groups.interrupt.Interrupted` (the mapping command line
+    exits 130/143 with one line), after the server is closed.
+    """
     address = _address(host)
     if address is not None and address.is_unspecified:
         # Browsers send the address they were given as Host, never 0.0.0.0: nothing would pass.
@@ -68,13 +72,18 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
             err=True,
         )
         return 2
+    org: Org | None = None
+    problem = None
     try:
         org = Org(settings)
         org.login()
     except OrgError as exc:
-        click.echo(f"Cannot start the mapping editor: {exc}", err=True)
-        return 1
-    app = EditorApp(org, settings, ProjectSchedule())
+        if not connectable(str(exc)):
+            click.echo(f"Cannot start the mapping editor: {exc}", err=True)
+            return 1
+        org, problem = None, str(exc)
+        click.echo(f"Not connected to Salesforce ({exc}): use Connect to Salesforce on the page.", err=True)
+    app = EditorApp(org, settings, ProjectSchedule(), not_connected=problem, env_file=env_file)
     try:
         server = EditorServer(app, host, port)
     except OSError as exc:
@@ -89,25 +98,16 @@ def run_editor(settings: dict[str, Any], host: str, port: int, open_browser: boo
         )
     click.echo(f"Mapping editor: {server.url}", nl=True)
     click.echo("Press Ctrl-C to stop.", err=True)
-    # Our own handlers: a Tap built on the main thread (for its settings) installs the SDK's,
-    # which would write a Singer STATE message to stdout and exit mid-request.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop)
     launcher = None
     try:
         if open_browser:
             launcher = launcher_file(server.url)
             webbrowser.open(launcher.as_uri())
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
-        # Meltano passes the terminal's Ctrl-C on as well: a second signal must not cut the cleanup.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        server.server_close()
-        if launcher is not None:
-            with contextlib.suppress(OSError):
-                launcher.unlink()
-    click.echo("Mapping editor stopped.", err=True)
+        with signals_deferred():  # Meltano passes the terminal's Ctrl-C on too: finish cleaning up
+            server.server_close()
+            if launcher is not None:
+                with contextlib.suppress(OSError):
+                    launcher.unlink()
     return 0

@@ -6,18 +6,17 @@ change in how the tap is split into modules is re-wired here and nowhere else.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import GroupMapping, MappingError, load_mapping
+from groups_mapping import GroupMapping
 from tap_salesforce_groups.client import SalesforceClient
+from tap_salesforce_groups.connect import connected_line
+from tap_salesforce_groups.core import Verification, connect, verify
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import (
     NAME_OBJECT_FIELDS,
@@ -26,23 +25,13 @@ from tap_salesforce_groups.schema import (
     json_type,
     resolve_field,
 )
-from tap_salesforce_groups.tap import TapSalesforceGroups, settings_problems
+from tap_salesforce_groups.settings import resolve
 
 __all__ = ["Org", "OrgError", "Verification", "property_label", "run_verification"]
 
 
 class OrgError(Exception):
     """The org could not answer (login, network, or an object that is not there)."""
-
-
-@dataclass
-class Verification:
-    """What ``verify`` found: problems block saving, warnings do not."""
-
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    summary: str = ""
-    header: str = ""  # what the command line prints above the problems
 
 
 def property_label(object_name: str, path: str, describe: Callable[[str], dict[str, Any]]) -> str:
@@ -57,32 +46,16 @@ def _is_polymorphic(ref: Mapping[str, Any]) -> bool:
     return len(ref.get("referenceTo") or []) > 1 or bool(ref.get("polymorphicForeignKey"))
 
 
-class _Capture(logging.Handler):
-    """Collects the tap logger's warnings and errors during one verification."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.warnings: list[str] = []
-        self.errors: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        target = self.errors if record.levelno >= logging.ERROR else self.warnings
-        target.append(record.getMessage())
-
-
 class Org:
     """One logged-in connection to the configured org, shared by every request of the editor."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        # The tap's view of the settings: its defaults filled in, as the client expects them.
-        tap = TapSalesforceGroups(config=dict(settings), validate_config=False, setup_mapper=False)
-        self.settings = dict(tap.config)
-        self._lock = threading.Lock()  # one verification at a time: it borrows the logger and stdout
-        problems = settings_problems(self.settings)  # what the tap checks before its first call
-        if problems:
-            raise OrgError("; ".join(problems))
+        self.settings = resolve(settings)  # the defaults filled in, as the client expects them
+        self._lock = threading.Lock()  # one verification at a time: each reads a row of every object
         try:
-            self.client = SalesforceClient(self.settings, TapSalesforceGroups.logger)
+            self.client = connect(self.settings)
+        except ConfigValidationError as exc:
+            raise OrgError("; ".join(exc.errors)) from exc
         except SalesforceClientError as exc:
             raise OrgError(str(exc)) from exc
 
@@ -92,6 +65,26 @@ class Org:
             self.client.login()
         except SalesforceClientError as exc:
             raise OrgError(str(exc)) from exc
+
+    def identity(self) -> str:
+        """``Connected to <org host> as <username> (<email>)``: who this session runs as.
+
+        The REST API's Resources by Version lists the user's identity URL ("identity"), which
+        answers ``username`` and ``email`` for the session's token (REST API Developer Guide,
+        "List Available REST Resources"; Salesforce Help, "Identity URLs").
+        """
+        client = self.client
+        try:
+            resources = client.call("who am I", lambda: client.sf.restful("", timeout=client.timeout)) or {}
+            answer = client.session.get(
+                str(resources["identity"]),
+                headers={"Authorization": f"Bearer {client.sf.session_id}", "Accept": "application/json"},
+                timeout=client.timeout,
+            )
+            who = answer.json() if answer.status_code == 200 else {}
+            return connected_line(client.sf.base_url, str(who["username"]), who.get("email"))
+        except (SalesforceClientError, requests.RequestException, KeyError, ValueError, TypeError) as exc:
+            raise OrgError(f"cannot read who is connected: {exc.__class__.__name__}: {exc}") from exc
 
     def describe(self, name: str) -> dict[str, Any]:
         try:
@@ -127,44 +120,13 @@ class Org:
         """``verify`` for a mapping that is not saved yet, on this editor's session."""
         config = {k: v for k, v in self.settings.items() if k not in ("mapping", "mapping_file")}
         config["mapping"] = document
-        with self._lock:  # one at a time: it borrows the tap's logger and stdout
-            return run_verification(config, self.client)
+        with self._lock:
+            return verify(config, self.client)
 
 
 def run_verification(settings: Mapping[str, Any], client: SalesforceClient | None = None) -> Verification:
-    """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
-    read per object (the tap's connection test). ``client`` reuses a logged-in session.
-    """
-    try:
-        load_mapping(settings.get("mapping"), settings.get("mapping_file"))
-    except MappingError as exc:
-        return Verification(exc.problems, header=exc.report().splitlines()[0])
-    # The mapper is set up below, inside the checks: setting it up discovers the streams.
-    tap = TapSalesforceGroups(config=dict(settings), validate_config=False, setup_mapper=False)
-    if client is not None:
-        tap.client = client  # the editor's session and its describe cache
-    capture = _Capture()
-    logger = TapSalesforceGroups.logger
-    logger.addHandler(capture)
-    try:
-        # The rows read are only a check: keep the Singer messages off stdout (the writer uses
-        # stdout's binary buffer, so the stand-in is a real file).
-        with open(os.devnull, "w", encoding="utf-8") as devnull, contextlib.redirect_stdout(devnull):
-            tap.setup_mapper()
-            tap.run_connection_test()
-    except ConfigValidationError as exc:
-        return Verification(list(exc.errors) or [str(exc)], capture.warnings, header=f"{exc}:")
-    except SalesforceClientError as exc:
-        return Verification([str(exc)], capture.warnings, header="Cannot read the org:")
-    except SystemExit:  # the tap stops on a login failure after logging why
-        problems = capture.errors or ["cannot log in to Salesforce"]
-        return Verification(problems, capture.warnings, header="Cannot read the org:")
-    finally:
-        logger.removeHandler(capture)
-    if tap.run.stopped_reason:
-        return Verification([tap.run.stopped_reason], capture.warnings, header="Verification stopped:")
-    summary = f"Mapping verified against the org: OK ({len(tap.streams)} objects, one row of each read)."
-    return Verification([], capture.warnings, summary)
+    """What ``verify`` checks (:func:`tap_salesforce_groups.core.verify`), with the defaults filled in."""
+    return verify(resolve(settings), client)
 
 
 def field_choices(object_name: str, describe: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:

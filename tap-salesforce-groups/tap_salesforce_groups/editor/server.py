@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +30,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from groups_mapping import MappingError, load_mapping, parse_mapping, validate
 from groups_mapping.validate import SALESFORCE_OBJECT
+from tap_salesforce_groups.connect import (
+    CALLBACK_PATH,
+    ConnectError,
+    StateMismatch,
+    default_env_file,
+    redirect_uri,
+)
+from tap_salesforce_groups.editor.connection import EditorConnection, NotConnected
 from tap_salesforce_groups.editor.org import Org, OrgError
+from tap_salesforce_groups.editor.preview import PreviewError, preview
 from tap_salesforce_groups.editor.runner import runs_it
 from tap_salesforce_groups.editor.schedule import ProjectSchedule, ScheduleError
 
@@ -74,18 +83,26 @@ class HttpError(Exception):
 
 
 def save_atomically(path: Path, text: str) -> Path | None:
-    """Write ``text`` to ``path`` via a temporary file and rename; the old file becomes ``.bak``."""
-    backup = path.with_name(path.name + ".bak") if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write ``text`` to ``path`` via a temporary file and rename; the old file becomes ``.bak``.
+
+    A new file gets the umask's mode (0644 under the usual 022), so the service user that runs
+    the tap can read it; a replaced file keeps its mode; a symlink stays a symlink (the file it
+    points to is replaced).
+    """
+    target = Path(os.path.realpath(path))
+    backup = path.with_name(path.name + ".bak") if target.exists() else None
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    # os.open's mode goes through the umask, as for any file a program creates (mkstemp: 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         if backup is not None:
-            os.chmod(tmp, path.stat().st_mode & 0o777)  # mkstemp makes 0600 files
-            shutil.copy2(path, backup)
-        os.replace(tmp, path)
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+            shutil.copy2(target, backup)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -98,28 +115,70 @@ def etag(content: bytes | None) -> str:
 
 
 def _precondition_holds(current: str | None, if_match: str | None, if_none_match: str | None) -> bool:
-    """RFC 9110 §13.1.1-2: If-Match lists ETags (strong comparison) or is ``*`` (the file exists);
-    ``If-None-Match: *`` holds only while there is no file."""
+    """Whether a save may go on, by RFC 9110 §13.1.1-2 (``current`` is None: no file yet).
+
+    If-Match lists ETags (strong comparison) or is ``*`` (any file); If-None-Match lists ETags
+    that must not match, or is ``*`` (no file yet).
+    """
     if if_match is not None:
         tags = [t.strip() for t in if_match.split(",")]
         return current is not None and ("*" in tags or current in tags)
     if if_none_match is not None:
-        return if_none_match.strip() == "*" and current is None
+        tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        return current is None if "*" in tags else current not in tags
     return True
 
 
 class EditorApp:
     """What the routes do, independent of HTTP: read and check mappings, talk to the org."""
 
-    def __init__(self, org: Org, settings: dict[str, Any], schedule: ProjectSchedule) -> None:
-        self.org = org
+    def __init__(
+        self,
+        org: Org | None,
+        settings: dict[str, Any],
+        schedule: ProjectSchedule,
+        *,
+        not_connected: str | None = None,
+        env_file: Path | None = None,
+    ) -> None:
+        self.connection = EditorConnection(settings, org, not_connected, env_file or default_env_file())
+        self.port = 0  # set by the server once it listens: the Connect callback's port
+        self.authority = ""
         self.mapping_file = Path(settings["mapping_file"]) if settings.get("mapping_file") else None
         self.inline_mapping = settings.get("mapping")
         self.schedule = schedule
         self._save_lock = threading.Lock()
 
+    @property
+    def org(self) -> Org:
+        """The logged-in org; 409 while no credentials work (the page offers Connect)."""
+        try:
+            return self.connection.org
+        except NotConnected as exc:
+            raise HttpError(HTTPStatus.CONFLICT, str(exc), extra={"connect": True}) from None
+
     def objects(self) -> dict[str, Any]:
         return {"objects": self.org.objects()}
+
+    def connection_status(self) -> dict[str, Any]:
+        return {**self.connection.status(), "callback_url": redirect_uri(self.port)}
+
+    def connect(self) -> dict[str, Any]:
+        try:
+            return self.connection.start(redirect_uri(self.port))
+        except NotConnected as exc:
+            raise HttpError(HTTPStatus.CONFLICT, str(exc)) from None
+
+    def preview(self, body: Any) -> dict[str, Any]:
+        """Sample groups per mapping as the target would send them (reads 5 rows each, writes nothing)."""
+        wrapped = isinstance(body, dict) and "mapping" in body
+        document = body["mapping"] if wrapped else body
+        options = {k: body.get(k) for k in ("null_values", "deleted_records")} if wrapped else {}
+        org = self.org
+        try:
+            return preview(document, org.settings, org.client, options)
+        except PreviewError as exc:
+            raise HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
 
     def fields(self, name: str) -> dict[str, Any]:
         if not SALESFORCE_OBJECT.match(name):
@@ -264,6 +323,7 @@ class Request:
     params: dict[str, str]
     headers: Message
     read_json: Callable[[], Any]
+    query: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         """The body as JSON (size-limited; a clear 4xx when it is not a JSON document)."""
@@ -311,6 +371,33 @@ def _static(request: Request) -> Reply:
     return Reply(HTTPStatus.OK, _static_text(name).encode("utf-8"), content_type)
 
 
+_CALLBACK_PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+    "<body><h1>{title}</h1><p>{text}</p><p><a href='{back}'>Back to the mapping editor</a></p></body></html>"
+)
+
+
+def _callback(request: Request) -> Reply:
+    """Salesforce's redirect after the login: guarded by the flow's ``state`` instead of the token
+    (the browser arrives from Salesforce, without it). Success goes back to the editor page.
+    """
+    app = request.app
+    back = f"http://{app.authority}/?token={request.token}"
+    try:
+        app.connection.finish(request.query)
+    except StateMismatch as exc:
+        text = f"{exc}; start again from the editor's Connect to Salesforce button."
+        return _html(HTTPStatus.BAD_REQUEST, "Refused", text, back)
+    except ConnectError as exc:
+        return _html(HTTPStatus.BAD_REQUEST, "Not connected", str(exc), back)
+    return Reply(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", {"Location": back})
+
+
+def _html(status: HTTPStatus, title: str, text: str, back: str) -> Reply:
+    page = _CALLBACK_PAGE.format(title=html.escape(title), text=html.escape(text), back=html.escape(back))
+    return Reply(status, page.encode("utf-8"), "text/html; charset=utf-8")
+
+
 def _get_mapping(request: Request) -> Reply:
     answer, tag = request.app.mapping_and_etag()
     return Reply.json(answer, headers={"ETag": tag} if tag else {})
@@ -340,6 +427,10 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/api/mapping", _put_mapping),
     Route("GET", "/api/schedule", lambda r: Reply.json(r.app.get_schedule())),
     Route("PUT", "/api/schedule", lambda r: Reply.json(r.app.set_schedule(r.json()))),
+    Route("GET", "/api/connection", lambda r: Reply.json(r.app.connection_status())),
+    Route("POST", "/api/connect", lambda r: Reply.json(r.app.connect())),
+    Route("POST", "/api/preview", lambda r: Reply.json(r.app.preview(r.json()))),
+    Route("GET", CALLBACK_PATH, _callback),
 )
 """Every page and API of the editor (README "The mapping editor" lists the API)."""
 
@@ -374,6 +465,7 @@ class EditorServer(ThreadingHTTPServer):
         bound_host, bound_port = str(self.server_address[0]), self.server_address[1]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.authority = f"{shown}:{bound_port}"
+        app.port, app.authority = bound_port, self.authority
 
     @property
     def url(self) -> str:
@@ -398,9 +490,12 @@ class Handler(BaseHTTPRequestHandler):
         """Quiet: request lines carry the token in their query string."""
 
     # -- guards ----------------------------------------------------------------------------
-    def _check_host(self) -> None:
+    def _check_host(self, path: str) -> None:
         host = (self.headers.get("Host") or "").strip().lower()
-        if host != self.server.authority.lower():
+        # Salesforce sends the browser back to the callback URL registered on the connected app,
+        # http://localhost:PORT/oauth/callback, whatever address the editor printed.
+        callback_host = f"localhost:{self.server.server_address[1]}" if path == CALLBACK_PATH else None
+        if host != self.server.authority.lower() and host != callback_host:
             raise HttpError(
                 HTTPStatus.FORBIDDEN,
                 f"Host '{host}' is not this editor's address {self.server.authority} "
@@ -448,11 +543,20 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         self.body_read = False
         try:
-            self._check_host()
-            self._check_token(parse_qs(parts.query))
+            query = parse_qs(parts.query)
+            self._check_host(parts.path)
+            if parts.path != CALLBACK_PATH:  # the callback's guard is the Connect flow's state
+                self._check_token(query)
             route, params = resolve(method, parts.path)
             request = Request(
-                self.server.app, self.server.token, method, parts.path, params, self.headers, self._body
+                self.server.app,
+                self.server.token,
+                method,
+                parts.path,
+                params,
+                self.headers,
+                self._body,
+                {k: v[-1] for k, v in query.items()},
             )
             reply = route.action(request)
         except HttpError as exc:

@@ -18,6 +18,7 @@ const state = {
   problems: null, // null while a check is pending
   verifiedFor: null, // the document text that passed verification; Save needs it unchanged
   writable: false,
+  connected: false,
   mappingFile: null, // the mapping_file setting (null: inline mapping)
   etag: null, // ETag of the file as last read or saved (null: no file yet); Save sends it as If-Match
   savedText: null, // the document as last read or saved: the page has unsaved work when it differs
@@ -287,6 +288,7 @@ function renderProblems() {
 
 function updateButtons() {
   $("#next").disabled = state.problems === null || state.problems.length > 0;
+  $("#preview").disabled = !state.connected || state.problems === null || state.problems.length > 0;
   $("#save").disabled = !state.writable || state.verifiedFor === null || state.verifiedFor !== documentText();
 }
 
@@ -325,6 +327,144 @@ async function verify() {
   if (passed && snapshot === documentText()) state.verifiedFor = snapshot;
   updateButtons();
   $(passed && state.writable ? "#save" : "#verify-summary").focus?.();
+}
+
+// -- connection and preview ----------------------------------------------------------------
+async function showConnection() {
+  const r = await api("GET", "/api/connection");
+  const line = $("#connection");
+  state.connected = Boolean(r.ok && r.data.connected);
+  $("#connect").hidden = !r.ok || r.data.connected;
+  line.classList.toggle("ok", Boolean(r.ok && r.data.line));
+  line.classList.toggle("bad", !state.connected);
+  if (!r.ok) line.textContent = `Cannot check the connection: ${r.data.error}`;
+  else if (r.data.line) line.textContent = r.data.line;
+  else if (r.data.connected) line.textContent = `Connected (${r.data.problem})`;
+  else line.textContent = `Not connected to Salesforce: ${r.data.problem}. Register ${r.data.callback_url} as a callback URL of the connected app, then click Connect to Salesforce.`;
+  updateButtons();
+}
+
+async function connect() {
+  $("#connect").disabled = true;
+  const r = await api("POST", "/api/connect");
+  if (!r.ok) {
+    notice(r.data.error, true);
+    $("#connect").disabled = false;
+    return;
+  }
+  // Salesforce's login page; it sends the browser back to this editor's /oauth/callback.
+  window.location.assign(r.data.authorize_url);
+}
+
+function cell(tag, text) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  return node;
+}
+
+// One line per property: `name: value` for $set (values as JSON), the name alone for $unset.
+function ops(values, withValues) {
+  const td = document.createElement("td");
+  if (!values) return td;
+  const list = document.createElement("ul");
+  list.className = "ops";
+  list.append(...Object.entries(values).map(([k, v]) => cell("li", withValues ? `${k}: ${JSON.stringify(v)}` : k)));
+  td.append(list);
+  return td;
+}
+
+function renderPreview(data) {
+  const nodes = [];
+  for (const m of data.mappings) {
+    nodes.push(cell("h3", `${m.mapping}: ${m.groups.length} group${m.groups.length === 1 ? "" : "s"} from ${m.rows_read ?? 0} rows`));
+    if (m.problems.length) {
+      const list = document.createElement("ul");
+      list.className = "problems";
+      list.append(...m.problems.map((p) => cell("li", p)));
+      nodes.push(list);
+      continue;
+    }
+    const table = document.createElement("table");
+    table.className = "preview-table";
+    const head = document.createElement("tr");
+    head.append(cell("th", "group type"), cell("th", "group value"), cell("th", "$set"), cell("th", "$unset"));
+    table.append(head);
+    for (const g of m.groups) {
+      const row = document.createElement("tr");
+      row.className = "preview-group";
+      const p = g.group_properties;
+      row.append(cell("td", g.group_type), cell("td", g.group_value), ops(p.$set, true), ops(p.$unset, false));
+      table.append(row);
+    }
+    nodes.push(table);
+    const notes = [...m.skipped];
+    if (m.deleted_ignored) notes.push(`${m.deleted_ignored} deleted row(s) ignored (deleted_records: ignore)`);
+    if (notes.length) {
+      const list = document.createElement("ul");
+      list.className = "warnings";
+      list.append(...notes.map((p) => cell("li", p)));
+      nodes.push(list);
+    }
+  }
+  $("#preview-results").replaceChildren(...nodes);
+}
+
+async function showPreview() {
+  $("#preview").disabled = true;
+  $("#preview-panel").hidden = false;
+  $("#preview-summary").textContent = "Reading sample rows…";
+  $("#preview-results").replaceChildren();
+  const r = await api("POST", "/api/preview", documentText());
+  updateButtons();
+  if (!r.ok) {
+    $("#preview-summary").textContent = r.data.error;
+    return;
+  }
+  const p = r.data.policies;
+  $("#preview-summary").textContent = `Up to ${r.data.rows_per_mapping} rows per mapping, as the target would send them (null_values: ${p.null_values}, deleted_records: ${p.deleted_records}). Nothing was sent.`;
+  renderPreview(r.data);
+  $("#preview-panel").scrollIntoView({ block: "nearest" });
+}
+// A document as the page holds it (property names filled in), for comparing versions.
+function normalised(doc) {
+  const saved = state.cards;
+  state.cards = cardsFrom(doc);
+  const result = documentOf();
+  state.cards = saved;
+  return result;
+}
+
+// Three-way merge by mapping: a mapping is its object and its rank among that object's mappings
+// (a renamed group type is the same mapping). Taken from the side that changed it; added and
+// deleted on either side; changed differently on both, the page's version is kept and named.
+function mergeDocuments(base, mine, theirs) {
+  const keyed = (doc) => {
+    const seen = new Map();
+    return new Map(normalised(doc).mappings.map((m) => {
+      const n = (seen.get(m.object) || 0) + 1;
+      seen.set(m.object, n);
+      return [`${m.object}#${n}`, m];
+    }));
+  };
+  const [b, m, t] = [keyed(base), keyed(mine), keyed(theirs)];
+  const same = (x, y) => JSON.stringify(x) === JSON.stringify(y);
+  const label = (x) => `${x.object || "Unknown"} -> ${x.group_type || "Unknown"}`;
+  const mappings = [];
+  const fromFile = [];
+  const conflicts = [];
+  for (const key of new Set([...m.keys(), ...t.keys()])) {
+    const [base_, mine_, theirs_] = [b.get(key), m.get(key), t.get(key)];
+    if (same(mine_, theirs_) || same(theirs_, base_)) {
+      if (mine_) mappings.push(mine_);
+    } else if (same(mine_, base_)) {
+      if (theirs_) mappings.push(theirs_);
+      fromFile.push(theirs_ ? label(theirs_) : `${label(base_)} deleted`);
+    } else {
+      if (mine_) mappings.push(mine_);
+      conflicts.push(label(mine_ || theirs_));
+    }
+  }
+  return { document: { version: 1, mappings }, fromFile, conflicts };
 }
 
 function showSource(exists) {
@@ -376,22 +516,37 @@ async function save() {
   updateButtons();
 }
 
-// The file changed since this page read it: reload it (losing the page's changes) or keep the
-// page's version (the next Save replaces the file; its previous version is kept as .bak).
+// The file changed since this page read it: reload it (losing the page's changes), merge the
+// two, or keep the page's version (the next Save replaces the file; it is kept as .bak).
 function showConflict(r) {
   const box = $("#conflict");
+  const current = r.data.current;
   $("#conflict-text").textContent = r.data.error;
   box.hidden = false;
+  $("#conflict-merge").hidden = !(current.exists && current.mapping && Array.isArray(current.mapping.mappings));
   $("#conflict-reload").onclick = () => {
     box.hidden = true;
-    loadMapping(r.data.current, r.data.etag);
+    loadMapping(current, r.data.etag);
     notice(`Reloaded ${state.mappingFile} as it is now; your changes were discarded.`);
+    render();
+    changed();
+  };
+  $("#conflict-merge").onclick = () => {
+    box.hidden = true;
+    const merged = mergeDocuments(JSON.parse(state.savedText), documentOf(), current.mapping);
+    state.etag = r.data.etag;
+    state.savedText = JSON.stringify(normalised(current.mapping), null, 2);
+    state.cards = cardsFrom(merged.document);
+    const lines = [`Merged with ${state.mappingFile} as it is now; verify and save to write the result.`];
+    if (merged.fromFile.length) lines.push(`From the file: ${merged.fromFile.join("; ")}.`);
+    if (merged.conflicts.length) lines.push(`Changed on both sides, yours kept: ${merged.conflicts.join("; ")}.`);
+    notice(lines.join("\n"), merged.conflicts.length > 0);
     render();
     changed();
   };
   $("#conflict-keep").onclick = () => {
     box.hidden = true;
-    state.etag = r.data.current.exists ? r.data.etag : null;
+    state.etag = current.exists ? r.data.etag : null;
     notice("Kept your version: Save replaces the file (its current version is kept as .bak).");
     updateButtons();
     $("#save").focus();
@@ -435,11 +590,19 @@ async function importConfig(file) {
     notice(`${file.name}: ${r.data.error.replace(/^request body is /, "")}`, true);
     return;
   }
+  let imported;
+  try {
+    imported = JSON.parse(text);
+  } catch (error) {
+    // Python's JSON reader takes NaN and Infinity, the browser's does not.
+    notice(`${file.name}: not valid JSON here: ${error.message}`, true);
+    return;
+  }
   if (hasUnsavedWork() && !window.confirm(`Import ${file.name}? It replaces the mappings shown, and your unsaved changes are lost.`)) {
     notice(`Import of ${file.name} cancelled.`);
     return;
   }
-  state.cards = cardsFrom(JSON.parse(text));
+  state.cards = cardsFrom(imported);
   const problems = r.data.problems;
   // All of the file's problems, here: the panel checks the mappings as the form holds them, which
   // leaves out what the form cannot show (an unknown key and its "did you mean" hint).
@@ -590,6 +753,9 @@ async function start() {
     changed();
   });
   $("#next").addEventListener("click", verify);
+  $("#connect").addEventListener("click", connect);
+  $("#preview").addEventListener("click", showPreview);
+  $("#preview-close").addEventListener("click", () => { $("#preview-panel").hidden = true; });
   $("#save").addEventListener("click", save);
   $("#copy").addEventListener("click", copyConfig);
   $("#export").addEventListener("click", exportConfig);
@@ -610,8 +776,9 @@ async function start() {
     api("GET", "/api/objects"),
     api("GET", "/api/mapping"),
     api("GET", "/api/schedule"),
+    showConnection(),
   ]);
-  if (!objects.ok) notice(`Cannot list the org's objects: ${objects.data.error}`, true);
+  if (!objects.ok && !objects.data.connect) notice(`Cannot list the org's objects: ${objects.data.error}`, true);
   state.objects = objects.ok ? objects.data.objects : [];
   if (schedule.ok) showCadence(schedule.data);
   else $("#cadence-note").textContent = schedule.data.error;

@@ -1,0 +1,2 @@
+"""The convergence test: seeded random histories of org changes, mapping edits, faults and
+interrupted runs against the emulators; after every successful run Amplitude must equal the org."""

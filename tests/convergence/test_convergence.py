@@ -1,0 +1,65 @@
+"""The short convergence run of ``make test`` (about a minute); ``make soak`` runs it for longer.
+
+Runs go through the real ``meltano run`` for the first and last run of each history, every
+run that is killed (SIGKILL to the process group) or signalled (SIGTERM), and a quarter of the
+others; the rest pipe the plugins' own executables into each other, with state kept as Meltano
+keeps it (the last STATE the target wrote), because a `meltano run` costs several seconds of
+start-up. See ``harness.py`` for the model and the checks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.convergence.harness import ConvergenceFailure, History, soak
+
+pytestmark = pytest.mark.e2e
+
+SECONDS = float(os.environ.get("CONVERGENCE_SECONDS", "45"))  # then one last clean run
+
+
+def test_amplitude_converges_to_the_org_over_random_histories() -> None:
+    seed = os.environ.get("CONVERGENCE_SEED")
+    summary = soak(seconds=SECONDS, seed=int(seed) if seed else None, steps=10)
+    print(summary.line())
+    assert summary.checks >= 2  # the first and the last run of a history exit 0 and are checked
+
+
+class _UnstampedWrite(History):
+    """A history whose one step changes a mapped value without moving SystemModstamp: no
+    incremental reader can see it, so the check after the last run must catch the difference."""
+
+    def step(self) -> None:
+        table = self.org.table("Account")
+        row = next(i for i in range(len(table)) if not table.deleted(i))
+        table.columns["Name"][row] = "Changed behind the stamp"
+        self.note(f"unstamped write to Account/{table.ids[row]} Name")
+
+
+def test_the_check_catches_a_value_amplitude_never_received(tmp_path: Path) -> None:
+    history = _UnstampedWrite(5, tmp_path, f"sqlite:///{tmp_path / 'meltano.db'}", steps=1, use_meltano=False)
+    with pytest.raises(ConvergenceFailure) as failure:
+        history.run()
+    message = str(failure.value)
+    assert "make soak SEED=5" in message
+    assert "'account name': org 'Changed behind the stamp'" in message
+    assert "unstamped write to Account/" in message  # the history is printed
+
+
+def test_a_quiet_org_that_costs_requests_is_caught(tmp_path: Path) -> None:
+    """The zero-request check can fail: an Amplitude wiped between two runs with nothing changed
+    in the org costs nothing (the pair cannot know), but a fresh state would resend everything."""
+
+    class _StateLost(History):
+        def step(self) -> None:
+            self.step_run(clean=True)  # nothing left to send after it
+            self.state = {}  # as if Meltano's state were lost: the next run reads everything again
+            self.note("state lost")
+            self.step_run(clean=True)  # no fault: it exits 0, so the check applies
+
+    history = _StateLost(6, tmp_path, f"sqlite:///{tmp_path / 'meltano.db'}", steps=1, use_meltano=False)
+    with pytest.raises(ConvergenceFailure, match=r"nothing changed, yet \d+ Amplitude request"):
+        history.run()
