@@ -52,6 +52,7 @@ class LocalPostgres:
     """One PostgreSQL server in a temporary directory; ``uri`` is for ``MELTANO_DATABASE_URI``."""
 
     def __init__(self, directory: Path | None = None) -> None:
+        """``directory``: the one of a server started earlier (to stop it); a new one gets its own."""
         self.bin = _bin_dir()
         self.port = 0
         self.dir: Path | None = directory
@@ -70,15 +71,7 @@ class LocalPostgres:
             raise PostgresUnavailable(f"{tool} failed: {last}")
 
     def start(self) -> LocalPostgres:
-        if self.dir is None:
-            self.dir = Path(tempfile.mkdtemp(prefix="meltano-pg-"))
-        else:
-            try:
-                self.dir.mkdir(mode=0o700)
-            except FileExistsError:
-                raise PostgresUnavailable(
-                    f"{self.dir} exists (a server there? stop --dir it first)"
-                ) from None
+        self.dir = Path(tempfile.mkdtemp(prefix="meltano-pg-"))
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
@@ -131,11 +124,24 @@ def main(argv: list[str]) -> int:
     or no arguments: a server in a temporary directory until Ctrl-C."""
     try:
         if argv[:1] in (["start"], ["stop"]) and argv[1:2] == ["--dir"] and len(argv) == 3:
-            server = LocalPostgres(Path(argv[2]).resolve())
+            # DIR only names the server: it lives in a temporary directory of its own, which the
+            # server's user (``postgres`` under root) can reach wherever DIR is.
+            handle = Path(argv[2]).resolve()
             if argv[0] == "stop":
-                server.stop()
+                if (handle / "server").exists():
+                    LocalPostgres(Path((handle / "server").read_text().strip())).stop()
+                shutil.rmtree(handle, ignore_errors=True)
                 return 0
-            server.start()
+            try:
+                handle.mkdir()
+            except FileExistsError:
+                raise PostgresUnavailable(f"{handle} exists (a server there? stop --dir it first)") from None
+            try:
+                server = LocalPostgres().start()
+            except BaseException:
+                handle.rmdir()
+                raise
+            (handle / "server").write_text(f"{server.dir}\n")
             print(f"MELTANO_DATABASE_URI={server.uri}", flush=True)
             return 0
         if argv:

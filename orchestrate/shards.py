@@ -94,10 +94,12 @@ def per_shard_concurrency(total: int, parallel: int, shards: int) -> int:
     return max(1, total // max(1, min(parallel, shards)))
 
 
-def database_uri(project_root: Path) -> str:
-    """Meltano's system database for this project: the variable, else .env, else meltano.yml, else SQLite."""
-    if os.environ.get(DATABASE_URI_ENV):
-        return os.environ[DATABASE_URI_ENV]
+def database_uri(project_root: Path, env: Mapping[str, str] | None = None) -> str:
+    """Meltano's system database for this project: the variable (in ``env``, default this process's
+    environment), else .env, else meltano.yml, else SQLite."""
+    variables = os.environ if env is None else env
+    if variables.get(DATABASE_URI_ENV):
+        return variables[DATABASE_URI_ENV]
     dotenv = project_root / ".env"
     if dotenv.exists() and dotenv_values(dotenv).get(DATABASE_URI_ENV):
         return str(dotenv_values(dotenv)[DATABASE_URI_ENV])
@@ -107,14 +109,15 @@ def database_uri(project_root: Path) -> str:
     return f"sqlite:///{project_root / '.meltano' / 'meltano.db'}"
 
 
-def parallel_env(project_root: Path, shard: Shard) -> dict[str, str]:
+def parallel_env(project_root: Path, shard: Shard, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables that let this shard's ``meltano run`` run beside the others'.
 
     Meltano 4.4's ``meltano run`` keeps every run's discovered catalog in the one file
     ``.meltano/run/<plugin>/tap.properties.json`` and applies each run's selection to it in place
     (meltano/meltano#8763), so two shards at once overwrite each other's catalog. Each shard gets
     a ``.meltano`` of its own for that (``MELTANO_SYS_DIR_ROOT``), whose plugin folders link to
-    the project's installed ones; the system database stays the project's, named explicitly.
+    the project's installed ones; the system database stays the project's (as ``env``, default
+    this process's environment, names it), named explicitly.
     """
     base = project_root / ".meltano"
     own = base / "shards" / shard.name
@@ -126,7 +129,7 @@ def parallel_env(project_root: Path, shard: Shard) -> dict[str, str]:
         if not link.is_symlink():
             with contextlib.suppress(FileExistsError):  # another shard's step made it first
                 link.symlink_to(entry)
-    return {SYS_DIR_ENV: str(own), DATABASE_URI_ENV: database_uri(project_root)}
+    return {SYS_DIR_ENV: str(own), DATABASE_URI_ENV: database_uri(project_root, env)}
 
 
 def meltano_executable() -> str:

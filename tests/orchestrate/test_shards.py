@@ -269,7 +269,7 @@ def test_429s_on_one_shard_leave_the_others_alone(
                 env={
                     **base,
                     **shard.env(per_shard_concurrency(total=6, parallel=3, shards=len(shards))),
-                    **parallel_env(project, shard),
+                    **parallel_env(project, shard, base),
                     "TARGET_AMPLITUDE_GROUPS_API_URL": f"{emu.amplitude.url}/groupidentify?shard={shard.name}",
                 },
                 stdout=subprocess.PIPE,
