@@ -17,6 +17,14 @@ from pathlib import Path
 
 import psutil
 
+from bench.latency import (
+    LATENCY_BAR_RULES,
+    LatencyPlan,
+    bench_latency,
+    latency_bars,
+    latency_markdown,
+    latency_table,
+)
 from bench.report import BAR_RULES, bars, markdown, median_of, table
 from bench.runner import MELTANO, bench_size
 from emulators.pipeline import PROJECT_ROOT, meltano
@@ -49,6 +57,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated api_type values to run, each with its own floors (default rest,bulk)",
     )
     parser.add_argument("--out", default="bench-results/bench.json", help="JSON results file")
+    parser.add_argument(
+        "--parts",
+        default="loopback,latency,throttled",
+        help="what to run: loopback (the sizes above), latency (latency-bound runs), throttled "
+        "(a rate-limited run); default all three",
+    )
+    parser.add_argument("--latency-rows", type=int, default=100_000, help="Account rows of the latency runs")
+    parser.add_argument("--latency-rounds", type=int, default=1, help="rounds of the latency runs (medians)")
+    parser.add_argument(
+        "--concurrencies", default="4,16", help="max_concurrency values of the latency runs (default 4,16)"
+    )
+    parser.add_argument("--page-latency", type=float, default=0.3, help="seconds per Salesforce query page")
+    parser.add_argument("--request-latency", type=float, default=0.15, help="seconds per Amplitude request")
+    parser.add_argument(
+        "--jitter", type=float, default=0.1, help="latency jitter, a fraction of it either side (default 0.1)"
+    )
+    parser.add_argument(
+        "--throttle-rate",
+        type=float,
+        default=3000,
+        help="throttled run: Amplitude's limit in groups per second (at the largest max_concurrency)",
+    )
     args = parser.parse_args(argv)
     args.size_list = (
         [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -63,11 +93,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         rounds *= len(args.size_list)
     if len(rounds) != len(args.size_list):
         parser.error("--rounds takes one number, or one per size")
-    if not args.size_list or min(args.size_list) < 1 or args.fields < 1 or min(rounds) < 1:
+    if (args.size_list and min(args.size_list) < 1) or args.fields < 1 or min(rounds) < 1:
         parser.error("sizes, --fields and --rounds must be positive")
     args.api_list = [a.strip() for a in args.apis.split(",") if a.strip()]
     if not args.api_list or not set(args.api_list) <= {"rest", "bulk"}:
         parser.error("--apis takes rest, bulk or both (the raw floors read one or the other)")
+    args.part_list = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not args.part_list or not set(args.part_list) <= {"loopback", "latency", "throttled"}:
+        parser.error("--parts takes loopback, latency and/or throttled")
+    try:
+        args.concurrency_list = tuple(int(c) for c in args.concurrencies.split(",") if c.strip())
+    except ValueError:
+        parser.error("--concurrencies takes comma-separated numbers")
+    if (
+        not args.concurrency_list
+        or min(args.concurrency_list) < 1
+        or min(args.latency_rows, args.latency_rounds) < 1
+        or min(args.page_latency, args.request_latency, args.jitter) < 0
+        or args.jitter > 1
+        or args.throttle_rate <= 0
+    ):
+        parser.error("latency options must be positive (--jitter between 0 and 1)")
+    if "loopback" not in args.part_list:
+        args.size_list, rounds = [], []
     args.plan = sorted(zip(args.size_list, rounds, strict=True))
     args.size_list = [size for size, _ in args.plan]
     args.repeat = rounds
@@ -124,6 +172,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         size["median"] = {api: median_of([r[api] for r in size["rounds"]]) for api in args.api_list}
         sizes.append(size)
+    latency = None
+    if {"latency", "throttled"} & set(args.part_list):
+        plan = LatencyPlan(
+            rows=args.latency_rows,
+            fields=args.fields,
+            rounds=args.latency_rounds,
+            concurrencies=args.concurrency_list if "latency" in args.part_list else (),
+            page_latency=args.page_latency,
+            request_latency=args.request_latency,
+            jitter=args.jitter,
+            throttle_rate=args.throttle_rate if "throttled" in args.part_list else 0,
+            throttle_concurrency=max(args.concurrency_list),
+        )
+        try:
+            latency = bench_latency(plan)
+        except (RuntimeError, ValueError) as exc:
+            print(f"\nBenchmark failed in the latency runs: {exc}", file=sys.stderr)
+            return 1
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
@@ -140,19 +206,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": [r for _, r in args.plan],
             "bookmark_burst": args.bookmark_burst,
             "apis": args.api_list,
+            "parts": args.part_list,
+            "latency_rows": args.latency_rows,
+            "latency_rounds": args.latency_rounds,
+            "concurrencies": list(args.concurrency_list),
+            "page_latency_s": args.page_latency,
+            "request_latency_s": args.request_latency,
+            "jitter_fraction": args.jitter,
+            "throttle_rate": args.throttle_rate,
         },
         "sizes": sizes,
+        "latency": latency,
         "duration_s": round(time.perf_counter() - started, 1),
     }
-    result["bar_rules"] = BAR_RULES
-    result["bars"] = bars(sizes)
+    result["bar_rules"] = {**BAR_RULES, **LATENCY_BAR_RULES}
+    result["bars"] = bars(sizes) + (latency_bars(latency) if latency else [])
     result["ok"] = all(bar["ok"] for bar in result["bars"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print()
-    print(table(result))
-    out.with_suffix(".md").write_text(markdown(result) + "\n", encoding="utf-8")
+    blocks = [latency_table(latency)] if latency else []
+    tables = [latency_markdown(latency)] if latency else []
+    print(table(result, blocks, tables))
+    out.with_suffix(".md").write_text(markdown(result, tables) + "\n", encoding="utf-8")
     print(f"\nWrote {out} and {out.with_suffix('.md')}")
     broken = [f"{bar['bar']} [{bar['where']}]: {bar['detail']}" for bar in result["bars"] if not bar["ok"]]
     if broken:

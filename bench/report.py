@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 MB = 1024 * 1024
@@ -222,8 +223,14 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The summary as a Markdown table (what docs/benchmarks.md shows)."""
+def markdown(result: dict[str, Any], extra_tables: Sequence[str] = ()) -> str:
+    """The summary as Markdown tables (what docs/benchmarks.md shows): the loopback sizes', then
+    ``extra_tables`` (the latency runs')."""
+    parts = [_loopback_markdown(result)] if result["sizes"] else []
+    return "\n\n".join([*parts, *extra_tables])
+
+
+def _loopback_markdown(result: dict[str, Any]) -> str:
     lines = [
         "| rows | API | tap alone | raw query floor | tap ÷ floor | `meltano run` (rows/s) | raw job floor "
         "| run ÷ floor | peak RSS tap / target / meltano | Amplitude requests (fewest) | incremental |",
@@ -240,8 +247,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table(result: dict[str, Any]) -> str:
-    """The readable report."""
+def table(result: dict[str, Any], extra_blocks: Sequence[str] = (), extra_tables: Sequence[str] = ()) -> str:
+    """The readable report; ``extra_blocks`` and ``extra_tables`` come from the latency runs."""
     p = result["parameters"]
     m = result["machine"]
     lines = [
@@ -252,7 +259,9 @@ def table(result: dict[str, Any]) -> str:
     for size in result["sizes"]:
         for api in size["median"]:
             lines += _size_block(size, api)
-    lines += ["", "== Summary (medians) ==", markdown(result)]
+    for block in extra_blocks:
+        lines += ["", block]
+    lines += ["", "== Summary (medians) ==", markdown(result, extra_tables)]
     lines += ["", "== Bars =="]
     for bar in result["bars"]:
         lines.append(f"  {'ok ' if bar['ok'] else 'BROKEN'} {bar['bar']} [{bar['where']}]: {bar['detail']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import ssl
 import tempfile
@@ -58,6 +59,12 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         return
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header by the emulator's clock, which tests may set apart from ours."""
+        emulator = getattr(self.server, "emulator", None)
+        offset = float(getattr(emulator, "clock_offset", 0.0) or 0.0)
+        return super().date_time_string(time.time() + offset if timestamp is None else timestamp)
+
     def log(self, type: str, message: str, *args: Any) -> None:
         if type == "error":
             super().log(type, message, *args)
@@ -81,6 +88,29 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     kind: str | None = None
     after: int = 0
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A delay added to each request the emulator counts as a round trip (a query page, an
+    API request): ``seconds`` on average, spread evenly over ``seconds ± jitter`` (never below 0).
+
+    Real services answer in 100-300 ms; loopback answers in well under 1 ms, which hides
+    whether a client overlaps its waits. ``make bench`` uses this to measure that.
+    """
+
+    seconds: float = 0.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.seconds >= 0 and self.jitter >= 0):  # also refuses NaN
+            raise ValueError("latency seconds and jitter must be non-negative numbers")
+
+    def draw(self, rng: random.Random) -> float:
+        """One request's delay."""
+        if not self.jitter:
+            return self.seconds
+        return max(0.0, self.seconds + rng.uniform(-self.jitter, self.jitter))
 
 
 class FaultQueue:
@@ -134,6 +164,8 @@ class BackgroundServer:
         self._own_ca = ca is None  # a CA made for this server alone goes when it stops
         self.ca = ca or LocalCA()
         self.faults = FaultQueue()
+        self.latency = Latency()
+        self._rng = random.Random()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -162,6 +194,7 @@ class BackgroundServer:
             ssl_context=self.ca.server_context(),
         )
         self._server.daemon_threads = True
+        self._server.emulator = self  # type: ignore[attr-defined]  # its clock, for the Date header
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -183,9 +216,16 @@ class BackgroundServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def set_latency(self, seconds: float = 0.0, jitter: float = 0.0) -> None:
+        """Delay every request ``latency_applies`` to by ``seconds ± jitter`` (0 turns it off)."""
+        self.latency = Latency(float(seconds), float(jitter))
+
     # -- request handling ------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
+        latency = self.latency
+        if (latency.seconds or latency.jitter) and self.latency_applies(request):
+            time.sleep(latency.draw(self._rng))  # each request has its own thread: others go on
         fault = self.faults.take(self.fault_path(request), lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
@@ -203,6 +243,10 @@ class BackgroundServer:
 
     def fault_applies(self, request: Request, fault: Fault) -> bool:
         """Whether ``fault`` may hit this request; subclasses narrow it (admin paths, kinds)."""
+        return True
+
+    def latency_applies(self, request: Request) -> bool:
+        """Whether the latency switch delays this request; subclasses say which are round trips."""
         return True
 
     def fault_response(self, request: Request, fault: Fault) -> Response | None:

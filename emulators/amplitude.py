@@ -343,10 +343,11 @@ class AmplitudeEmulator(BackgroundServer):
                 "unindexed_property_names": sorted(self._unindexed),
                 "group_types": sorted(self._groups),
                 "rate_limit": self._bucket.rate if self._bucket else None,
+                "latency": vars(self.latency),
             }
 
     def reset(self) -> None:
-        """Forget state, log, metrics, pending faults and the rate limit."""
+        """Forget state, log, metrics, pending faults, the rate limit and the latency."""
         with self._lock:
             self._log.clear()
             self._groups.clear()
@@ -356,6 +357,7 @@ class AmplitudeEmulator(BackgroundServer):
             self._counters.clear()
             self._bucket = None
         self.faults.clear()
+        self.set_latency(0.0)
 
     def set_rate_limit(self, identifications_per_second: float | None, burst: float | None = None) -> None:
         """Answer 429 past this many identifications per second; ``None`` removes the limit.
@@ -727,7 +729,14 @@ def _admin_route(emulator: AmplitudeEmulator, request: Request) -> Response:
         except (ValueError, AttributeError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json({"identifications_per_second": rate, "burst": burst})
-    if route in {"groups", "requests", "metrics", "reset", "faults", "rate-limit"}:
+    if route == "latency" and method == "POST":
+        try:
+            payload = json.loads(request.get_data(as_text=True) or "{}")
+            emulator.set_latency(payload.get("seconds", 0.0), payload.get("jitter", 0.0))
+        except (ValueError, AttributeError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(vars(emulator.latency))
+    if route in {"groups", "requests", "metrics", "reset", "faults", "rate-limit", "latency"}:
         return _json({"error": "method not allowed"}, 405)
     return _json({"error": "not found"}, 404)
 
@@ -747,6 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-group-types", type=int, default=5)
     parser.add_argument("--max-properties", type=int, default=1000)
     parser.add_argument("--rate-limit", type=float, help="identifications per second")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
+    parser.add_argument("--latency-jitter", type=float, default=0.0, help="± seconds around --latency")
     args = parser.parse_args(argv)
 
     emulator = AmplitudeEmulator(
@@ -759,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.rate_limit:
         emulator.set_rate_limit(args.rate_limit)
+    emulator.set_latency(args.latency, args.latency_jitter)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--page-size", type=int, default=2000, help="records per query page")
     parser.add_argument("--api-max", type=int, default=1_000_000, help="daily API request limit")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each query page")
+    parser.add_argument("--latency-jitter", type=float, default=0.0, help="± seconds around --latency")
     parser.add_argument("--ca-dir", type=Path, default=None, help="where to write ca.pem")
     parser.add_argument("--jwt-key-out", type=Path, default=None, help="write the JWT signing key (PEM) here")
     args = parser.parse_args(argv)
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         page_size=args.page_size,
         api_max=args.api_max,
     )
+    emulator.set_latency(args.latency, args.latency_jitter)
     if args.jwt_key_out is not None:
         args.jwt_key_out.write_text(emulator.jwt_private_key_pem)
         args.jwt_key_out.chmod(0o600)

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request, Response
 from .._server import BackgroundServer, Fault, LocalCA
 from .auth import Authenticator, OAuthError, Sessions
 from .bulk import BulkApi
-from .data import Org, format_datetime, now_ms
+from .data import Org, format_datetime
 from .errors import ApiError, json_response, not_found
 from .query import CompiledQuery, Node, compile_query, render
 from .schema import API_VERSIONS, OBJECTS, ORG_ID
@@ -38,6 +38,7 @@ MAX_LOG = 100_000
 
 _DATA_PATH = re.compile(r"/services/data/v(\d+\.\d)(/.*)?")
 _LOCATOR_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/([^/]+)")
+_RESULTS_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/[^/]+/results/?")
 _QUERY_PATH = re.compile(r"/services/data/v\d+\.\d/query(?:All)?/?")
 _JOB_PATH = re.compile(r"/services/data/v\d+\.\d/jobs/query/(750\w+)/?")
 _IDENTITY_PATH = re.compile(r"/id/(00D\w{12,15})/(005\w{12,15})")
@@ -101,6 +102,15 @@ class SalesforceEmulator(BackgroundServer):
 
     # -- Python API -----------------------------------------------------------------------------
     @property
+    def clock_offset(self) -> float:
+        """Seconds the org's clock runs ahead of ours (negative: behind); 0 after a reset."""
+        return self.org.clock_offset_ms / 1000
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self.org.clock_offset_ms = round(seconds * 1000)
+
+    @property
     def api_calls(self) -> int:
         """Data API calls counted so far (what ``Sforce-Limit-Info`` reports as used)."""
         with self._lock:
@@ -138,10 +148,11 @@ class SalesforceEmulator(BackgroundServer):
         return self.sessions.expire_all()
 
     def reset(self) -> None:
-        """Back to the generated rows; clears the log, faults, sessions, cursors and counters;
-        only the configured refresh token is valid, rotated as constructed."""
+        """Back to the generated rows; clears the log, faults, latency, sessions, cursors and
+        counters; only the configured refresh token is valid, rotated as constructed."""
         self.org.reset()
         self.faults.clear()
+        self.set_latency(0.0)
         self.sessions.expire_all()
         self.web_flow.reset()
         self.auth.refresh_tokens.reset()
@@ -166,9 +177,15 @@ class SalesforceEmulator(BackgroundServer):
             self.bulk.query_timeout_rows = self.query_timeout_rows
             self.auth.sandbox = self.sandbox
             uri = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or request.full_path
-            if len(uri.encode()) > MAX_URI_BYTES:
+            uri_bytes = len(uri.encode())
+            if uri_bytes > MAX_URI_BYTES:
                 # Salesforce's edge refuses long request lines before any API logic.
                 return self._finish(request, Response("URI Too Long", status=414))
+            header_bytes = sum(len(f"{k}: {v}\r\n".encode()) for k, v in request.headers.items())
+            if uri_bytes + header_bytes > MAX_URI_BYTES:
+                # URI plus headers past 16,384 bytes: 431 (Developer Limits and Allocations Quick
+                # Reference, "API Request Limits"; a real one in airbytehq/airbyte#20703).
+                return self._finish(request, Response("Request Header Fields Too Large", status=431))
             response = self._route(request)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)
@@ -386,6 +403,10 @@ class SalesforceEmulator(BackgroundServer):
             return request.method == "GET" and _JOB_PATH.fullmatch(path) is not None
         return True
 
+    def latency_applies(self, request: Request) -> bool:
+        """The latency switch delays each page of records (see :func:`is_records_page`)."""
+        return is_records_page(request.path)
+
     def fault_response(self, request: Request, fault: Fault) -> Response | None:
         error: ApiError | None = None
         if fault.kind == "expire_session":
@@ -398,14 +419,19 @@ class SalesforceEmulator(BackgroundServer):
                     self._cursors.pop(match.group(1).rpartition("-")[0], None)
             error = _invalid_locator()
         elif fault.kind == "request_limit":
-            error = _request_limit()
+            # A string body is the message: "ConcurrentPerOrgLongTxn Limit exceeded." is the
+            # concurrency flavour (SalesforceLabs/OrgCheck#432), the default the daily limit.
+            error = _request_limit(fault.body if isinstance(fault.body, str) and fault.body else None)
         elif fault.kind == "query_timeout":
             error = ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
         elif fault.kind == "bulk_job_failed":
             match = _JOB_PATH.fullmatch(request.path)
+            # A string body is the job's errorMessage (e.g. "INVALID_FIELD: …"); by default
+            # the timeout that windowing recovers from.
+            message = fault.body if isinstance(fault.body, str) and fault.body else None
             self.bulk.fail_next_poll(
                 match.group(1) if match else None,
-                "QUERY_TIMEOUT: Your query request was running for too long.",
+                message or "QUERY_TIMEOUT: Your query request was running for too long.",
             )
             return None  # the poll itself answers normally and reports the Failed state
         elif fault.kind == "disconnect":
@@ -472,6 +498,10 @@ class SalesforceEmulator(BackgroundServer):
         if route == "reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})
+        if route == "latency" and method == "POST":
+            payload = request.get_json(force=True) or {}
+            self.set_latency(payload.get("seconds", 0.0), payload.get("jitter", 0.0))
+            return json_response(asdict(self.latency))
         if route.startswith("rows/"):
             include = request.args.get("include_deleted", "0").lower() in ("1", "true", "yes")
             return json_response(self.org.rows(route[len("rows/") :], include_deleted=include))
@@ -483,15 +513,26 @@ class SalesforceEmulator(BackgroundServer):
                     "api_calls": self.api_calls,
                     "api_max": self.api_max,
                     "page_size": self.page_size,
+                    "latency": asdict(self.latency),
                     "sessions": len(self.sessions),
                     "rows": {name: len(t) for name, t in self.org.tables.items()},
-                    "now": format_datetime(now_ms()),
+                    "now": format_datetime(self.org.now()),
                 }
             )
         return json_response({"error": f"no admin route {method} /__emulator/{route}"}, 404)
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def is_records_page(path: str) -> bool:
+    """A request that answers a page of records: a REST query page (the first or a
+    ``nextRecordsUrl``) or a Bulk API 2.0 results page. Logins, describes and job polls are not."""
+    return (
+        _QUERY_PATH.fullmatch(path) is not None
+        or _LOCATOR_PATH.fullmatch(path) is not None
+        or _RESULTS_PATH.fullmatch(path) is not None
+    )
+
+
 def _logged_query(request: Request) -> str | None:
     """The SOQL of a request: ``q`` of a query, or the ``query`` of a new Bulk API job."""
     if request.method == "POST" and request.path.rstrip("/").endswith("/jobs/query"):
@@ -520,8 +561,8 @@ def check_timeout(compiled: CompiledQuery, rows: list[int], limit_rows: int | No
         raise ApiError(400, "QUERY_TIMEOUT", "Your query request was running for too long.")
 
 
-def _request_limit() -> ApiError:
-    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+def _request_limit(message: str | None = None) -> ApiError:
+    return ApiError(403, "REQUEST_LIMIT_EXCEEDED", message or "TotalRequests Limit exceeded.")
 
 
 def _invalid_locator() -> ApiError:

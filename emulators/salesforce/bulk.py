@@ -9,12 +9,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from .data import Org, format_datetime, make_ids, now_ms
+from .data import Org, format_datetime, make_ids
 from .errors import ApiError, json_response, not_found
 from .query import Getter, compile_query
 
@@ -35,6 +35,11 @@ MAX_JOBS = 100  # jobs kept; the oldest are forgotten (as if deleted after 7 day
 # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0_troubleshoot_query_timeouts.htm).
 # Chunks run in parallel, so a chunked job's rows come chunk by chunk in no promised order:
 # the emulator hands the chunks back last first, so a reader that assumes any order is caught.
+# Nor is the output a snapshot: "the remaining results are fetched with extra queries" (Bulk
+# API Developer Guide, "PK Chunking"), each chunk at its own time. The emulator selects a job's
+# rows when the job is created and renders each chunk (its values, stamps included) when the
+# first results page reaches it, so a row changed between two chunks' renders comes out old
+# in one chunk while a later-changed row of the next chunk comes out new (airbytehq/airbyte#21500).
 PK_CHUNK_ROWS = 100_000
 PK_CHUNKED_STANDARD_OBJECTS = frozenset(
     {"Account", "Campaign", "CampaignMember", "Case", "Contact", "Lead", "Opportunity", "Task", "User"}
@@ -56,6 +61,8 @@ class Job:
     cells: list[Callable[[int], str]]
     state: str = "UploadComplete"
     error: str | None = None
+    chunk_rows: int = 0  # rows per chunk (0: one chunk); chunk k holds rows[k*n:(k+1)*n]
+    rendered: dict[int, list[str]] = field(default_factory=dict)  # chunk -> its CSV lines
 
     def info(self, user_id: str, detail: bool = False) -> dict[str, Any]:
         """The job as the API describes it; ``detail`` adds the fields of ``GET jobs/query/{id}``."""
@@ -96,6 +103,9 @@ class BulkApi:
         self._serial = 40_000
         self.query_timeout_rows: int | None = None
         self.pk_chunk_rows = PK_CHUNK_ROWS
+        # Called with (job, chunk number) right after a chunk is rendered: tests change rows
+        # there, between two chunks of one job, as a busy org does.
+        self.on_chunk_rendered: Callable[[Job, int], None] | None = None
 
     def clear(self) -> None:
         with self._lock:
@@ -185,6 +195,7 @@ class BulkApi:
             )
             cells.append(_csv_cell(compiled.getter(resolved), resolved.field.type))
         rows: list[int] = []
+        chunk_rows = 0
         if error is None:
             with self.org.lock:
                 rows = compiled.run(include_deleted=operation == "queryAll")
@@ -194,8 +205,9 @@ class BulkApi:
                 not q.order and limit is None and (obj.custom or obj.name in PK_CHUNKED_STANDARD_OBJECTS)
             )
             too_many = self.query_timeout_rows is not None and len(rows) > self.query_timeout_rows
+            chunk_rows = 0
             if chunked:  # Id order within a chunk (rows are stored in Id order), chunks reversed
-                size = self.pk_chunk_rows
+                size = chunk_rows = self.pk_chunk_rows
                 rows = [
                     row for start in reversed(range(0, len(rows), size)) for row in rows[start : start + size]
                 ]
@@ -208,12 +220,13 @@ class BulkApi:
                 operation=operation,
                 sobject=compiled.obj.name,
                 version=version,
-                created_ms=now_ms(),
+                created_ms=self.org.now(),
                 ready_at=time.monotonic() + self.delay,
                 rows=rows,
                 header=header,
                 cells=cells,
                 error=error,  # a job with an error ends Failed on its first poll
+                chunk_rows=chunk_rows,
             )
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_JOBS:
@@ -245,9 +258,14 @@ class BulkApi:
             raise ApiError(400, "INVALIDJOB", f"Invalid maxRecords: {max_records}")
         end = min(len(job.rows), offset + int(max_records))
         lines = [",".join(f'"{name}"' for name in job.header)]
-        with self.org.lock:
-            for row in job.rows[offset:end]:
-                lines.append(",".join(cell(row) for cell in job.cells))
+        size = job.chunk_rows or max(1, len(job.rows))
+        position = offset
+        while position < end:
+            chunk = position // size
+            rendered = self._chunk(job, chunk, size)
+            stop = min(end, (chunk + 1) * size)
+            lines.extend(rendered[position - chunk * size : stop - chunk * size])
+            position = stop
         text = "\n".join(lines) + "\n"
         next_locator = _encode_locator(end) if end < len(job.rows) else "null"
         return Response(
@@ -255,6 +273,25 @@ class BulkApi:
             content_type="text/csv; charset=UTF-8",
             headers={"Sforce-NumberOfRecords": str(end - offset), "Sforce-Locator": next_locator},
         )
+
+    def _chunk(self, job: Job, chunk: int, size: int) -> list[str]:
+        """A chunk's CSV lines, rendered from the org's rows the first time it is read."""
+        with self._lock:
+            lines = job.rendered.get(chunk)
+        if lines is not None:
+            return lines
+        with self.org.lock:
+            lines = [
+                ",".join(cell(row) for cell in job.cells)
+                for row in job.rows[chunk * size : (chunk + 1) * size]
+            ]
+        with self._lock:
+            job.rendered = {k: v for k, v in job.rendered.items() if k >= chunk - 1}  # bounded memory
+            job.rendered[chunk] = lines
+        hook = self.on_chunk_rendered
+        if hook is not None:
+            hook(job, chunk)
+        return lines
 
 
 def _csv_cell(get: Getter, type_: str) -> Callable[[int], str]:

@@ -468,6 +468,9 @@ class Table:
         self.unique_fields = [f.name for f in obj.fields if f.unique and f.type in TEXT_TYPES]
         self.index: dict[str, int] = {}
         self._unique: dict[str, dict[str, int]] | None = None
+        # Formula fields: row -> value, computed at read time (set up by the Org, which can
+        # reach parent tables).
+        self.formulas: dict[str, Callable[[int], Any]] = {}
         self.reindex()
 
     def reindex(self) -> None:
@@ -505,8 +508,7 @@ class Table:
         if f.type == "address":
             return self._address_getter(f)
         if f.formula is not None:
-            mrr = self.columns["MRR__c"]  # the one formula in this org: MRR__c * 12
-            return lambda i: None if mrr[i] is None else round(mrr[i] * 12, 2)
+            return self.formulas[f.name]  # computed when read, as Salesforce computes formulas
         return self.columns[f.name].__getitem__
 
     def renderer(self, f: FieldDef) -> Callable[[int], Any]:
@@ -573,7 +575,14 @@ class Org:
         self.tables: dict[str, Table] = {}
         self._journal: dict[tuple[str, int, str], Any] = {}
         self._by_prefix: dict[str, Table] = {}
+        # The org's clock against ours: tests set it apart to play clock skew. Stamps, a Bulk
+        # job's createdDate and the Date header all follow it.
+        self.clock_offset_ms = 0
         self._generate()
+
+    def now(self) -> int:
+        """The org's time in epoch milliseconds."""
+        return now_ms() + self.clock_offset_ms
 
     # -- generation -----------------------------------------------------------------------------
     def _rng(self, name: str) -> random.Random:
@@ -596,6 +605,24 @@ class Org:
         self.tables["AggregateResult"] = Table(self._obj("AggregateResult"), {"Id": []}, 0)
         # The object of any id, from its key prefix (how a polymorphic reference is followed).
         self._by_prefix = {t.obj.key_prefix: t for t in self.tables.values() if t.obj.key_prefix}
+        self._wire_formulas()
+
+    def _wire_formulas(self) -> None:
+        """Formula fields, evaluated when a row is read. Their value changes when an input
+        changes, and no timestamp of the row moves: "formula fields are calculated at read
+        time, and changes to their values don't update SystemModstamp" (stitchdata/docs#195,
+        heroku/roadmap#319). ``Account_Rating__c`` follows a parent (the subscription's
+        Account), so renaming or re-rating the account changes it on every child."""
+        subs, accounts = self.tables["Subscription__c"], self.tables["Account"]
+        mrr, parent = subs.columns["MRR__c"], subs.columns["Account__c"]
+        rating, index = accounts.columns["Rating"], accounts.index
+
+        def account_rating(i: int) -> Any:
+            row = index.get(parent[i]) if parent[i] is not None else None
+            return None if row is None else rating[row]
+
+        subs.formulas["ARR__c"] = lambda i: None if mrr[i] is None else round(mrr[i] * 12, 2)
+        subs.formulas["Account_Rating__c"] = account_rating
 
     def _generate_users(self) -> Table:
         rng = self._rng("User")
@@ -960,6 +987,17 @@ class Org:
     # -- mutations ------------------------------------------------------------------------------
     def update(self, name: str, record_id: str, **fields: Any) -> None:
         """Set fields of one row; SystemModstamp and LastModifiedDate become now (UTC, ms)."""
+        self.update_at(self.now(), name, record_id, **fields)
+
+    def update_at(self, stamp: int, name: str, record_id: str, **fields: Any) -> None:
+        """Commit now an update whose transaction started at ``stamp`` (epoch ms, maybe past).
+
+        Salesforce stamps SystemModstamp when the transaction runs, and the row becomes visible
+        when it commits: a long transaction (flows, triggers, mass updates) makes rows appear
+        with stamps older than rows already read (airbytehq/airbyte#27146, which led airbyte
+        to read back 600 s). Other rows are untouched: a renamed parent does not restamp its
+        children.
+        """
         table = self.table(name)
         with self.lock:
             row = table.row_of(record_id)
@@ -971,7 +1009,6 @@ class Org:
                 last = values.get("LastName", table.columns["LastName"][row])
                 values["Name"] = _full_name(first, last)
             _derive_body_length(table, values)
-            stamp = now_ms()
             values.setdefault("LastModifiedDate", stamp)
             values.setdefault("SystemModstamp", stamp)
             for key, value in values.items():
@@ -986,7 +1023,7 @@ class Org:
         with self.lock:
             values = self._coerce(table, fields, row=None)
             _derive_body_length(table, values)
-            stamp = now_ms()
+            stamp = self.now()
             serial = table.next_serial
             table.next_serial += 1
             record_id = make_ids(obj.key_prefix, serial, 1)[0]
@@ -1053,6 +1090,7 @@ class Org:
     def reset(self) -> None:
         """Undo every mutation: back to exactly the generated rows."""
         with self.lock:
+            self.clock_offset_ms = 0
             for (name, row, key), value in self._journal.items():
                 self.tables[name].columns[key][row] = value
             self._journal.clear()
@@ -1063,7 +1101,7 @@ class Org:
                 table.reindex()
 
     def _stamp_and_set(self, table: Table, row: int, key: str, value: Any) -> None:
-        stamp = now_ms()
+        stamp = self.now()
         self._set(table, row, key, value)
         self._set(table, row, "LastModifiedDate", stamp)
         self._set(table, row, "SystemModstamp", stamp)

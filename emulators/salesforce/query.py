@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import Org, Table, name_value, take
+from .data import Org, Table, name_value, take, to_18
 from .errors import ApiError
 from .schema import NAME_OBJECT, TEXT_TYPES, FieldDef, ObjectDef, find_object, is_polymorphic
-from .soql import Bound, Path, Query, SoqlError, parse
+from .soql import Bound, InList, Path, Query, SoqlError, parse
 
 _NO_COLUMN = (
     "No such column '{name}' on entity '{entity}'. If you are attempting to use a custom field, "
@@ -193,10 +193,21 @@ class CompiledQuery:
         node.items.append((f.name, Blob(f.name) if f.type == "base64" else node.table.column_renderer(f)))
 
     # -- WHERE ----------------------------------------------------------------------------------
-    def _bound(self, bound: Bound) -> Predicate:
+    def _bound(self, bound: Bound | InList) -> Predicate:
         q = self.query
         resolved = self.resolve(bound.path)
         f = resolved.field
+        if isinstance(bound, InList):
+            if f.type not in ("id", "reference"):
+                raise SoqlError(
+                    "INVALID_FIELD",
+                    f"value of filter criterion for field '{f.name}' must be of type {f.type}",
+                    q.text,
+                    bound.offset,
+                )
+            wanted = {to_18(v[:15]) for v in bound.values}  # 15- and 18-character ids alike
+            get_id = self.getter(resolved)
+            return lambda i: get_id(i) in wanted
         if not f.filterable:
             raise SoqlError(
                 "INVALID_FIELD",

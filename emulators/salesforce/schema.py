@@ -653,6 +653,18 @@ SUBSCRIPTION = ObjectDef(
             updateable=False,
             formula="MRR__c * 12",
         ),
+        # A cross-object formula: its value follows the parent account, and changing the
+        # account moves no stamp on the subscription.
+        FieldDef(
+            "Account_Rating__c",
+            "Account Rating",
+            "string",
+            length=1300,
+            custom=True,
+            createable=False,
+            updateable=False,
+            formula="TEXT(Account__r.Rating)",
+        ),
         _owner(queue_owned=True),
         *_audit_fields(),
     ],

@@ -3,12 +3,13 @@
 Grammar (keywords case-insensitive, any whitespace between tokens)::
 
     SELECT (COUNT() | path {, path}) FROM Object
-        [WHERE path (>= | <) datetime {AND path (>= | <) datetime}]
+        [WHERE cond {AND cond}]   where cond is path (>= | <) datetime | path IN ('id', …)
         [ORDER BY path [ASC] {, path [ASC]}] [LIMIT n]
 
 That is all ``tap_salesforce_groups.soql.build_soql`` and ``bench/raw_floor.py`` write. Anything
 else real SOQL has (``OR``, ``NOT``, parentheses, ``IN``, ``LIKE``, ``=``, string literals,
-``DESC``, ``NULLS``, ``OFFSET``, ``COUNT(field)``, aliases, …) is refused with
+``DESC``, ``NULLS``, ``OFFSET``, ``COUNT(field)``, aliases, ``IN`` of anything but quoted
+ids, …) is refused with
 ``MALFORMED_QUERY`` naming the token, so a plugin that starts sending it fails in the tests
 instead of getting an answer the emulator made up. Datetimes are unquoted
 (``2025-01-31T00:00:00.000Z``, optional fraction of any length, ``Z``, ``+hhmm`` or ``+hh:mm``).
@@ -22,11 +23,11 @@ from datetime import datetime
 
 from .errors import ApiError
 
-KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "ORDER", "BY", "ASC", "LIMIT"})
+KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "ORDER", "BY", "ASC", "LIMIT", "IN"})
 # Real SOQL the emulator does not serve: named in the refusal so nobody mistakes it for a typo.
 NOT_EMULATED = frozenset(
     {
-        "OR", "NOT", "IN", "LIKE", "INCLUDES", "EXCLUDES", "DESC", "NULLS", "OFFSET", "GROUP",
+        "OR", "NOT", "LIKE", "INCLUDES", "EXCLUDES", "DESC", "NULLS", "OFFSET", "GROUP",
         "HAVING", "WITH", "USING", "FOR", "TYPEOF", "UPDATE", "TRUE", "FALSE", "NULL", "(", ")",
         "=", "!=", "<>", "<=", ">",
     }
@@ -102,6 +103,15 @@ class Bound:
     offset: int  # of the literal
 
 
+@dataclass(frozen=True)
+class InList:
+    """``path IN ('id', …)``: the ids (quotes removed), as the tap asks for children of parents."""
+
+    path: Path
+    values: tuple[str, ...]
+    offset: int
+
+
 @dataclass
 class Query:
     text: str
@@ -109,7 +119,7 @@ class Query:
     count: bool
     sobject: str
     sobject_offset: int
-    where: list[Bound]  # all must hold
+    where: list[Bound | InList]  # all must hold
     order: list[Path]  # ascending, nulls first (Salesforce's default for ASC)
     limit: int | None
 
@@ -199,7 +209,7 @@ class _Parser:
         if obj.kind != "ident" or obj.upper in KEYWORDS or "." in obj.text:
             raise self.error()
         self.advance()
-        where: list[Bound] = []
+        where: list[Bound | InList] = []
         if self.tok.upper == "WHERE":
             self.advance()
             where.append(self.bound())
@@ -230,8 +240,10 @@ class _Parser:
             self.advance()
         return path
 
-    def bound(self) -> Bound:
+    def bound(self) -> Bound | InList:
         path = self.path()
+        if self.tok.upper == "IN":
+            return self.in_list(path)
         op = self.tok
         if op.kind != "op" or op.text not in (">=", "<"):
             raise self.error()
@@ -241,6 +253,25 @@ class _Parser:
             raise self.error()
         self.advance()
         return Bound(path, op.text, self.datetime_micros(lit), lit.text, lit.offset)
+
+    def in_list(self, path: Path) -> InList:
+        offset = self.advance().offset
+        if not self.is_punct("("):
+            raise self.error()
+        self.advance()
+        values = []
+        while True:
+            tok = self.tok
+            if tok.kind != "string" or not re.fullmatch(r"'[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?'", tok.text):
+                raise self.error()  # only quoted ids are emulated
+            values.append(tok.text[1:-1])
+            self.advance()
+            if self.is_punct(")"):
+                self.advance()
+                return InList(path, tuple(values), offset)
+            if not self.is_punct(","):
+                raise self.error()
+            self.advance()
 
     def datetime_micros(self, tok: Token) -> int:
         """An unquoted datetime literal as epoch microseconds (fractions finer than µs dropped)."""

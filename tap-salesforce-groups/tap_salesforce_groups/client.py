@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -45,6 +48,15 @@ _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(?P<used>\d+)/(?P<max>\d+)")
 BULK_PAGE_ROWS = 10000  # rows per Bulk API 2.0 results page: bounds the tap's memory
 BULK_POLL_SECONDS = (0.5, 10.0)  # first and longest wait between polls of a Bulk job
 TRANSIENT_STATUS = (406, 500, 502, 503, 504)  # 406: a Salesforce edge answer that passes on retry
+# REQUEST_LIMIT_EXCEEDED also means "too many requests at once", which passes: ConcurrentRequests
+# and ConcurrentPerOrgLongTxn (25 long-running requests per org; SalesforceLabs/OrgCheck#432,
+# mautic/mautic#5006; salesforcecli/cli PR #2180 retries them). TotalRequests is the daily limit.
+CONCURRENCY_LIMITS = ("ConcurrentPerOrgLongTxn", "ConcurrentRequests", "concurrent")
+# A failed Bulk job is worth reading again in smaller windows only when it ran out of time or
+# retries (airbyte source-salesforce wait_for_job; singer-io tap-salesforce's Bulk 1.0 retries
+# on "QUERY_TIMEOUT", "Retried more" and "Failed to write query result"). Anything else
+# (INVALID_FIELD, a binary field, …) fails again however small the window.
+RETRYABLE_JOB_ERRORS = ("QUERY_TIMEOUT", "Retried more than", "Failed to write query result", "timed out")
 
 
 class SalesforceRetry(Retry):
@@ -169,6 +181,7 @@ class SalesforceClient:
         self.api_version = str(config["api_version"])
         self.timeout = float(config["request_timeout"])
         self.max_retries = int(config["max_retries"])
+        self.max_backoff = float(config["max_backoff"])
         self.max_usage_percent = float(config["max_api_usage_percent"])
         self.session = make_session(self.max_retries, float(config["max_backoff"]))
         self.session.hooks["response"].append(self._on_response)
@@ -176,6 +189,7 @@ class SalesforceClient:
         self._describes: dict[str, dict[str, Any]] = {}
         self.requests_made = 0
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
+        self.clock_offset = timedelta(0)  # Salesforce's clock minus ours, from the Date header
         self._warned_soap = False
 
     # -- login and the call policy -----------------------------------------------------------
@@ -206,24 +220,61 @@ class SalesforceClient:
         )
         self.logger.info("Logged in to Salesforce (%s flow) at %s", self.flow, instance_url)
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one Salesforce call: log in again once on an expired session, name any failure.
+    def rest_request_bytes(self, soql: str, *, include_deleted: bool = True) -> int:
+        """Bytes of a REST query's request that Salesforce counts against its 16,384-byte limit:
+        the URI plus every request header (Salesforce Developer Limits and Allocations Quick
+        Reference, "API Request Limits"; past it the answer is 431, airbytehq/airbyte#20703).
 
-        Transient failures were already retried by the session; what reaches here is final.
+        Measured on the request this client would send (the session's and simple-salesforce's
+        headers, the session id included), not estimated.
         """
-        for attempt in (1, 2):
+        sf = self.sf
+        url = sf.base_url + ("queryAll/" if include_deleted else "query/")
+        request = requests.Request("GET", url, headers=sf.headers, params={"q": soql})
+        prepared = self.session.prepare_request(request)
+        lines = [f"Host: {urlsplit(url).netloc}", *(f"{k}: {v}" for k, v in prepared.headers.items())]
+        return len(str(prepared.path_url).encode()) + sum(len(line.encode()) + 2 for line in lines)
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one Salesforce call: log in again once on an expired session, wait and retry
+        when the org has too many requests running at once, name any other failure.
+
+        Transient HTTP failures were already retried by the session; what reaches here is final.
+        """
+        relogged, busy = False, 0
+        while True:
             try:
                 return fn()
             except SalesforceExpiredSession as exc:
-                if attempt == 2:
+                if relogged:
                     raise SalesforceClientError(f"{what}: {error_text(exc)}") from exc
+                relogged = True
                 self.logger.info("Salesforce session expired; logging in again")
                 self.login()
             except SalesforceError as exc:
-                raise self._classify(what, exc) from exc
+                if not self._concurrency_limited(exc) or busy >= self.max_retries:
+                    raise self._classify(what, exc) from exc
+                busy += 1
+                wait = min(self.max_backoff, 0.5 * 2**busy) * (0.75 + random.random() / 2)
+                self.logger.warning(
+                    "%s: %s (too many requests at once); retry %d of %d in %.1fs",
+                    what,
+                    error_text(exc),
+                    busy,
+                    self.max_retries,
+                    wait,
+                )
+                time.sleep(wait)
             except requests.RequestException as exc:
                 raise SalesforceClientError(f"{what}: {connection_problem(exc)}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _concurrency_limited(exc: SalesforceError) -> bool:
+        """REQUEST_LIMIT_EXCEEDED that means concurrent requests, not the daily total."""
+        if error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
+            return False
+        text = error_text(exc)
+        return any(flavour.lower() in text.lower() for flavour in CONCURRENCY_LIMITS)
 
     def _classify(self, what: str, exc: SalesforceError) -> SalesforceClientError:
         code, text = error_code(exc), error_text(exc)
@@ -245,6 +296,23 @@ class SalesforceClient:
         match = _API_USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
         if match:
             self.usage = (int(match["used"]), int(match["max"]))
+        date = response.headers.get("Date")
+        if date:
+            try:
+                server = parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                return
+            if server.tzinfo is not None:
+                # Date has whole seconds, rounded down: server_now() errs early, the safe side.
+                self.clock_offset = server - datetime.now(timezone.utc)
+
+    def server_now(self) -> datetime:
+        """Salesforce's time now, by the Date header of its latest answer (ours before any).
+
+        Windows end by the server's clock, never ours: with our clock ahead, a closed window
+        would commit past rows Salesforce stamps later with an earlier time.
+        """
+        return datetime.now(timezone.utc) + self.clock_offset
 
     def usage_line(self) -> str:
         """Requests made so far and the org's daily usage, for the log."""
@@ -318,15 +386,28 @@ class SalesforceClient:
         for content in self.bulk_pages(object_name, soql, include_deleted=include_deleted):
             yield from csv.DictReader(csv_lines(content))
 
-    def bulk_pages(self, object_name: str, soql: str, *, include_deleted: bool) -> Iterator[bytes]:
+    def bulk_pages(
+        self,
+        object_name: str,
+        soql: str,
+        *,
+        include_deleted: bool,
+        job_info: MutableMapping[str, Any] | None = None,
+    ) -> Iterator[bytes]:
         """The CSV result pages (UTF-8 bytes) of a Bulk API 2.0 query job, each downloaded while
-        the one before it is read; the job is deleted afterwards."""
-        return prefetch(self._bulk_pages(object_name, soql, include_deleted), name=f"{object_name}-bulk")
+        the one before it is read; the job is deleted afterwards. ``job_info`` receives the
+        job as created (its server-side ``createdDate``) before the first page comes."""
+        pages = self._bulk_pages(object_name, soql, include_deleted, job_info)
+        return prefetch(pages, name=f"{object_name}-bulk")
 
-    def _bulk_pages(self, object_name: str, soql: str, include_deleted: bool) -> Iterator[bytes]:
+    def _bulk_pages(
+        self, object_name: str, soql: str, include_deleted: bool, job_info: MutableMapping[str, Any] | None
+    ) -> Iterator[bytes]:
         what = f"Bulk API 2.0 query on {object_name}"
         body = {"operation": "queryAll" if include_deleted else "query", "query": soql}
         job = self._bulk("POST", "", f"{what} (create)", json=body).json()
+        if job_info is not None:
+            job_info.update(job)
         job_id = str(job["id"])
         try:
             self._wait_for(job_id, what)
@@ -349,9 +430,11 @@ class SalesforceClient:
             if state == "JobComplete":
                 return
             if state == "Failed":
-                raise QueryTooBig(
-                    f"{what}: job {job_id} failed: {info.get('errorMessage', 'no reason given')}"
-                )
+                reason = str(info.get("errorMessage") or "no reason given")
+                message = f"{what}: job {job_id} failed: {reason}"
+                if any(marker.lower() in reason.lower() for marker in RETRYABLE_JOB_ERRORS):
+                    raise QueryTooBig(message)
+                raise SalesforceClientError(message)  # smaller windows would fail the same way
             if state == "Aborted":
                 raise SalesforceClientError(f"{what}: job {job_id} was aborted")
             self.check_budget()

@@ -20,13 +20,13 @@ No token is ever printed or logged: only the instance host, username and email a
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import html
 import os
 import re
 import secrets
-import tempfile
 import threading
 import webbrowser
 from collections.abc import Callable, Mapping
@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from groups_mapping import write_atomically
 from tap_salesforce_groups.auth import login_base_url
 from tap_salesforce_groups.client import connection_problem, make_session
 
@@ -235,17 +236,7 @@ def store_refresh_token(env_file: Path, token: str) -> None:
         lines.append(existing if existing.endswith("\n") else existing + "\n")
     if not placed:
         lines.append(line)
-    env_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{env_file.name}.", dir=env_file.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, env_file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(env_file, "".join(lines), mode=0o600)
 
 
 # -- the command line's own callback server --------------------------------------------------------
@@ -339,12 +330,18 @@ def run_connect(
         raise ConnectError(f"cannot listen for the callback on localhost:{port}: {reason}") from None
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
+    launcher: Path | None = None
     try:
         flow = server.flow
         echo(f"Callback URL (register it on the connected app): {flow.redirect_uri}")
         echo(f"Log in to Salesforce at: {flow.authorize_url}")
         if open_browser:
-            webbrowser.open(flow.authorize_url)
+            # Through a private file, as the editor does: the browser's argv (readable by any
+            # local user) names a path, never the state that guards the callback.
+            from tap_salesforce_groups.editor import launcher_file  # noqa: PLC0415 (editor imports this module)
+
+            launcher = launcher_file(flow.authorize_url, "the Salesforce login")
+            webbrowser.open(launcher.as_uri())
         if not server.done.wait(timeout):
             minutes = f"{timeout / 60:g} minutes" if timeout >= 60 else f"{timeout:g} seconds"
             raise ConnectError(
@@ -354,6 +351,9 @@ def run_connect(
     finally:
         server.shutdown()
         server.server_close()
+        if launcher is not None:
+            with contextlib.suppress(OSError):
+                launcher.unlink()
     result = server.result
     if isinstance(result, ConnectError):
         raise result

@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
 from groups_mapping import MappingConfig, MappingError, load_mapping
+from tap_salesforce_groups.changes import mapping_changes
 from tap_salesforce_groups.client import SalesforceClient
-from tap_salesforce_groups.errors import SalesforceAuthError, SalesforceClientError, StopRun
+from tap_salesforce_groups.errors import BulkNotSupported, SalesforceAuthError, SalesforceClientError, StopRun
 from tap_salesforce_groups.schema import StreamSpec, stream_spec
 from tap_salesforce_groups.settings import settings_problems
-from tap_salesforce_groups.soql import MAX_URI_BYTES, build_soql, query_uri_bytes
+from tap_salesforce_groups.soql import MAX_URI_BYTES, build_soql
 
 # The tap's logger: the SDK configures it (level, format) when the Singer tap runs; elsewhere
 # its warnings reach stderr through Python's last-resort handler.
@@ -97,28 +99,39 @@ def read_sample(client: SalesforceClient, spec: StreamSpec, settings: Mapping[st
     fields = list(spec.schema.get("properties", {}))
     key = spec.replication_key
     include_deleted = bool(settings.get("include_deleted", True)) and "IsDeleted" in fields
-    uri = query_uri_bytes(client.api_version, build_soql(spec.name, fields, replication_key=key))
-    bulk = settings.get("api_type") == "bulk" or uri > MAX_URI_BYTES
-    if uri > MAX_URI_BYTES and settings.get("api_type") == "rest":
+    size = client.rest_request_bytes(build_soql(spec.name, fields, replication_key=key))
+    bulk = settings.get("api_type") == "bulk" or size > MAX_URI_BYTES
+    if size > MAX_URI_BYTES and settings.get("api_type") == "rest":
         msg = (
-            f"{spec.name}: the REST query URI would be {uri} bytes, above Salesforce's "
-            f"{MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
+            f"{spec.name}: the REST query request (URI and headers) would be {size} bytes, above "
+            f"Salesforce's {MAX_URI_BYTES}; set api_type to auto or bulk for this many fields"
         )
         raise SalesforceClientError(msg)
-    soql = build_soql(spec.name, fields, replication_key=key, limit=1, ordered=not bulk)
     if bulk:
-        pages = client.bulk_pages(spec.name, soql, include_deleted=include_deleted)
         try:
-            return sum(max(0, len(page.splitlines()) - 1) for page in pages)
-        finally:
-            close = getattr(pages, "close", None)
-            if close is not None:
-                close()
+            return _bulk_sample(client, spec, fields, include_deleted)
+        except BulkNotSupported as exc:
+            if size > MAX_URI_BYTES:
+                raise
+            LOGGER.warning("%s: %s; reading it through REST instead", spec.name, exc)
+    soql = build_soql(spec.name, fields, replication_key=key, limit=1)
     rows = 0
     for page in client.query_pages(soql, include_deleted=include_deleted):
         rows += len(page)
         break
     return rows
+
+
+def _bulk_sample(client: SalesforceClient, spec: StreamSpec, fields: list[str], include_deleted: bool) -> int:
+    """One row through a Bulk API 2.0 job; the rows read."""
+    soql = build_soql(spec.name, fields, replication_key=spec.replication_key, limit=1, ordered=False)
+    pages = client.bulk_pages(spec.name, soql, include_deleted=include_deleted)
+    try:
+        return sum(max(0, len(page.splitlines()) - 1) for page in pages)
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -131,11 +144,27 @@ class Verification:
     header: str = ""  # what the command line prints above the problems
 
 
+def previous_mapping(settings: Mapping[str, Any]) -> MappingConfig | None:
+    """The version of ``mapping_file`` before the last save (the editor keeps it as ``.bak``)."""
+    path = settings.get("mapping_file")
+    backup = Path(str(path) + ".bak") if path else None
+    if backup is None or not backup.is_file():
+        return None
+    try:
+        return load_mapping(None, str(backup))
+    except MappingError:
+        return None
+
+
 def verify(
-    settings: Mapping[str, Any], client: SalesforceClient | None = None, logger: logging.Logger = LOGGER
+    settings: Mapping[str, Any],
+    client: SalesforceClient | None = None,
+    logger: logging.Logger = LOGGER,
+    previous: MappingConfig | None = None,
 ) -> Verification:
     """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
-    read per object (the tap's connection test). ``client`` reuses a logged-in session.
+    read per object (the tap's connection test). ``client`` reuses a logged-in session;
+    ``previous`` (the mapping before) adds what the change does to the groups in Amplitude.
 
     Every failure is returned as problems, none raised (a signal's exception still propagates).
     """
@@ -163,4 +192,4 @@ def verify(
     except SalesforceClientError as exc:
         return Verification([str(exc)], warnings, header="Cannot read the org:")
     summary = f"Mapping verified against the org: OK ({len(resolved.specs)} objects, one row of each read)."
-    return Verification([], warnings, summary)
+    return Verification([], warnings + mapping_changes(previous, mapping), summary)

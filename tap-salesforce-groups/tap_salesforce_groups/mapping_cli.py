@@ -209,7 +209,8 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 @interruptible()
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
-    result = core.verify(_settings(config))
+    settings = _settings(config)
+    result = core.verify(settings, previous=core.previous_mapping(settings))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.problems:

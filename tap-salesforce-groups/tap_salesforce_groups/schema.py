@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from groups_mapping import GroupMapping, MappingConfig
+from tap_salesforce_groups.errors import SalesforceClientError
 
 # Replication keys in order of preference, as every mature Salesforce tap does.
 REPLICATION_KEYS = ("SystemModstamp", "LastModifiedDate")
@@ -240,6 +241,17 @@ def stream_spec(
     for m in mapping.for_object(name):
         if m.group_name_field in resolved:
             spec.warnings += group_name_warnings(m, resolved[m.group_name_field].describe)
+        calculated = [
+            p.field
+            for p in m.properties
+            if p.field in resolved and resolved[p.field].describe.get("calculated")
+        ]
+        if calculated:
+            spec.warnings.append(
+                f"{m.label}: {', '.join(calculated)}: formula or roll-up (calculated), which Salesforce "
+                "changes without a timestamp; the tap reads it again in full every formula_refresh_hours "
+                "(default 24), so Amplitude may be that far behind"
+            )
     properties = {r.path: r.schema for r in resolved.values()}
     if "Id" in properties:
         properties["Id"] = {"type": "string"}
@@ -249,3 +261,84 @@ def stream_spec(
     }
     spec.key_properties = [key_fields.pop()] if len(key_fields) == 1 else ["Id"]
     return spec
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """A relationship hop chain the mapping reads through (``Owner``, ``Account__r.Owner``).
+
+    Its parents can change without touching the child's stamp (a renamed owner), so the stream
+    reads again the children of changed parents. ``key`` is the parent's stamp as a path from
+    the child (``Owner.SystemModstamp``), for a SOQL filter; a polymorphic hop has none (SOQL
+    reads it through the Name object, which has no stamp), so ``types`` lists its possible
+    parent objects and ``reference`` the child's id field (``OwnerId``) to find children by.
+    """
+
+    chain: str
+    key: str | None
+    types: tuple[str, ...] = ()
+    reference: str = ""
+    type_keys: tuple[str, ...] = ()  # each type's own stamp field (SystemModstamp), as types
+
+
+def relationships(
+    object_name: str, fields: Iterable[str], describe: Callable[[str], dict[str, Any]]
+) -> list[Relationship]:
+    """Every hop chain of the mapped relationship paths, resolved against describe."""
+    chains = dict.fromkeys(
+        ".".join(parts[:n])
+        for f in fields
+        if "." in f
+        for parts in [f.split(".")]
+        for n in range(1, len(parts))
+    )
+    found = []
+    for chain in chains:
+        current, canonical = object_name, list[str]()
+        resolved: Relationship | None = None
+        for hop in chain.split("."):
+            ref = _named(describe(current)["fields"], "relationshipName", hop)
+            if ref is None or not ref.get("referenceTo"):
+                break
+            targets = tuple(str(t) for t in ref["referenceTo"])
+            if len(targets) > 1 or ref.get("polymorphicForeignKey"):
+                reference = ".".join([*canonical, str(ref["name"])])
+                canonical.append(str(ref["relationshipName"]))
+                keyed = []
+                for target in targets:
+                    try:
+                        key, _ = replication_key_for(describe(target)["fields"])
+                    except SalesforceClientError:
+                        continue  # a type this user cannot see has no rows visible to it either
+                    if key is not None:
+                        keyed.append((target, key))
+                types, keys = tuple(t for t, _ in keyed), tuple(k for _, k in keyed)
+                resolved = Relationship(".".join(canonical), None, types, reference, keys)
+                break
+            canonical.append(str(ref["relationshipName"]))
+            current = targets[0]
+        else:
+            key, _ = replication_key_for(describe(current)["fields"])
+            if key is not None:
+                resolved = Relationship(".".join(canonical), f"{'.'.join(canonical)}.{key}")
+        if resolved is not None:
+            found.append(resolved)
+    return found
+
+
+def calculated_fields(
+    object_name: str, fields: Iterable[str], describe: Callable[[str], dict[str, Any]]
+) -> list[str]:
+    """The fields (paths included) that are formulas or roll-ups: ``calculated`` in describe.
+
+    Salesforce computes them when read, and a change of their inputs moves no stamp
+    (stitchdata/docs#195, heroku/roadmap#319), so only a periodic full read keeps them fresh.
+    """
+    calculated = []
+    for path in fields:
+        try:
+            if resolve_field(object_name, path, describe).describe.get("calculated"):
+                calculated.append(path)
+        except FieldProblem:
+            continue
+    return calculated

@@ -17,7 +17,7 @@ from singer_sdk import typing as th
 from groups_mapping import MAPPING_DESCRIPTION, MAPPING_FILE_DESCRIPTION, insecure_url
 from tap_salesforce_groups.auth import auth_flow, jwt_assertion
 from tap_salesforce_groups.errors import SalesforceAuthError
-from tap_salesforce_groups.streams import parse_datetime
+from tap_salesforce_groups.timestamps import parse_datetime
 from tap_salesforce_groups.token_store import DEFAULT_REFRESH_TOKEN_FILE
 
 # The prefix of the settings' environment variables, as the SDK and Meltano name them.
@@ -53,6 +53,20 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
         th.IntegerType(minimum=0),
         60,
         "Longest wait in seconds between retries (also caps a Retry-After).",
+    ),
+    (
+        "lookback_seconds",
+        th.IntegerType(minimum=0),
+        600,
+        "Each incremental read starts this many seconds before the bookmark, for rows that "
+        "commit late with an older SystemModstamp; rows already sent are not sent again.",
+    ),
+    (
+        "formula_refresh_hours",
+        th.IntegerType(minimum=1),
+        24,
+        "Formula and roll-up fields change without a timestamp: objects that map any are read "
+        "again in full this often (hours).",
     ),
 )
 

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import quote_plus
 
 from groups_mapping.validate import SALESFORCE_FIELD
 from tap_salesforce_groups.errors import SalesforceClientError
+from tap_salesforce_groups.timestamps import soql_datetime
 
-# Salesforce refuses a request URI longer than 16,384 bytes (HTTP 414); REST queries are GETs.
+# Salesforce refuses a request whose URI plus headers pass 16,384 bytes (HTTP 431; a URI alone
+# past it is 414): Developer Limits and Allocations Quick Reference, "API Request Limits". REST
+# queries are GETs, their SOQL in the URI.
 MAX_URI_BYTES = 16_384
-
-
-def soql_datetime(value: datetime) -> str:
-    """A SOQL datetime literal in UTC with milliseconds, e.g. ``2025-01-31T10:00:00.000Z``."""
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def record_datetime(value: datetime) -> str:
-    """A timestamp in the form records carry, e.g. ``2025-01-31T10:00:00.000+00:00``.
-
-    Bookmarks compare as text with record values, so they must share this exact form.
-    """
-    return soql_datetime(value)[:-1] + "+00:00"
 
 
 @dataclass(frozen=True)
@@ -45,6 +35,7 @@ def build_soql(
     limit: int | None = None,
     count: bool = False,
     ordered: bool = True,
+    extra: str | None = None,
 ) -> str:
     """``SELECT … FROM … [WHERE key >= start AND key < end] [ORDER BY key, Id] [LIMIT n]``.
 
@@ -52,7 +43,7 @@ def build_soql(
     them again (the stream skips the ones it already emitted). ``ordered`` (REST) sorts by the
     bookmark so it can advance row by row; Bulk queries leave ORDER BY out, because it turns
     off Salesforce's PK chunking, and commit the bookmark per window instead.
-    ``count`` asks for ``COUNT()``.
+    ``count`` asks for ``COUNT()``; ``extra`` is one more condition, built by :func:`in_ids`.
     """
     fields = list(fields)
     names = [object_name, *fields, *([replication_key] if replication_key else [])]
@@ -60,16 +51,16 @@ def build_soql(
     if bad:  # the mapping validator already refuses these; never splice unchecked text into SOQL
         raise SalesforceClientError(f"refusing to query invalid Salesforce names: {', '.join(bad)}")
     soql = f"SELECT {'COUNT()' if count else ', '.join(fields)} FROM {object_name}"  # noqa: S608
+    bounds = [extra] if extra else []
     if replication_key:
-        bounds = []
         if window.start is not None:
             bounds.append(f"{replication_key} >= {soql_datetime(window.start)}")
         if window.end is not None:
             bounds.append(f"{replication_key} < {soql_datetime(window.end)}")
-        if bounds:
-            soql += " WHERE " + " AND ".join(bounds)
-        if ordered and not count:
-            soql += f" ORDER BY {replication_key} ASC, Id ASC"
+    if bounds:
+        soql += " WHERE " + " AND ".join(bounds)
+    if replication_key and ordered and not count:
+        soql += f" ORDER BY {replication_key} ASC, Id ASC"
     if limit is not None and not count:
         soql += f" LIMIT {int(limit)}"
     return soql
@@ -78,3 +69,15 @@ def build_soql(
 def query_uri_bytes(api_version: str, soql: str) -> int:
     """Bytes of the request URI (path and query) that sends ``soql`` to ``/queryAll``."""
     return len(f"/services/data/v{api_version}/queryAll/?q={quote_plus(soql)}".encode())
+
+
+_ID = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
+
+
+def in_ids(path: str, ids: Iterable[str]) -> str:
+    """``path IN ('id', …)`` for record ids read from the org (checked: never spliced unchecked)."""
+    ids = list(ids)
+    bad = [i for i in ids if not _ID.fullmatch(i)]
+    if bad or not SALESFORCE_FIELD.match(path) or not ids:
+        raise SalesforceClientError(f"refusing to query invalid ids or names: {path} {bad[:3]}")
+    return f"{path} IN ({', '.join(repr(i) for i in ids)})"

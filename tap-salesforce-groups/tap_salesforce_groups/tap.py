@@ -19,8 +19,10 @@ from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.core import connect, resolve_objects
 from tap_salesforce_groups.errors import RunStopped, SalesforceClientError
 from tap_salesforce_groups.run import RunControl
+from tap_salesforce_groups.sdk import hide_unsorted_warning
 from tap_salesforce_groups.settings import CONFIG_JSONSCHEMA
-from tap_salesforce_groups.streams import SalesforceObjectStream, parse_datetime
+from tap_salesforce_groups.streams import SalesforceObjectStream
+from tap_salesforce_groups.timestamps import parse_datetime
 from tap_salesforce_groups.writer import FastSingerWriter
 
 
@@ -52,6 +54,7 @@ class TapSalesforceGroups(Tap):
             validate_config=validate_config,
             setup_mapper=setup_mapper,
         )
+        hide_unsorted_warning()  # installed by the tap when it runs, not when a module is imported
         if validate_config:
             problems = self._state_problems()
             if problems:
@@ -112,6 +115,15 @@ class TapSalesforceGroups(Tap):
                 keys = list(entry.key_properties or [])
                 streams[name] = self._stream(name, schema, keys, entry.replication_key)
         to_describe = [name for name in self.mapping.objects if name not in streams]
+        if self.input_catalog and to_describe:
+            # Meltano's cached catalog after the mapping file was edited: the SDK would skip a new
+            # object as deselected, or fail on a new field ("stream 'Account' has no field …").
+            msg = (
+                f"the catalog given lacks mapped {', '.join(to_describe)} (or some of their fields): "
+                "it is older than the mapping; discover again (meltano run --refresh-catalog, or the "
+                "extractor's use_cached_catalog: false, as this project sets)"
+            )
+            raise ConfigValidationError("mapping does not match the catalog", errors=[msg])
         resolved = resolve_objects(
             self.mapping, self.client.describe, to_describe, include_deleted=self.config["include_deleted"]
         )
@@ -143,6 +155,12 @@ class TapSalesforceGroups(Tap):
             replication_key=replication_key,
             client=self.client,
             run=self.run,
+            groups=[(m.group_type, m.group_name_field) for m in self.mapping.for_object(name)],
+            properties=[
+                (m.group_type, p.field, p.property)
+                for m in self.mapping.for_object(name)
+                for p in m.properties
+            ],
         )
 
     # -- command line ------------------------------------------------------------------------

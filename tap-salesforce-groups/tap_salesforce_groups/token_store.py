@@ -18,12 +18,12 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from groups_mapping import write_atomically
 from tap_salesforce_groups.errors import SalesforceAuthError
 
 DEFAULT_REFRESH_TOKEN_FILE = ".meltano/tap-salesforce-groups/refresh-token.json"  # noqa: S105 (a path)
@@ -78,18 +78,7 @@ class RefreshTokenStore:
         }
         text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            try:
-                os.fchmod(fd, 0o600)  # mkstemp makes it 0600 already; say it where it matters
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(text)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(self.path, text, mode=0o600)
         except OSError as exc:
             # The new token is the only valid one now: losing it means connecting again.
             msg = f"refresh_token_file {self.path}: cannot keep the rotated refresh token: {exc.strerror}"

@@ -15,6 +15,8 @@ from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import quote_plus
 
+from target_amplitude_groups.identify import merge_into
+
 MAX_IDENTIFICATIONS = 1024
 MAX_PROPERTIES = 1024
 MAX_BODY_BYTES = 1_000_000
@@ -218,40 +220,131 @@ def split_oversized(identification: dict[str, Any], overhead: int, *, first: boo
         )
 
 
-def iter_pack(
-    identifications: Iterable[dict[str, Any]],
-    api_key: str,
-    on_oversized: Callable[[OversizedValue], None] | None = None,
-) -> Iterator[Request]:
-    """Greedy packing in order, each request yielded as soon as it is full.
+GroupKey = tuple[str, str]
 
-    For contiguous packing this gives the fewest requests. A property too large for any request
-    is left out and reported to ``on_oversized`` (or raised without one); the rest of its group is sent.
+
+def group_key(identification: dict[str, Any]) -> GroupKey:
+    """(group type, group value): what names one group."""
+    return identification["group_type"], identification["group_value"]
+
+
+# A full request waits this many records before it is handed out: an update of one of its
+# groups that comes within them is still merged into it, as if the batch had been packed whole.
+HOLD_RECORDS = 100
+
+
+class Packer:
+    """Greedy packing in order, as identifications arrive: each request is handed out once it is
+    full and ``hold_records`` more records were read, so it can be sent while the rest of the
+    batch is still being read.
+
+    A later identification of a group still in an unreleased request is merged into the earlier
+    one (in its place, the later operations applied over the earlier ones) and the requests
+    from there on are packed again: until a request is released, the requests are exactly
+    those of packing the merged batch whole, the fewest for contiguous packing, and a request
+    never carries a group twice. A property too large for any request is left out and reported
+    to ``on_oversized`` (or raised without one); the rest of its group is sent.
     """
-    overhead = body_overhead(api_key)
-    current = Request()
-    for identification in identifications:
+
+    def __init__(
+        self,
+        api_key: str,
+        on_oversized: Callable[[OversizedValue], None] | None = None,
+        hold_records: int = HOLD_RECORDS,
+    ) -> None:
+        self.overhead = body_overhead(api_key)
+        self.on_oversized = on_oversized
+        self.hold_records = hold_records
+        self._records = 0  # records ended so far
+        self._held: list[tuple[Request, int]] = []  # full requests, with the record that closed them
+        self._open = Request()
+        # The unreleased groups' items (a group split over several requests, too large for
+        # one, is not merged into).
+        self._index: dict[GroupKey, Item] = {}
+
+    def add(self, identification: dict[str, Any]) -> None:
+        """Pack one identification."""
+        key = group_key(identification)
+        earlier = self._index.get(key)
+        if earlier is None:
+            self._place_group(key, identification)
+            return
+        merge_into(earlier.identification, identification)
+        requests = [request for request, _ in self._held] + [self._open]
+        start = next(i for i, r in enumerate(requests) if any(item is earlier for item in r.items))
+        items = [item for request in requests[start:] for item in request.items]
+        del self._held[start:]
+        self._open = Request()
+        del self._index[key]
+        for item in items:
+            if item is earlier:
+                self._place_group(key, earlier.identification)  # encoded again, merged
+            else:
+                self._place(item)
+
+    def end_record(self) -> list[Request]:
+        """A record's identifications were all added: the requests now old enough to send."""
+        self._records += 1
+        released: list[Request] = []
+        while self._held and self._records - self._held[0][1] > self.hold_records:
+            request, _ = self._held.pop(0)
+            released.append(request)
+            self._forget(request)
+        return released
+
+    def flush(self) -> list[Request]:
+        """Every unreleased request, the last one partly filled; packing starts afresh."""
+        requests = [request for request, _ in self._held]
+        if self._open.items:
+            requests.append(self._open)
+        self._held, self._open, self._index = [], Request(), {}
+        return requests
+
+    def _forget(self, request: Request) -> None:
+        index = self._index
+        for item in request.items:
+            key = group_key(item.identification)
+            if index.get(key) is item:
+                del index[key]
+
+    def _place(self, item: Item) -> None:
+        if not self._open.fits(item, self.overhead):
+            self._held.append((self._open, self._records))
+            self._open = Request()
+        self._open.add(item)
+
+    def _place_group(self, key: GroupKey, identification: dict[str, Any]) -> None:
         try:
-            items = list(split_oversized(identification, overhead))
+            items = list(split_oversized(identification, self.overhead))
         except OversizedValue as exc:
-            if on_oversized is None:
+            if self.on_oversized is None:
                 raise
-            on_oversized(exc)
+            self.on_oversized(exc)
             rest = {
                 op: {k: v for k, v in values.items() if k != exc.property}
                 for op, values in identification["group_properties"].items()
             }
             rest = {op: values for op, values in rest.items() if values}
             if not rest:
-                continue
-            items = list(split_oversized({**identification, "group_properties": rest}, overhead))
+                return
+            items = list(split_oversized({**identification, "group_properties": rest}, self.overhead))
         for item in items:
-            if not current.fits(item, overhead):
-                yield current
-                current = Request()
-            current.add(item)
-    if current.items:
-        yield current
+            self._place(item)
+        if len(items) == 1:
+            self._index[key] = items[0]
+
+
+def iter_pack(
+    identifications: Iterable[dict[str, Any]],
+    api_key: str,
+    on_oversized: Callable[[OversizedValue], None] | None = None,
+) -> Iterator[Request]:
+    """Every request of a :class:`Packer` fed ``identifications`` (one a record), as they are released."""
+    packer = Packer(api_key, on_oversized)
+    for identification in identifications:
+        packer.add(identification)
+        yield from packer.end_record()
+    yield from packer.flush()
 
 
 def pack(identifications: Iterable[dict[str, Any]], api_key: str) -> list[Request]:

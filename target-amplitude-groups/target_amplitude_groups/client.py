@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ SUCCESS_BODY = "success"  # Amplitude's documented answer to an accepted request
 
 # Amplitude's wording: "invalid_api_key" (/groupidentify) or "Invalid API key: …" (HTTP V2).
 _INVALID_KEY = re.compile(r"invalid[ _]api[ _]key", re.IGNORECASE)
+RETRY_AFTER_SPREAD = 0.25
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
@@ -119,6 +122,72 @@ def _short(exc: BaseException) -> str:
     return match.group(1).strip() if match else type(exc).__name__
 
 
+class AdaptiveConcurrency:
+    """How many requests may be in flight at once, adapted to Amplitude's answers (AIMD).
+
+    As TCP's congestion control does: a throttled answer halves the limit (once per round trip:
+    requests already in flight when it fell do not halve it again), and each run of as many
+    successes as the limit raises it by one, up to ``maximum``. Several targets sharing one
+    Amplitude project's rate limit so each settle on a share of it instead of all retrying at
+    the same pace.
+    """
+
+    def __init__(self, maximum: int, on_change: Callable[[int], None] | None = None) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.lowest = maximum
+        self.in_flight = 0
+        self._on_change = on_change
+        self._successes = 0
+        self._epoch = 0  # counts decreases; a request remembers the one it was sent in
+        self._resume_at = 0.0  # monotonic time before which no request starts (Retry-After)
+        self._cond = threading.Condition()
+
+    def acquire(self, stop: threading.Event, failed: threading.Event) -> int:
+        """Wait for a free slot (and the end of a pause); return the epoch to hand back to
+        :meth:`release`."""
+        with self._cond:
+            while True:
+                if stop.is_set() or failed.is_set():
+                    raise Stopped("stopping: request not sent")
+                paused = self._resume_at - time.monotonic()
+                if paused <= 0 and self.in_flight < self.limit:
+                    break
+                self._cond.wait(min(0.1, paused) if paused > 0 else 0.1)
+            self.in_flight += 1
+            return self._epoch
+
+    def release(
+        self, epoch: int, *, throttled: bool = False, succeeded: bool = False, pause: float | None = None
+    ) -> None:
+        """The request sent in ``epoch`` got its answer: throttled, succeeded, or neither.
+
+        ``pause``: Amplitude's Retry-After with a throttled answer. It holds for the whole
+        client: no request starts before it has passed (the throttled request itself waits
+        a little longer, see ``_post_with_retries``).
+        """
+        with self._cond:
+            self.in_flight -= 1
+            before = self.limit
+            if throttled:
+                if pause:
+                    self._resume_at = max(self._resume_at, time.monotonic() + pause)
+                self._successes = 0
+                if epoch == self._epoch:
+                    self.limit = max(1, self.limit // 2)
+                    self.lowest = min(self.lowest, self.limit)
+                    self._epoch += 1
+            elif succeeded:
+                self._successes += 1
+                if self._successes >= self.limit and self.limit < self.maximum:
+                    self.limit += 1
+                    self._successes = 0
+            self._cond.notify_all()
+            changed = self.limit != before
+        if changed and self._on_change is not None:
+            self._on_change(self.limit)
+
+
 class AmplitudeClient:
     """Sends packed requests; returns the identifications Amplitude rejected on their own.
 
@@ -157,9 +226,38 @@ class AmplitudeClient:
         self.session.mount("http://", adapter)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="amplitude")
         self._failed = threading.Event()  # one request failed for good: the others stop too
+        self._failure: BaseException | None = None
+        self.concurrency = AdaptiveConcurrency(max_concurrency, self._concurrency_changed)
+        stats.set(
+            concurrency=max_concurrency, lowest_concurrency=max_concurrency, max_concurrency=max_concurrency
+        )
+        # Requests submitted and not yet answered (queued or in flight): submit() waits while
+        # there are twice the concurrency limit, so memory stays bounded and the pool busy.
+        self._outstanding = 0
+        self._outstanding_cond = threading.Condition()
+
+    def _concurrency_changed(self, limit: int) -> None:
+        self.stats.set(concurrency=limit, lowest_concurrency=self.concurrency.lowest)
+        self.logger.info(
+            "Concurrency: %s in flight at most (max_concurrency=%s)", limit, self.concurrency.maximum
+        )
 
     # -- one HTTP exchange -----------------------------------------------------------------
     def _post(self, request: Request) -> None:
+        """One POST within the concurrency limit; the answer adapts the limit."""
+        epoch = self.concurrency.acquire(self.stop, self._failed)
+        throttled = succeeded = False
+        pause = None
+        try:
+            self._exchange(request)
+            succeeded = True
+        except _Retryable as exc:
+            throttled, pause = exc.throttled, exc.wait
+            raise
+        finally:
+            self.concurrency.release(epoch, throttled=throttled, succeeded=succeeded, pause=pause)
+
+    def _exchange(self, request: Request) -> None:
         """One POST; returns only when Amplitude acknowledged it, else raises a classified error."""
         try:
             response = self.session.post(
@@ -233,7 +331,13 @@ class AmplitudeClient:
                         f"gave up after {attempt} attempts ({exc}) sending {len(request.items)} "
                         f"groups to {self.api_url}"
                     ) from None
-                wait = exc.wait if exc.wait is not None else backoff.full_jitter(next(delays))
+                if exc.wait is None:
+                    wait = backoff.full_jitter(next(delays))
+                else:
+                    # At least what Amplitude asked for, plus up to a quarter more, so that the
+                    # requests it throttled together (from this target or others) do not all
+                    # come back at the same instant and get throttled together again.
+                    wait = exc.wait * (1 + random.random() * RETRY_AFTER_SPREAD)
                 self.stats.add(retries=1, **({"throttled_seconds": wait} if exc.throttled else {}))
                 self.logger.warning("Amplitude %s; retrying in %.1fs", exc, wait)
                 if self.stop.wait(wait):  # a signal cuts the wait short
@@ -296,28 +400,38 @@ class AmplitudeClient:
                 rejected += self._bisect(half, answer)
         return rejected
 
-    def deliver_all(self, requests_: Iterable[Request]) -> list[Rejection]:
-        """Deliver requests concurrently as they come (packing overlaps sending); raise the first failure.
+    def submit(self, request: Request) -> Future[list[Rejection]]:
+        """Start delivering ``request``; its future returns the identifications refused alone.
 
-        Returns only once every request was acknowledged (or refused item by item).
+        Waits while twice the concurrency limit are already submitted and unanswered. Raises
+        the first failure of an earlier request at once, so that the run stops reading.
         """
+        with self._outstanding_cond:
+            while self._outstanding >= 2 * self.concurrency.limit and self._failure is None:
+                if self.stop.is_set():
+                    raise Stopped("stopping: request not sent")
+                self._outstanding_cond.wait(0.1)
+            if self._failure is not None:
+                raise self._failure
+            self._outstanding += 1
+        future = self._pool.submit(self._deliver_or_flag, request)
+        future.add_done_callback(self._answered)
+        return future
+
+    def _answered(self, future: Future[list[Rejection]]) -> None:
+        with self._outstanding_cond:
+            self._outstanding -= 1
+            self._outstanding_cond.notify_all()
+
+    def collect(self, futures: Iterable[Future[list[Rejection]]]) -> list[Rejection]:
+        """Wait until every request is answered; the refused identifications, or the first failure."""
         rejected: list[Rejection] = []
-        pending: set[Future[list[Rejection]]] = set()
-        self._failed.clear()
-
-        def collect(done: Iterable[Future[list[Rejection]]]) -> None:
-            for future in done:
-                rejected.extend(future.result())  # re-raises a request's failure here
-
+        pending = set(futures)
         try:
-            for request in requests_:
-                while len(pending) >= self.max_concurrency * 2:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    collect(done)
-                pending.add(self._pool.submit(self._deliver_or_flag, request))
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                collect(done)
+                for future in done:
+                    rejected.extend(future.result())  # re-raises a request's failure here
         except BaseException:
             self._failed.set()
             for future in pending:
@@ -325,10 +439,28 @@ class AmplitudeClient:
             raise
         return rejected
 
+    def deliver_all(self, requests_: Iterable[Request]) -> list[Rejection]:
+        """Deliver requests concurrently as they come (packing overlaps sending); raise the first failure.
+
+        Returns only once every request was acknowledged (or refused item by item).
+        """
+        futures: list[Future[list[Rejection]]] = []
+        try:
+            for request in requests_:
+                futures.append(self.submit(request))
+        except BaseException:
+            self._failed.set()
+            for future in futures:
+                future.cancel()
+            raise
+        return self.collect(futures)
+
     def _deliver_or_flag(self, request: Request) -> list[Rejection]:
         try:
             return self.deliver(request)
-        except BaseException:
+        except BaseException as exc:
+            if self._failure is None:
+                self._failure = exc
             self._failed.set()
             raise
 

@@ -2,9 +2,11 @@
 
 The rules (README, "What happens to the data"):
 
-- A batch is packed into requests and sent; ``send`` returns only once Amplitude acknowledged
-  every request (``200 success``) or refused single identifications, which go to the rejected
-  file. Anything else raises, and the SDK then writes no STATE.
+- A sink's identifications are packed into requests, each sent as soon as it is full, while
+  the rest of the batch is read; at the end of a batch the outbox sends the partly filled
+  request and returns only once Amplitude acknowledged every request (``200 success``) or
+  refused single identifications, which go to the rejected file. Anything else raises, and
+  the SDK then writes no STATE.
 - The SDK writes STATE only after draining every sink, so a STATE line always follows the
   acknowledgement of every record read before it. A checkpoint is such a drain, made between two
   messages once a new STATE arrived after a full batch, or ``state_interval_seconds`` after the
@@ -18,10 +20,11 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_amplitude_groups.batching import OversizedValue, iter_pack
+from target_amplitude_groups.batching import GroupKey, OversizedValue, Packer, Request, group_key
 from target_amplitude_groups.client import AmplitudeClient, Rejection
 from target_amplitude_groups.errors import TooManyRejected
 from target_amplitude_groups.files import JsonLines
@@ -60,25 +63,18 @@ class Delivery:
         return self.client is None
 
     # -- sending ---------------------------------------------------------------------------
-    def send(self, identifications: list[dict[str, Any]], problems: list[ValueProblem]) -> None:
-        """Deliver a batch's identifications; return once all are acknowledged, else raise."""
-        self.refuse_values(problems)
-        requests = iter_pack(identifications, self.api_key, self._oversized)
-        if self.client is None:
-            lines = [{"identification": json.loads(r.identification_param)} for r in requests]
-            self.stats.add(requests=len(lines))
-            if self.dry_run is not None:
-                self.dry_run.write(lines)
-            else:
-                for line in lines:
-                    self.logger.info("dry run request: %s", json.dumps(line, ensure_ascii=False))
-            return
-        self.record_rejections(self.client.deliver_all(requests))
-        self.log_progress()
+    def outbox(self) -> Outbox:
+        """Where one sink puts its identifications (each sink has its own)."""
+        return Outbox(self)
 
-    def _oversized(self, exc: OversizedValue) -> None:
-        ident = exc.identification
-        self.refuse_values([ValueProblem(ident["group_type"], ident["group_value"], exc.property, str(exc))])
+    def dry_run_request(self, request: Request) -> None:
+        """A dry run's request: written to the dry-run file (or logged), never sent."""
+        line = {"identification": json.loads(request.identification_param)}
+        self.stats.add(requests=1)
+        if self.dry_run is not None:
+            self.dry_run.write([line])
+        else:
+            self.logger.info("dry run request: %s", json.dumps(line, ensure_ascii=False))
 
     def refuse_values(self, problems: list[ValueProblem]) -> None:
         """Values left out of their group: counted, logged with group and property, kept on file."""
@@ -184,14 +180,81 @@ class Delivery:
         self._last_progress = now
         elapsed = max(now - self._started, 1e-9)
         self.logger.info(
-            "Progress: %s delivered (%.0f/s), %s, %s, %.1fs throttled; last checkpoint: %s",
+            "Progress: %s delivered (%.0f/s, %s), %s, %s, %.1fs throttled; last checkpoint: %s",
             count(self.stats.groups_sent, "group"),
             self.stats.groups_sent / elapsed,
+            self.stats.concurrency_text(),
             count(self.stats.requests, "request"),
             count(self.stats.retries, "retry", "retries"),
             self.stats.throttled_seconds,
             self._last_checkpoint_text,
         )
+
+
+class Outbox:
+    """One sink's identifications on their way to Amplitude, while the sink keeps reading.
+
+    Each request goes out as soon as it is full (packing and sending overlap the reading of
+    the rest of the batch); :meth:`finish` sends the partly filled last one and returns once
+    Amplitude acknowledged every request (or refused single identifications). So a batch
+    still ends with at most one partly filled request, and STATE, which the SDK writes only
+    after every sink's batch returned, still follows acknowledgement.
+
+    Two updates of one group never travel in two requests at once: the packer merges them
+    while the earlier one's request is not yet released, and a request carrying a group that
+    an unanswered request carries waits for that answer before it goes out, so Amplitude
+    applies them in order.
+    """
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.packer = Packer(delivery.api_key, self._oversized)
+        self._left_out: list[ValueProblem] = []  # properties too large for any request
+        self._futures: list[Future[list[Rejection]]] = []
+        self._carrying: dict[GroupKey, Future[list[Rejection]]] = {}  # group -> last request with it
+
+    def add(self, identification: dict[str, Any]) -> None:
+        """Pack one identification of the current record."""
+        self.packer.add(identification)
+
+    def end_record(self) -> None:
+        """The record's identifications were all added: send the requests ready to go."""
+        for request in self.packer.end_record():
+            self._send(request)
+
+    def _send(self, request: Request) -> None:
+        delivery = self.delivery
+        client = delivery.client
+        if client is None:
+            delivery.dry_run_request(request)
+            return
+        keys = [group_key(item.identification) for item in request.items]
+        carrying = self._carrying
+        earlier = {f for f in (carrying.get(k) for k in keys) if f is not None and not f.done()}
+        if earlier:
+            wait(earlier)  # rare: the same group again, a request ago
+        future = client.submit(request)
+        for key in keys:
+            carrying[key] = future
+        self._futures.append(future)
+
+    def _oversized(self, exc: OversizedValue) -> None:
+        ident = exc.identification
+        self._left_out.append(ValueProblem(ident["group_type"], ident["group_value"], exc.property, str(exc)))
+
+    def finish(self) -> None:
+        """Send the partly filled request; return once all were answered, else raise."""
+        for request in self.packer.flush():
+            self._send(request)
+        left_out, self._left_out = self._left_out, []
+        self.delivery.refuse_values(left_out)
+        futures, self._futures = self._futures, []
+        self._carrying.clear()
+        client = self.delivery.client
+        if client is None:
+            return
+        self.delivery.record_rejections(client.collect(futures))
+        self.delivery.log_progress()
 
 
 def describe_state(state: Any) -> str:

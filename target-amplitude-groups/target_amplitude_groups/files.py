@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from groups_mapping import write_atomically
 from target_amplitude_groups.errors import RunFailure
 
 PRIVATE = 0o600  # they hold customer data
@@ -45,17 +46,8 @@ class JsonLines:
 
 
 def write_json(path: str | Path, data: Any, redact: Callable[[str], str]) -> None:
-    """Replace a JSON file atomically (a reader never sees half a report).
+    """Replace a JSON file atomically and privately (a reader never sees half a report).
 
     On failure (a full disk) the temporary file is removed and the error raised.
     """
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        fd = _open_private(temporary, os.O_WRONLY | os.O_TRUNC)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(path, redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n", mode=PRIVATE)

@@ -1,4 +1,5 @@
-"""The sink: a stream's records become identifications, delivered a batch at a time."""
+"""The sink: a stream's records become identifications, sent while the batch is read and
+acknowledged a batch at a time."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from target_amplitude_groups.identify import (
     DATELIKE_FORMATS,
     MAX_STRING,
     IdentificationBuilder,
+    Skip,
     parse_datelike,
 )
 
@@ -48,9 +50,11 @@ class AmplitudeGroupsSink(BatchSink):
         self.flags = self._flags()
         # One builder per sink: sinks drain in parallel threads, so nothing mutable is shared.
         self.builder = IdentificationBuilder(target.options, self.logger)
-        # Records are kept here, not in the SDK's batch context, which the SDK logs at DEBUG
-        # after every record (whole, so the log would grow with the square of the batch).
-        self.pending: list[dict[str, Any]] = []
+        # Records are not kept in the SDK's batch context, which the SDK logs at DEBUG after
+        # every record (whole, so the log would grow with the square of the batch): they go
+        # straight to the outbox, packed into requests that leave as soon as they are full.
+        self.outbox = target.delivery.outbox()
+        self._skipped = self._deleted = self._truncated_counted = 0
 
     def _mappings_for(self, stream: str, schema: dict[str, Any], keys: list[str]) -> tuple[GroupMapping, ...]:
         target = self.amplitude
@@ -113,37 +117,46 @@ class AmplitudeGroupsSink(BatchSink):
         return record
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Keep the record for the batch."""
-        self.pending.append(record)
+        """Build the record's identifications and hand them to the outbox, which sends each
+        request as soon as it is full (the rest of the batch is read meanwhile)."""
+        if not self.mappings:
+            return
+        if record.get("IsDeleted") is True and self.amplitude.options.deleted_records == "ignore":
+            self._deleted += 1
+            return
+        build, outbox, flags = self.builder.build, self.outbox, self.flags
+        for n, mapping in enumerate(self.mappings):
+            try:
+                identification = build(mapping, record, flags[n] if flags else None)
+            except Skip as exc:
+                name = record.get("Id") or {k: record.get(k) for k in list(record)[:3]}
+                self._skipped += 1
+                self.logger.warning("Skipped: %s record %s: %s", self.stream_name, name, exc)
+                continue
+            if identification is not None:
+                outbox.add(identification)
+        outbox.end_record()
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Build, pack and deliver the batch; return once Amplitude acknowledged all of it.
+        """Send the batch's last, partly filled request; return once Amplitude acknowledged all
+        of the batch.
 
         Raising keeps STATE back. After a full batch the next STATE is checkpointed.
         """
-        records, self.pending = self.pending, []
-        if not records:
-            return
         full = self.is_full  # a drain of a full sink, not the SDK's drain of everything
-        if self.mappings:
-            self._deliver(records)
+        builder = self.builder
+        problems, builder.bad_values = builder.bad_values, []
+        self.amplitude.delivery.refuse_values(problems)
+        self.amplitude.stats.add(
+            skipped=self._skipped,
+            deleted_ignored=self._deleted,
+            truncated=builder.truncated - self._truncated_counted,
+        )
+        self._skipped = self._deleted = 0
+        self._truncated_counted = builder.truncated
+        self.outbox.finish()
         if full:
             self.amplitude.delivery.batch_delivered()
-
-    def _deliver(self, records: list[dict[str, Any]]) -> None:
-        target = self.amplitude
-        builder = self.builder
-        truncated_before = builder.truncated
-        identifications, skipped, deleted = builder.build_all(
-            self.mappings, records, self.stream_name, self.flags
-        )
-        problems, builder.bad_values = builder.bad_values, []
-        for reason in skipped:
-            self.logger.warning("Skipped: %s", reason)
-        target.stats.add(
-            skipped=len(skipped), deleted_ignored=deleted, truncated=builder.truncated - truncated_before
-        )
-        target.delivery.send(identifications, problems)
 
 
 def spelled_as_stream(mapping: GroupMapping, stream: str, fields: dict[str, Any]) -> GroupMapping:

@@ -26,12 +26,20 @@ class RunStats:
     deleted_ignored: int = 0
     truncated: int = 0
     checkpoints: int = 0
+    concurrency: int = 0  # requests allowed in flight now (adapts to throttling; 0: dry run)
+    lowest_concurrency: int = 0  # the lowest it went
+    max_concurrency: int = 0  # the setting
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: float) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def set(self, **values: float) -> None:
+        with self._lock:
+            for name, value in values.items():
+                setattr(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
@@ -50,5 +58,15 @@ class RunStats:
                 count(self.values_rejected, "value") + " refused",
                 count(self.deleted_ignored, "deleted row") + " ignored",
                 count(self.truncated, "value") + " truncated",
+                *([self.concurrency_text()] if self.concurrency else []),
             ]
         )
+
+    def concurrency_text(self) -> str:
+        """``concurrency 16``, or after throttling ``concurrency 6 of 16 (lowest 2)``."""
+        text = f"concurrency {self.concurrency}"
+        if self.concurrency < self.max_concurrency or self.lowest_concurrency < self.concurrency:
+            text += f" of {self.max_concurrency}"
+        if self.lowest_concurrency < self.concurrency:
+            text += f" (lowest {self.lowest_concurrency})"
+        return text

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import quote_plus
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine
+from singer_sdk.singerlib import SingerMessageType
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
@@ -41,31 +43,49 @@ DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
 class StateWatchingReader(FastSingerReader):
     """The fast reader, telling the target about each STATE (the public ``message_reader_class`` hook).
 
-    Between two messages it lets the target checkpoint: every record before a STATE has been
-    read then, and none after it. In a dry run each STATE's value is emptied, and the SDK
-    writes no empty state: a dry run can never move Meltano's bookmark.
+    :meth:`process_lines` (the reader's public entry point) wraps the input and the callbacks:
+    between two messages the target may checkpoint (every record before a STATE has been read
+    then, and none after it); each STATE is noted before the SDK handles it, and in a dry run
+    its value is emptied, so the SDK writes no state: a dry run can never move Meltano's
+    bookmark. BATCH messages are refused.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.target: TargetAmplitudeGroups | None = None
 
-    def deserialize_json(self, line: str) -> dict[str, Any]:
+    def process_lines(
+        self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict[str, Any]], None]]
+    ) -> Counter[str]:
+        """The SDK's loop, over checkpointed input and watched callbacks."""
         target = self.target
-        if target is not None and target.delivery.checkpoint_wanted():
-            target.checkpoint()
-        message: dict[str, Any] = super().deserialize_json(line)
-        if message.get("type") == "BATCH":
-            # The target does not advertise `batch`: never open the files a manifest names.
-            raise RunFailure(
-                "BATCH messages are not supported by target-amplitude-groups; turn batch output "
-                "off in the tap (its `batch_config` setting)"
-            )
-        if target is not None and message.get("type") == "STATE":
+        if target is None:
+            return super().process_lines(file_input, callbacks)
+        on_state = callbacks[SingerMessageType.STATE]
+
+        def state(message: dict[str, Any]) -> None:
             target.delivery.note_state(message.get("value"))
-            if target.delivery.is_dry_run:
-                return {**message, "value": {}}
-        return message
+            on_state({**message, "value": {}} if target.delivery.is_dry_run else message)
+
+        watched = {**callbacks, SingerMessageType.STATE: state, SingerMessageType.BATCH: _refuse_batch}
+        lines = _checkpointing(file_input or self.default_input, target)
+        return super().process_lines(cast("IO[str]", lines), watched)  # the SDK only iterates it
+
+
+def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Iterator[str]:
+    """Each line, once read; the target checkpoints first when it wants to (between two messages)."""
+    for line in lines:
+        if target.delivery.checkpoint_wanted():
+            target.checkpoint()
+        yield line
+
+
+def _refuse_batch(message: dict[str, Any]) -> None:
+    # The target does not advertise `batch`: never open the files a manifest names.
+    raise RunFailure(
+        "BATCH messages are not supported by target-amplitude-groups; turn batch output "
+        "off in the tap (its `batch_config` setting)"
+    )
 
 
 # The numeric settings: name, type with the range checked at start, default, description.
@@ -76,7 +96,12 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
         100,
         "The run fails once Amplitude has rejected more identifications than this.",
     ),
-    ("max_concurrency", th.IntegerType(minimum=1, maximum=64), 4, "Requests in flight at once."),
+    (
+        "max_concurrency",
+        th.IntegerType(minimum=1, maximum=64),
+        4,
+        "Most requests in flight at once; halved when Amplitude throttles, then grown back one at a time.",
+    ),
     ("max_retries", th.IntegerType(minimum=0, maximum=100), 8, "Retries of a throttled or failed request."),
     # Whole seconds: Meltano and the SDK pass integers from environment variables, not decimals.
     ("request_timeout", th.IntegerType(minimum=1, maximum=3600), 30, "Seconds per HTTP request."),
@@ -274,7 +299,8 @@ class TargetAmplitudeGroups(Target):
 
         The SDK's handler drains every sink and writes STATE from inside whatever was running,
         possibly a batch half-delivered, then exits 0. No SDK hook changes that, so the handler
-        is replaced here (tests/target/test_signals.py fails if the SDK's behaviour shows again).
+        is replaced here (tests/target/test_data_safety.py::test_a_signal_during_delivery_stops_without_state_or_traceback
+        fails if the SDK's behaviour shows again).
         """
         if threading.current_thread() is not threading.main_thread():
             return

@@ -541,3 +541,21 @@ def test_merge_after_a_conflict_keeps_both_sides_changes(browser: Browser, edito
     expect(page.locator("#notice")).to_contain_text("Changed on both sides, yours kept: Account -> company.")
     expect(page.locator(".card-title").first).to_have_text("1: Account -> company")
     page.close()
+
+
+def test_an_answer_of_an_unexpected_shape_ends_the_waiting_text(
+    browser: Browser, editor_factory: Any
+) -> None:
+    # A proxy or an older editor answering 200 with another body: the page says it failed.
+    editor = editor_factory()
+    page = browser.new_page()
+    page.goto(editor.server.url)
+    expect(page.locator("#panel-summary")).to_contain_text("No problems")
+    page.route(
+        "**/api/verify", lambda route: route.fulfill(status=200, body="{}", content_type="application/json")
+    )
+    page.locator("#next").click()
+    expect(page.locator("#verify-summary")).to_contain_text("Failed: ")
+    expect(page.locator("#next")).to_be_enabled()
+    expect(page.locator("#save")).to_be_disabled()
+    page.close()

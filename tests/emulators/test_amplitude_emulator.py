@@ -528,6 +528,35 @@ def test_token_bucket_rate_limit(emulator):
     assert post(emulator, [ident(str(i)) for i in range(50)]).status_code == 200
 
 
+def test_latency_switch_delays_each_request_and_admin_calls_answer_at_once(emulator):
+    # Real Amplitude answers in 100-300 ms; the switch makes a benchmark see such round trips.
+    emulator.set_latency(0.2, jitter=0.05)
+    started = time.monotonic()
+    assert post(emulator, [ident("slow")]).status_code == 200
+    assert time.monotonic() - started >= 0.15  # a lower bound: the sleep guarantees it
+    assert emulator.requests[-1]["latency"] >= 0.15
+    assert emulator.metrics()["latency"] == {"seconds": 0.2, "jitter": 0.05}
+    assert admin(emulator, "POST", "latency", json={"seconds": 0.1}).json() == {"seconds": 0.1, "jitter": 0.0}
+    assert admin(emulator, "POST", "latency", json={"seconds": -1}).status_code == 400
+    emulator.reset()
+    assert emulator.metrics()["latency"] == {"seconds": 0.0, "jitter": 0.0}
+
+
+def test_latency_jitter_spreads_delays_evenly_around_the_mean():
+    import random
+
+    from emulators._server import Latency
+
+    rng = random.Random(1)
+    draws = [Latency(0.15, 0.05).draw(rng) for _ in range(2000)]
+    assert min(draws) >= 0.1 and max(draws) <= 0.2
+    assert abs(sum(draws) / len(draws) - 0.15) < 0.005
+    assert Latency(0.01, 0.05).draw(rng) >= 0.0  # never negative
+    assert Latency(0.3).draw(rng) == 0.3
+    with pytest.raises(ValueError, match="non-negative"):
+        Latency(float("nan"))
+
+
 def test_admin_rate_limit_endpoint(emulator):
     assert admin(emulator, "POST", "rate-limit", json={"identifications_per_second": 1}).ok
     assert emulator.metrics()["rate_limit"] == 1

@@ -561,7 +561,7 @@ def test_count_order_and_limit(sf, http):
         ("(SystemModstamp >= 2025-01-01T00:00:00Z)", "("),
         ("Rating = 'Hot'", "="),
         ("SystemModstamp > 2025-01-01T00:00:00Z", ">"),
-        ("Rating IN ('Hot')", "IN"),
+        ("Rating IN ('Hot')", "'Hot'"),  # IN serves quoted ids only (the tap's children query)
         ("Name LIKE 'a%'", "LIKE"),
         ("Segment__c INCLUDES ('SMB')", "INCLUDES"),
         ("SystemModstamp >= 2025-01-01T00:00:00Z ORDER BY Name DESC", "DESC"),
@@ -833,9 +833,14 @@ def test_existing_objects_rows_are_pinned():
     # objects draw from their own random streams, so these rows must never shift. Change the
     # digests only when generation of these objects is changed on purpose.
     org = Org(accounts=300, seed=11)
+    added = {"Account_Rating__c"}  # a formula field added later: derived, no generated column
     digests = {
         name: hashlib.sha256(
-            json.dumps(org.rows(name), sort_keys=True, ensure_ascii=False).encode()
+            json.dumps(
+                [{k: v for k, v in row.items() if k not in added} for row in org.rows(name)],
+                sort_keys=True,
+                ensure_ascii=False,
+            ).encode()
         ).hexdigest()[:16]
         for name in ("Account", "User", "Subscription__c")
     }
@@ -1106,6 +1111,39 @@ def test_a_polymorphic_reference_accepts_any_listed_target(sf):
     account = sf.org.rows("Account")[0]["Id"]
     with pytest.raises(ApiError, match="id value of incorrect type"):
         sf.org.update("Case", case, OwnerId=account)  # an Account cannot own a Case
+
+
+def test_latency_switch_delays_each_page_of_records_only(sf, http):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    def delayed(path: str) -> bool:
+        return sf.latency_applies(Request(EnvironBuilder(path=path).get_environ()))
+
+    # A page of records is the round trip a reading client waits on: REST query pages (first
+    # and nextRecordsUrl) and Bulk API 2.0 results pages. Logins, describes and polls are not.
+    assert delayed(f"{V}/query") and delayed(f"{V}/queryAll/") and delayed(f"{V}/query/01gABC-1000")
+    assert delayed(f"{V}/jobs/query/750XYZ/results")
+    for path in (
+        "/services/oauth2/token",
+        f"{V}/sobjects/Account/describe",
+        f"{V}/jobs/query/750XYZ",
+        f"{V}/jobs/query",
+        "/__emulator/info",
+    ):
+        assert not delayed(path), path
+
+    reply = http.post(f"{sf.url}/__emulator/latency", json={"seconds": 0.2, "jitter": 0.02}, timeout=10)
+    assert reply.json() == {"seconds": 0.2, "jitter": 0.02}
+    started = time.monotonic()
+    assert soql(http, sf, "SELECT Id FROM Account LIMIT 5").status_code == 200
+    assert time.monotonic() - started >= 0.18  # a lower bound: the sleep guarantees it
+    assert http.get(f"{sf.url}/__emulator/info", timeout=10).json()["latency"] == {
+        "seconds": 0.2,
+        "jitter": 0.02,
+    }
+    sf.reset()
+    assert sf.latency.seconds == 0.0
 
 
 def test_refresh_token_rotation_invalidates_the_used_token_and_reuse_revokes_all(sf):

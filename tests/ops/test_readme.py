@@ -4,7 +4,10 @@ fails this test.
 
 Blocks fenced ```sh run as written. Blocks fenced ```sh placeholders hold the steps for a real
 org; they run with PLACEHOLDERS below filled in with the emulators' values, plus AMPLITUDE_URL
-(the one setting a real Amplitude project does not need). Blocks fenced ```yaml meltano.yml are
+(the one setting a real Amplitude project does not need). The browser's part of `connect` is
+played by CONNECT (the command runs as written, with --no-browser and a free port; a script logs
+in on the emulator's login page and follows the redirect, as the user would). The first steps
+must leave meltano.yml as it was: a copy is taken after the first placeholders block. Blocks fenced ```yaml meltano.yml are
 merged into the copy's meltano.yml where they appear, as the README asks the reader to do.
 Blocks fenced ```sh postgres need a PostgreSQL server of their own (Debian's `postgresql`, which
 .ci/run installs): where it is missing they are left out, and the test says so in one line.
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators.pipeline import PROJECT_ROOT
 from emulators.postgres import LocalPostgres, PostgresUnavailable
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +40,28 @@ PLACEHOLDERS = {
     "<us or eu>": "us",
 }
 AMPLITUDE_URL = 'export TARGET_AMPLITUDE_GROUPS_API_URL="$AMPLITUDE_EMULATOR_URL/groupidentify"\n'
+CONNECT_LINE = ".venv/bin/meltano invoke tap-salesforce-groups-mapping:connect\n"
+CONNECT = """.venv/bin/meltano invoke tap-salesforce-groups-mapping:connect --no-browser --port 0 2> connect.log &
+.venv/bin/python - <<'PY'
+import html.parser, pathlib, re, time, requests
+from emulators.salesforce import PASSWORD, USERNAME
+for _ in range(600):
+    found = re.search(r"Log in to Salesforce at: (\\S+)", pathlib.Path("connect.log").read_text())
+    if found:
+        break
+    time.sleep(0.2)
+page = requests.get(found.group(1), timeout=30)
+fields = dict(re.findall(r'name="(\\w+)" value="([^"]*)"', page.text))
+fields = {k: html.unescape(v) for k, v in fields.items()}
+base = found.group(1).split("/services/")[0]
+login = requests.post(base + "/services/oauth2/authorize", timeout=30, allow_redirects=False,
+                      data={**fields, "username": USERNAME, "pw": PASSWORD, "action": "allow"})
+requests.get(login.headers["Location"], timeout=30).raise_for_status()
+PY
+wait $!
+cat connect.log >&2
+"""
+FIRST_STEPS_COPY = "cp meltano.yml .meltano-after-first-steps.yml\n"
 MERGE = """.venv/bin/python - <<'PY'
 import yaml
 from pathlib import Path
@@ -72,7 +98,9 @@ def readme_script(readme: str, postgres: bool = True) -> str:
             for placeholder, value in PLACEHOLDERS.items():
                 filled = filled.replace(placeholder, value)
             assert "<" not in re.sub(r"<<'?\w+'?", "", filled), f"unfilled placeholder in:\n{filled}"
-            parts += [AMPLITUDE_URL, filled]
+            assert CONNECT_LINE in filled, "the first steps connect"
+            parts += [AMPLITUDE_URL, filled.replace(CONNECT_LINE, CONNECT, 1)]
+            parts.append(FIRST_STEPS_COPY)
         elif info == "yaml meltano.yml":
             parts.append(MERGE.format(block=body))
     return "".join(parts)
@@ -110,6 +138,12 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert all(int(n) > 0 for n in summaries), summaries
     assert "salesforce-to-amplitude" in result.stdout and "@hourly" in result.stdout  # schedule list
     assert (project_copy / "mapping.json").exists()
+    # connect logged in through the emulator's login page and stored the refresh token.
+    assert "Connected to 127.0.0.1 as integration@emulator.example" in output
+    assert "TAP_SALESFORCE_GROUPS_REFRESH_TOKEN=" in (project_copy / ".env").read_text()
+    # The first steps wrote .env only: meltano.yml is byte for byte what was checked out.
+    original = (PROJECT_ROOT / "meltano.yml").read_text(encoding="utf-8")
+    assert (project_copy / ".meltano-after-first-steps.yml").read_text(encoding="utf-8") == original
     # docs/operations.md "Scaling out": the shards listed, run one by one, then by Dagster.
     assert "demo:tap-salesforce-groups-to-target-amplitude-groups:subscription__c" in result.stdout
     assert output.count("shard account: ") >= 1

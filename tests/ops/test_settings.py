@@ -4,6 +4,7 @@ README's tables must agree with what ``<plugin> --about --format=json`` says."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -87,3 +88,48 @@ def test_generated_settings_are_current():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_make_docs_survives_a_meltano_yml_that_meltano_rewrote(tmp_path):
+    """`meltano config set` of a non-secret setting without --store=dotenv rewrites meltano.yml,
+    every comment gone (the settings markers too): `make docs` and its check still work."""
+    import shutil
+
+    for name in ("README.md", "meltano.yml", ".env.example"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_", "TARGET_", "MELTANO_"))}
+    env |= {
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/m.db",
+    }
+    subprocess.run(
+        [str(BIN / "meltano"), "config", "set", "tap-salesforce-groups", "domain", "test"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    rewritten = (tmp_path / "meltano.yml").read_text()
+    assert "# settings:tap-salesforce-groups" not in rewritten  # Meltano dropped the markers
+
+    def docs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "docs" / "settings.py"), "--project", str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    check = docs("--check")
+    assert check.returncode == 0, check.stderr  # the settings are current, however Meltano quoted them
+    assert docs().returncode == 0
+    regenerated = (tmp_path / "meltano.yml").read_text()
+    assert (
+        "# settings:tap-salesforce-groups" in regenerated
+        and "# /settings:target-amplitude-groups" in regenerated
+    )
+    project = yaml.safe_load(regenerated)
+    tap = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-salesforce-groups")
+    assert tap["config"] == {"domain": "test"}  # what the user set is kept
+    assert [s["name"] for s in tap["settings"]] == list(own_settings("tap-salesforce-groups"))
+    assert docs("--check").returncode == 0

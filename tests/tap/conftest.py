@@ -86,10 +86,16 @@ def same_records(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> bool:
     return dump(a) == dump(b)
 
 
-def run_tap(capsys: pytest.CaptureFixture[str], state: dict | None = None, **config: object) -> TapRun:
-    """Sync in-process; parse the Singer messages written to stdout."""
+def run_tap(
+    capsys: pytest.CaptureFixture[str],
+    state: dict | None = None,
+    *,
+    catalog: dict | None = None,
+    **config: object,
+) -> TapRun:
+    """Sync in-process (with ``catalog``, as Meltano runs it); parse the Singer messages written to stdout."""
     capsys.readouterr()
-    tap = TapSalesforceGroups(config={**CONFIG, **config}, state=state or {})
+    tap = TapSalesforceGroups(config={**CONFIG, **config}, state=state or {}, catalog=catalog)
     tap.sync_all()
     run = TapRun(exit_code=tap.run.exit_code, stopped_reason=tap.run.stopped_reason)
     for line in capsys.readouterr().out.splitlines():

@@ -332,3 +332,40 @@ def test_concurrent_callbacks_finish_once(salesforce, config, tmp_path):
     assert code == 0
     assert out == LINE + "\n"
     assert stored_token(env_file)
+
+
+def test_the_browser_is_opened_without_the_state_in_any_argv(salesforce, config, tmp_path):
+    """As the editor does (tests/editor/test_cli.py): the browser gets a private launcher file,
+    so no local user reads the login URL's state from a process list."""
+    import html
+    import time
+    from urllib.parse import unquote
+
+    from tests.editor.test_cli import FAKE_BROWSER
+
+    record = tmp_path / "browser.json"
+    browser = tmp_path / "fake-browser"
+    browser.write_text(FAKE_BROWSER.format(python=sys.executable, record=str(record)))
+    browser.chmod(0o755)
+    args = ["--config", str(config), "--port", "0", "--env-file", str(tmp_path / ".env")]
+    process = subprocess.Popen(
+        [str(BIN), "connect", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BROWSER": str(browser)},
+    )
+    for _ in range(600):
+        if record.exists() and record.read_text():
+            break
+        time.sleep(0.05)
+    seen = json.loads(record.read_text())
+    page = seen["page"]
+    url = html.unescape(re.search(r'content="0;url=([^"]+)"', page).group(1))
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    assert state not in " ".join(seen["argv"] + seen["cmdline"])
+    assert seen["argv"][1].startswith("file:///") and seen["mode"] == 0o600
+    assert browser_login(url).status_code == 200
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and out == LINE + "\n"
+    assert not Path(unquote(urlsplit(seen["argv"][1]).path)).exists()  # removed at the end

@@ -234,6 +234,77 @@ def test_the_emulator_refuses_a_uri_over_16384_bytes(salesforce):
     assert response.status_code == 414
 
 
+def test_the_emulator_counts_headers_with_the_uri(salesforce):
+    """URI plus headers past 16,384 bytes is 431 (Developer Limits and Allocations Quick
+    Reference, "API Request Limits"; a real 431 in airbytehq/airbyte#20703)."""
+    import requests
+
+    token = salesforce.new_session()
+    url = f"{salesforce.url}/services/data/v62.0/query"
+    q = "SELECT Id FROM Account LIMIT 1"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert requests.get(url, params={"q": q}, headers=headers, timeout=10).status_code == 200
+    big = {**headers, "X-Padding": "x" * 16_300}
+    assert requests.get(url, params={"q": q}, headers=big, timeout=10).status_code == 431
+
+
+WIDE_FIELDS = [f"Custom_Attribute_{k:03d}__c" for k in range(1, 801)]
+
+
+def _fields_for(client, low, high, window=None):
+    """The first N wide fields whose REST request (URI and headers) is between low and high bytes."""
+    from tap_salesforce_groups.soql import Window
+
+    for n in range(300, 800):
+        fields = ["Id", "Name", *WIDE_FIELDS[:n], "SystemModstamp"]
+        soql = build_soql("Wide__c", fields, replication_key="SystemModstamp", window=window or Window())
+        size = client.rest_request_bytes(soql, include_deleted=False)
+        if low <= size <= high:
+            return WIDE_FIELDS[:n], size
+    raise AssertionError("no field count fits")
+
+
+def test_headers_count_against_the_limit(salesforce, capsys, caplog):
+    """A URI that alone fits, but not with the headers, goes through Bulk (REST would get 431)."""
+    caplog.set_level("INFO")
+    client = SalesforceClient(settings())
+    fields, size = _fields_for(client, MAX_URI_BYTES + 1, MAX_URI_BYTES + 150)
+    soql = build_soql("Wide__c", ["Id", "Name", *fields, "SystemModstamp"], replication_key="SystemModstamp")
+    assert query_uri_bytes("62.0", soql) < MAX_URI_BYTES < size  # the URI alone would pass
+    mapping = document(group("Wide__c", "wide", "Name", tuple((f, f.lower()) for f in fields)))
+    run = run_tap(capsys, mapping=mapping)
+    assert run.exit_code == 0, run.stopped_reason
+    assert "REST request (URI and headers); using Bulk API 2.0" in caplog.text
+    assert len(run.records["Wide__c"]) == len(salesforce.org.rows("Wide__c"))
+    assert not [r for r in salesforce.requests if r["status"] in (414, 431)]
+
+
+def test_windows_that_lengthen_the_query_are_checked_again(salesforce, capsys, caplog):
+    """The first REST query fits; QUERY_TIMEOUT splits the read into windows, whose two bounds
+    make the query longer than the limit: those windows go through Bulk, nothing gets 431."""
+    from datetime import datetime, timedelta, timezone
+
+    from tap_salesforce_groups.soql import Window
+
+    caplog.set_level("INFO")
+    client = SalesforceClient(settings())
+    now = datetime.now(timezone.utc)
+    bounded = Window(now - timedelta(days=400), now)
+    fields, _ = _fields_for(client, MAX_URI_BYTES - 90, MAX_URI_BYTES - 20)
+    soql = build_soql(
+        "Wide__c", ["Id", "Name", *fields, "SystemModstamp"], replication_key="SystemModstamp", window=bounded
+    )
+    assert client.rest_request_bytes(soql, include_deleted=False) > MAX_URI_BYTES
+    # The row count passes, the unbounded REST query times out: windows follow.
+    salesforce.faults.add(Fault(kind="query_timeout", after=1))
+    mapping = document(group("Wide__c", "wide", "Name", tuple((f, f.lower()) for f in fields)))
+    run = run_tap(capsys, mapping=mapping, api_type="auto", bulk_threshold=10**9)
+    assert run.exit_code == 0, run.stopped_reason
+    assert "QUERY_TIMEOUT" in caplog.text and "using Bulk API 2.0" in caplog.text
+    assert {r["Id"] for r in run.records["Wide__c"]} == {r["Id"] for r in salesforce.org.rows("Wide__c")}
+    assert not [r for r in salesforce.requests if r["status"] in (414, 431)]
+
+
 # -- 7. values -----------------------------------------------------------------------------------
 def test_integers_are_exact_beyond_2_53():
     assert exact_int("9007199254740993") == 9007199254740993

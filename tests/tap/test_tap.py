@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
@@ -10,6 +11,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from emulators._server import Fault
 from tap_salesforce_groups.errors import SalesforceAuthError
+from tap_salesforce_groups.streams import iso_datetime, parse_datetime
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.tap.conftest import CONFIG, run_tap
 
@@ -101,18 +103,33 @@ def test_an_interrupted_run_resumes_inside_a_burst_of_equal_timestamps(salesforc
     # Take the state as it stood after the 150th record: its timestamp is shared with others.
     cut = 150
     stamp = full[cut - 1]["SystemModstamp"]
-    done_at_stamp = [r["Id"] for r in full[:cut] if r["SystemModstamp"] == stamp]
+    floor = (parse_datetime(stamp) - timedelta(seconds=600)).isoformat(timespec="milliseconds")
+    emitted = {r["Id"]: r["SystemModstamp"] for r in full[:cut] if r["SystemModstamp"] >= floor}
     state = {
         "bookmarks": {
             "Account": {
                 "replication_key": "SystemModstamp",
                 "replication_key_value": stamp,
-                "ids_at_bookmark": done_at_stamp,
+                "emitted": emitted,
+                # as the interrupted full read started it: parents changed since then
+                "relationships": {
+                    "Parent": {"replication_key_value": datetime.now(timezone.utc).isoformat()}
+                },
             }
         }
     }
     resumed = run_tap(capsys, state=state).records["Account"]
     assert [r["Id"] for r in resumed] == [r["Id"] for r in full[cut:]]
+    # A state written before lookback (Ids at the bookmark only) resumes the same way when
+    # nothing is to be read back; then, having no bookmark for Parent yet, the accounts whose
+    # parent changed since that bookmark are read again.
+    done_at_stamp = [r["Id"] for r in full[:cut] if r["SystemModstamp"] == stamp]
+    legacy = {"bookmarks": {"Account": {"replication_key_value": stamp, "ids_at_bookmark": done_at_stamp}}}
+    resumed = run_tap(capsys, state=legacy, lookback_seconds=0).records["Account"]
+    assert [r["Id"] for r in resumed[: len(full) - cut]] == [r["Id"] for r in full[cut:]]
+    for again in resumed[len(full) - cut :]:
+        parent = salesforce.org.get("Account", salesforce.org.get("Account", again["Id"])["ParentId"])
+        assert iso_datetime(parent["SystemModstamp"]) >= stamp
 
 
 def test_start_date_limits_history(salesforce, capsys):
@@ -228,16 +245,24 @@ def test_an_input_catalog_is_reused_without_describing_again(salesforce, capsys)
     assert capsys.readouterr().out.count('"type":"RECORD"') == len(salesforce.org.rows("Account")) + len(
         salesforce.org.rows("Subscription__c")
     )
-    # a mapping that needs a field the catalog lacks is described again
+    # A mapping that needs a field or object the catalog lacks (Meltano's cached catalog after
+    # the mapping file was edited) fails loudly: the SDK would otherwise skip the object as
+    # deselected, or fail on the field ("stream 'Account' has no field …"), later.
     mapping = {
         "version": 1,
         "mappings": [
-            {**CONFIG["mapping"]["mappings"][0], "properties": [{"field": "Website", "property": "web"}]}
+            {**CONFIG["mapping"]["mappings"][0], "properties": [{"field": "Website", "property": "web"}]},
+            {
+                "object": "Case",
+                "group_type": "case",
+                "group_name_field": "Id",
+                "properties": [{"field": "Subject", "property": "subject"}],
+            },
         ],
     }
-    stream = TapSalesforceGroups(config={**CONFIG, "mapping": mapping}, catalog=catalog).streams["Account"]
-    assert "Website" in stream.schema["properties"]
-    assert [r["path"] for r in salesforce.requests if "describe" in r["path"]]
+    with pytest.raises(ConfigValidationError) as stale:
+        TapSalesforceGroups(config={**CONFIG, "mapping": mapping}, catalog=catalog).streams
+    assert any("catalog given lacks mapped Account, Case" in e for e in stale.value.errors)
 
 
 def test_verification_reports_unimportable_types_and_unqueryable_objects(salesforce):
@@ -288,5 +313,6 @@ def test_sdk_keeps_our_state_key(salesforce, capsys):
     assert live["ids_at_bookmark"] == ["x"]
     run = run_tap(capsys)
     last = run.records["Account"][-1]
-    at_end = [r["Id"] for r in run.records["Account"] if r["SystemModstamp"] == last["SystemModstamp"]]
-    assert run.state["bookmarks"]["Account"]["ids_at_bookmark"] == at_end
+    (emitted,) = run.state["bookmarks"]["Account"]["emitted"]
+    at_end = {r["Id"] for r in run.records["Account"] if r["SystemModstamp"] == last["SystemModstamp"]}
+    assert at_end <= set(emitted)

@@ -257,5 +257,5 @@ def test_the_run_ends_with_one_summary_line(amplitude, capsys, caplog):
     summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Summary")]
     assert summaries == [
         "Summary: 1 group sent in 1 request, 0 retries, 0.0s throttled, 1 skipped, 0 rejected, "
-        "0 values refused, 1 deleted row ignored, 1 value truncated"
+        "0 values refused, 1 deleted row ignored, 1 value truncated, concurrency 4"
     ]

@@ -133,3 +133,72 @@ def test_form_encode_is_quote_plus(text):
     from target_amplitude_groups.batching import form_encode
 
     assert form_encode(text) == quote_plus(text)
+
+
+# -- packing as identifications arrive (issue 20) ---------------------------------------------------
+def merged_whole(identifications):
+    """What packing a whole batch sends: one identification per group, later ones merged in."""
+    import copy
+
+    from target_amplitude_groups.identify import merge_into
+
+    latest: dict = {}
+    for identification in identifications:
+        key = (identification["group_type"], identification["group_value"])
+        if key in latest:
+            merge_into(latest[key], copy.deepcopy(identification))
+        else:
+            latest[key] = copy.deepcopy(identification)
+    return list(latest.values())
+
+
+def bodies(requests):
+    return [r.body(KEY) for r in requests]
+
+
+def stream_pack(identifications, hold):
+    import copy
+
+    from target_amplitude_groups.batching import Packer
+
+    packer = Packer(KEY, hold_records=hold)
+    out = []
+    for identification in identifications:
+        packer.add(copy.deepcopy(identification))
+        out += packer.end_record()
+    return out + packer.flush()
+
+
+updates = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(1, 300), st.sampled_from(["a", "ü & =", "x" * 300])),
+    max_size=120,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(updates)
+def test_updates_within_the_hold_give_the_requests_of_packing_the_batch_whole(rows):
+    idents = [ident(value, props, text) for value, props, text in rows]
+    streamed = stream_pack(idents, hold=len(idents) + 1)
+    assert bodies(streamed) == bodies(pack(merged_whole(idents), KEY))
+    check_limits(streamed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(updates)
+def test_updates_past_the_hold_travel_separately_and_applied_in_order_give_the_same_groups(rows):
+    def applied(requests):
+        groups: dict = {}
+        for request in requests:
+            for item in request.items:
+                i = item.identification
+                groups.setdefault(i["group_value"], {}).update(i["group_properties"]["$set"])
+        return groups
+
+    idents = [ident(value, props, text) for value, props, text in rows]
+    streamed = stream_pack(idents, hold=2)
+    assert applied(streamed) == applied(pack(merged_whole(idents), KEY))
+    check_limits(streamed)
+    for request in streamed:  # a request never carries a group twice
+        values = [item.identification["group_value"] for item in request.items]
+        assert len(values) == len(set(values))

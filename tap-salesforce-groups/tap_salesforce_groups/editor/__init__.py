@@ -29,8 +29,8 @@ __all__ = ["EditorApp", "EditorServer", "Org", "OrgError", "ProjectSchedule", "l
 
 LAUNCHER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
-<meta http-equiv="refresh" content="0;url={url}"><title>Mapping editor</title></head>
-<body><p>Opening the mapping editor… If nothing happens, <a href="{url}">open it here</a>.</p></body></html>
+<meta http-equiv="refresh" content="0;url={url}"><title>{title}</title></head>
+<body><p>Opening {what}… If nothing happens, <a href="{url}">open it here</a>.</p></body></html>
 """
 
 
@@ -41,7 +41,7 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def launcher_file(url: str) -> Path:
+def launcher_file(url: str, what: str = "the mapping editor") -> Path:
     """A private (0600) HTML file that takes the browser to ``url``, token included.
 
     The browser is opened on this file, so the launcher's argv (which any local user can read
@@ -49,7 +49,10 @@ def launcher_file(url: str) -> Path:
     """
     fd, name = tempfile.mkstemp(prefix="mapping-editor-", suffix=".html")  # mkstemp: mode 0600
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(LAUNCHER_PAGE.format(url=html.escape(url, quote=True)))
+        title = html.escape(what[:1].upper() + what[1:].removeprefix("the "))
+        handle.write(
+            LAUNCHER_PAGE.format(url=html.escape(url, quote=True), title=title, what=html.escape(what))
+        )
     return Path(name)
 
 

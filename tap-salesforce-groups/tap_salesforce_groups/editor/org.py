@@ -13,7 +13,7 @@ from typing import Any
 import requests
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import GroupMapping
+from groups_mapping import GroupMapping, MappingConfig
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.connect import connected_line
 from tap_salesforce_groups.core import Verification, connect, verify
@@ -116,12 +116,13 @@ class Org:
             raise OrgError(f"{object_name}: object is not queryable")
         return field_choices(object_name, self.describe)
 
-    def verify(self, document: Any) -> Verification:
-        """``verify`` for a mapping that is not saved yet, on this editor's session."""
+    def verify(self, document: Any, previous: MappingConfig | None = None) -> Verification:
+        """``verify`` for a mapping that is not saved yet, on this editor's session; ``previous``
+        (the saved mapping) adds what the change does to the groups already in Amplitude."""
         config = {k: v for k, v in self.settings.items() if k not in ("mapping", "mapping_file")}
         config["mapping"] = document
         with self._lock:
-            return verify(config, self.client)
+            return verify(config, self.client, previous=previous)
 
 
 def run_verification(settings: Mapping[str, Any], client: SalesforceClient | None = None) -> Verification:

@@ -21,7 +21,7 @@ from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.schema import stream_spec
 from tap_salesforce_groups.soql import build_soql
-from tap_salesforce_groups.streams import iso_datetime
+from tap_salesforce_groups.timestamps import iso_datetime
 from tap_salesforce_groups.writer import FastSingerWriter
 
 SAMPLE_ROWS = 5

@@ -7,13 +7,15 @@ comments, order and quoting survive, and written atomically.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+
+from groups_mapping import write_atomically
 
 CADENCES = {"daily": "@daily", "hourly": "@hourly"}
 PROJECT_ROOT_ENV = "MELTANO_PROJECT_ROOT"
@@ -166,17 +168,9 @@ def _write(project_file: _ProjectFile) -> None:
     A symlinked ``meltano.yml`` (a shared config checked out elsewhere) stays a symlink: the
     file it points to is replaced, next to itself.
     """
-    target = Path(os.path.realpath(project_file.path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    text = io.StringIO()
+    _yaml().dump(project_file.data, text)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=project_file.newline) as handle:
-            _yaml().dump(project_file.data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, target.stat().st_mode & 0o777)  # mkstemp makes 0600 files
-        os.replace(tmp, target)
+        write_atomically(project_file.path, text.getvalue(), newline=project_file.newline)
     except OSError as exc:
         raise ScheduleError(f"cannot write {project_file.path}: {exc.strerror}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

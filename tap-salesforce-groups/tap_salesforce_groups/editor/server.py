@@ -12,10 +12,8 @@ import hmac
 import html
 import json
 import logging
-import os
 import re
 import secrets
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from groups_mapping import MappingError, load_mapping, parse_mapping, validate
+from groups_mapping import (
+    MappingConfig,
+    MappingError,
+    load_mapping,
+    parse_mapping,
+    validate,
+    write_atomically,
+)
 from groups_mapping.validate import SALESFORCE_OBJECT
 from tap_salesforce_groups.connect import (
     CALLBACK_PATH,
@@ -80,33 +85,6 @@ class HttpError(Exception):
         self.message = message
         self.headers = headers or {}
         self.extra = extra or {}
-
-
-def save_atomically(path: Path, text: str) -> Path | None:
-    """Write ``text`` to ``path`` via a temporary file and rename; the old file becomes ``.bak``.
-
-    A new file gets the umask's mode (0644 under the usual 022), so the service user that runs
-    the tap can read it; a replaced file keeps its mode; a symlink stays a symlink (the file it
-    points to is replaced).
-    """
-    target = Path(os.path.realpath(path))
-    backup = path.with_name(path.name + ".bak") if target.exists() else None
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-    # os.open's mode goes through the umask, as for any file a program creates (mkstemp: 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if backup is not None:
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-            shutil.copy2(target, backup)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return backup
 
 
 def etag(content: bytes | None) -> str:
@@ -221,6 +199,13 @@ class EditorApp:
             problems = exc.problems
         return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}, tag
 
+    def _saved_mapping(self) -> MappingConfig | None:
+        """The mapping as saved now (what a new one is compared with), or None."""
+        try:
+            return load_mapping(None if self.mapping_file else self.inline_mapping, self.mapping_file)
+        except MappingError:
+            return None
+
     def save(
         self, document: Any, if_match: str | None = None, if_none_match: str | None = None
     ) -> tuple[dict[str, Any], str]:
@@ -251,13 +236,13 @@ class EditorApp:
                 raise HttpError(
                     HTTPStatus.PRECONDITION_FAILED,
                     f"{self.mapping_file} changed since this page read it (another tab, `scaffold "
-                    "--write` or a `git pull`?); the file was not changed: reload it, or save again "
-                    "to replace it",
+                    "--write` or a `git pull`?); the file was not changed: reload it, merge, or "
+                    "save over its current version (its ETag)",
                     headers={"ETag": tag} if tag else {},
                     extra={"current": current, "etag": tag},
                 )
             try:
-                backup = save_atomically(self.mapping_file, text)
+                backup = write_atomically(self.mapping_file, text, backup=True)
             except OSError as exc:
                 raise HttpError(
                     HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -272,7 +257,7 @@ class EditorApp:
         return answer, etag(text.encode("utf-8"))
 
     def verify(self, document: Any) -> dict[str, Any]:
-        result = self.org.verify(document)
+        result = self.org.verify(document, previous=self._saved_mapping())
         return {"problems": result.problems, "warnings": result.warnings, "summary": result.summary}
 
     def get_schedule(self) -> dict[str, Any]:

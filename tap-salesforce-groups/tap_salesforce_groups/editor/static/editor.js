@@ -302,14 +302,30 @@ function renderList(selector, items) {
   );
 }
 
+// Shows `waiting` in `element` while `task` runs. An error the task does not handle (an answer
+// of an unexpected shape) replaces it, so a waiting text never stays on the page.
+async function whileWaiting(element, waiting, task) {
+  element.textContent = waiting;
+  try {
+    await task();
+  } catch (error) {
+    element.textContent = `Failed: ${error && error.message ? error.message : error}`;
+    element.classList.remove("ok");
+    updateButtons();
+  }
+}
+
 async function verify() {
-  const snapshot = documentText();
   $("#next").disabled = true;
   $("#verification").hidden = false;
-  $("#verify-summary").textContent = "Verifying against the org…";
   $("#verify-summary").classList.remove("ok");
   renderList("#verify-problems", []);
   renderList("#verify-warnings", []);
+  await whileWaiting($("#verify-summary"), "Verifying against the org…", verifyNow);
+}
+
+async function verifyNow() {
+  const snapshot = documentText();
   const r = await api("POST", "/api/verify", snapshot);
   if (!r.ok) {
     $("#verify-summary").textContent = r.data.error;
@@ -412,8 +428,11 @@ function renderPreview(data) {
 async function showPreview() {
   $("#preview").disabled = true;
   $("#preview-panel").hidden = false;
-  $("#preview-summary").textContent = "Reading sample rows…";
   $("#preview-results").replaceChildren();
+  await whileWaiting($("#preview-summary"), "Reading sample rows…", previewNow);
+}
+
+async function previewNow() {
   const r = await api("POST", "/api/preview", documentText());
   updateButtons();
   if (!r.ok) {
