@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 
 BASE = "demo:tap-salesforce-groups-to-target-amplitude-groups"
 ACCOUNTS = 16_000  # more than the SDK's 10,000 rows between two STATE messages: one checkpoint mid-read
+LOOKBACK = 600  # lookback_seconds: reads start this far behind the bookmark
 
 
 def load_location(project: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -71,6 +72,7 @@ def location(
             "ORCHESTRATE_AMPLITUDE_CONCURRENCY": "6",
             "ORCHESTRATE_SHARD_RETRIES": "2",
             "ORCHESTRATE_RETRY_DELAY": "3",
+            "TAP_SALESFORCE_GROUPS_LOOKBACK_SECONDS": str(LOOKBACK),
         }
         module = load_location(project, env, monkeypatch)
         yield {"emu": emu, "env": {**env, "MELTANO_ENVIRONMENT": "demo"}, "module": module, "pg": postgres}
@@ -177,8 +179,10 @@ def test_dagster_runs_the_shards_in_parallel_with_state_in_postgres(location: di
             return
         os.killpg(pid, signal.SIGKILL)  # meltano, the tap and the target: the shard's own session
         killed["at"] = dt.datetime.now(dt.timezone.utc)
+        # Requests already on the wire land, and a state write whose COMMIT was already sent is
+        # committed by the server, before the retry starts (3 s later): then the state is final.
+        time.sleep(1.5)
         killed["state"] = db_state(pg.uri, f"{BASE}:account")
-        time.sleep(1.5)  # requests already on the wire land before the retry starts (3 s later)
         killed["mark"] = len(amplitude.requests)
 
     killer = threading.Thread(target=kill_account_after_its_checkpoint, daemon=True)
@@ -193,19 +197,21 @@ def test_dagster_runs_the_shards_in_parallel_with_state_in_postgres(location: di
     retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert retried == ["amplitude_groups_account"]  # only the killed shard ran again
 
-    # Its rerun sent exactly what its last checkpoint did not cover.
-    bookmark = killed["state"]["bookmarks"]["Account"]
-    mark_value, at_mark = bookmark["replication_key_value"], set(bookmark.get("ids_at_bookmark") or [])
-    stamps = {r["Id"]: r["SystemModstamp"] for r in org.rows("Account", include_deleted=True)}
+    # Its rerun sent exactly what its last checkpoint did not cover: every row from the bookmark
+    # less the look-back, except those the state remembers as already sent at their stamp.
+    from tests.e2e.test_meltano_run import amplitude_value
 
-    def key(stamp: str) -> str:  # the tap's bookmark format: ISO 8601, milliseconds, UTC offset
-        from tests.e2e.test_meltano_run import amplitude_value
-
-        return str(amplitude_value(stamp))
-
-    rest = {
-        i for i, s in stamps.items() if key(s) > mark_value or (key(s) == mark_value and i not in at_mark)
-    }
+    entry = killed["state"]["bookmarks"]["Account"]
+    mark_value = entry["replication_key_value"]
+    emitted = entry.get("emitted")
+    sent_at: dict[str, str] = dict(emitted[0] if isinstance(emitted, list) and emitted else emitted or {})
+    sent_at.update(dict.fromkeys(entry.get("ids_at_bookmark") or [], mark_value))
+    lower = dt.datetime.fromisoformat(mark_value) - dt.timedelta(seconds=LOOKBACK)
+    rest = set()
+    for record in org.rows("Account", include_deleted=True):
+        stamp = str(amplitude_value(record["SystemModstamp"]))  # the tap's format: ms, UTC offset
+        if dt.datetime.fromisoformat(stamp) >= lower and sent_at.get(record["Id"]) != stamp:
+            rest.add(record["Id"])
     assert 0 < len(rest) < ACCOUNTS
     assert sent(amplitude, killed["mark"], "org id") == rest
 
