@@ -133,8 +133,8 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert "Mapping OK: 1 mappings, 3 group properties." in result.stdout
     assert output.count("Mapping verified against the org: OK") >= 2
     summaries = re.findall(r"Summary: (\d+) groups sent", output)
-    # demo, prod, tap-jsonl; the two shards one by one; the two shards under Dagster (with Postgres)
-    assert len(summaries) == (7 if missing is None else 5), summaries
+    # demo, prod, tap-jsonl; the two shards one by one (Dagster keeps its steps' output in its logs)
+    assert len(summaries) == 5, summaries
     assert all(int(n) > 0 for n in summaries), summaries
     assert "salesforce-to-amplitude" in result.stdout and "@hourly" in result.stdout  # schedule list
     assert (project_copy / "mapping.json").exists()
@@ -147,5 +147,6 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     # docs/operations.md "Scaling out": the shards listed, run one by one, then by Dagster.
     assert "demo:tap-salesforce-groups-to-target-amplitude-groups:subscription__c" in result.stdout
     assert output.count("shard account: ") >= 1
-    if missing is None:
-        assert "RUN_SUCCESS" in output  # `dagster job execute` of every shard, state in Postgres
+    if missing is None:  # `dagster job execute` of every shard, then their state ids in Postgres
+        assert "RUN_SUCCESS" in output
+        assert result.stdout.count("demo:tap-salesforce-groups-to-target-amplitude-groups:account") >= 3
