@@ -35,7 +35,8 @@ import yaml
 from dotenv import dotenv_values
 
 from groups_mapping.model import MappingConfig
-from groups_mapping.validate import MappingError, load_mapping
+from groups_mapping.validate import MappingError, load_mapping, problems_together
+from tap_salesforce_groups.project import ProjectError, project_mappings
 
 TAP = "tap-salesforce-groups"
 TARGET = "target-amplitude-groups"
@@ -189,6 +190,16 @@ def project_shards(
         config = load_mapping(mapping, path)
     except MappingError as exc:
         raise ShardError(f"{exc.source}: {'; '.join(exc.problems)}") from exc
+    # Together with every other mapping the project's plugins send to the same Amplitude project
+    # (inherited plugins, environments, include_paths): a rule checked per file is not checked.
+    try:
+        others, _ = project_mappings(project_root, environment)
+    except ProjectError as exc:
+        raise ShardError(str(exc)) from exc
+    name = str(path) if path else "mapping setting"
+    problems = problems_together({name: config, **{plugin.name: other for plugin, other in others}})
+    if problems:
+        raise ShardError(f"{name} with the project's other mappings: {'; '.join(problems)}")
     return shards_of(config)
 
 

@@ -37,9 +37,10 @@ MAX_JOBS = 100  # jobs kept; the oldest are forgotten (as if deleted after 7 day
 # the emulator hands the chunks back last first, so a reader that assumes any order is caught.
 # Nor is the output a snapshot: "the remaining results are fetched with extra queries" (Bulk
 # API Developer Guide, "PK Chunking"), each chunk at its own time. The emulator selects a job's
-# rows when the job is created and renders each chunk (its values, stamps included) when the
-# first results page reaches it, so a row changed between two chunks' renders comes out old
-# in one chunk while a later-changed row of the next chunk comes out new (airbytehq/airbyte#21500).
+# rows when the job is created and renders them (values, stamps included) as the results pages
+# read them, chunk after chunk, so a row changed after its chunk was read comes out old while a
+# later-changed row of a later chunk comes out new (airbytehq/airbyte#21500). Page by page, not a
+# whole chunk at once: each results request costs what a page costs, as on a real org.
 PK_CHUNK_ROWS = 100_000
 PK_CHUNKED_STANDARD_OBJECTS = frozenset(
     {"Account", "Campaign", "CampaignMember", "Case", "Contact", "Lead", "Opportunity", "Task", "User"}
@@ -62,7 +63,7 @@ class Job:
     state: str = "UploadComplete"
     error: str | None = None
     chunk_rows: int = 0  # rows per chunk (0: one chunk); chunk k holds rows[k*n:(k+1)*n]
-    rendered: dict[int, list[str]] = field(default_factory=dict)  # chunk -> its CSV lines
+    rendered: set[int] = field(default_factory=set)  # chunks read at least once
 
     def info(self, user_id: str, detail: bool = False) -> dict[str, Any]:
         """The job as the API describes it; ``detail`` adds the fields of ``GET jobs/query/{id}``."""
@@ -132,10 +133,20 @@ class BulkApi:
             if method in ("GET", "HEAD"):
                 return json_response(self._poll(job).info(user, detail=True))
             if method == "DELETE":
+                # "You can only delete a job if its state is JobComplete, Aborted, or Failed"
+                # (Bulk API 2.0 Developer Guide, "Delete a Query Job"): a running job is aborted first.
                 with self._lock:
+                    if self._poll_locked(job).state not in ("JobComplete", "Aborted", "Failed"):
+                        raise ApiError(
+                            400,
+                            "API_ERROR",
+                            "Error encountered when deleting the job because the job is not terminated",
+                        )
                     self._jobs.pop(job.id, None)
                 return Response(status=204)
-            raise _not_allowed(method, "GET, DELETE")  # aborting (PATCH): no plugin does
+            if method == "PATCH":
+                return json_response(self._abort(request, job).info(user))
+            raise _not_allowed(method, "GET, PATCH, DELETE")
         if parts[1:] == ["results"] and method in ("GET", "HEAD"):
             return self._results(request, job, version)
         raise not_found()
@@ -235,11 +246,27 @@ class BulkApi:
 
     def _poll(self, job: Job) -> Job:
         with self._lock:
-            if job.state in ("UploadComplete", "InProgress"):
-                if job.error:
-                    job.state = "Failed"
-                else:
-                    job.state = "JobComplete" if time.monotonic() >= job.ready_at else "InProgress"
+            return self._poll_locked(job)
+
+    @staticmethod
+    def _poll_locked(job: Job) -> Job:
+        if job.state in ("UploadComplete", "InProgress"):
+            if job.error:
+                job.state = "Failed"
+            else:
+                job.state = "JobComplete" if time.monotonic() >= job.ready_at else "InProgress"
+        return job
+
+    def _abort(self, request: Request, job: Job) -> Job:
+        """``PATCH {"state": "Aborted"}`` ("Abort a Query Job", Bulk API 2.0 Developer Guide): only
+        a job in UploadComplete or InProgress can be aborted."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or body.get("state") != "Aborted":
+            raise ApiError(400, "INVALIDJOB", 'The request body must be {"state": "Aborted"}')
+        with self._lock:
+            if self._poll_locked(job).state not in ("UploadComplete", "InProgress"):
+                raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} cannot be aborted in state {job.state}")
+            job.state = "Aborted"
         return job
 
     def _results(self, request: Request, job: Job, version: str) -> Response:
@@ -262,9 +289,10 @@ class BulkApi:
         position = offset
         while position < end:
             chunk = position // size
-            rendered = self._chunk(job, chunk, size)
             stop = min(end, (chunk + 1) * size)
-            lines.extend(rendered[position - chunk * size : stop - chunk * size])
+            with self.org.lock:  # this page's part of the chunk, from the rows as they are now
+                lines.extend(",".join(cell(row) for cell in job.cells) for row in job.rows[position:stop])
+            self._reached(job, chunk)
             position = stop
         text = "\n".join(lines) + "\n"
         next_locator = _encode_locator(end) if end < len(job.rows) else "null"
@@ -274,24 +302,14 @@ class BulkApi:
             headers={"Sforce-NumberOfRecords": str(end - offset), "Sforce-Locator": next_locator},
         )
 
-    def _chunk(self, job: Job, chunk: int, size: int) -> list[str]:
-        """A chunk's CSV lines, rendered from the org's rows the first time it is read."""
+    def _reached(self, job: Job, chunk: int) -> None:
+        """Call ``on_chunk_rendered`` the first time a results page reaches ``chunk``."""
         with self._lock:
-            lines = job.rendered.get(chunk)
-        if lines is not None:
-            return lines
-        with self.org.lock:
-            lines = [
-                ",".join(cell(row) for cell in job.cells)
-                for row in job.rows[chunk * size : (chunk + 1) * size]
-            ]
-        with self._lock:
-            job.rendered = {k: v for k, v in job.rendered.items() if k >= chunk - 1}  # bounded memory
-            job.rendered[chunk] = lines
+            first = chunk not in job.rendered
+            job.rendered.add(chunk)
         hook = self.on_chunk_rendered
-        if hook is not None:
+        if first and hook is not None:
             hook(job, chunk)
-        return lines
 
 
 def _csv_cell(get: Getter, type_: str) -> Callable[[int], str]:

@@ -7,10 +7,13 @@ neither plugin defines the format itself.
 from groups_mapping.files import write_atomically
 from groups_mapping.model import (
     FORMAT_VERSION,
+    TAP_SIGNATURE,
     GroupMapping,
     MappingConfig,
     PropertyMapping,
+    is_signed,
     json_schema_path,
+    signed_description,
 )
 from groups_mapping.urls import insecure_url
 from groups_mapping.validate import (
@@ -37,6 +40,7 @@ __all__ = [
     "MAPPING_FILE_DESCRIPTION",
     "MAX_GROUP_TYPES",
     "MAX_PROPERTIES",
+    "TAP_SIGNATURE",
     "GroupMapping",
     "MappingConfig",
     "MappingError",
@@ -44,10 +48,12 @@ __all__ = [
     "deleted_flag_problems",
     "deleted_flags",
     "insecure_url",
+    "is_signed",
     "json_schema_path",
     "load_mapping",
     "parse_mapping",
     "problems_together",
+    "signed_description",
     "validate",
     "write_atomically",
 ]

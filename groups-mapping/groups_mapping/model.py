@@ -12,6 +12,22 @@ from typing import Any
 
 FORMAT_VERSION = 1
 
+# How tap-salesforce-groups signs each stream's SCHEMA: the schema's top-level description ends
+# with this (a standard JSON Schema key, so it survives Meltano's catalog round trip). Its rows
+# need the mapping on the target too; without it they would become stray group types.
+TAP_SIGNATURE = "(tap-salesforce-groups)"
+
+
+def signed_description(stream: str) -> str:
+    """The description tap-salesforce-groups gives a stream's schema."""
+    return f"{stream}: the fields its groups mapping reads {TAP_SIGNATURE}"
+
+
+def is_signed(schema: Mapping[str, Any]) -> bool:
+    """Whether a SCHEMA comes from tap-salesforce-groups (see :data:`TAP_SIGNATURE`)."""
+    description = schema.get("description")
+    return isinstance(description, str) and description.endswith(TAP_SIGNATURE)
+
 
 @dataclass(frozen=True)
 class PropertyMapping:

@@ -195,19 +195,28 @@ def _cross_mapping_problems(mappings: list[GroupMapping], sources: dict[int, str
     def same_file(a: GroupMapping, b: GroupMapping) -> bool:
         return sources is not None and sources[id(a)] == sources[id(b)]
 
+    def origin(m: GroupMapping, field: str) -> tuple[str, str, str]:
+        return (m.object.lower(), m.group_name_field.lower(), field.lower())
+
     problems: list[str] = []
     relations: dict[tuple[str, str], GroupMapping] = {}
-    writers: dict[tuple[str, str], GroupMapping] = {}
+    writers: dict[tuple[str, str], tuple[GroupMapping, tuple[str, str, str]]] = {}
     for m in mappings:
         first = relations.setdefault((m.object.lower(), m.group_type), m)
-        if first is not m and not same_file(first, m):
+        if first is not m and not sources:
             problems.append(
                 f"{where(m)}: Salesforce object '{m.object}' is already mapped to group type "
                 f"'{m.group_type}' by {where(first)}"
             )
         for p in m.properties:
-            owner = writers.setdefault((m.group_type, p.property), m)
-            if owner is not m and not same_file(owner, m):
+            owner, owner_origin = writers.setdefault((m.group_type, p.property), (m, origin(m, p.field)))
+            # Across files, the same field of the same rows under the same name is one value
+            # (a shard repeating part of the whole mapping), not two writers.
+            if (
+                owner is not m
+                and not same_file(owner, m)
+                and (not sources or owner_origin != origin(m, p.field))
+            ):
                 problems.append(
                     f"{where(m)}: group property '{p.property}' of group type '{m.group_type}' is "
                     f"also written by {where(owner)}; one would overwrite the other"

@@ -14,6 +14,7 @@ import io
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
@@ -47,6 +48,7 @@ T = TypeVar("T")
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(?P<used>\d+)/(?P<max>\d+)")
 BULK_PAGE_ROWS = 10000  # rows per Bulk API 2.0 results page: bounds the tap's memory
 BULK_POLL_SECONDS = (0.5, 10.0)  # first and longest wait between polls of a Bulk job
+ABORT_SECONDS = 5.0  # timeout of each request that aborts and deletes a job when the run stops
 TRANSIENT_STATUS = (406, 500, 502, 503, 504)  # 406: a Salesforce edge answer that passes on retry
 # REQUEST_LIMIT_EXCEEDED also means "too many requests at once", which passes: ConcurrentRequests
 # and ConcurrentPerOrgLongTxn (25 long-running requests per org; SalesforceLabs/OrgCheck#432,
@@ -188,6 +190,9 @@ class SalesforceClient:
         self._sf: Salesforce | None = None
         self._describes: dict[str, dict[str, Any]] = {}
         self.requests_made = 0
+        self.bulk_job_id: str | None = None  # the Bulk API 2.0 job being read
+        # Set when the run stops (a signal): waits between Bulk polls end at once.
+        self.stopping = threading.Event()
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
         self.clock_offset = timedelta(0)  # Salesforce's clock minus ours, from the Date header
         self._warned_soap = False
@@ -398,7 +403,8 @@ class SalesforceClient:
         the one before it is read; the job is deleted afterwards. ``job_info`` receives the
         job as created (its server-side ``createdDate``) before the first page comes."""
         pages = self._bulk_pages(object_name, soql, include_deleted, job_info)
-        return prefetch(pages, name=f"{object_name}-bulk")
+        # A consumer that stops waits long enough for a running job to be aborted and deleted.
+        return prefetch(pages, name=f"{object_name}-bulk", join_seconds=2 * ABORT_SECONDS + 2)
 
     def _bulk_pages(
         self, object_name: str, soql: str, include_deleted: bool, job_info: MutableMapping[str, Any] | None
@@ -409,8 +415,11 @@ class SalesforceClient:
         if job_info is not None:
             job_info.update(job)
         job_id = str(job["id"])
+        self.bulk_job_id = job_id  # named by errors about its results
+        finished = False
         try:
             self._wait_for(job_id, what)
+            finished = True
             locator = ""
             while locator != "null":
                 params = {"maxRecords": BULK_PAGE_ROWS, **({"locator": locator} if locator else {})}
@@ -418,11 +427,20 @@ class SalesforceClient:
                 locator = page.headers.get("Sforce-Locator") or "null"
                 yield page.content
                 self.check_budget()  # before the next page is asked for
+        except QueryTooBig:
+            finished = True  # Failed: nothing left to abort
+            raise
         finally:
-            self._delete_job(job_id, what)
+            if finished:
+                self._delete_job(job_id, what)
+            else:  # stopped while the job runs (a signal, the budget): it would run on in the org
+                self._abort_job(job_id, what)
 
     def _wait_for(self, job_id: str, what: str) -> None:
-        """Poll until the job completes, checking the API budget between polls."""
+        """Poll until the job completes, checking the API budget between polls.
+
+        The wait between polls ends at once when the run is stopping (:attr:`stopping`).
+        """
         wait, longest = BULK_POLL_SECONDS
         while True:
             info = self._bulk("GET", f"/{job_id}", f"{what} (poll)").json()
@@ -438,8 +456,40 @@ class SalesforceClient:
             if state == "Aborted":
                 raise SalesforceClientError(f"{what}: job {job_id} was aborted")
             self.check_budget()
-            time.sleep(wait)
+            if self.stopping.wait(wait):
+                raise SalesforceClientError(f"{what}: stopped while job {job_id} was running")
             wait = min(longest, wait * 1.5)
+
+    def _abort_job(self, job_id: str, what: str) -> None:
+        """Abort, then delete, a job still running: a few seconds each, no retry, no re-login.
+
+        Salesforce deletes only a terminated job ("Delete a Query Job": JobComplete, Aborted or
+        Failed), and aborts one in UploadComplete or InProgress ("Abort a Query Job").
+        """
+        sf = self._sf
+        if sf is None:
+            return
+        url = f"{sf.base_url}jobs/query/{job_id}"
+        headers = {"Authorization": f"Bearer {sf.session_id}"}
+        try:
+            with requests.Session() as session:  # no retry adapter: a stop must not wait on backoff
+                aborted = session.patch(
+                    url, json={"state": "Aborted"}, headers=headers, timeout=ABORT_SECONDS
+                )
+                deleted = session.delete(url, headers=headers, timeout=ABORT_SECONDS)
+        except requests.RequestException as exc:
+            self.logger.warning("Could not abort Bulk job %s: %s", job_id, connection_problem(exc))
+            return
+        if deleted.status_code >= 300:
+            self.logger.warning(
+                "Could not abort and delete Bulk job %s (%s: HTTP %s, then HTTP %s)",
+                job_id,
+                what,
+                aborted.status_code,
+                deleted.status_code,
+            )
+        else:
+            self.logger.info("Bulk job %s aborted and deleted", job_id)
 
     def _delete_job(self, job_id: str, what: str) -> None:
         """Delete a read (or abandoned) job; failing to is worth a warning, not a failed run."""

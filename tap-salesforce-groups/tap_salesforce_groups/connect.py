@@ -30,7 +30,7 @@ import secrets
 import threading
 import webbrowser
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -78,7 +78,7 @@ class Connection:
     instance_url: str
     username: str
     email: str
-    refresh_token: str
+    refresh_token: str = field(repr=False)  # never in a log line or a traceback
 
     @property
     def line(self) -> str:
@@ -109,7 +109,7 @@ class Flow:
         if not settings.get("client_id"):
             raise ConnectError(
                 "client_id is not set: set it to the connected app's Consumer Key "
-                "(meltano config tap-salesforce-groups set client_id …)"
+                "(meltano config set --store=dotenv tap-salesforce-groups client_id …)"
             )
         self.settings = settings
         self.redirect_uri = redirect

@@ -15,6 +15,7 @@ class StopRun(SalesforceClientError):
     """Stop reading, keep the state of what was emitted: the org's limit or our budget."""
 
     failed = True
+    exit_code = 1
 
 
 class RequestLimitExceeded(StopRun):
@@ -22,9 +23,10 @@ class RequestLimitExceeded(StopRun):
 
 
 class ApiBudgetReached(StopRun):
-    """The org's daily API usage reached ``max_api_usage_percent``."""
+    """The org's daily API usage reached ``max_api_usage_percent``: exit 75 (EX_TEMPFAIL)."""
 
     failed = False
+    exit_code = 75
 
 
 class QueryTooBig(SalesforceClientError):

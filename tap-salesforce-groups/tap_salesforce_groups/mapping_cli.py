@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import MappingError, load_mapping, parse_mapping, write_atomically
+from groups_mapping import MappingConfig, MappingError, load_mapping, parse_mapping, write_atomically
 from tap_salesforce_groups import core
 from tap_salesforce_groups import settings as tap_settings
 from tap_salesforce_groups.connect import ENV_NAME, TIMEOUT_S, ConnectError, default_env_file, run_connect
@@ -22,6 +22,7 @@ from tap_salesforce_groups.editor import run_editor
 from tap_salesforce_groups.editor.org import property_label
 from tap_salesforce_groups.errors import SalesforceClientError
 from tap_salesforce_groups.interrupt import interruptible, signals_deferred
+from tap_salesforce_groups.project import pairing_problems, project_problems
 from tap_salesforce_groups.schema import UNSUPPORTED_TYPES, FieldProblem, json_type
 
 # Bookkeeping fields the tap reads anyway; a scaffold with --all leaves them out.
@@ -86,10 +87,28 @@ def main() -> None:
 @interruptible()
 def validate(config: tuple[str, ...]) -> None:
     """Check the mapping offline: every problem, one line each; exit 1 when there is any."""
-    mapping = _load(_settings(config))
+    settings = _settings(config)
+    mapping = _load(settings)
+    if problems := _check_project(mapping, settings):
+        _fail(problems, PROJECT_HEADER.format(len(problems)))
     fields = sum(len(m.properties) for m in mapping.mappings)
     with signals_deferred():
         click.echo(f"Mapping OK: {len(mapping.mappings)} mappings, {fields} group properties.")
+
+
+PROJECT_HEADER = "The project's mappings do not work together ({} problems):"
+
+
+def _check_project(mapping: MappingConfig, settings: dict[str, Any], *, pairing: bool = False) -> list[str]:
+    """The mapping together with every other mapping the Meltano project uses (and, with
+    ``pairing``, each job's tap and target reading the same one): the problems, warnings echoed."""
+    source = str(settings.get("mapping_file") or "mapping setting")
+    problems, warnings = project_problems(mapping, source)
+    if pairing:
+        problems += pairing_problems()
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return problems
 
 
 @main.command()
@@ -210,11 +229,18 @@ def scaffold(  # noqa: PLR0917 (click passes options positionally)
 def verify(config: tuple[str, ...]) -> None:
     """Check the mapping against the org, then read one row per object (the tap's --test)."""
     settings = _settings(config)
+    project = _check_project(_load(settings), settings, pairing=True)
     result = core.verify(settings, previous=core.previous_mapping(settings))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if project:  # listed with the org's problems: every problem at once
+        click.echo(PROJECT_HEADER.format(len(project)), err=True)
+        for problem in project:
+            click.echo(f"  - {problem}", err=True)
     if result.problems:
         _fail(result.problems, result.header)
+    if project:
+        sys.exit(1)
     click.echo(result.summary)
 
 

@@ -30,7 +30,10 @@ class Prefetcher(Generic[T]):
     request still running when the process exits does not hold it up.
     """
 
-    def __init__(self, source: Iterable[T], ahead: int = 1, name: str = "prefetch") -> None:
+    def __init__(
+        self, source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float = _JOIN_SECONDS
+    ) -> None:
+        self._join_seconds = join_seconds
         self._source = source
         self._queue: queue.Queue[T | _End] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
@@ -81,9 +84,11 @@ class Prefetcher(Generic[T]):
         source (a stop on a signal must not wait out a slow request)."""
         self._stop.set()
         if self._thread is not threading.current_thread():
-            self._thread.join(timeout=_JOIN_SECONDS)
+            self._thread.join(timeout=self._join_seconds)
 
 
-def prefetch(source: Iterable[T], ahead: int = 1, name: str = "prefetch") -> Iterator[T]:
+def prefetch(
+    source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float = _JOIN_SECONDS
+) -> Iterator[T]:
     """``source``'s items, read ``ahead`` items in advance in a background thread."""
-    return iter(Prefetcher(source, ahead, name))
+    return iter(Prefetcher(source, ahead, name, join_seconds))

@@ -39,7 +39,7 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], int, str], ...] = (
         th.IntegerType(minimum=1, maximum=100),
         80,
         "Stop cleanly, state saved, once the org's daily API usage reaches this percentage "
-        "(read from Sforce-Limit-Info).",
+        "(read from Sforce-Limit-Info), exit 75; the objects not read are read first next time.",
     ),
     ("request_timeout", th.IntegerType(minimum=1), 300, "Seconds per HTTP request."),
     (

@@ -102,6 +102,7 @@ class Memory:
         self.pairs: dict[str, str] = pairs
         self.limit = limit or MEMORY_LIMIT
         self.dropped = 0
+        self._trim_at = max(1024, 2 * len(pairs))  # see full
 
     def seen(self, record_id: str, stamp: str) -> bool:
         return self.pairs.get(record_id) == stamp
@@ -111,8 +112,10 @@ class Memory:
 
     @property
     def full(self) -> bool:
-        """A quarter past the limit: time to trim (so a STATE never carries much more)."""
-        return len(self.pairs) > self.limit + self.limit // 4
+        """Time to trim: twice what the last trim kept (at least 1,024 more), at most a quarter
+        past the limit. A read moving forward keeps few pairs, so every STATE it writes stays
+        small, and each trim costs about as many steps as rows were read since the last."""
+        return len(self.pairs) > self._trim_at
 
     def trim(self, floor: str | None, bookmark: str | None) -> None:
         """Forget pairs older than ``floor`` (a read from it cannot return them), then the
@@ -129,6 +132,8 @@ class Memory:
             for _, record_id in older[:excess]:
                 del pairs[record_id]
             self.dropped += min(excess, len(older))
+        kept = len(pairs)
+        self._trim_at = max(min(self.limit + self.limit // 4, 2 * kept), kept + 1024)
 
 
 @dataclass
@@ -213,12 +218,18 @@ class SalesforceObjectStream(Stream):
         read of new or calculated fields; stop cleanly when told to."""
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
+            self.run.skipped(self.name)
             return
         state = self.get_context_state(context)
         try:
             yield from self._sync(state)
         except StopRun as exc:
-            self.run.stop(f"{exc}; state saved, the next run resumes", failed=exc.failed)
+            self.run.stop(
+                f"{exc}; state saved, the next run resumes",
+                failed=exc.failed,
+                exit_code=exc.exit_code,
+                partial=True,
+            )
         except SalesforceClientError as exc:
             self.run.stop(str(exc), failed=True)
         except RunInterrupted:
@@ -469,7 +480,10 @@ class SalesforceObjectStream(Stream):
         emit = [f for f in p.fields if f in self.fields]
         strip = len(emit) != len(p.fields)
         window, size = Window(start), None
+        initial = slot.get("replication_key_value")  # a re-query may start at a bookmark moved since
         bulk = self._use_bulk(p, window, progress)  # Bulk rows come unsorted (PK chunking)
+        if bulk and not p.counted and not self._any_rows(p, window):
+            return  # no parent changed: one COUNT() instead of a Bulk job's four calls
         checked = window
         while True:
             if not bulk and window != checked:
@@ -506,10 +520,10 @@ class SalesforceObjectStream(Stream):
                 continue
             except (QueryTooBig, QueryCursorExpired) as exc:
                 if isinstance(exc, QueryTooBig):
-                    window, size = self._smaller_window(p, window, size, exc)
+                    window, size = self._smaller_window(p, window, size, exc, initial)
                 else:
                     self.logger.warning("Query cursor expired on %s; re-querying", p.label)
-                    window = Window(self._position(slot, window, bulk), window.end)
+                    window = Window(self._position(slot, window, bulk, initial), window.end)
                 continue
             if self.run.stopped_reason:
                 return
@@ -647,23 +661,37 @@ class SalesforceObjectStream(Stream):
         )
         return True
 
-    def _position(self, slot: dict[str, Any], window: Window, bulk: bool) -> datetime | None:
-        """Where a re-query starts: the committed bookmark when inside the window (its rows
-        emitted already are skipped by the memory), else the window's start."""
+    def _any_rows(self, p: Pass, window: Window) -> bool:
+        """Whether the pass has rows to read (a COUNT() that times out says yes)."""
+        count = build_soql(self.name, [], replication_key=p.key, window=window, count=True, extra=p.where)
+        try:
+            return self.client.count(count, include_deleted=self._include_deleted) > 0
+        except QueryTooBig:
+            return True
+
+    def _position(
+        self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
+    ) -> datetime | None:
+        """Where a re-query starts: the committed bookmark when this read moved it inside the
+        window (its rows emitted already are skipped by the memory), else the window's start.
+
+        The bookmark the read started from is not a position: the read began lookback_seconds
+        before it, and rows committed late into that span are not read yet (nor are rows the
+        memory skipped, which do not move the bookmark)."""
         bookmark = slot.get("replication_key_value")
-        if not bulk and bookmark is not None:
+        if not bulk and bookmark is not None and bookmark != initial:
             at = parse_datetime(str(bookmark))
             if window.start is None or at >= window.start:
                 return at
         return window.start
 
     def _smaller_window(
-        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig
+        self, p: Pass, window: Window, size: timedelta | None, exc: QueryTooBig, initial: Any = None
     ) -> tuple[Window, timedelta]:
         """Half the window that failed, from where reading stopped; fail below MIN_WINDOW."""
         if not p.key:
             raise SalesforceClientError(f"{exc} ({self.name} has no SystemModstamp to read it in windows)")
-        start = self._position(p.slot, window, bulk=False) or self._oldest(p)
+        start = self._position(p.slot, window, bulk=False, initial=initial) or self._oldest(p)
         now = self.client.server_now()
         span = (window.end or now) - start
         size = min(size, span) / 2 if size else span / 2
@@ -742,7 +770,7 @@ class SalesforceObjectStream(Stream):
         """
         convert = self._csv_converters()
         pages = self.client.bulk_pages(self.name, soql, include_deleted=self._include_deleted, job_info=job)
-        for content in pages:
+        for page, content in enumerate(pages, start=1):
             rows = csv.reader(csv_lines(content))  # parsed lazily: memory holds the page's bytes
             header = next(rows, None)
             if header is None:
@@ -752,7 +780,13 @@ class SalesforceObjectStream(Stream):
             if missing:
                 raise SalesforceClientError(f"Bulk results for {self.name} lack columns {missing}")
             plan = [(f, index[f], convert.get(f)) for f in fields]
+            width = len(header)
             for row in rows:
+                if len(row) != width:  # a cut or damaged page: its cells would land in the wrong fields
+                    raise SalesforceClientError(
+                        f"Bulk API 2.0 job {self.client.bulk_job_id} on {self.name}: results page {page}, "
+                        f"line {rows.line_num} has {len(row)} columns where the header has {width}"
+                    )
                 yield {f: (cast(row[i]) if cast else row[i]) if row[i] else None for f, i, cast in plan}
 
     def _csv_converters(self) -> dict[str, Callable[[str], Any] | None]:

@@ -8,20 +8,20 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import ConfigValidationError
 
-from groups_mapping import MappingConfig, MappingError, load_mapping
+from groups_mapping import MappingConfig, MappingError, load_mapping, signed_description
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.core import connect, resolve_objects
 from tap_salesforce_groups.errors import RunStopped, SalesforceClientError
-from tap_salesforce_groups.run import RunControl
+from tap_salesforce_groups.run import PARTIAL_KEY, RunControl
 from tap_salesforce_groups.sdk import hide_unsorted_warning
 from tap_salesforce_groups.settings import CONFIG_JSONSCHEMA
-from tap_salesforce_groups.streams import SalesforceObjectStream
+from tap_salesforce_groups.streams import EMITTED, LEGACY_EMITTED, SalesforceObjectStream
 from tap_salesforce_groups.timestamps import parse_datetime
 from tap_salesforce_groups.writer import FastSingerWriter
 
@@ -48,7 +48,7 @@ class TapSalesforceGroups(Tap):
     ) -> None:
         super().__init__(
             config=config,
-            catalog=catalog,
+            catalog=_signed_catalog(catalog),
             state=state,
             parse_env_config=parse_env_config,
             validate_config=validate_config,
@@ -64,7 +64,43 @@ class TapSalesforceGroups(Tap):
     @cached_property
     def run(self) -> RunControl:
         """This run's stop reason and exit status, shared with the streams."""
-        return RunControl(self.logger)
+        run = RunControl(self.logger)
+        run.state = cast("dict[str, Any]", self.state)  # the dict the SDK writes as STATE
+        return run
+
+    unread_first: tuple[str, ...] = ()  # objects the last run stopped before reading
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK's bookmarks, and which objects a run stopped by a limit did not read."""
+        super().load_state(state)
+        partial = state.get(PARTIAL_KEY)
+        if isinstance(partial, dict) and isinstance(partial.get("unread"), list):
+            self.unread_first = tuple(str(name) for name in partial["unread"])
+        if partial is not None:
+            # Meltano merges a run's STATE into the stored one key by key: the mark of the
+            # partial run must be overwritten, not just left out.
+            cast("dict[str, Any]", self.state)[PARTIAL_KEY] = None
+
+    @property
+    def streams(self) -> dict[str, Stream]:
+        """The SDK's streams (sorted by name), those the last run did not get to first.
+
+        A run stopped by a limit lists the objects it did not read in its STATE; reading them
+        first means one object that keeps the org near its budget cannot starve the others.
+        The SDK syncs in this dict's order.
+        """
+        streams = super().streams
+        first = [name for name in self.unread_first if name in streams]
+        if first and list(streams)[: len(first)] != first:
+            ordered = {name: streams[name] for name in first} | streams
+            streams.clear()
+            streams.update(ordered)
+            self.logger.info(
+                "Reading %s first: the last run stopped before reading %s",
+                ", ".join(first),
+                "it" if len(first) == 1 else "them",
+            )
+        return streams
 
     @cached_property
     def mapping(self) -> MappingConfig:
@@ -77,7 +113,9 @@ class TapSalesforceGroups(Tap):
     @cached_property
     def client(self) -> SalesforceClient:
         """The connection to the org; the settings are checked before its first call."""
-        return connect(self.config, self.logger)
+        client = connect(self.config, self.logger)
+        client.stopping = self.run.stopping  # a signal ends its waits between Bulk polls
+        return client
 
     def _state_problems(self) -> list[str]:
         """Bookmarks must parse; one in the future is a warning naming its stream."""
@@ -150,7 +188,8 @@ class TapSalesforceGroups(Tap):
         return SalesforceObjectStream(
             self,
             name=name,
-            schema=schema,
+            # Signed, so that a target left without the mapping refuses it (groups_mapping.is_signed).
+            schema={**schema, "description": signed_description(name)},
             key_properties=keys,
             replication_key=replication_key,
             client=self.client,
@@ -237,7 +276,63 @@ def _checked_state(text: str) -> dict[str, Any]:
         raise ConfigValidationError("--state is invalid", errors=[f"--state is not JSON: {exc}"]) from exc
     if not isinstance(value, dict):
         raise ConfigValidationError("--state is invalid", errors=["--state must hold a JSON object"])
+    if problems := state_shape_problems(value):
+        raise ConfigValidationError("--state is invalid", errors=problems)
     return value
+
+
+def state_shape_problems(state: dict[str, Any]) -> list[str]:
+    """What in a state does not have the shape this tap writes: one line each, naming the stream."""
+    bookmarks = state.get("bookmarks")
+    if bookmarks is None:
+        return []
+    if not isinstance(bookmarks, dict):
+        return [f"--state: 'bookmarks' must be an object of streams, not {type(bookmarks).__name__}"]
+    problems = []
+    for stream, entry in bookmarks.items():
+        if not isinstance(entry, dict):
+            problems.append(
+                f"--state: the bookmark of {stream} must be an object, not {type(entry).__name__}"
+            )
+            continue
+        ids = entry.get(LEGACY_EMITTED)
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            problems.append(
+                f"--state: {LEGACY_EMITTED} of {stream} must be a list of Ids, not {type(ids).__name__}"
+            )
+        pairs = entry.get(EMITTED)  # {Id: stamp}, kept as [{Id: stamp}] (streams.Memory)
+        if isinstance(pairs, list) and len(pairs) == 1:
+            pairs = pairs[0]
+        if pairs is not None and not (
+            isinstance(pairs, dict) and all(isinstance(v, str) for v in pairs.values())
+        ):
+            problems.append(
+                f"--state: {EMITTED} of {stream} must map Ids to timestamps, not {type(pairs).__name__}"
+            )
+        value = entry.get("replication_key_value")
+        if value is not None and not isinstance(value, str):
+            problems.append(
+                f"--state: the bookmark of {stream} must be a timestamp string, not {type(value).__name__}"
+            )
+    return problems
+
+
+def _signed_catalog(catalog: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The input catalog with each stream's schema signed (``groups_mapping.is_signed``).
+
+    The SDK sends the input catalog's schema in SCHEMA messages; a catalog saved before the
+    signature existed (or edited by hand) must not let this tap's streams go out unsigned.
+    """
+    if not isinstance(catalog, dict):
+        return catalog
+    streams = []
+    for entry in catalog.get("streams") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("schema"), dict):
+            name = str(entry.get("tap_stream_id") or entry.get("stream"))
+            streams.append({**entry, "schema": {**entry["schema"], "description": signed_description(name)}})
+        else:
+            streams.append(entry)
+    return {**catalog, "streams": streams}
 
 
 def _covers(schema: dict[str, Any], fields: tuple[str, ...]) -> bool:

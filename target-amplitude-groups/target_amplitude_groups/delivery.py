@@ -59,6 +59,11 @@ class Delivery:
     _started: float = field(default_factory=time.monotonic, init=False)
 
     @property
+    def latest_state(self) -> Any:
+        """The value of the last STATE message the tap sent."""
+        return self._latest_state
+
+    @property
     def is_dry_run(self) -> bool:
         return self.client is None
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
-from groups_mapping import GroupMapping, deleted_flags
+from groups_mapping import GroupMapping, deleted_flags, is_signed
 from target_amplitude_groups.errors import StreamMismatch
 from target_amplitude_groups.identify import (
     DATELIKE_FORMATS,
@@ -64,6 +64,12 @@ class AmplitudeGroupsSink(BatchSink):
             if not mappings:
                 self.logger.warning("Stream '%s' is not in the mapping; its records are ignored", stream)
             return tuple(self._resolve(m, stream, fields) for m in mappings)
+        if is_signed(schema):
+            raise StreamMismatch(
+                f"stream '{stream}' comes from tap-salesforce-groups, whose streams need the mapping: "
+                "set the target's mapping_file (or mapping) to the tap's. Without it every field, "
+                f"SystemModstamp and IsDeleted included, would become a property of a group type '{stream}'"
+            )
         if len(keys) != 1:
             self.logger.warning(
                 "Stream '%s' has %s key properties; without a mapping the single key property is the "

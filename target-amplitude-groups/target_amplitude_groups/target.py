@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import select
 import signal
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
@@ -38,6 +43,19 @@ from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
 
 DEFAULT_REJECTED_FILE = "output/amplitude-rejected.jsonl"
+
+
+def partial_reason(state: Any) -> str | None:
+    """Why the tap stopped before reading everything, when its STATE says so.
+
+    A tap that stops on a limit (tap-salesforce-groups: the API budget, the org's request
+    limit) writes ``"partial": {"reason": …}`` at the top of its STATE; the run report then says
+    ``partial`` instead of ``ok``.
+    """
+    partial = state.get("partial") if isinstance(state, dict) else None
+    if isinstance(partial, dict) and partial.get("reason"):
+        return str(partial["reason"])
+    return None
 
 
 class StateWatchingReader(FastSingerReader):
@@ -86,6 +104,48 @@ def _refuse_batch(message: dict[str, Any]) -> None:
         "BATCH messages are not supported by target-amplitude-groups; turn batch output "
         "off in the tap (its `batch_config` setting)"
     )
+
+
+STOP_GRACE_SECONDS = 15.0  # after request_timeout: the longest a signalled run may take to end
+
+
+def _watchdog(seconds: float, code: int, logger: logging.Logger) -> None:
+    """Exit with ``code`` if the process is still alive ``seconds`` from now.
+
+    After a signal nothing may hang: when Meltano stops reading (it is terminating too), a
+    write to a full pipe would block forever. In-flight requests end within request_timeout,
+    so a process still alive after it is stuck.
+    """
+
+    def expire() -> None:
+        logger.error("Still stopping after %.0fs (output blocked?); exiting now", seconds)
+        os._exit(code)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def _discard_input(seconds: float) -> None:
+    """Read what is left on stdin, unused, until it ends (at most ``seconds``).
+
+    Ctrl-C reaches the tap too, which then ends its output within seconds. Until then Meltano
+    keeps copying the tap's lines into the target's stdin: a target that exited at once would
+    make that copy fail with a BrokenPipeError traceback in Meltano's log. Nothing read here
+    is acknowledged, and no STATE follows it.
+    """
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (tests feed a StringIO)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready or not os.read(fd, 1 << 16):
+                return
+        except (OSError, ValueError):
+            return
 
 
 # The numeric settings: name, type with the range checked at start, default, description.
@@ -308,7 +368,13 @@ class TargetAmplitudeGroups(Target):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_event.is_set():
+            # A second signal: Ctrl-C reaches the whole process group, then Meltano terminates
+            # its plugins. The target is stopping already; raising again would interrupt that.
+            return
         self.stop_event.set()  # retries and backoff waits end now; in-flight requests end within request_timeout
+        grace = float(self.config["request_timeout"]) + STOP_GRACE_SECONDS
+        _watchdog(grace, 128 + signum, self.logger)
         raise Interrupted(signum, signal.Signals(signum).name)
 
     # -- sinks and checkpoints -------------------------------------------------------------
@@ -361,9 +427,13 @@ class TargetAmplitudeGroups(Target):
         self._finished = True
         dry_run = bool(self.config["dry_run"])
         mode = " (dry run: nothing sent, no STATE)" if dry_run else ""
-        (self.logger.info if status == "ok" else self.logger.error)(
-            "Summary%s: %s%s", mode, self.stats.summary(), "" if status == "ok" else f" ({status})"
-        )
+        if status == "ok" and (reason := partial_reason(self.delivery.latest_state)):
+            status, error = "partial", reason  # the tap stopped early: delivered, but not everything
+            self.logger.warning("Summary%s: %s (partial: %s)", mode, self.stats.summary(), reason)
+        else:
+            (self.logger.info if status == "ok" else self.logger.error)(
+                "Summary%s: %s%s", mode, self.stats.summary(), "" if status == "ok" else f" ({status})"
+            )
         if self.delivery.client is not None:
             self.delivery.client.close()
         if path := self.config.get("report_file"):
@@ -411,10 +481,12 @@ class TargetAmplitudeGroups(Target):
         except ConfigValidationError:
             raise  # before the run started: the SDK prints each problem on its own line
         except (Exception, KeyboardInterrupt) as exc:  # the one place every failure ends
-            cls._fail(exc, target)
+            cls._fail(exc, target, from_stdin=file_input is None)
 
     @classmethod
-    def _fail(cls, exc: BaseException, target: TargetAmplitudeGroups | None) -> None:
+    def _fail(
+        cls, exc: BaseException, target: TargetAmplitudeGroups | None, *, from_stdin: bool = True
+    ) -> None:
         if isinstance(exc, (RunFailure, InvalidInputLine)):
             message = str(exc)
         elif isinstance(exc, KeyboardInterrupt):
@@ -434,6 +506,8 @@ class TargetAmplitudeGroups(Target):
                 target.finish("interrupted" if isinstance(exc, Interrupted) else "failed", message)
             except RunFailure as report_failure:
                 cls.logger.error("%s", report_failure)
+        if isinstance(exc, Interrupted) and from_stdin:
+            _discard_input(STOP_GRACE_SECONDS)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
 
 

@@ -134,7 +134,7 @@ def test_describe_polymorphic_and_compound_fields(org):
         TapSalesforceGroups(config=config(org, mapping=mapping))
     owner, address = exc.value.errors
     assert "polymorphic lookup Owner (Group or User)" in owner
-    assert "use one of Name, Alias, Email" in owner
+    assert "use one of Alias, Email, FirstName, Id, IsActive" in owner
     assert (
         "'SuppliedAddress' is a compound address field; map its components SuppliedStreet, SuppliedCity"
         in address

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tap_salesforce_groups.editor.org import field_choices
+from tests.tap.test_polymorphic import DOCUMENTED_NAME_FIELDS
 
 
 def field(name: str, label: str, type_: str = "string", **extra: Any) -> dict[str, Any]:
@@ -49,19 +50,8 @@ DESCRIBES = {
 def test_polymorphic_lookup_offers_the_name_object_fields():
     choices = {c["path"]: c for c in field_choices("Case", DESCRIBES.__getitem__)}
     owner = [p for p in choices if p.startswith("Owner.")]
-    assert owner == [
-        "Owner.Name",
-        "Owner.Alias",
-        "Owner.Email",
-        "Owner.FirstName",
-        "Owner.LastName",
-        "Owner.IsActive",
-        "Owner.Phone",
-        "Owner.Title",
-        "Owner.Type",
-        "Owner.UserRoleId",
-        "Owner.ProfileId",
-    ]
+    # The Name object's fields, as its Object Reference page lists them.
+    assert owner == [f"Owner.{name}" for name in DOCUMENTED_NAME_FIELDS]
     # Never a field of one target only (a Group's DoesSendEmailToMembers, a User's Department).
     assert "Owner.DoesSendEmailToMembers" not in choices
     assert choices["Owner.Email"]["property"] == "Owner Email"

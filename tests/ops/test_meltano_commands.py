@@ -161,7 +161,13 @@ def test_verify_lists_each_org_problem_on_one_line(env, emu, tmp_path):
             }
         )
     )
-    result = invoke(env, "verify", TAP_SALESFORCE_GROUPS_MAPPING_FILE=str(path))
+    # Both plugins read the mapping (verify checks that they read the same one).
+    result = invoke(
+        env,
+        "verify",
+        TAP_SALESFORCE_GROUPS_MAPPING_FILE=str(path),
+        TARGET_AMPLITUDE_GROUPS_MAPPING_FILE=str(path),
+    )
     assert result.returncode == 1
     assert messages(result) == [
         "mapping does not match the Salesforce org:",

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from emulators.pipeline import PROJECT_ROOT
 from emulators.postgres import LocalPostgres, PostgresUnavailable
 
 pytestmark = pytest.mark.e2e
@@ -115,6 +114,7 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     missing = postgres_missing()
     if missing:
         print(f"the ```sh postgres blocks are left out: {missing}")
+    original = (project_copy / "meltano.yml").read_text(encoding="utf-8")  # as checked out
     result = subprocess.run(
         ["bash", "-c", readme_script(readme, postgres=missing is None)],
         cwd=project_copy,
@@ -142,7 +142,6 @@ def test_every_readme_shell_block_runs(project_copy: Path):
     assert "Connected to 127.0.0.1 as integration@emulator.example" in output
     assert "TAP_SALESFORCE_GROUPS_REFRESH_TOKEN=" in (project_copy / ".env").read_text()
     # The first steps wrote .env only: meltano.yml is byte for byte what was checked out.
-    original = (PROJECT_ROOT / "meltano.yml").read_text(encoding="utf-8")
     assert (project_copy / ".meltano-after-first-steps.yml").read_text(encoding="utf-8") == original
     # docs/operations.md "Scaling out": the shards listed, run one by one, then by Dagster.
     assert "demo:tap-salesforce-groups-to-target-amplitude-groups:subscription__c" in result.stdout

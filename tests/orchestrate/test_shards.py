@@ -4,6 +4,7 @@ failed shard that leaves the others alone."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -80,9 +81,37 @@ def test_an_invalid_mapping_anywhere_fails_every_shard(tmp_path: Path) -> None:
     # mapping is an error for the Account shard too.
     bad = {"version": 1, "mappings": [MAPPING["mappings"][0], {**MAPPING["mappings"][2], "group_type": ""}]}
     path = tmp_path / "mapping.json"
-    path.write_text(__import__("json").dumps(bad))
+    path.write_text(json.dumps(bad))
     with pytest.raises(ShardError, match="missing group type"):
         project_shards(tmp_path, mapping_file="mapping.json")
+
+
+def test_the_shards_check_the_mapping_with_the_projects_other_mappings(
+    meltano_installed: None, tmp_path: Path
+) -> None:
+    # A rule checked per file is not checked: an inherited tap whose own mapping writes the same
+    # property of the same group type makes every shard an error (issue 17's project check).
+    project = clone_like(tmp_path / "project")
+    eu = {
+        "version": 1,
+        "mappings": [
+            {
+                "object": "Lead",
+                "group_type": "org id",
+                "group_name_field": "Id",
+                "properties": [{"field": "Company", "property": "account name"}],
+            }
+        ],
+    }
+    (project / "eu.json").write_text(json.dumps(eu))
+    meltano_yml = project / "meltano.yml"
+    inherited = "  - name: tap-salesforce-groups--eu\n    inherit_from: tap-salesforce-groups\n    config:\n      mapping_file: eu.json\n"
+    meltano_yml.write_text(
+        meltano_yml.read_text().replace("\n  loaders:\n", "\n" + inherited + "  loaders:\n", 1)
+    )
+    assert [s.name for s in project_shards(project, None, mapping_file="eu.json")] == ["lead"]
+    with pytest.raises(ShardError, match="account name"):
+        project_shards(project, None, mapping_file="demo/mapping.json")
 
 
 @pytest.fixture(scope="module")

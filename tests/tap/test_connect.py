@@ -369,3 +369,13 @@ def test_the_browser_is_opened_without_the_state_in_any_argv(salesforce, config,
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0 and out == LINE + "\n"
     assert not Path(unquote(urlsplit(seen["argv"][1]).path)).exists()  # removed at the end
+
+
+def test_a_connection_never_shows_its_token():
+    from tap_salesforce_groups.connect import Connection
+
+    connection = Connection(
+        "https://acme.my.salesforce.com", "u@acme.example", "u@acme.example", "5Aep861secret"
+    )
+    assert "5Aep861secret" not in repr(connection) + str(connection)
+    assert connection.line == "Connected to acme.my.salesforce.com as u@acme.example (u@acme.example)"

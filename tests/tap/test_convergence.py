@@ -393,3 +393,17 @@ def test_meltano_s_merge_of_partial_states_keeps_the_memory_bounded(salesforce, 
     merged = merge(json.loads(json.dumps(second.state)), json.loads(json.dumps(first.state)))
     assert merged["bookmarks"]["Account"]["emitted"] == second.state["bookmarks"]["Account"]["emitted"]
     assert merged == second.state
+
+
+def test_through_bulk_an_unchanged_parent_costs_one_count_not_a_job(salesforce, capsys):
+    mapping = document(group("Account", "org id", "Id", (("Name", "name"), ("Owner.Name", "owner"))))
+    first = run_tap(capsys, mapping=mapping, api_type="bulk")
+    salesforce.clear_requests()
+    again = run_tap(capsys, state=first.state, mapping=mapping, api_type="bulk")
+    assert again.records == {}
+    jobs = [
+        r["query"] for r in salesforce.requests if r["path"].endswith("/jobs/query") and r["method"] == "POST"
+    ]
+    assert len(jobs) == 1 and "Owner.SystemModstamp" not in jobs[0]  # the main read only
+    counts = [r["query"] for r in salesforce.requests if r["query"] and "COUNT()" in r["query"]]
+    assert counts == [c for c in counts if "Owner.SystemModstamp >=" in c] and len(counts) == 1

@@ -113,7 +113,7 @@ def test_the_budget_is_checked_while_a_bulk_job_is_polled(salesforce, capsys, ca
     finally:
         salesforce.bulk.delay = 0.0
     assert "max_api_usage_percent" in caplog.text
-    assert run.exit_code == 0 and run.records == {}
+    assert run.exit_code == 75 and run.records == {}  # EX_TEMPFAIL: stopped by the budget
     assert len(bulk_jobs(salesforce, "GET")) < 10  # stopped polling
 
 

@@ -197,7 +197,7 @@ def test_a_record_before_its_schema_is_one_line_with_the_summary_and_a_failed_re
 
 def test_a_batch_message_is_refused_and_its_file_never_opened(amplitude, tmp_path):
     manifest = tmp_path / "batch.jsonl"
-    manifest.write_text(json.dumps(record(1)["record"]) + "\n")
+    manifest.write_text(json.dumps(record(999_999)["record"]) + "\n")
     batch = {
         "type": "BATCH",
         "stream": "Account",
@@ -208,7 +208,8 @@ def test_a_batch_message_is_refused_and_its_file_never_opened(amplitude, tmp_pat
     assert code == 1
     assert_one_line_failure(err, "BATCH messages are not supported")
     assert report["status"] == "failed"
-    assert amplitude.requests == []
+    # (requests of earlier tests may still arrive: only this group's absence is this test's)
+    assert "001000000000999999" not in amplitude.groups().get("org id", {})
 
 
 def _file_size_limit(limit: int):
@@ -278,3 +279,21 @@ def test_the_checkpoint_line_counts_what_was_acknowledged_when_state_was_written
     assert checkpoints == [
         "Checkpoint: 5 groups delivered and acknowledged; STATE Account bookmark=x",
     ]
+
+
+# -- 7. A run the tap stopped early is reported as partial ------------------------------------------
+def test_the_report_says_partial_when_the_taps_state_does(amplitude, capsys, caplog, tmp_path):
+    report = tmp_path / "report.json"
+    reason = "Salesforce API usage is 9/400 (2.2%), at or above max_api_usage_percent=1"
+    partial = {
+        "type": "STATE",
+        "value": {**STATE["value"], "partial": {"reason": reason, "unread": ["Contact"]}},
+    }
+    caplog.set_level(logging.INFO)
+    run_target(
+        {"mapping": MAPPING, "report_file": str(report)}, singer(schema_msg(), record(1), partial), capsys
+    )
+    saved = json.loads(report.read_text())
+    assert saved["status"] == "partial"
+    assert saved["error"] == reason
+    assert any(r.getMessage().endswith(f"(partial: {reason})") for r in caplog.records)

@@ -47,6 +47,7 @@ from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.preview import PreviewError, preview
 from tap_salesforce_groups.editor.runner import runs_it
 from tap_salesforce_groups.editor.schedule import ProjectSchedule, ScheduleError
+from tap_salesforce_groups.project import validate_in_project
 
 MAX_BODY_BYTES = 1_000_000  # a mapping with 1000 properties is about 100 kB
 TOKEN_HEADER = "X-Editor-Token"  # noqa: S105 (a header name)
@@ -199,6 +200,10 @@ class EditorApp:
             problems = exc.problems
         return {"mapping": document, "mapping_file": source, "exists": True, "problems": problems}, tag
 
+    def validate(self, document: Any) -> list[str]:
+        """``validate``'s problems, then those of the document with the project's other mappings."""
+        return validate_in_project(document, str(self.mapping_file) if self.mapping_file else None)
+
     def _saved_mapping(self) -> MappingConfig | None:
         """The mapping as saved now (what a new one is compared with), or None."""
         try:
@@ -215,7 +220,7 @@ class EditorApp:
         are HTTP's preconditions, checked under the save lock just before the write: a file
         changed since the client read it raises 412 with the current document.
         """
-        problems = validate(document)
+        problems = self.validate(document)
         if problems:
             raise HttpError(
                 HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -406,7 +411,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/static/{name}", _static),
     Route("GET", "/api/objects", lambda r: Reply.json(r.app.objects())),
     Route("GET", "/api/objects/{name}/fields", lambda r: Reply.json(r.app.fields(r.params["name"]))),
-    Route("POST", "/api/validate", lambda r: Reply.json({"problems": validate(r.json())})),
+    Route("POST", "/api/validate", lambda r: Reply.json({"problems": r.app.validate(r.json())})),
     Route("POST", "/api/verify", lambda r: Reply.json(r.app.verify(r.json()))),
     Route("GET", "/api/mapping", _get_mapping),
     Route("PUT", "/api/mapping", _put_mapping),
@@ -517,6 +522,10 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise HttpError(HTTPStatus.BAD_REQUEST, "request body is not UTF-8") from None
+        except RecursionError:  # `[[[[…` a thousand deep: no mapping nests like that
+            raise HttpError(
+                HTTPStatus.BAD_REQUEST, "request body is not a mapping: JSON nested too deeply"
+            ) from None
         except json.JSONDecodeError as exc:
             raise HttpError(
                 HTTPStatus.BAD_REQUEST,

@@ -1,0 +1,173 @@
+"""Issue 17, points 10 and 11, through the real `meltano run`.
+
+10. Ctrl-C in a terminal sends SIGINT to the whole foreground process group: Meltano, the tap
+    and the target, in whatever order they see it (and Meltano then terminates its plugins).
+    The run must stop promptly with no traceback and no hang, keep STATE only for what
+    Amplitude acknowledged, and the next run must send exactly the rest.
+11. After `kill -9` of `meltano` itself, Meltano refuses the next run of the same state id for
+    about 5 minutes (its job heartbeat goes stale after HEARTBEAT_VALID_MINUTES = 5, meltano
+    core/job/job.py); `--force` runs it, as the README's Guarantees table says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
+from tap_salesforce_groups.timestamps import parse_datetime
+
+pytestmark = pytest.mark.e2e
+
+STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
+ACCOUNTS = 30_000  # a run of many batches: the signal lands mid-run
+BATCH = 2_000  # checkpoints every 2,000 groups
+TIMEOUT = 30  # the target's request_timeout
+LOOKBACK = timedelta(seconds=600)  # the tap's lookback_seconds default
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulators, dict[str, str]]]:
+    db = tmp_path_factory.mktemp("meltano") / "meltano.db"
+    side = tmp_path_factory.mktemp("side")
+    with Emulators(accounts=ACCOUNTS, page_size=2000) as emu:
+        env = {
+            **emu.env(),
+            "MELTANO_DATABASE_URI": f"sqlite:///{db}",
+            "TARGET_AMPLITUDE_GROUPS_REJECTED_FILE": str(side / "rejected.jsonl"),
+            "TARGET_AMPLITUDE_GROUPS_BATCH_SIZE_ROWS": str(BATCH),
+            "TARGET_AMPLITUDE_GROUPS_REQUEST_TIMEOUT": str(TIMEOUT),
+        }
+        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
+        yield emu, env
+
+
+def start(env: dict[str, str], suffix: str, *extra: str) -> subprocess.Popen[str]:
+    """`meltano run` as a terminal starts it: the leader of its own process group."""
+    args = ("--environment=demo", "run", f"--state-id-suffix={suffix}", *extra, *TAP_TARGET)
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("meltano")), *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def saved_state(env: dict[str, str], suffix: str) -> dict[str, Any]:
+    result = meltano("--environment=demo", "state", "get", f"{STATE_ID}:{suffix}", env=env, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        return {}
+    return dict(json.loads(result.stdout).get("singer_state") or {})
+
+
+def sent_accounts(emu: Emulators, since: int) -> list[str]:
+    """The Account groups (group type 'org id') posted to Amplitude since request number ``since``."""
+    return [
+        ident["group_value"]
+        for request in emu.amplitude.requests[since:]
+        for ident in request["payload"] or []
+        if ident["group_type"] == "org id"
+    ]
+
+
+def wait_for_requests(emu: Emulators, process: subprocess.Popen[str], count: int) -> None:
+    deadline = time.monotonic() + 300
+    while len(emu.amplitude.requests) < count:
+        assert process.poll() is None, "the run ended before the signal"
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.05)
+
+
+def live_accounts_after(emu: Emulators, bookmark: dict[str, Any] | None) -> set[str]:
+    """Live Accounts the next run must send: those after the bookmark, and those in the look-back
+    span before it (``lookback_seconds``, default 600) that the state does not remember emitting."""
+    rows = emu.salesforce.org.rows("Account", include_deleted=False)
+    if not bookmark:
+        return {r["Id"] for r in rows}
+    mark = parse_datetime(str(bookmark["replication_key_value"]))
+    emitted = {k: parse_datetime(str(v)) for k, v in (bookmark.get("emitted") or {}).items()}
+    wanted = set()
+    for row in rows:
+        stamp = parse_datetime(str(row["SystemModstamp"]))
+        if stamp > mark or (stamp >= mark - LOOKBACK and emitted.get(row["Id"]) != stamp):
+            wanted.add(row["Id"])
+    return wanted
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_stops_cleanly_and_the_next_run_sends_exactly_the_rest(project, signum):
+    emu, env = project
+    suffix = f"pg-{signum.name.lower()}"
+    before = len(emu.amplitude.requests)
+    process = start(env, suffix)
+    try:
+        wait_for_requests(emu, process, before + 3 * BATCH // 100)  # a few checkpoints in
+        sent = time.monotonic()
+        os.killpg(process.pid, signum)  # what a terminal does on Ctrl-C: the whole group
+        output, _ = process.communicate(timeout=TIMEOUT + 60)  # a hang fails here
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode != 0
+    assert "Traceback" not in output, output[-4000:]
+    assert "BrokenPipeError" not in output
+    assert "Exception ignored" not in output
+    assert took < TIMEOUT + 15, f"stopping took {took:.0f}s"
+    interrupted = f"interrupted by {signum.name}"
+    assert (
+        len([line for line in output.splitlines() if f"target-amplitude-groups {interrupted}" in line]) <= 1
+    )
+    state = saved_state(env, suffix)
+    bookmark = (state.get("bookmarks") or {}).get("Account")
+    acknowledged_before_stop = set(sent_accounts(emu, before))
+    # STATE covers only what Amplitude acknowledged: every Account up to the bookmark arrived.
+    assert live_accounts_after(emu, None) - live_accounts_after(emu, bookmark) <= acknowledged_before_stop
+
+    # The next run sends exactly the rest: the live Accounts after the saved bookmark.
+    second = len(emu.amplitude.requests)
+    result = meltano("--environment=demo", "run", f"--state-id-suffix={suffix}", *TAP_TARGET, env=env)
+    assert result.returncode == 0
+    resent = sent_accounts(emu, second)
+    assert sorted(resent) == sorted(live_accounts_after(emu, bookmark))
+
+
+def test_after_kill_9_of_meltano_the_next_run_is_refused_until_forced(project):
+    emu, env = project
+    before = len(emu.amplitude.requests)
+    process = start(env, "killed")
+    try:
+        wait_for_requests(emu, process, before + 5)
+        process.kill()  # kill -9 of meltano alone: it cannot mark its job as ended
+        process.communicate(timeout=30)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the orphaned tap and target of the killed run
+    refused = meltano(
+        "--environment=demo", "run", "--state-id-suffix=killed", *TAP_TARGET, env=env, check=False
+    )
+    assert refused.returncode != 0
+    text = refused.stdout + refused.stderr
+    assert "pipeline is already running" in text and "'--force' option" in text
+    forced = meltano("--environment=demo", "run", "--force", "--state-id-suffix=killed", *TAP_TARGET, env=env)
+    assert forced.returncode == 0
+    assert saved_state(env, "killed").get("bookmarks", {}).get("Account")
+
+
+def test_the_guarantees_table_says_what_kill_9_of_meltano_does():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `kill -9` of `meltano`"))
+    assert "already running" in row and "--force" in row and "5 minutes" in row
