@@ -7,7 +7,7 @@ export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
 ORCHESTRATE_STAMP := $(VENV)/.orchestrate-$(shell cat requirements/orchestrate.txt requirements/orchestrate-constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install install-orchestrate demo test lint typecheck docs lock bench soak clean
+.PHONY: install install-orchestrate demo test test-fast lint typecheck docs lock bench soak clean
 
 $(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -40,6 +40,10 @@ lint: install
 test: install install-orchestrate lint
 	$(BIN)/python -m pytest
 
+# Everything but the tests that run Meltano (marked e2e), in 4 processes: the loop while changing code.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" -n 4
+
 # mypy alone.
 typecheck: install
 	$(BIN)/mypy
@@ -48,10 +52,12 @@ typecheck: install
 docs: install
 	$(BIN)/python docs/settings.py
 
-# Pin what is installed now (after changing a requirement): requirements/constraints.txt.
+# Pin what is installed now (after changing a requirement): requirements/constraints.txt, then the
+# workspace's uv.lock at the same versions (tests/ops/test_packaging.py checks that they agree).
 lock: install
 	{ sed -n '1,2p' requirements/constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > requirements/constraints.tmp
 	mv requirements/constraints.tmp requirements/constraints.txt
+	$(BIN)/uv lock --quiet $$(sed -n 's/^\([A-Za-z0-9_.-]*==[^ ;]*\).*/-P \1/p' requirements/constraints.txt)
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)

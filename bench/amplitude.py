@@ -25,8 +25,11 @@ def fewest_requests(groups: int, properties: int, payload_bytes: int) -> int:
 
 
 def figures(entries: Iterable[dict[str, Any]], api_key: str = API_KEY) -> dict[str, Any]:
-    """Request count and, over the accepted requests, groups, properties, payload bytes and
-    the fewest requests that could have carried them (``ratio`` = requests / fewest)."""
+    """Request count, and what the accepted requests carried.
+
+    Over the accepted requests: groups, properties, payload bytes and the fewest requests that
+    could have carried them (``ratio`` = requests / fewest).
+    """
     overhead = request_overhead(api_key)
     requests = accepted = groups = properties = payload = 0
     statuses: dict[str, int] = {}

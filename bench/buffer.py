@@ -1,5 +1,7 @@
-"""``python -m bench.buffer``: Meltano's own peak memory with the project's ``elt.buffer_size``
-and with Meltano's default, one full REST run each at the same size.
+"""``python -m bench.buffer``.
+
+Meltano's own peak memory with the project's ``elt.buffer_size`` and with Meltano's default, one full REST run
+each at the same size.
 
     python -m bench.buffer --rows 1000000
 """

@@ -1,5 +1,7 @@
-"""Runs against real-world latencies: each Salesforce query page and each Amplitude request
-takes a round trip (the emulators' latency switch), and a throttled run against a rate limit.
+"""Runs against real-world latencies.
+
+Each Salesforce query page and each Amplitude request takes a round trip (the emulators' latency switch), and
+a throttled run against a rate limit.
 
 On loopback every answer is immediate, so a pipeline that reads and then sends, in turns, looks
 as fast as one that overlaps them. With latency it does not: the **pipelined floor**
@@ -161,8 +163,11 @@ def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def latency_bars(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 20's bars: latency-bound runs near their pipelined floor, the throttled run near
-    its rate floor, every live row delivered and requests within 1% of the fewest."""
+    """Issue 20's bars.
+
+    Latency-bound runs near their pipelined floor, the throttled run near its rate floor, every live row
+    delivered and requests within 1% of the fewest.
+    """
     out = []
     for name, case in result["cases"].items():
         med = case["median"]

@@ -16,8 +16,10 @@ import psutil
 
 
 def high_water_mark(process: psutil.Process) -> int | None:
-    """Peak resident bytes of ``process`` so far (current RSS where VmHWM is unavailable);
-    None once it has exited."""
+    """Peak resident bytes of ``process`` so far (current RSS where VmHWM is unavailable).
+
+    None once it has exited.
+    """
     try:
         status = Path(f"/proc/{process.pid}/status").read_text()
     except OSError:

@@ -1,4 +1,4 @@
-"""The raw floors: the pipeline's work as one plain script, no Singer and no Meltano.
+r"""The raw floors: the pipeline's work as one plain script, no Singer and no Meltano.
 
 It logs in with the refresh-token grant and reads one SOQL query, either through REST
 (``/queryAll`` pages, following ``nextRecordsUrl``, JSON parsed) or through Bulk API 2.0 (a
@@ -301,8 +301,10 @@ def query_only(
 
 
 def peak_rss() -> int:
-    """This process's peak resident bytes. ``VmHWM`` first: ``ru_maxrss`` can carry the
-    high-water mark of the process that spawned this one (it survives exec)."""
+    """This process's peak resident bytes. ``VmHWM`` first.
+
+    ``ru_maxrss`` can carry the high-water mark of the process that spawned this one (it survives exec).
+    """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):

@@ -224,8 +224,10 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any], extra_tables: Sequence[str] = ()) -> str:
-    """The summary as Markdown tables (what docs/benchmarks.md shows): the loopback sizes', then
-    ``extra_tables`` (the latency runs')."""
+    """The summary as Markdown tables (what docs/benchmarks.md shows).
+
+    The loopback sizes', then ``extra_tables`` (the latency runs').
+    """
     parts = [_loopback_markdown(result)] if result["sizes"] else []
     return "\n\n".join([*parts, *extra_tables])
 

@@ -1,5 +1,8 @@
-"""One benchmark size: emulators up; per API (REST, Bulk) the full and incremental `meltano run`s,
-the tap alone, the raw query floor and the raw whole-job floor."""
+"""One benchmark size: emulators up.
+
+Per API (REST, Bulk) the full and incremental `meltano run`s, the tap alone, the raw query floor and the raw
+whole-job floor.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +39,10 @@ EMULATOR_CREDENTIALS = {
 
 
 class BenchEmulators(Emulators):
-    """The shared emulators, with an Amplitude emulator that keeps no payloads and a log long
-    enough for every request of a run."""
+    """The shared emulators.
+
+    The Amplitude emulator keeps no payloads and a log long enough for every request of a run.
+    """
 
     def __init__(self, *, accounts: int) -> None:
         super().__init__(accounts=accounts)
@@ -58,8 +63,11 @@ class Context:
 
 
 def stage_bookmark_burst(emu: Emulators, count: int) -> int:
-    """Give ``count`` live Accounts one SystemModstamp later than all others, so the full run's
-    bookmark lands on a timestamp that many rows share. Returns how many were restamped."""
+    """Give ``count`` live Accounts one SystemModstamp later than all others.
+
+    The full run's bookmark then lands on a timestamp that many rows share. Returns how many
+    were restamped.
+    """
     org = emu.salesforce.org
     table = org.table(OBJECT)
     stamp = format_datetime(HISTORY_END_MS + 86_400_000)
@@ -93,7 +101,9 @@ def run_measured(
     discard_stdout: bool = False,
 ) -> tuple[int, float, TreeMonitor]:
     """Run ``command`` in its own process group, sampling its tree; exit code, wall, monitor.
-    Output goes to ``log_path`` (stdout to /dev/null with ``discard_stdout``)."""
+
+    Output goes to ``log_path`` (stdout to /dev/null with ``discard_stdout``).
+    """
     full_env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **env}
     with log_path.open("w", encoding="utf-8") as log:
         started = time.perf_counter()
@@ -205,8 +215,7 @@ def tap_alone(ctx: Context, api: str) -> dict[str, Any]:
 
 
 def raw_floor(ctx: Context, soql: str | None, api: str, mode: str) -> dict[str, Any]:
-    """The plain script against the same emulators (``mode`` query or job), after resetting
-    Amplitude."""
+    """The plain script against the same emulators (``mode`` query or job), after resetting Amplitude."""
     emu = ctx.emu
     emu.amplitude.reset()
     calls_before = emu.salesforce.api_calls

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import trustme
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -92,8 +92,9 @@ class Fault:
 
 @dataclass(frozen=True)
 class Latency:
-    """A delay added to each request the emulator counts as a round trip (a query page, an
-    API request): ``seconds`` on average, spread evenly over ``seconds ± jitter`` (never below 0).
+    """A delay added to each request the emulator counts as a round trip (a query page, an API request).
+
+    ``seconds`` on average, spread evenly over ``seconds ± jitter`` (never below 0).
 
     Real services answer in 100-300 ms; loopback answers in well under 1 ms, which hides
     whether a client overlaps its waits. ``make bench`` uses this to measure that.
@@ -151,6 +152,9 @@ class FaultQueue:
             return list(self._faults)
 
 
+EPOCH_KEY = "emulator.epoch"  # the WSGI environ key of the epoch a request arrived in
+
+
 class BackgroundServer:
     """A threaded HTTPS WSGI server on loopback, run in a daemon thread.
 
@@ -164,6 +168,10 @@ class BackgroundServer:
         self._own_ca = ca is None  # a CA made for this server alone goes when it stops
         self.ca = ca or LocalCA()
         self.faults = FaultQueue()
+        # A reset starts a new epoch: requests of the old one (a delayed answer still pending)
+        # are released at once and left out of the new epoch's request log.
+        self._epoch = 0
+        self._epoch_over = threading.Event()
         self.latency = Latency()
         self._rng = random.Random()
         self._server: BaseWSGIServer | None = None
@@ -184,7 +192,7 @@ class BackgroundServer:
     def ca_path(self) -> Path:
         return self.ca.ca_path
 
-    def start(self) -> BackgroundServer:
+    def start(self) -> Self:
         self._server = make_server(
             self.host,
             self.requested_port,
@@ -210,11 +218,25 @@ class BackgroundServer:
         if self._own_ca:
             self.ca.close()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def new_epoch(self) -> None:
+        """Called by ``reset``: release delayed requests and keep them out of the log from now."""
+        released, self._epoch_over = self._epoch_over, threading.Event()
+        self._epoch += 1
+        released.set()
+
+    def current(self, request: Request) -> bool:
+        """Whether ``request`` arrived since the last reset (only those are logged)."""
+        return self.current_epoch(request.environ.get(EPOCH_KEY))
+
+    def current_epoch(self, epoch: object) -> bool:
+        """Whether ``epoch`` (a request's ``environ[EPOCH_KEY]``) is the one since the last reset."""
+        return epoch == self._epoch
 
     def set_latency(self, seconds: float = 0.0, jitter: float = 0.0) -> None:
         """Delay every request ``latency_applies`` to by ``seconds ± jitter`` (0 turns it off)."""
@@ -222,6 +244,7 @@ class BackgroundServer:
 
     # -- request handling ------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ[EPOCH_KEY] = self._epoch
         request = Request(environ)
         latency = self.latency
         if (latency.seconds or latency.jitter) and self.latency_applies(request):
@@ -229,7 +252,7 @@ class BackgroundServer:
         fault = self.faults.take(self.fault_path(request), lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
-                time.sleep(fault.delay)
+                self._epoch_over.wait(fault.delay)  # a reset ends the wait
             response = self.fault_response(request, fault)
             if response is None:
                 response = self.handle(request)

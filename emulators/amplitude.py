@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request, Response
 
-from emulators._server import BackgroundServer, Fault, LocalCA
+from emulators._server import EPOCH_KEY, BackgroundServer, Fault, LocalCA
 
 API_KEY = "emulator-api-key"
 
@@ -348,6 +348,7 @@ class AmplitudeEmulator(BackgroundServer):
 
     def reset(self) -> None:
         """Forget state, log, metrics, pending faults, the rate limit and the latency."""
+        self.new_epoch()
         with self._lock:
             self._log.clear()
             self._groups.clear()
@@ -380,8 +381,11 @@ class AmplitudeEmulator(BackgroundServer):
         return super()._wsgi(environ, start_response)
 
     def fault_path(self, request: Request) -> str:
-        """Path and query string: a client whose URL carries a query (``?shard=account``, as a
-        proxy's route might) can be given faults of its own while others share the endpoint."""
+        """Match faults against the path and query string.
+
+        A client whose URL carries a query (``?shard=account``, as a proxy's route might) can then
+        be given faults of its own while others share the endpoint.
+        """
         return str(request.full_path)
 
     def _admin(self, request: Request) -> Response:
@@ -464,6 +468,7 @@ class AmplitudeEmulator(BackgroundServer):
             "latency": None,
             "payload": None,
             "_start": request.environ.get(_START, time.monotonic()),
+            "_epoch": request.environ.get(EPOCH_KEY),
         }
 
     def _record(self, entry: dict[str, Any], response: Response) -> None:
@@ -483,6 +488,8 @@ class AmplitudeEmulator(BackgroundServer):
             outcome = "rejected"
         else:
             outcome = None  # e.g. a fault answering 200 without applying anything
+        if not self.current_epoch(entry.pop("_epoch")):
+            return  # arrived before the last reset: not this test's request
         with self._lock:
             self._counters["requests"] += 1
             if outcome:

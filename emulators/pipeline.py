@@ -1,5 +1,7 @@
-"""Both emulators plus the real `meltano` CLI: what `make demo`, the end-to-end tests and
-`make bench` share."""
+"""Both emulators plus the real `meltano` CLI.
+
+What `make demo`, the end-to-end tests and `make bench` share.
+"""
 
 from __future__ import annotations
 

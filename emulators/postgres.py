@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server for Meltano's system database: Debian's ``postgresql`` binaries,
-``initdb`` plus ``pg_ctl`` in a temporary directory, on a free loopback port, stopped and deleted
+"""A throwaway PostgreSQL server for Meltano's system database.
+
+Debian's ``postgresql`` binaries, ``initdb`` plus ``pg_ctl`` in a temporary directory, on a free loopback port, stopped and deleted
 afterwards. The orchestrated tests use it; ``python -m emulators.postgres start --dir DIR`` starts
 one in DIR and prints its ``MELTANO_DATABASE_URI``, ``stop --dir DIR`` stops and deletes it
 (docs/operations.md "Scaling out"); without arguments it runs one until Ctrl-C.
@@ -120,8 +121,11 @@ class LocalPostgres:
 
 
 def main(argv: list[str]) -> int:
-    """``start --dir D`` (prints MELTANO_DATABASE_URI=…, leaves the server running), ``stop --dir D``,
-    or no arguments: a server in a temporary directory until Ctrl-C."""
+    """Run the command line: ``start --dir D``, ``stop --dir D``, or a server until Ctrl-C.
+
+    ``start`` prints ``MELTANO_DATABASE_URI=…`` and leaves the server running; without arguments
+    the server lives in a temporary directory until Ctrl-C.
+    """
     try:
         if argv[:1] in (["start"], ["stop"]) and argv[1:2] == ["--dir"] and len(argv) == 3:
             # DIR only names the server: it lives in a temporary directory of its own, which the

@@ -1,4 +1,4 @@
-"""Shards: the pair run over one mapped object at a time, each with a state id of its own.
+r"""Shards: the pair run over one mapped object at a time, each with a state id of its own.
 
 The project derives the shards from the mapping the tap reads (``mapping_file`` or ``mapping``):
 one per mapped object, named by the object's API name in lower case (Salesforce names are
@@ -96,8 +96,11 @@ def per_shard_concurrency(total: int, parallel: int, shards: int) -> int:
 
 
 def database_uri(project_root: Path, env: Mapping[str, str] | None = None) -> str:
-    """Meltano's system database for this project: the variable (in ``env``, default this process's
-    environment), else .env, else meltano.yml, else SQLite."""
+    """Return Meltano's system database for this project.
+
+    The variable (in ``env``, default this process's environment), else .env, else meltano.yml,
+    else SQLite.
+    """
     variables = os.environ if env is None else env
     if variables.get(DATABASE_URI_ENV):
         return variables[DATABASE_URI_ENV]
@@ -223,6 +226,7 @@ def run_shards(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line: ``list`` the shards or ``run`` them one by one."""
     parser = argparse.ArgumentParser(prog="python -m orchestrate.shards", description=__doc__.split("\n")[0])
     parser.add_argument("--environment", default=os.environ.get("MELTANO_ENVIRONMENT"))
     parser.add_argument("--project-root", type=Path, default=Path.cwd())

@@ -1,6 +1,8 @@
-"""A Salesforce REST API emulator: OAuth and SOAP login, describe, SOQL query/queryAll with
-paging, Bulk API 2.0 query jobs, API usage limits, injected faults and an admin API, over HTTPS
-on loopback. It serves what the tap sends and refuses the rest (see emulators/README.md).
+"""A Salesforce REST API emulator.
+
+OAuth and SOAP login, describe, SOQL query/queryAll with paging, Bulk API 2.0 query jobs, API usage limits,
+injected faults and an admin API, over HTTPS on loopback. It serves what the tap sends and refuses the rest
+(see emulators/README.md).
 
 It follows the contract in ``docs/reference/salesforce-api.md`` (c): the same JSON shapes, error
 codes and messages, headers (``Sforce-Limit-Info``) and paging (``nextRecordsUrl``). The org

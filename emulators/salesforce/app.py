@@ -148,8 +148,11 @@ class SalesforceEmulator(BackgroundServer):
         return self.sessions.expire_all()
 
     def reset(self) -> None:
-        """Back to the generated rows; clears the log, faults, latency, sessions, cursors and
-        counters; only the configured refresh token is valid, rotated as constructed."""
+        """Back to the generated rows; clears the log, faults, latency, sessions, cursors and counters.
+
+        Only the configured refresh token is valid, rotated as constructed.
+        """
+        self.new_epoch()
         self.org.reset()
         self.faults.clear()
         self.set_latency(0.0)
@@ -206,6 +209,8 @@ class SalesforceEmulator(BackgroundServer):
             "status": response.status_code,
             "query": _logged_query(request),
         }
+        if not self.current(request):
+            return response  # arrived before the last reset: not this test's request
         with self._lock:
             self._log.append(entry)
             if len(self._log) > MAX_LOG:
@@ -246,9 +251,11 @@ class SalesforceEmulator(BackgroundServer):
         return self._data(request, version, rest)
 
     def _identity(self, request: Request, org_id: str, user_id: str) -> Response:
-        """The identity URL (Salesforce Help, "Identity URLs",
-        https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_using_openid.htm): who the
-        access token's user is. A bad token is 403 ``Bad_OAuth_Token``, as Salesforce answers it.
+        """The identity URL: who the access token's user is.
+
+        Salesforce Help, "Identity URLs",
+        https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_using_openid.htm. A bad
+        token is 403 ``Bad_OAuth_Token``, as Salesforce answers it.
         """
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -524,8 +531,11 @@ class SalesforceEmulator(BackgroundServer):
 
 # -- helpers ------------------------------------------------------------------------------------
 def is_records_page(path: str) -> bool:
-    """A request that answers a page of records: a REST query page (the first or a
-    ``nextRecordsUrl``) or a Bulk API 2.0 results page. Logins, describes and job polls are not."""
+    """A request that answers a page of records.
+
+    A REST query page (the first or a ``nextRecordsUrl``) or a Bulk API 2.0 results page. Logins, describes
+    and job polls are not.
+    """
     return (
         _QUERY_PATH.fullmatch(path) is not None
         or _LOCATOR_PATH.fullmatch(path) is not None

@@ -258,8 +258,10 @@ class BulkApi:
         return job
 
     def _abort(self, request: Request, job: Job) -> Job:
-        """``PATCH {"state": "Aborted"}`` ("Abort a Query Job", Bulk API 2.0 Developer Guide): only
-        a job in UploadComplete or InProgress can be aborted."""
+        """``PATCH {"state": "Aborted"}`` ("Abort a Query Job", Bulk API 2.0 Developer Guide).
+
+        Only a job in UploadComplete or InProgress can be aborted.
+        """
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or body.get("state") != "Aborted":
             raise ApiError(400, "INVALIDJOB", 'The request body must be {"state": "Aborted"}')

@@ -229,8 +229,11 @@ _SENTENCES = (
 
 
 def _descriptions(rng: random.Random, n: int) -> list[str | None]:
-    """Descriptions: 20% null, mostly a sentence or three, 3% longer than Amplitude's
-    1024-character limit (up to 6,000), and one row in 2,000 at the field's 32,000 maximum."""
+    """Descriptions.
+
+    20% null, mostly a sentence or three, 3% longer than Amplitude's 1024-character limit (up to 6,000), and
+    one row in 2,000 at the field's 32,000 maximum.
+    """
     short = [" ".join(rng.choice(_SENTENCES) for _ in range(1 + k % 3)) for k in range(60)]
     long = [" ".join(rng.choice(_SENTENCES) for _ in range(24 + k * 10)) for k in range(10)]
     longest = "x" * 32000
@@ -480,8 +483,10 @@ class Table:
 
     @property
     def unique(self) -> dict[str, dict[str, int]]:
-        """Lower-cased value -> row for each unique text field; built on the first mutation
-        (generation never needs it, and it would cost memory on large orgs)."""
+        """Lower-cased value -> row for each unique text field.
+
+        Built on the first mutation (generation never needs it, and it would cost memory on large orgs).
+        """
         if self._unique is None:
             self._unique = {
                 name: {v.lower(): i for i, v in enumerate(self.columns[name]) if v is not None}
@@ -556,9 +561,10 @@ class Table:
 
 
 class Org:
-    """The emulated org: generated rows for Account, User, Subscription__c, Document, Case,
-    Wide__c, Group, Contact, Lead and Task, and mutations (AggregateResult has a table that stays
-    empty: it cannot hold rows).
+    """The emulated org.
+
+    Generated rows for Account, User, Subscription__c, Document, Case, Wide__c, Group, Contact, Lead and Task,
+    and mutations (AggregateResult has a table that stays empty: it cannot hold rows).
 
     Generation is deterministic for a given ``seed`` and row count; each object draws from its
     own random stream, so adding an object never shifts another's rows. ``accounts`` counts all
@@ -608,11 +614,13 @@ class Org:
         self._wire_formulas()
 
     def _wire_formulas(self) -> None:
-        """Formula fields, evaluated when a row is read. Their value changes when an input
-        changes, and no timestamp of the row moves: "formula fields are calculated at read
-        time, and changes to their values don't update SystemModstamp" (stitchdata/docs#195,
-        heroku/roadmap#319). ``Account_Rating__c`` follows a parent (the subscription's
-        Account), so renaming or re-rating the account changes it on every child."""
+        """Formula fields, evaluated when a row is read.
+
+        Their value changes when an input changes, and no timestamp of the row moves: "formula fields are
+        calculated at read time, and changes to their values don't update SystemModstamp"
+        (stitchdata/docs#195, heroku/roadmap#319). ``Account_Rating__c`` follows a parent (the subscription's
+        Account), so renaming or re-rating the account changes it on every child.
+        """
         subs, accounts = self.tables["Subscription__c"], self.tables["Account"]
         mrr, parent = subs.columns["MRR__c"], subs.columns["Account__c"]
         rating, index = accounts.columns["Rating"], accounts.index
@@ -861,8 +869,11 @@ class Org:
         return Table(self._obj("Lead"), cols, serial)
 
     def _generate_tasks(self, users: Table) -> Table:
-        """Tasks related (What) to live Accounts, Subscriptions and Cases or to nothing, and
-        about (Who) a Contact, a Lead or nobody: every kind of parent appears."""
+        """Tasks with every kind of parent.
+
+        Related (What) to live Accounts, Subscriptions and Cases or to nothing, and about (Who) a
+        Contact, a Lead or nobody.
+        """
         rng = self._rng("Task")
         n = 60
         serial = 9000 + rng.randrange(5000)
@@ -1078,8 +1089,11 @@ class Org:
             self._stamp_and_set(table, row, "IsDeleted", True)
 
     def undelete(self, name: str, record_id: str) -> None:
-        """Restore a row from the recycle bin: IsDeleted becomes false and the row is stamped
-        (Salesforce's ``undelete()`` updates ``SystemModstamp``, so incremental reads see it)."""
+        """Restore a row from the recycle bin.
+
+        IsDeleted becomes false and the row is stamped (Salesforce's ``undelete()`` updates
+        ``SystemModstamp``, so incremental reads see it).
+        """
         table = self.table(name)
         with self.lock:
             row = table.row_of(record_id)

@@ -1,5 +1,8 @@
-"""SOQL against the org: field resolution (with the real INVALID_* errors), the datetime window,
-sorting, and rendering records (nested relationship objects, ``attributes``) page by page."""
+"""SOQL against the org.
+
+Field resolution (with the real INVALID_* errors), the datetime window, sorting, and rendering records (nested
+relationship objects, ``attributes``) page by page.
+"""
 
 from __future__ import annotations
 
@@ -316,8 +319,10 @@ def render(org: Org, node: Node, rows: list[int], base: str) -> list[dict[str, A
 
 
 def _name_record(org: Org, node: NameNode, ref_id: str, base: str) -> dict[str, Any] | None:
-    """A polymorphic parent as the REST API nests it: ``attributes.type`` is "Name" (the
-    relationship's type, not the row's object), the URL is the actual record's.
+    """A polymorphic parent as the REST API nests it.
+
+    ``attributes.type`` is "Name" (the relationship's type, not the row's object), the URL is the actual
+    record's.
 
     "Name" as the type: Salesforce Inspector shows it for polymorphic Owner results
     (https://github.com/tprouvot/Salesforce-Inspector-reloaded/issues/95). The URL naming the

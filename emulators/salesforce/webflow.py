@@ -1,5 +1,6 @@
-"""The OAuth 2.0 web server flow with PKCE: the authorize endpoint's login page, its codes, and the
-``authorization_code`` grant that redeems them.
+"""The OAuth 2.0 web server flow with PKCE.
+
+The authorize endpoint's login page, its codes, and the ``authorization_code`` grant that redeems them.
 
 Shapes follow Salesforce Help, "OAuth 2.0 Web Server Flow for Web App Integration"
 (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_web_server_flow_ca.htm):

@@ -16,7 +16,7 @@ def write_atomically(
     backup: bool = False,
     newline: str | None = None,
 ) -> Path | None:
-    """Replace ``path`` with ``text`` (UTF-8): a temporary file beside it, fsync, then rename.
+    r"""Replace ``path`` with ``text`` (UTF-8): a temporary file beside it, fsync, then rename.
 
     A reader sees the old content or the new, never a mix; after a crash the file is whole.
     Missing parent directories are created. A symlink stays a symlink: the file it points to

@@ -37,6 +37,7 @@ class PropertyMapping:
     property: str
 
     def to_dict(self) -> dict[str, str]:
+        """The property in the mapping file's format."""
         return {"field": self.field, "property": self.property}
 
 
@@ -70,6 +71,7 @@ class GroupMapping:
         return {p.property: record.get(p.field) for p in self.properties}
 
     def to_dict(self) -> dict[str, Any]:
+        """The group mapping in the mapping file's format."""
         return {
             "object": self.object,
             "group_type": self.group_type,

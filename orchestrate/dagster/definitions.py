@@ -78,10 +78,12 @@ def _int_env(name: str, default: int, minimum: int) -> int:
 
 
 def project_root() -> Path:
+    """Return the Meltano project: ``MELTANO_PROJECT_ROOT``, else this checkout."""
     return Path(os.environ.get("MELTANO_PROJECT_ROOT") or PROJECT_ROOT).resolve()
 
 
 def environment() -> str | None:
+    """Return the Meltano environment the shards run in (None: Meltano's default)."""
     return os.environ.get("MELTANO_ENVIRONMENT") or None
 
 
@@ -218,6 +220,8 @@ def run_shard(context: AssetExecutionContext, shard: Shard, settings: dict[str, 
 
 
 def shard_asset(shard: Shard, settings: dict[str, Any]) -> dg.AssetsDefinition:
+    """Build the asset of one shard, with its retry policy."""
+
     @dg.asset(
         name=f"amplitude_groups_{shard.name}",
         group_name=GROUP,
@@ -238,6 +242,7 @@ def shard_asset(shard: Shard, settings: dict[str, Any]) -> dg.AssetsDefinition:
 
 
 def build_definitions() -> dg.Definitions:
+    """Build the code location's assets, job and schedule from the project's shards."""
     settings = plan()
     shards = [Shard(name, tuple(objects)) for name, objects in settings["shards"]]
     job = dg.define_asset_job(

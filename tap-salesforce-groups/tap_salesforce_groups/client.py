@@ -71,6 +71,7 @@ class SalesforceRetry(Retry):
     logger = logging.getLogger("tap-salesforce-groups")  # the tap's logger, set up by the SDK
 
     def get_retry_after(self, response: Any) -> float | None:
+        """Salesforce's Retry-After, capped at ``backoff_max``."""
         after = super().get_retry_after(response)
         if after is not None and after > self.backoff_max:
             self.logger.warning("Retry-After %.0fs capped at max_backoff %.0fs", after, self.backoff_max)
@@ -86,6 +87,7 @@ class SalesforceRetry(Retry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> Retry:
+        """The next retry state; refused connections and SOAP faults are not retried."""
         refused = isinstance(error, NewConnectionError) and "timed out" not in str(error)
         # A SOAP login fault (bad password) comes as HTTP 500: an answer, not an outage.
         soap_fault = response is not None and "/services/Soap/" in (url or "")
@@ -168,8 +170,11 @@ def error_text(exc: SalesforceError) -> str:
 
 
 def csv_lines(content: bytes) -> io.TextIOWrapper:
-    """A Bulk CSV page as lines for ``csv``: decoded as it is read (the page is held once, as
-    bytes), with newline="" so that newlines inside quoted values stay in their values."""
+    """A Bulk CSV page as lines for ``csv``.
+
+    Decoded as it is read (the page is held once, as bytes), with newline="" so that newlines inside quoted
+    values stay in their values.
+    """
     return io.TextIOWrapper(io.BytesIO(content), encoding="utf-8", errors="replace", newline="")
 
 
@@ -226,9 +231,10 @@ class SalesforceClient:
         self.logger.info("Logged in to Salesforce (%s flow) at %s", self.flow, instance_url)
 
     def rest_request_bytes(self, soql: str, *, include_deleted: bool = True) -> int:
-        """Bytes of a REST query's request that Salesforce counts against its 16,384-byte limit:
-        the URI plus every request header (Salesforce Developer Limits and Allocations Quick
-        Reference, "API Request Limits"; past it the answer is 431, airbytehq/airbyte#20703).
+        """Bytes of a REST query's request that Salesforce counts against its 16,384-byte limit.
+
+        The URI plus every request header (Salesforce Developer Limits and Allocations Quick Reference, "API
+        Request Limits"; past it the answer is 431, airbytehq/airbyte#20703).
 
         Measured on the request this client would send (the session's and simple-salesforce's
         headers, the session id included), not estimated.
@@ -241,8 +247,10 @@ class SalesforceClient:
         return len(str(prepared.path_url).encode()) + sum(len(line.encode()) + 2 for line in lines)
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one Salesforce call: log in again once on an expired session, wait and retry
-        when the org has too many requests running at once, name any other failure.
+        """Run one Salesforce call.
+
+        Log in again once on an expired session, wait and retry when the org has too many requests running at
+        once, name any other failure.
 
         Transient HTTP failures were already retried by the session; what reaches here is final.
         """
@@ -399,9 +407,12 @@ class SalesforceClient:
         include_deleted: bool,
         job_info: MutableMapping[str, Any] | None = None,
     ) -> Iterator[bytes]:
-        """The CSV result pages (UTF-8 bytes) of a Bulk API 2.0 query job, each downloaded while
-        the one before it is read; the job is deleted afterwards. ``job_info`` receives the
-        job as created (its server-side ``createdDate``) before the first page comes."""
+        """The CSV result pages (UTF-8 bytes) of a Bulk API 2.0 query job.
+
+        Each page downloads while the one before it is read; the job is deleted afterwards.
+        ``job_info`` receives the job as created (its server-side ``createdDate``) before the
+        first page comes.
+        """
         pages = self._bulk_pages(object_name, soql, include_deleted, job_info)
         # A consumer that stops waits long enough for a running job to be aborted and deleted.
         return prefetch(pages, name=f"{object_name}-bulk", join_seconds=2 * ABORT_SECONDS + 2)

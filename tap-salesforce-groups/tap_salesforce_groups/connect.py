@@ -212,8 +212,10 @@ def default_env_file() -> Path:
 
 
 def store_refresh_token(env_file: Path, token: str) -> None:
-    """Set ``TAP_SALESFORCE_GROUPS_REFRESH_TOKEN`` in ``env_file``: other lines kept, an older
-    value replaced, written to a temporary file (0600) then renamed over the old one.
+    """Set ``TAP_SALESFORCE_GROUPS_REFRESH_TOKEN`` in ``env_file``.
+
+    Other lines kept, an older value replaced, written to a temporary file (0600) then renamed over the old
+    one.
     """
     value = (
         token
@@ -320,8 +322,10 @@ def run_connect(
     timeout: float = TIMEOUT_S,
     echo: Callable[[str], None],
 ) -> Connection:
-    """Serve the callback on ``port``, print (and open) the authorize URL, wait for the login,
-    store the refresh token; raises :class:`ConnectError` with one line on any failure.
+    """Connect to Salesforce in the browser and store the refresh token.
+
+    Serves the callback on ``port``, prints (and opens) the authorize URL, waits for the login
+    and stores the refresh token; raises :class:`ConnectError` with one line on any failure.
     """
     try:
         server = _CallbackServer(lambda bound: Flow(settings, redirect_uri(bound)), port)

@@ -162,9 +162,11 @@ def verify(
     logger: logging.Logger = LOGGER,
     previous: MappingConfig | None = None,
 ) -> Verification:
-    """What ``verify`` checks: the mapping offline, then against the org (describe), then one row
-    read per object (the tap's connection test). ``client`` reuses a logged-in session;
-    ``previous`` (the mapping before) adds what the change does to the groups in Amplitude.
+    """What ``verify`` checks.
+
+    The mapping offline, then against the org (describe), then one row read per object (the tap's connection
+    test). ``client`` reuses a logged-in session; ``previous`` (the mapping before) adds what the change does
+    to the groups in Amplitude.
 
     Every failure is returned as problems, none raised (a signal's exception still propagates).
     """

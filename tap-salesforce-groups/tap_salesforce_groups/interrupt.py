@@ -25,8 +25,10 @@ SIGNALS = tuple(EXIT_SIGNAL)
 
 
 class Interrupted(BaseException):
-    """A SIGINT or SIGTERM arrived. A BaseException, so no ``except Exception`` on the way
-    (requests, urllib3, a command's own error handling) swallows it.
+    """A SIGINT or SIGTERM arrived.
+
+    A BaseException, so no ``except Exception`` on the way (requests, urllib3, a command's own error handling)
+    swallows it.
     """
 
     def __init__(self, signum: int) -> None:
@@ -59,8 +61,10 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Finish the block (a write) before SIGINT or SIGTERM takes effect; one that came meanwhile
-    lands right after it."""
+    """Finish the block (a write) before SIGINT or SIGTERM takes effect.
+
+    One that came meanwhile lands right after it.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread runs signal handlers
         return

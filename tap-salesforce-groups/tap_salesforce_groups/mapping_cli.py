@@ -100,8 +100,10 @@ PROJECT_HEADER = "The project's mappings do not work together ({} problems):"
 
 
 def _check_project(mapping: MappingConfig, settings: dict[str, Any], *, pairing: bool = False) -> list[str]:
-    """The mapping together with every other mapping the Meltano project uses (and, with
-    ``pairing``, each job's tap and target reading the same one): the problems, warnings echoed."""
+    """The problems of the mapping together with every other mapping the Meltano project uses.
+
+    With ``pairing``, also each job's tap and target reading the same one. Warnings are echoed.
+    """
     source = str(settings.get("mapping_file") or "mapping setting")
     problems, warnings = project_problems(mapping, source)
     if pairing:

@@ -10,7 +10,6 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.1  # how often a blocked producer looks whether the consumer went away
-_JOIN_SECONDS = 5.0  # how long a consumer that stops early waits for the producer to wind up
 
 
 class _End:
@@ -31,12 +30,13 @@ class Prefetcher(Generic[T]):
     """
 
     def __init__(
-        self, source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float = _JOIN_SECONDS
+        self, source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float | None = None
     ) -> None:
         self._join_seconds = join_seconds
         self._source = source
         self._queue: queue.Queue[T | _End] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
+        self._reading = False  # True while the producer waits on the source (a request in flight)
         self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
         self._thread.start()
 
@@ -53,11 +53,14 @@ class Prefetcher(Generic[T]):
         iterator = iter(self._source)
         try:
             while not self._stop.is_set():
+                self._reading = True
                 try:
                     item = next(iterator)
                 except StopIteration:
                     self._put(_End())
                     return
+                finally:
+                    self._reading = False
                 if not self._put(item):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
@@ -80,15 +83,24 @@ class Prefetcher(Generic[T]):
             self.close()
 
     def close(self) -> None:
-        """Stop the thread; wait briefly for it to finish the item it is reading and close the
-        source (a stop on a signal must not wait out a slow request)."""
+        """Stop the thread. One that waits to hand over an item ends within a poll and is joined.
+
+        One waiting on the source (a request in flight) is not waited for: a stop on a signal must not wait
+        out a slow request, and the thread ends after that request. With ``join_seconds`` the consumer waits
+        up to that long in any case: the source's own cleanup (aborting a Bulk job) must run before the
+        process exits.
+        """
         self._stop.set()
-        if self._thread is not threading.current_thread():
+        if self._thread is threading.current_thread():
+            return
+        if self._join_seconds is not None:
             self._thread.join(timeout=self._join_seconds)
+        elif not self._reading:
+            self._thread.join(timeout=2 * _POLL_SECONDS)
 
 
 def prefetch(
-    source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float = _JOIN_SECONDS
+    source: Iterable[T], ahead: int = 1, name: str = "prefetch", join_seconds: float | None = None
 ) -> Iterator[T]:
     """``source``'s items, read ``ahead`` items in advance in a background thread."""
     return iter(Prefetcher(source, ahead, name, join_seconds))

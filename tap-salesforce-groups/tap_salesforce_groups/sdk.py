@@ -25,6 +25,7 @@ class HideUnsortedWarning(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """False for the SDK's unsorted-stream warning."""
         return not str(record.msg).startswith(UNSORTED_WARNING)
 
 

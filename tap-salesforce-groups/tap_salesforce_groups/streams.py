@@ -105,23 +105,30 @@ class Memory:
         self._trim_at = max(1024, 2 * len(pairs))  # see full
 
     def seen(self, record_id: str, stamp: str) -> bool:
+        """Whether this row was emitted already."""
         return self.pairs.get(record_id) == stamp
 
     def note(self, record_id: str, stamp: str) -> None:
+        """Remember an emitted row."""
         self.pairs[record_id] = stamp
 
     @property
     def full(self) -> bool:
-        """Time to trim: twice what the last trim kept (at least 1,024 more), at most a quarter
-        past the limit. A read moving forward keeps few pairs, so every STATE it writes stays
-        small, and each trim costs about as many steps as rows were read since the last."""
+        """Time to trim.
+
+        Twice what the last trim kept (at least 1,024 more), at most a quarter past the limit. A read moving
+        forward keeps few pairs, so every STATE it writes stays small, and each trim costs about as many steps
+        as rows were read since the last.
+        """
         return len(self.pairs) > self._trim_at
 
     def trim(self, floor: str | None, bookmark: str | None) -> None:
-        """Forget pairs older than ``floor`` (a read from it cannot return them), then the
-        oldest past ``limit``, never those at or after ``bookmark``: rows sharing the
+        """Forget pairs older than ``floor`` (a read from it cannot return them).
+
+        Then the oldest past ``limit``, never those at or after ``bookmark``: rows sharing the
         bookmark's stamp are all remembered, as ``ids_at_bookmark`` did (a read from the
-        bookmark returns every one of them)."""
+        bookmark returns every one of them).
+        """
         pairs = self.pairs
         if floor is not None:
             for record_id in [i for i, stamp in pairs.items() if stamp < floor]:
@@ -214,8 +221,10 @@ class SalesforceObjectStream(Stream):
 
     # -- the read, in one screen ---------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """The main read from the bookmark, then children of changed parents, then any full
-        read of new or calculated fields; stop cleanly when told to."""
+        """Read the object: from the bookmark, then children of changed parents, then new fields.
+
+        The last is a full read of new or calculated fields; the read stops cleanly when told to.
+        """
         if self.run.stopped_reason:
             self.logger.warning("Skipping %s: %s", self.name, self.run.stopped_reason)
             self.run.skipped(self.name)
@@ -299,8 +308,10 @@ class SalesforceObjectStream(Stream):
         return last is None or run_start - parse_datetime(str(last)) >= timedelta(hours=hours)
 
     def _describe_fields(self, state: dict[str, Any], again: bool) -> dict[str, Any]:
-        """The relationship hops and calculated fields of the mapped fields, from the state when
-        it has them for these fields, else from describe (kept in the state)."""
+        """The relationship hops and calculated fields of the mapped fields.
+
+        From the state when it has them for these fields, else from describe (kept in the state).
+        """
         kept = state.get(DESCRIBED)
         if (
             isinstance(kept, dict)
@@ -329,9 +340,12 @@ class SalesforceObjectStream(Stream):
         ]
 
     def _parents_changed(self, state: dict[str, Any], previous: str) -> Iterator[dict[str, Any]]:
-        """Read again the rows whose parent changed: a renamed owner changes ``Owner.Name`` on
-        every account it owns and moves no account's stamp. Each relationship keeps its own
-        bookmark (the parents' newest stamp read) and memory, with the same lookback."""
+        """Read again the rows whose parent changed.
+
+        A renamed owner changes ``Owner.Name`` on every account it owns and moves no account's stamp. Each
+        relationship keeps its own bookmark (the parents' newest stamp read) and memory, with the same
+        lookback.
+        """
         slots = state.get(RELATIONSHIPS)
         slots = slots if isinstance(slots, dict) else {}
         wanted = self._relationships()
@@ -351,9 +365,11 @@ class SalesforceObjectStream(Stream):
     def _children_of_changed(
         self, label: str, slot: dict[str, Any], relation: Relationship
     ) -> Iterator[dict[str, Any]]:
-        """A polymorphic parent (Owner on Case, What/Who on Task): SOQL reads it through the
-        Name object, which has no stamp, so find the changed parents of each type, then their
-        children by ``OwnerId IN (…)`` (real-org-facts-2.md, "Parents and formulas")."""
+        """A polymorphic parent (Owner on Case, What/Who on Task).
+
+        SOQL reads it through the Name object, which has no stamp, so find the changed parents of each type,
+        then their children by ``OwnerId IN (…)`` (real-org-facts-2.md, "Parents and formulas").
+        """
         memory = Memory(slot)
         start = self._start(slot.get("replication_key_value"))
         found: dict[str, str] = {}  # parent id -> stamp
@@ -402,10 +418,12 @@ class SalesforceObjectStream(Stream):
 
     # -- new fields and formulas ------------------------------------------------------------
     def _refresh(self, state: dict[str, Any], run_start: datetime) -> Iterator[dict[str, Any]]:
-        """Read every row again for fields that changed without a stamp: fields new to the
-        mapping (so existing groups get them, no flag needed) and, every formula_refresh_hours,
-        formula and roll-up fields. Only those fields and the group name fields are read: the
-        target leaves absent keys alone."""
+        """Read every row again for fields that changed without a stamp.
+
+        Fields new to the mapping (so existing groups get them, no flag needed) and, every
+        formula_refresh_hours, formula and roll-up fields. Only those fields and the group name fields are
+        read: the target leaves absent keys alone.
+        """
         read_before = state.get(FIELDS_READ)
         known = {f.lower() for f in read_before} if isinstance(read_before, list) else None
         new = [f for f in self.fields if known is not None and f.lower() not in known]
@@ -452,8 +470,10 @@ class SalesforceObjectStream(Stream):
             state[SENT_AS] = self.sent_as
 
     def _sent_as_changed(self, state: dict[str, Any]) -> list[str]:
-        """Fields now sent as a property (or for a group type) they were not sent as before: a
-        renamed property must reach every existing group too. State from before this key: none."""
+        """Fields now sent as a property (or for a group type) they were not sent as before.
+
+        A renamed property must reach every existing group too. State from before this key: none.
+        """
         before = state.get(SENT_AS)
         if not isinstance(before, list) or not self.sent_as:
             return []
@@ -469,9 +489,11 @@ class SalesforceObjectStream(Stream):
 
     # -- one pass ------------------------------------------------------------------------------
     def _run_pass(self, p: Pass) -> Iterator[dict[str, Any]]:
-        """Read ``p`` window by window from its bookmark less the lookback; a row already
-        emitted with the same stamp is skipped; the bookmark moves per row (sorted REST) or per
-        completed window (unsorted Bulk), never past a Bulk job's createdDate less a margin."""
+        """Read ``p`` window by window from its bookmark less the lookback.
+
+        A row already emitted with the same stamp is skipped; the bookmark moves per row (sorted REST) or per
+        completed window (unsorted Bulk), never past a Bulk job's createdDate less a margin.
+        """
         slot, key = p.slot, p.key
         memory = Memory(slot) if key is not None else None
         start = self._start(slot.get("replication_key_value")) if key is not None else None
@@ -574,8 +596,10 @@ class SalesforceObjectStream(Stream):
     def _bound(
         self, slot: dict[str, Any], window: Window, newest: str | None, job: dict[str, Any], bulk: bool
     ) -> str | None:
-        """The lowest bookmark this window can still commit (the memory below it less the
-        lookback is never needed again)."""
+        """The lowest bookmark this window can still commit.
+
+        The memory below it less the lookback is never needed again.
+        """
         if not bulk:
             return slot.get("replication_key_value")
         candidates = [c for c in (newest, self._cap(job)) if c is not None]
@@ -591,8 +615,11 @@ class SalesforceObjectStream(Stream):
     def _commit_window(
         self, slot: dict[str, Any], window: Window, newest: str | None, job: dict[str, Any]
     ) -> None:
-        """An unsorted window was read whole: commit its end (when open, the newest row), but
-        never past the job's createdDate less the margin, and never backwards."""
+        """An unsorted window was read whole.
+
+        Commit its end (when open, the newest row), but never past the job's createdDate less the margin, and
+        never backwards.
+        """
         done = record_datetime(window.end) if window.end is not None else newest
         cap = self._cap(job)
         if done is None:
@@ -639,9 +666,10 @@ class SalesforceObjectStream(Stream):
         return progress.expect(rows, bulk_from=int(self.config["bulk_threshold"]))
 
     def _rest_too_long(self, p: Pass, window: Window) -> bool:
-        """True when the REST request for ``window`` (URI and headers) passes Salesforce's limit:
-        then Bulk API 2.0 reads it, or, with api_type rest, the run stops with one line.
-        Windows lengthen the query (a second bound), so each new window is checked again.
+        """True when the REST request for ``window`` (URI and headers) passes Salesforce's limit.
+
+        Then Bulk API 2.0 reads it, or, with api_type rest, the run stops with one line. Windows lengthen the
+        query (a second bound), so each new window is checked again.
         """
         soql = build_soql(self.name, p.fields, replication_key=p.key, window=window, extra=p.where)
         size = self.client.rest_request_bytes(soql, include_deleted=self._include_deleted)
@@ -672,12 +700,15 @@ class SalesforceObjectStream(Stream):
     def _position(
         self, slot: dict[str, Any], window: Window, bulk: bool, initial: Any = None
     ) -> datetime | None:
-        """Where a re-query starts: the committed bookmark when this read moved it inside the
-        window (its rows emitted already are skipped by the memory), else the window's start.
+        """Where a re-query starts.
+
+        The committed bookmark when this read moved it inside the window (its rows emitted already are skipped
+        by the memory), else the window's start.
 
         The bookmark the read started from is not a position: the read began lookback_seconds
         before it, and rows committed late into that span are not read yet (nor are rows the
-        memory skipped, which do not move the bookmark)."""
+        memory skipped, which do not move the bookmark).
+        """
         bookmark = slot.get("replication_key_value")
         if not bulk and bookmark is not None and bookmark != initial:
             at = parse_datetime(str(bookmark))
@@ -711,8 +742,10 @@ class SalesforceObjectStream(Stream):
         return Window(start, end if end and end < now else None)
 
     def _oldest(self, p: Pass) -> datetime:
-        """The oldest key value: the start of the first window (one indexed row). When even
-        that query times out, windows start at start_date, else before any org existed."""
+        """The oldest key value: the start of the first window (one indexed row).
+
+        When even that query times out, windows start at start_date, else before any org existed.
+        """
         key = str(p.key)
         configured = self.config.get("start_date")
         if configured:

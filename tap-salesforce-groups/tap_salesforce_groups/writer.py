@@ -8,7 +8,7 @@ from singer_sdk.singerlib.json import serialize_json
 
 
 class FastSingerWriter(MsgSpecWriter):
-    """Serialises each message with msgspec, in C.
+    r"""Serialises each message with msgspec, in C.
 
     A string msgspec cannot write as UTF-8, such as a lone surrogate that Salesforce sent as
     ``"\\ud800"``, goes out as the SDK's default writer writes it (escaped), so that the target
@@ -16,6 +16,7 @@ class FastSingerWriter(MsgSpecWriter):
     """
 
     def serialize_message(self, message: Message) -> bytearray:
+        """The message as one JSON line."""
         try:
             return super().serialize_message(message)
         except UnicodeEncodeError:

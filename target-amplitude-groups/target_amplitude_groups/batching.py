@@ -133,10 +133,12 @@ class Item:
 
     @property
     def encoded_bytes(self) -> int:
+        """Bytes of the identification once form-encoded."""
         return len(self.encoded)
 
     @classmethod
     def of(cls, identification: dict[str, Any]) -> Item:
+        """An item for one identification."""
         return cls(identification, form_encode_identification(identification), property_count(identification))
 
 
@@ -149,6 +151,7 @@ class Request:
     encoded_bytes: int = 0
 
     def fits(self, item: Item, overhead: int) -> bool:
+        """Whether the item fits in this request."""
         separator = _SEPARATOR_BYTES if self.items else 0
         return (
             len(self.items) < MAX_IDENTIFICATIONS
@@ -157,6 +160,7 @@ class Request:
         )
 
     def add(self, item: Item) -> None:
+        """Add the item to this request."""
         self.encoded_bytes += item.encoded_bytes + (_SEPARATOR_BYTES if self.items else 0)
         self.items.append(item)
         self.properties += item.properties
@@ -178,6 +182,7 @@ class Request:
 
     @classmethod
     def of(cls, items: Iterable[Item]) -> Request:
+        """A request holding these items."""
         request = cls()
         for item in items:
             request.add(item)
@@ -234,9 +239,10 @@ HOLD_RECORDS = 100
 
 
 class Packer:
-    """Greedy packing in order, as identifications arrive: each request is handed out once it is
-    full and ``hold_records`` more records were read, so it can be sent while the rest of the
-    batch is still being read.
+    """Greedy packing in order, as identifications arrive.
+
+    Each request is handed out once it is full and ``hold_records`` more records were read, so it can be sent
+    while the rest of the batch is still being read.
 
     A later identification of a group still in an unreleased request is merged into the earlier
     one (in its place, the later operations applied over the earlier ones) and the requests

@@ -144,8 +144,7 @@ class AdaptiveConcurrency:
         self._cond = threading.Condition()
 
     def acquire(self, stop: threading.Event, failed: threading.Event) -> int:
-        """Wait for a free slot (and the end of a pause); return the epoch to hand back to
-        :meth:`release`."""
+        """Wait for a free slot (and the end of a pause); return the epoch to hand back to :meth:`release`."""
         with self._cond:
             while True:
                 if stop.is_set() or failed.is_set():
@@ -465,5 +464,6 @@ class AmplitudeClient:
             raise
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.session.close()

@@ -65,6 +65,7 @@ class Delivery:
 
     @property
     def is_dry_run(self) -> bool:
+        """True when nothing is sent (dry_run)."""
         return self.client is None
 
     # -- sending ---------------------------------------------------------------------------

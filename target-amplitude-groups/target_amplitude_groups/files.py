@@ -32,6 +32,7 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def write(self, objects: Iterable[Any]) -> None:
+        """Append the objects, one JSON line each, secrets redacted."""
         text = "".join(self.redact(json.dumps(o, ensure_ascii=False)) + "\n" for o in objects)
         if not text:
             return

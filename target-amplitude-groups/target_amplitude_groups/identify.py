@@ -254,8 +254,10 @@ class IdentificationBuilder:
         stream: str,
         flags: tuple[str, ...] | None = None,
     ) -> tuple[list[dict[str, Any]], list[str], int]:
-        """Identifications of a batch (one per group, later records applied over earlier ones),
-        skip reasons, deleted rows ignored. ``flags`` names each mapping's deleted flag.
+        """Identifications of a batch, skip reasons, deleted rows ignored.
+
+        One identification per group, later records applied over earlier ones. ``flags`` names
+        each mapping's deleted flag.
 
         Requests go out concurrently, so two updates of one group must not travel in two of
         them: a later record of the same group is merged into the earlier one here.

@@ -12,7 +12,7 @@ from singer_sdk.singerlib.json import deserialize_json
 
 
 class FastSingerReader(MsgSpecReader):
-    """Decodes each line with msgspec (numbers as decimals, as the SDK's default reader does).
+    r"""Decodes each line with msgspec (numbers as decimals, as the SDK's default reader does).
 
     A line msgspec refuses but JSON allows, such as an escaped lone surrogate (``"\\ud800"``), is
     decoded as the SDK's default reader decodes it, so that the bad value reaches the target and
@@ -20,6 +20,7 @@ class FastSingerReader(MsgSpecReader):
     """
 
     def deserialize_json(self, line: str) -> dict[str, Any]:
+        """One message; a line msgspec refuses is decoded as the SDK's reader does."""
         try:
             message: dict[str, Any] = decoder.decode(line)
         except msgspec.DecodeError:

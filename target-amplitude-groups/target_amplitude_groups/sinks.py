@@ -1,5 +1,7 @@
-"""The sink: a stream's records become identifications, sent while the batch is read and
-acknowledged a batch at a time."""
+"""The sink.
+
+A stream's records become identifications, sent while the batch is read and acknowledged a batch at a time.
+"""
 
 from __future__ import annotations
 
@@ -123,8 +125,11 @@ class AmplitudeGroupsSink(BatchSink):
         return record
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Build the record's identifications and hand them to the outbox, which sends each
-        request as soon as it is full (the rest of the batch is read meanwhile)."""
+        """Build the record's identifications and hand them to the outbox.
+
+        The outbox sends each request as soon as it is full (the rest of the batch is read
+        meanwhile).
+        """
         if not self.mappings:
             return
         if record.get("IsDeleted") is True and self.amplitude.options.deleted_records == "ignore":
@@ -144,8 +149,9 @@ class AmplitudeGroupsSink(BatchSink):
         outbox.end_record()
 
     def process_batch(self, context: dict[str, Any]) -> None:
-        """Send the batch's last, partly filled request; return once Amplitude acknowledged all
-        of the batch.
+        """Send the batch's last, partly filled request.
+
+        Return once Amplitude acknowledged all of the batch.
 
         Raising keeps STATE back. After a full batch the next STATE is checkpointed.
         """

@@ -32,16 +32,19 @@ class RunStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: float) -> None:
+        """Add to counters."""
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
     def set(self, **values: float) -> None:
+        """Set values."""
         with self._lock:
             for name, value in values.items():
                 setattr(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters for the run report."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         data["throttled_seconds"] = round(self.throttled_seconds, 3)
         return data

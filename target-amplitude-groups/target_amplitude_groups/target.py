@@ -308,6 +308,7 @@ class TargetAmplitudeGroups(Target):
 
     @property
     def api_key(self) -> str:
+        """The Amplitude API key."""
         return str(self.config["api_key"])
 
     def redact(self, text: str) -> str:
@@ -326,6 +327,7 @@ class TargetAmplitudeGroups(Target):
 
     @cached_property
     def delivery(self) -> Delivery:
+        """What delivers identifications and decides when STATE may move."""
         config = self.config
         client = None
         if not config["dry_run"]:

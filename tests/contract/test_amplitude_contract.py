@@ -16,9 +16,9 @@ import pytest
 from emulators._server import Fault
 from emulators.amplitude import AmplitudeEmulator
 from target_amplitude_groups.errors import InvalidApiKey
-from tests.conftest import AMPLITUDE
 from tests.mappings import document, group
-from tests.target.conftest import run_target, singer
+from tests.support.emulators import AMPLITUDE
+from tests.support.target import run_target, singer
 
 RESPONSES: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parent / "fixtures" / "amplitude" / "responses.json").read_text()

@@ -17,10 +17,10 @@ from tap_salesforce_groups.auth import parse_soap_login
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import QueryTooBig, SalesforceAuthError
 from tap_salesforce_groups.tap import TapSalesforceGroups
-from tests.conftest import CA
 from tests.contract.replay import FIXTURES, Answer, ReplayServer
 from tests.mappings import document, group
-from tests.tap.conftest import run_tap
+from tests.support.emulators import CA
+from tests.support.tap import run_tap
 
 V = "/services/data/v62.0"
 JOB = "750R0000000zlh9IAA"

@@ -452,8 +452,11 @@ class History:
         self.note(f"late commit {obj}/{record_id} {values}, stamped {ago}s in the past")
 
     def step_day_passes(self) -> None:
-        """A day passes for formula fields: every stream's last formula read moves 25 h back, so
-        the next run is due to read them again (and must leave every formula value fresh)."""
+        """A day passes for formula fields.
+
+        Every stream's last formula read moves 25 h back, so the next run is due to read them again (and must
+        leave every formula value fresh).
+        """
         moved = []
         for name, slot in (self.state.get("bookmarks") or {}).items():
             read_at = slot.get(FORMULAS_READ_AT) if isinstance(slot, dict) else None
@@ -466,8 +469,11 @@ class History:
         self.note(f"a day passes (formula reads of {', '.join(moved) or 'no stream yet'} moved back 25 h)")
 
     def step_mapping_edit(self) -> None:
-        """Edit the mapping file as a user (or the editor) would; the next run goes through
-        `meltano run`, which must pick the change up at once and backfill what it adds."""
+        """Edit the mapping file as a user (or the editor) would.
+
+        The next run goes through `meltano run`, which must pick the change up at once and backfill what it
+        adds.
+        """
         rng = self.rng
         mappings = self.mapping["mappings"]
         m = rng.choice(mappings)
@@ -546,8 +552,10 @@ class History:
         )
 
     def step_run(self, *, first: bool = False, clean: bool = False, calm: bool = False) -> None:
-        """One run; ``clean``: no fault, signal or edit, through `meltano run`; ``calm``: no
-        signal and no edit while it reads (faults still drawn)."""
+        """One run; ``clean``: no fault, signal or edit, through `meltano run`; ``calm``.
+
+        No signal and no edit while it reads (faults still drawn).
+        """
         rng = self.rng
         interrupt = None if clean or first or calm else rng.choice((None, None, None, "SIGTERM", "SIGKILL"))
         # `meltano run` for every interruption and after mapping edits; the faster pipe otherwise.
@@ -766,8 +774,11 @@ class History:
 
 
 class _DuringRun:
-    """Applies planned edits while a run reads: after the n-th Salesforce request, or after the
-    n-th Bulk job was created ("bulk"), i.e. while its rows are being rendered and read."""
+    """Applies planned edits while a run reads.
+
+    After the n-th Salesforce request, or after the n-th Bulk job was created ("bulk"), i.e. while its rows
+    are being rendered and read.
+    """
 
     def __init__(self, history: History, plans: list[tuple[tuple[str, str, dict[str, Any]], str]]) -> None:
         self.history = history
@@ -871,8 +882,10 @@ def soak(
     out: Callable[[str], None] = print,
     verbose: bool = False,
 ) -> Summary:
-    """Histories one after another until ``seconds`` have passed (at least one), or the one of
-    ``seed``; raises :class:`ConvergenceFailure` on the first that fails."""
+    """Histories one after another until ``seconds`` have passed (at least one), or the one of ``seed``.
+
+    Raises :class:`ConvergenceFailure` on the first that fails.
+    """
     summary = Summary()
     start = time.monotonic()
     master = random.Random(seed if seed is not None else time.time_ns())

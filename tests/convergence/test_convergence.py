@@ -29,8 +29,10 @@ def test_amplitude_converges_to_the_org_over_random_histories() -> None:
 
 
 class _UnstampedWrite(History):
-    """A history whose one step changes a mapped value without moving SystemModstamp: no
-    incremental reader can see it, so the check after the last run must catch the difference."""
+    """A history whose one step changes a mapped value without moving SystemModstamp.
+
+    No incremental reader can see it, so the check after the last run must catch the difference.
+    """
 
     def step(self) -> None:
         table = self.org.table("Account")
@@ -50,8 +52,11 @@ def test_the_check_catches_a_value_amplitude_never_received(tmp_path: Path) -> N
 
 
 def test_a_quiet_org_that_costs_requests_is_caught(tmp_path: Path) -> None:
-    """The zero-request check can fail: an Amplitude wiped between two runs with nothing changed
-    in the org costs nothing (the pair cannot know), but a fresh state would resend everything."""
+    """The zero-request check can fail.
+
+    An Amplitude wiped between two runs with nothing changed in the org costs nothing (the pair cannot know),
+    but a fresh state would resend everything.
+    """
 
     class _StateLost(History):
         def step(self) -> None:

@@ -1,6 +1,8 @@
-"""Issue 6 through the real `meltano run`, where Meltano's state handling is part of the behaviour
-(points 1, 2, 4, 5, 9 and 11): Meltano stores each STATE line the target writes, so the
-bookmark moves exactly as far as the target let STATE through."""
+"""Issue 6 through the real `meltano run`, where Meltano's state handling is part of the behaviour.
+
+Points 1, 2, 4, 5, 9 and 11: Meltano stores each STATE line the target writes, so the
+bookmark moves exactly as far as the target let STATE through.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The demo editor (`python -m emulators.demo --editor`) never writes the checkout's meltano.yml:
-its Sync cadence control edits a scratch copy, and the page says what would run it."""
+"""The demo editor (`python -m emulators.demo --editor`) never writes the checkout's meltano.yml.
+
+Its Sync cadence control edits a scratch copy, and the page says what would run it.
+"""
 
 from __future__ import annotations
 

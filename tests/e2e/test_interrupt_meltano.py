@@ -92,8 +92,11 @@ def wait_for_requests(emu: Emulators, process: subprocess.Popen[str], count: int
 
 
 def live_accounts_after(emu: Emulators, bookmark: dict[str, Any] | None) -> set[str]:
-    """Live Accounts the next run must send: those after the bookmark, and those in the look-back
-    span before it (``lookback_seconds``, default 600) that the state does not remember emitting."""
+    """Live Accounts the next run must send.
+
+    Those after the bookmark, and those in the look-back span before it (``lookback_seconds``, default 600)
+    that the state does not remember emitting.
+    """
     rows = emu.salesforce.org.rows("Account", include_deleted=False)
     if not bookmark:
         return {r["Id"] for r in rows}

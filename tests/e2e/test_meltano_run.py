@@ -1,5 +1,7 @@
-"""The real `meltano run` of the pair against both emulators: what Amplitude ends up holding
-must be exactly what the Salesforce rows and the mapping imply."""
+"""The real `meltano run` of the pair against both emulators.
+
+What Amplitude ends up holding must be exactly what the Salesforce rows and the mapping imply.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def expected_groups(org: Any, mapping: dict[str, Any] = MAPPING) -> dict[str, di
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for m in mapping["mappings"]:
         for row in org.rows(m["object"], include_deleted=True):
-            props = {}
+            props: dict[str, Any] = {}
             if row["IsDeleted"]:
                 groups.setdefault(m["group_type"], {})[str(row[m["group_name_field"]])] = props
                 continue

@@ -1,7 +1,9 @@
-"""Refresh token rotation through the real `meltano run`, which logs the tap in twice per run
-(discovery, then sync): with rotation on, every login after the first must send the token the
+"""Refresh token rotation through the real `meltano run`, which logs the tap in twice per run.
+
+Discovery, then sync: with rotation on, every login after the first must send the token the
 previous one received (Salesforce Help 005316711, "Refresh Token Rotation": each exchange issues
-a new refresh token and invalidates the previous one; reusing an invalidated one revokes all)."""
+a new refresh token and invalidates the previous one; reusing an invalidated one revokes all).
+"""
 
 from __future__ import annotations
 

@@ -5,47 +5,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tap_salesforce_groups.editor import EditorApp, EditorServer, Org, ProjectSchedule
-from tap_salesforce_groups.tap import TapSalesforceGroups
-from tests.tap.conftest import CONFIG, MAPPING
-
-OUTPUT_DIR = Path(__file__).resolve().parents[1] / "output" / "editor"
-
-
-@dataclass
-class Editor:
-    server: EditorServer
-    mapping_file: Path
-    org: Org
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.server.authority}"
-
-    @property
-    def token(self) -> str:
-        return self.server.token
-
-    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
-        headers = {"X-Editor-Token": self.token, **kwargs.pop("headers", {})}
-        data = json.dumps(body) if isinstance(body, (dict, list)) else body
-        return requests.request(method, self.base + path, data=data, headers=headers, timeout=30, **kwargs)
-
-
-def start_editor(settings: dict[str, Any], project_root: str | None = None) -> EditorServer:
-    org = Org(settings)
-    org.login()
-    app = EditorApp(org, settings, ProjectSchedule(project_root))
-    server = EditorServer(app, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+from tap_salesforce_groups.editor import EditorApp, EditorServer, ProjectSchedule
+from tests.support.editor import SCREENSHOTS, Editor, start_editor
+from tests.support.tap import CONFIG, MAPPING
+from tests.support.tap import settings as tap_settings
 
 
 @pytest.fixture
@@ -78,8 +46,7 @@ def disconnected(tmp_path):
     """An editor started without a refresh token, as run_editor starts it when none works."""
     mapping_file = tmp_path / "mapping.json"
     mapping_file.write_text(json.dumps(MAPPING))
-    settings = {k: v for k, v in CONFIG.items() if k not in ("mapping", "refresh_token")}
-    settings = dict(TapSalesforceGroups(config=settings, validate_config=False, setup_mapper=False).config)
+    settings = tap_settings(**dict.fromkeys(("mapping", "refresh_token")))
     settings["mapping_file"] = str(mapping_file)
     env_file = tmp_path / ".env"
     app = EditorApp(
@@ -94,9 +61,6 @@ def disconnected(tmp_path):
     yield Editor(server, mapping_file, None), env_file  # type: ignore[arg-type]  # no Org yet
     server.shutdown()
     server.server_close()
-
-
-SCREENSHOTS: list[tuple[Path, str]] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from groups_mapping import validate
 from tap_salesforce_groups.mapping_cli import main
 from tap_salesforce_groups.schema import NAME_OBJECT_FIELDS
-from tests.conftest import SALESFORCE
 from tests.mappings import document, group
-from tests.tap.conftest import CONFIG, MAPPING
+from tests.support.emulators import SALESFORCE
+from tests.support.tap import CONFIG, MAPPING
 
 BIN = Path(sys.executable).parent
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from emulators.salesforce import CLIENT_SECRET
-from tests.tap.conftest import CONFIG
+from tests.support.tap import CONFIG
 
 BIN = Path(sys.executable).parent / "tap-salesforce-groups-mapping"
 

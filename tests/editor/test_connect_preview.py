@@ -21,10 +21,10 @@ from emulators.salesforce import CLIENT_SECRET
 from tap_salesforce_groups.connect import ENV_NAME
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from target_amplitude_groups.target import TargetAmplitudeGroups
-from tests.conftest import AMPLITUDE, SALESFORCE
-from tests.tap.conftest import CONFIG, MAPPING
+from tests.support.emulators import AMPLITUDE, SALESFORCE
+from tests.support.tap import CONFIG, MAPPING
+from tests.support.target import BASE_CONFIG
 from tests.tap.test_connect import browser_login
-from tests.target.conftest import BASE_CONFIG
 
 LINE = "Connected to 127.0.0.1 as integration@emulator.example (integration@emulator.example)"
 

@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from tap_salesforce_groups.mapping_cli import main
-from tests.tap.conftest import CONFIG, MAPPING
+from tests.support.tap import CONFIG, MAPPING
 
 
 def changed_mapping() -> dict:

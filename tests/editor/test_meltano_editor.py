@@ -41,6 +41,7 @@ def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: 
             start_new_session=True,  # its own process group: the test's "Ctrl-C" reaches all of it
         )
         try:
+            assert process.stdout is not None
             line = process.stdout.readline()
             assert line.startswith("Mapping editor: http://127.0.0.1:"), line
             url = line.split(": ", 1)[1].strip()
@@ -93,7 +94,8 @@ def test_demo_editor_command_runs_until_ctrl_c() -> None:
         start_new_session=True,
     )
     try:
-        lines = []
+        lines: list[str] = []
+        assert process.stdout is not None
         while not (line := process.stdout.readline()).startswith("Mapping editor: "):
             assert line, f"no editor URL; output so far: {lines}"
             lines.append(line)

@@ -18,9 +18,9 @@ import pytest
 
 from emulators.salesforce import PASSWORD, USERNAME
 from groups_mapping import validate
-from tests.editor.conftest import OUTPUT_DIR, SCREENSHOTS
 from tests.mappings import document, group
-from tests.tap.conftest import MAPPING
+from tests.support.editor import OUTPUT_DIR, SCREENSHOTS
+from tests.support.tap import MAPPING
 
 # Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
 CHROMIUM = Path(os.environ.get("EDITOR_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -241,7 +241,12 @@ def test_config_buttons_and_look(browser: Browser, editor_factory: Any, tmp_path
     # The import replaced the loaded file's two mappings: the page now has unsaved work, so the
     # next import asks first; dismissed, nothing changes.
     asked: list[str] = []
-    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", answer)
     page.locator("#import-file").set_input_files(str(editor.mapping_file))
     expect(page.locator("#notice")).to_have_text(f"Import of {editor.mapping_file.name} cancelled.")
     assert asked == [
@@ -373,8 +378,11 @@ def test_network_failures_end_every_pending_status(browser: Browser, editor_fact
 
 
 def test_connect_then_preview(browser: Browser, disconnected: Any) -> None:
-    """No credentials work: Connect to Salesforce logs in (the emulator's login page), the header
-    names the user, the objects load; Preview shows the groups the target would send."""
+    """No credentials work.
+
+    Connect to Salesforce logs in (the emulator's login page), the header names the user, the objects load;
+    Preview shows the groups the target would send.
+    """
     editor, env_file = disconnected
     # The emulator's login page is HTTPS with the test CA, which this Chromium does not know.
     context = browser.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
@@ -462,7 +470,12 @@ def test_delete_mapping_asks_first(browser: Browser, editor_factory: Any) -> Non
     page.goto(editor.server.url)
     expect(page.locator(".card")).to_have_count(2)
     asked: list[str] = []
-    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", answer)
     page.locator(".delete-mapping").first.click()
     expect(page.locator(".card")).to_have_count(2)  # dismissed: nothing deleted
     assert asked == [

@@ -12,7 +12,7 @@ import pytest
 
 from emulators.pipeline import PROJECT_ROOT
 from tap_salesforce_groups.editor.schedule import ProjectSchedule
-from tests.tap.conftest import MAPPING
+from tests.support.tap import MAPPING
 
 
 def project_copy(tmp_path: Path) -> Path:

@@ -10,7 +10,7 @@ import requests
 
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
 from tap_salesforce_groups.editor.server import MAX_BODY_BYTES
-from tests.tap.conftest import MAPPING
+from tests.support.tap import MAPPING
 
 ROUTES = [
     ("GET", "/"),

@@ -653,6 +653,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         url = line.split()[2]
         assert url.endswith("/groupidentify")
@@ -666,4 +667,5 @@ def test_cli_serves_until_sigterm(tmp_path: Path):
         assert r.status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        proc.communicate(timeout=10)  # waits, and closes the pipes
+    assert proc.returncode == 0

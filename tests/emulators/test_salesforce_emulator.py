@@ -456,9 +456,12 @@ def test_query_hides_soft_deleted_rows_query_all_shows_them(sf, http):
 
 
 def test_undelete_restores_a_row_and_stamps_it(sf, http):
-    """Undelete is a change incremental readers must see: the row is live again with a new
-    SystemModstamp (the safe reading: Salesforce documents that SystemModstamp moves whenever a
-    user or an automated process changes the record; undelete changes IsDeleted)."""
+    """Undelete is a change incremental readers must see.
+
+    The row is live again with a new SystemModstamp (the safe reading: Salesforce documents that
+    SystemModstamp moves whenever a user or an automated process changes the record; undelete changes
+    IsDeleted).
+    """
     target = sf.org.rows("Account", include_deleted=False)[0]["Id"]
     sf.org.soft_delete("Account", target)
     deleted_stamp = sf.org.get("Account", target)["SystemModstamp"]
@@ -875,7 +878,8 @@ def test_cli_serves_until_sigterm(tmp_path):
         assert s.get(f"{url}/__emulator/info").json()["rows"]["Account"] == 10
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        proc.communicate(timeout=10)  # waits, and closes the pipes
+    assert proc.returncode == 0
 
 
 # -- Bulk API 2.0 ------------------------------------------------------------------------------
@@ -1147,9 +1151,11 @@ def test_latency_switch_delays_each_page_of_records_only(sf, http):
 
 
 def test_refresh_token_rotation_invalidates_the_used_token_and_reuse_revokes_all(sf):
-    """Salesforce Help 005316711 ("Refresh Token Rotation"): each exchange issues a new refresh
-    token and invalidates the previous one; reusing an invalidated one revokes the current
-    refresh token and all associated access tokens."""
+    """Salesforce Help 005316711 ("Refresh Token Rotation").
+
+    Each exchange issues a new refresh token and invalidates the previous one; reusing an invalidated one
+    revokes the current refresh token and all associated access tokens.
+    """
     sf.rotate_refresh_tokens = True
 
     def refresh(token):

@@ -1,5 +1,8 @@
-"""What a Meltano user tries first: `.env.example` copied as is, and the mapping commands through
-the real `meltano invoke`, against the emulators. No traceback on any bad input."""
+"""What a Meltano user tries first.
+
+`.env.example` copied as is, and the mapping commands through the real `meltano invoke`, against the
+emulators. No traceback on any bad input.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Every design note the code points at is in this repository: `docs/SPEC.md §N` names a section
-that exists, `docs/...` paths exist, and no bare "SPEC §" or "reference/..." is left."""
+"""Every design note the code points at is in this repository.
+
+`docs/SPEC.md §N` names a section that exists, `docs/...` paths exist, and no bare "SPEC §" or "reference/..."
+is left.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The Python floor is the one the suite runs on (what CI runs): README, the Makefile's check and
-every package's requires-python say the same version.
+"""The Python floor is the one the suite runs on (what CI runs).
+
+README, the Makefile's check and every package's requires-python say the same version.
 
 3.11, not 3.10: Python 3.10's ``csv`` refuses a NUL byte ("line contains NUL"), and Salesforce
 text may hold one (airbytehq/airbyte#8300); from 3.11 the Bulk CSV reader takes it as data.

@@ -1,6 +1,7 @@
-"""README.md is the user's manual, and docs/ holds the rest of it: the ```sh blocks of README.md,
-then of each of DOCS, run in order in one shell, in a fresh copy of the project, against the emulators the README itself starts. A command that stops working
-fails this test.
+"""README.md is the user's manual, and docs/ holds the rest of it.
+
+The ```sh blocks of README.md, then of each of DOCS, run in order in one shell, in a fresh copy of the
+project, against the emulators the README itself starts. A command that stops working fails this test.
 
 Blocks fenced ```sh run as written. Blocks fenced ```sh placeholders hold the steps for a real
 org; they run with PLACEHOLDERS below filled in with the emulators' values, plus AMPLITUDE_URL

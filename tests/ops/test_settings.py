@@ -1,5 +1,7 @@
-"""Settings are declared once, in each plugin's config_jsonschema: meltano.yml, .env.example and
-README's tables must agree with what ``<plugin> --about --format=json`` says."""
+"""Settings are declared once, in each plugin's config_jsonschema.
+
+Meltano.yml, .env.example and README's tables must agree with what ``<plugin> --about --format=json`` says.
+"""
 
 from __future__ import annotations
 
@@ -91,8 +93,11 @@ def test_generated_settings_are_current():
 
 
 def test_make_docs_survives_a_meltano_yml_that_meltano_rewrote(tmp_path):
-    """`meltano config set` of a non-secret setting without --store=dotenv rewrites meltano.yml,
-    every comment gone (the settings markers too): `make docs` and its check still work."""
+    """`make docs` and its check still work after `meltano config set` rewrote meltano.yml.
+
+    A non-secret setting set without --store=dotenv rewrites meltano.yml, every comment gone
+    (the settings markers too).
+    """
     import shutil
 
     for name in ("README.md", "meltano.yml", ".env.example"):

@@ -1,7 +1,9 @@
-"""The Dagster code location end to end (orchestrate/dagster/): every shard of a three-object
-mapping materialised in parallel by Dagster's multiprocess executor, Meltano's state and run
+"""The Dagster code location end to end (orchestrate/dagster/).
+
+Every shard of a three-object mapping materialised in parallel by Dagster's multiprocess executor, Meltano's state and run
 history in a PostgreSQL server of the test's own, one shard SIGKILLed part-way and retried, and a
-second schedule tick after org changes."""
+second schedule tick after org changes.
+"""
 
 from __future__ import annotations
 

@@ -11,11 +11,10 @@ from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, PASSWORD, REFRESH_TOK
 from tap_salesforce_groups.auth import auth_flow, login_base_url
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import SalesforceAuthError
-from tests.tap.conftest import CONFIG, settings
+from tests.support.tap import CONFIG, settings
 
+# settings() starts from CONFIG (the emulator's login_url, the mapping) and drops the None values.
 BASE = {
-    "login_url": CONFIG["login_url"],
-    "mapping": CONFIG["mapping"],
     "client_id": None,
     "client_secret": None,
     "refresh_token": None,
@@ -56,9 +55,12 @@ def test_legacy_soap_login(salesforce):
 
 @pytest.mark.parametrize("api_version", ["62.0", "66.0"])
 def test_soap_login_is_always_at_64_with_one_deprecation_warning(salesforce, caplog, api_version):
-    """login() exists up to API 64.0 and is retired for every version on 2027-06-01 (Salesforce
+    """SOAP login() is always called at 64.0, with one deprecation warning.
+
+    login() exists up to API 64.0 and is retired for every version on 2027-06-01 (Salesforce
     Help 005132110): the tap calls it at 64.0 whatever api_version says (the REST calls use
-    api_version), and says once that it is going away."""
+    api_version), and says once that it is going away.
+    """
     config = {
         **BASE,
         "username": USERNAME,
@@ -180,8 +182,10 @@ def test_a_soap_login_fault_is_not_retried(salesforce):
 
 
 def test_a_rotated_refresh_token_is_kept_and_used_for_every_later_login(salesforce, tmp_path, caplog):
-    """With rotation on, each refresh returns a new token and the one sent is dead; reusing it
-    revokes them all. Each client is a new process's login: the token must outlive it."""
+    """With rotation on, each refresh returns a new token and the one sent is dead.
+
+    Reusing it revokes them all. Each client is a new process's login: the token must outlive it.
+    """
     salesforce.rotate_refresh_tokens = True
     path = tmp_path / "project" / "refresh-token.json"
     config = settings(refresh_token_file=str(path))

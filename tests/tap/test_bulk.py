@@ -12,7 +12,7 @@ from emulators._server import Fault
 from tap_salesforce_groups.client import SalesforceClient
 from tap_salesforce_groups.errors import QueryTooBig
 from tap_salesforce_groups.timestamps import iso_datetime
-from tests.tap.conftest import MAPPING, by_id, run_tap, settings
+from tests.support.tap import MAPPING, by_id, run_tap, settings
 
 NO_COMPOUND = copy.deepcopy(MAPPING)  # compound fields are refused now; every mapping is Bulk-able
 
@@ -163,11 +163,14 @@ def test_windowed_bulk_reads_commit_the_bookmark_per_window(salesforce, capsys):
 
 
 def test_a_nul_byte_in_bulk_csv_is_data(salesforce, capsys):
-    """Salesforce text can hold NUL (airbytehq/airbyte#8300; singer-io/tap-salesforce PR #21 and
-    simple-salesforce strip it because Python 3.10's csv refused it). On the Python floor (3.11)
-    the CSV reader takes it as data: the read never fails, and Bulk gives what REST gives."""
+    """Salesforce text can hold NUL (airbytehq/airbyte#8300.
+
+    Singer-io/tap-salesforce PR #21 and simple-salesforce strip it because Python 3.10's csv refused it). On
+    the Python floor (3.11) the CSV reader takes it as data: the read never fails, and Bulk gives what REST
+    gives.
+    """
     from tests.mappings import document, group
-    from tests.tap.conftest import run_tap, same_records
+    from tests.support.tap import run_tap, same_records
 
     mapping = document(group("Account", "org id", "Id", (("Name", "name"), ("Description", "about"))))
     first = salesforce.org.rows("Account")[0]["Id"]

@@ -27,7 +27,7 @@ from emulators.salesforce import CLIENT_SECRET, PASSWORD, REFRESH_TOKEN, USERNAM
 from tap_salesforce_groups.auth import login
 from tap_salesforce_groups.client import make_session
 from tap_salesforce_groups.connect import ENV_NAME, store_refresh_token
-from tests.tap.conftest import CONFIG
+from tests.support.tap import CONFIG
 
 BIN = Path(sys.executable).parent / "tap-salesforce-groups-mapping"
 LINE = "Connected to 127.0.0.1 as integration@emulator.example (integration@emulator.example)"
@@ -335,8 +335,11 @@ def test_concurrent_callbacks_finish_once(salesforce, config, tmp_path):
 
 
 def test_the_browser_is_opened_without_the_state_in_any_argv(salesforce, config, tmp_path):
-    """As the editor does (tests/editor/test_cli.py): the browser gets a private launcher file,
-    so no local user reads the login URL's state from a process list."""
+    """As the editor does (tests/editor/test_cli.py).
+
+    The browser gets a private launcher file, so no local user reads the login URL's state from a process
+    list.
+    """
     import html
     import time
     from urllib.parse import unquote

@@ -19,7 +19,7 @@ from emulators.salesforce.bulk import Job
 from tap_salesforce_groups.streams import iso_datetime, parse_datetime
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.mappings import document, group
-from tests.tap.conftest import CONFIG, run_tap
+from tests.support.tap import CONFIG, run_tap
 
 ACCOUNTS = document(group("Account", "org id", "Id", (("Name", "name"), ("Industry", "industry"))))
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from emulators._server import Fault
-from tests.tap.conftest import CONFIG, MAPPING, run_tap
+from tests.support.tap import CONFIG, MAPPING, run_tap
 from tests.tap.test_run_safety import run_cli, tap_process
 
 JOB = re.compile(r"/services/data/v[0-9.]+/jobs/query/[A-Za-z0-9]+")

@@ -15,7 +15,7 @@ from emulators._server import Fault
 from tap_salesforce_groups.streams import parse_datetime
 from tap_salesforce_groups.tap import state_shape_problems
 from tests.mappings import document, group
-from tests.tap.conftest import run_tap
+from tests.support.tap import run_tap
 
 ACCOUNTS = document(group("Account", "org id", "Id", (("Name", "name"),)))
 
@@ -61,9 +61,12 @@ def _ms(stamp: str) -> int:
 
 
 def test_the_state_a_run_writes_is_accepted_by_the_next_run_s_state_check(salesforce, capsys):
-    """The memory is written wrapped in a list (Meltano replaces a list whole when it merges
-    partial states); the --state shape check must accept exactly what the stream writes.
-    Found by the convergence test: every incremental run through the CLI failed at start."""
+    """The --state shape check accepts exactly what the stream writes.
+
+    The memory is written wrapped in a list (Meltano replaces a list whole when it merges
+    partial states).
+    Found by the convergence test: every incremental run through the CLI failed at start.
+    """
     first = run_tap(capsys, mapping=ACCOUNTS, api_type="rest")
     assert isinstance(first.state["bookmarks"]["Account"]["emitted"], list)
     assert state_shape_problems(first.state) == []

@@ -19,13 +19,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emulators._server import Fault
 from emulators.salesforce import SalesforceEmulator
-from tests.conftest import CA
-from tests.tap.conftest import CONFIG
+from tests.support.emulators import CA
+from tests.support.tap import CONFIG
 
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
 IDS = ["SIGINT", "SIGTERM"]
@@ -33,8 +34,11 @@ IDS = ["SIGINT", "SIGTERM"]
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[SalesforceEmulator]:
-    """An emulator of this module's own: the requests held here finish after their command
-    ended, and must not show up in another test's request log."""
+    """An emulator of this module's own.
+
+    The requests held here finish after their command ended, and must not show up in another test's request
+    log.
+    """
     server = SalesforceEmulator(ca=CA, accounts=20)
     server.start()
     yield server
@@ -52,7 +56,7 @@ def config(salesforce: SalesforceEmulator) -> dict:
     return {**CONFIG, "login_url": salesforce.url}
 
 
-def start(tmp_path: Path, command: str, config: dict, *args: str, stdout: object) -> subprocess.Popen[str]:
+def start(tmp_path: Path, command: str, config: dict, *args: str, stdout: Any) -> subprocess.Popen[str]:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     return subprocess.Popen(

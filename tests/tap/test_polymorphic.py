@@ -17,7 +17,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.mappings import document, group
 from tests.parents import parent_names
-from tests.tap.conftest import CONFIG, run_tap, same_records
+from tests.support.tap import CONFIG, run_tap, same_records
 
 TASKS = document(
     group("Task", "task", "Id", (("Subject", "subject"), ("What.Name", "related to"), ("Who.Name", "person")))

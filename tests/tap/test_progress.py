@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Generator
+from typing import cast
 
 from emulators._server import Fault
 from tap_salesforce_groups import progress
 from tap_salesforce_groups.progress import Progress
-from tests.tap.conftest import run_tap
+from tests.support.tap import run_tap
 
 
 class Clock:
@@ -24,7 +26,7 @@ def line_after(read: int, seconds: float, total: int | None) -> str:
     clock = Clock()
     p = Progress(logging.getLogger("t"), "Account", clock=clock, interval=3600)
     p.total = total
-    rows = p.track(range(read))
+    rows = cast("Generator[int, None, None]", p.track(range(read)))  # a generator: it can be closed
     for _ in range(read):
         next(rows)
     clock.now += seconds
@@ -90,7 +92,7 @@ def test_tap_logs_progress_while_reading_and_at_the_end(salesforce, capsys, capl
 
 
 def test_a_retry_is_logged_once(salesforce, capsys, caplog):
-    """backoff's own "Backing off <lambda>(...)" line would repeat the tap's retry line."""
+    """Backoff's own "Backing off <lambda>(...)" line would repeat the tap's retry line."""
     salesforce.faults.add(Fault(path="/queryAll", status=503))
     caplog.set_level(logging.INFO)
     run_tap(capsys, max_retries=2)

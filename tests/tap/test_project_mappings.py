@@ -1,5 +1,6 @@
-"""Issue 17, points 2 and 3: a project's mappings are checked together, and a job's tap and target
-read the same mapping.
+"""Issue 17, points 2 and 3.
+
+A project's mappings are checked together, and a job's tap and target read the same mapping.
 
 The README's sharding recipe (one mapping file per shard, as inherited plugins) used to get
 around every cross-mapping rule: each file was valid alone, and Accounts ended up with plan
@@ -21,7 +22,7 @@ from groups_mapping import load_mapping, problems_together
 from tap_salesforce_groups.mapping_cli import main
 from tap_salesforce_groups.project import plugin_mappings, project_problems
 from tests.mappings import document, group
-from tests.tap.conftest import CONFIG
+from tests.support.tap import CONFIG
 
 ACCOUNTS = document(group("Account", "org id", "Id", (("Name", "account name"), ("Industry", "segment"))))
 PLANS = document(group("Subscription__c", "org id", "Account__c", (("Plan__c", "segment"),)))

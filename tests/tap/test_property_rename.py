@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.mappings import document, group
-from tests.tap.conftest import run_tap
+from tests.support.tap import run_tap
 
 
 @pytest.mark.parametrize("api_type", ["rest", "bulk"])

@@ -28,7 +28,7 @@ from tap_salesforce_groups.soql import MAX_URI_BYTES, build_soql, query_uri_byte
 from tap_salesforce_groups.streams import exact_int
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from tests.mappings import document, group
-from tests.tap.conftest import CONFIG, MAPPING, by_id, run_tap, same_records, settings
+from tests.support.tap import CONFIG, MAPPING, by_id, run_tap, same_records, settings
 
 ANY_CASE = document(
     group(
@@ -235,8 +235,11 @@ def test_the_emulator_refuses_a_uri_over_16384_bytes(salesforce):
 
 
 def test_the_emulator_counts_headers_with_the_uri(salesforce):
-    """URI plus headers past 16,384 bytes is 431 (Developer Limits and Allocations Quick
-    Reference, "API Request Limits"; a real 431 in airbytehq/airbyte#20703)."""
+    """URI plus headers past 16,384 bytes is 431.
+
+    Developer Limits and Allocations Quick Reference, "API Request Limits"; a real 431 in
+    airbytehq/airbyte#20703.
+    """
     import requests
 
     token = salesforce.new_session()
@@ -280,8 +283,11 @@ def test_headers_count_against_the_limit(salesforce, capsys, caplog):
 
 
 def test_windows_that_lengthen_the_query_are_checked_again(salesforce, capsys, caplog):
-    """The first REST query fits; QUERY_TIMEOUT splits the read into windows, whose two bounds
-    make the query longer than the limit: those windows go through Bulk, nothing gets 431."""
+    """The first REST query fits.
+
+    QUERY_TIMEOUT splits the read into windows, whose two bounds make the query longer than the limit: those
+    windows go through Bulk, nothing gets 431.
+    """
     from datetime import datetime, timedelta, timezone
 
     from tap_salesforce_groups.soql import Window
@@ -356,9 +362,12 @@ HISTORY = document(
 
 @pytest.mark.parametrize("api_type", ["bulk", "rest", "auto"])
 def test_history_object_reads_through_rest_without_a_bookmark(salesforce, capsys, caplog, api_type):
-    """ActivityFieldHistory: Bulk answers INVALIDENTITY "not supported by the Bulk API"
-    (airbytehq/airbyte#13088) and its SystemModstamp is filterable: false in describe
-    (airbytehq/airbyte PR #68166): read through REST, with no bookmark, every row every run."""
+    """ActivityFieldHistory.
+
+    Bulk answers INVALIDENTITY "not supported by the Bulk API" (airbytehq/airbyte#13088) and its
+    SystemModstamp is filterable: false in describe (airbytehq/airbyte PR #68166): read through REST, with no
+    bookmark, every row every run.
+    """
     caplog.set_level("INFO")
     run = run_tap(capsys, mapping=HISTORY, api_type=api_type, start_date="2020-01-01T00:00:00Z")
     assert run.exit_code == 0, run.stopped_reason

@@ -19,7 +19,7 @@ import pytest
 
 from emulators._server import Fault
 from tap_salesforce_groups.tap import TapSalesforceGroups
-from tests.tap.conftest import CONFIG, run_tap
+from tests.support.tap import CONFIG, run_tap
 
 SECRET = "refresh-token-that-must-not-leak"
 

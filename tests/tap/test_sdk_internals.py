@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from singer_sdk import Stream, Tap
@@ -50,7 +50,7 @@ class Unsorted(Stream):
 
 class Toy(Tap):
     name = "tap-toy"
-    config_jsonschema: dict[str, Any] = {"type": "object", "properties": {}}  # noqa: RUF012
+    config_jsonschema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
 
     seen: list[dict[str, Any]]
 
@@ -140,6 +140,8 @@ def _calls(function: Any) -> set[str]:
     ids=["Tap", "Target"],
 )
 def test_the_sdk_invoke_does_only_the_steps_our_invoke_repeats(sdk_invoke, steps):
-    """Our invoke repeats these steps to keep the instance (its run's exit status, the target's
-    report): a step the SDK adds would be skipped silently, so a new one fails here."""
+    """Our invoke repeats these steps to keep the instance (its run's exit status, the target's report).
+
+    A step the SDK adds would be skipped silently, so a new one fails here.
+    """
     assert _calls(sdk_invoke) == steps

@@ -10,17 +10,18 @@ refuses a signed stream unless it has the mapping.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from groups_mapping import is_signed
 from tap_salesforce_groups.tap import TapSalesforceGroups
 from target_amplitude_groups.errors import StreamMismatch
-from tests.tap.conftest import CONFIG, MAPPING, run_tap
-from tests.target.conftest import amplitude, run_target  # noqa: F401 (a fixture)
+from tests.support.tap import CONFIG, MAPPING, run_tap
+from tests.support.target import run_target
 
 
-def singer_lines(capsys: pytest.CaptureFixture[str], **config: object) -> str:
+def singer_lines(capsys: pytest.CaptureFixture[str], **config: Any) -> str:
     run = run_tap(capsys, **config)
     messages = [
         m
@@ -31,7 +32,7 @@ def singer_lines(capsys: pytest.CaptureFixture[str], **config: object) -> str:
     return "".join(json.dumps(m) + "\n" for m in messages)
 
 
-def test_the_target_refuses_this_taps_streams_without_the_mapping(salesforce, amplitude, capsys):  # noqa: F811
+def test_the_target_refuses_this_taps_streams_without_the_mapping(salesforce, amplitude, capsys):
     lines = singer_lines(capsys)
     with pytest.raises(
         StreamMismatch, match="comes from tap-salesforce-groups, whose streams need the mapping"

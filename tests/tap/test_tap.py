@@ -13,8 +13,11 @@ from emulators._server import Fault
 from tap_salesforce_groups.errors import SalesforceAuthError
 from tap_salesforce_groups.streams import iso_datetime, parse_datetime
 from tap_salesforce_groups.tap import TapSalesforceGroups
-from tests.tap.conftest import CONFIG, run_tap
+from tests.support.emulators import SESSION
+from tests.support.tap import CONFIG, run_tap
 
+# The SDK lists the streams when it builds the class (now): the emulators must be up.
+SESSION.start()
 TestStandardTap = get_tap_test_class(
     TapSalesforceGroups, config=CONFIG, suite_config=SuiteConfig(max_records_limit=50)
 )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
@@ -22,9 +23,9 @@ from singer_sdk.exceptions import ConfigValidationError
 from emulators._server import Fault, LocalCA
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.errors import AmplitudeError, StreamMismatch, TooManyRejected, Unreachable
-from tests.conftest import CA
 from tests.mappings import document, group
-from tests.target.conftest import BASE_CONFIG, run_target, singer
+from tests.support.emulators import CA
+from tests.support.target import BASE_CONFIG, run_target, singer
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
 
 TARGET_CLI = str(Path(sys.executable).with_name("target-amplitude-groups"))
@@ -354,7 +355,7 @@ def test_debug_logging_is_linear_in_the_run_size(amplitude, capsys, caplog):
 
 
 # -- 5, 10, 19. Signals and the run report, through the real CLI ------------------------------------
-def run_cli(config: dict, lines: str, tmp_path: Path, **popen: object) -> subprocess.Popen[str]:
+def run_cli(config: dict, lines: str, tmp_path: Path, **popen: Any) -> subprocess.Popen[str]:
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps({**BASE_CONFIG, **config}))
     input_file = tmp_path / "input.jsonl"
@@ -366,7 +367,7 @@ def run_cli(config: dict, lines: str, tmp_path: Path, **popen: object) -> subpro
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        **popen,  # type: ignore[arg-type]
+        **popen,
     )
 
 

@@ -18,7 +18,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from emulators._server import Fault
 from tests.mappings import document, group
-from tests.target.conftest import run_target, singer
+from tests.support.target import run_target, singer
 from tests.target.test_data_safety import run_cli
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
 

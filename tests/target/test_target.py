@@ -13,7 +13,8 @@ from emulators._server import Fault
 from target_amplitude_groups.errors import AmplitudeError, InvalidApiKey
 from target_amplitude_groups.target import TargetAmplitudeGroups
 from tests.mappings import ACCOUNT_PROPERTIES, document, group
-from tests.target.conftest import BASE_CONFIG, run_target, singer
+from tests.support.emulators import SESSION
+from tests.support.target import BASE_CONFIG, run_target, singer
 
 ACCOUNT_SCHEMA = {
     "type": "object",
@@ -54,6 +55,8 @@ STATE = {"type": "STATE", "value": {"bookmarks": {"Account": {"replication_key_v
 
 
 # The SDK's standard target tests (foreign streams, no mapping: stream = group type).
+# The SDK lists the streams when it builds the class (now): the emulators must be up.
+SESSION.start()
 TestStandardTarget = get_target_test_class(TargetAmplitudeGroups, config=BASE_CONFIG)
 
 

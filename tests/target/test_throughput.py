@@ -1,5 +1,6 @@
-"""Issue 20: the target reads and delivers at the same time, and adapts its concurrency to
-Amplitude's throttling (AIMD).
+"""Issue 20.
+
+The target reads and delivers at the same time, and adapts its concurrency to Amplitude's throttling (AIMD).
 
 Amplitude throttles past an org-wide rate of group identifies with 429 (``Retry-After``), or
 with a 2xx whose JSON says ``"code": 429`` (docs/reference/amplitude-api.md, A5 and A6; RudderStack's
@@ -25,8 +26,8 @@ from emulators.amplitude import AmplitudeEmulator
 from target_amplitude_groups.client import AdaptiveConcurrency
 from target_amplitude_groups.errors import Stopped
 from target_amplitude_groups.target import TargetAmplitudeGroups
-from tests.conftest import CA
-from tests.target.conftest import BASE_CONFIG
+from tests.support.emulators import CA
+from tests.support.target import BASE_CONFIG
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
 
 TARGET_CLI = str(Path(sys.executable).with_name("target-amplitude-groups"))
@@ -128,8 +129,11 @@ def test_concurrency_halves_once_per_round_trip_and_grows_by_one_per_run_of_succ
 
 @pytest.fixture
 def limited() -> Iterator[AmplitudeEmulator]:
-    """An Amplitude of its own, each request a 100 ms round trip, 3,000 groups a second at most
-    (600 at once): one request in flight carries about 1,700 groups a second, eight far more."""
+    """An Amplitude of its own, each request a 100 ms round trip.
+
+    3,000 groups a second at most (600 at once): one request in flight carries about 1,700
+    groups a second, eight far more.
+    """
     with AmplitudeEmulator(ca=CA, keep_payloads=False) as emulator:
         emulator.set_latency(0.1, 0.01)
         emulator.set_rate_limit(3000, burst=600)

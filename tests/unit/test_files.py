@@ -1,5 +1,8 @@
-"""groups_mapping.write_atomically: the one way both plugins replace a file (mapping, meltano.yml,
-.env, the rotated refresh token, the run report)."""
+"""groups_mapping.write_atomically.
+
+The one way both plugins replace a file (mapping, meltano.yml, .env, the rotated refresh token, the run
+report).
+"""
 
 from __future__ import annotations
 

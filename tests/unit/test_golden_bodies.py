@@ -32,7 +32,7 @@ import pytest
 
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.target import TargetAmplitudeGroups
-from tests.conftest import CA
+from tests.support.emulators import CA
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "golden_bodies.json.gz"
 REGENERATE = os.environ.get("GOLDEN_REGENERATE") == "1"
@@ -192,8 +192,10 @@ def wide(i: int) -> dict[str, Any]:
 
 
 def notes(i: int) -> dict[str, Any]:
-    """Long unicode values, so requests split on the byte limit; row 7 alone exceeds one request
-    (100 values of about 12 kB encoded), so it goes as partial updates."""
+    """Long unicode values, so requests split on the byte limit.
+
+    Row 7 alone exceeds one request (100 values of about 12 kB encoded), so it goes as partial updates.
+    """
     row: dict[str, Any] = {"Key": f"note-{i}"}
     for f in range(100):
         row[f"N{f:03d}"] = (

@@ -67,7 +67,7 @@ LEAVES = st.one_of(
     CUSTOM,
 )
 # 0 to 5 relationship hops (SOQL's limit): Name, Owner.Name, Account__r.Owner.Name, ...
-HOPS = st.one_of(
+HOPS: st.SearchStrategy[list[str]] = st.one_of(
     st.just([]),
     st.lists(RELATIONSHIPS, min_size=1, max_size=2),
     st.lists(RELATIONSHIPS, min_size=3, max_size=5),
@@ -400,7 +400,9 @@ def unknown_keys(allowed: tuple[str, ...]) -> st.SearchStrategy[tuple[str, str]]
     return st.one_of(typos, unrelated.map(lambda t: (t, ""))).filter(lambda kh: kh[0] not in allowed)
 
 
-JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.just([]))
+JSON_VALUES: st.SearchStrategy[Any] = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.just([])
+)
 
 
 def unknown_mapping_key(data, doc, i):

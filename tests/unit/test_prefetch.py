@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tap_salesforce_groups.prefetch import prefetch
+from tap_salesforce_groups.prefetch import Prefetcher, prefetch
 
 
 class Boom(Exception):
@@ -54,3 +54,29 @@ def test_the_source_runs_in_another_thread() -> None:
         yield threading.current_thread().name
 
     assert list(prefetch(source(), name="pages")) == ["pages"]
+
+
+def test_stopping_while_the_source_waits_on_a_request_does_not_wait_for_it() -> None:
+    """A stop on a signal must not wait out a slow request.
+
+    Close() returns at once, and the thread closes the source after that request ends.
+    """
+    waiting, release, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def source() -> Iterator[int]:
+        try:
+            yield 0
+            waiting.set()
+            release.wait()  # a slow request
+            yield 1
+        finally:
+            closed.set()
+
+    prefetcher = Prefetcher(source(), ahead=1)
+    pages = iter(prefetcher)
+    assert next(pages) == 0
+    assert waiting.wait(timeout=60)
+    prefetcher.close()
+    assert not closed.is_set()  # the request is still in flight; close() did not wait for it
+    release.set()
+    assert closed.wait(timeout=60)

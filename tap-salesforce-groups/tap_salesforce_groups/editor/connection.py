@@ -47,6 +47,7 @@ class EditorConnection:
 
     @property
     def org(self) -> Org:
+        """The logged-in org."""
         if self._org is None:
             raise NotConnected(f"not connected to Salesforce ({self.problem}): click Connect to Salesforce")
         return self._org

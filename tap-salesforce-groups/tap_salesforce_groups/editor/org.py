@@ -87,6 +87,7 @@ class Org:
             raise OrgError(f"cannot read who is connected: {exc.__class__.__name__}: {exc}") from exc
 
     def describe(self, name: str) -> dict[str, Any]:
+        """The object's describe, as the tap's client caches it."""
         try:
             return self.client.describe(name)
         except SalesforceClientError as exc:
@@ -117,8 +118,10 @@ class Org:
         return field_choices(object_name, self.describe)
 
     def verify(self, document: Any, previous: MappingConfig | None = None) -> Verification:
-        """``verify`` for a mapping that is not saved yet, on this editor's session; ``previous``
-        (the saved mapping) adds what the change does to the groups already in Amplitude."""
+        """``verify`` for a mapping that is not saved yet, on this editor's session.
+
+        ``previous`` (the saved mapping) adds what the change does to the groups already in Amplitude.
+        """
         config = {k: v for k, v in self.settings.items() if k not in ("mapping", "mapping_file")}
         config["mapping"] = document
         with self._lock:

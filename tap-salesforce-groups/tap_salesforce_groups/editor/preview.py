@@ -86,8 +86,10 @@ def _flatten(raw: Mapping[str, Any], fields: list[str], datetime_fields: set[str
 def _as_target_reads(
     stream: str, record: dict[str, Any], datelike: dict[str, str], target: Any
 ) -> dict[str, Any]:
-    """The record after the Singer hop: the tap's writer, the target's reader, and the sink's
-    parsing of dates (``AmplitudeGroupsSink.preprocess_record``).
+    """The record after the Singer hop.
+
+    The tap's writer, the target's reader, and the sink's parsing of dates
+    (``AmplitudeGroupsSink.preprocess_record``).
     """
     line = FastSingerWriter().serialize_message(RecordMessage(stream=stream, record=record))
     decoded = target.reader.FastSingerReader().deserialize_json(bytes(line).decode("utf-8"))

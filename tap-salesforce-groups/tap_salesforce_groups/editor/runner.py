@@ -1,5 +1,6 @@
-"""What runs the Sync cadence. A Meltano schedule is only a line in meltano.yml: Meltano never runs
-it by itself. Under the project's Dagster code location (orchestrate/dagster/, docs/operations.md
+"""What runs the Sync cadence.
+
+A Meltano schedule is only a line in meltano.yml: Meltano never runs it by itself. Under the project's Dagster code location (orchestrate/dagster/, docs/operations.md
 "Scaling out") the schedule is read at every hourly tick; otherwise the page gives the cron line
 that runs it.
 """

@@ -35,6 +35,7 @@ class Cadence:
     cadence: str | None  # daily, hourly, or custom (any other interval)
 
     def to_dict(self) -> dict[str, Any]:
+        """The cadence as the editor's API returns it."""
         return {
             "available": bool(self.project and self.schedules),
             "project": self.project,
@@ -128,6 +129,7 @@ class ProjectSchedule:
         return files, ours
 
     def read(self) -> Cadence:
+        """The cadence of the schedules that run the tap."""
         if self.path is None:
             return Cadence(None, (), None)
         _, ours = self._load()

@@ -137,12 +137,15 @@ class EditorApp:
             raise HttpError(HTTPStatus.CONFLICT, str(exc), extra={"connect": True}) from None
 
     def objects(self) -> dict[str, Any]:
+        """The org's queryable objects."""
         return {"objects": self.org.objects()}
 
     def connection_status(self) -> dict[str, Any]:
+        """Whether the editor is connected to an org, and as whom."""
         return {**self.connection.status(), "callback_url": redirect_uri(self.port)}
 
     def connect(self) -> dict[str, Any]:
+        """Start Connect to Salesforce from the page."""
         try:
             return self.connection.start(redirect_uri(self.port))
         except NotConnected as exc:
@@ -160,6 +163,7 @@ class EditorApp:
             raise HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
 
     def fields(self, name: str) -> dict[str, Any]:
+        """The fields the mapping may name on an object."""
         if not SALESFORCE_OBJECT.match(name):
             raise HttpError(HTTPStatus.BAD_REQUEST, f"'{name}' is not a Salesforce object name")
         try:
@@ -262,16 +266,19 @@ class EditorApp:
         return answer, etag(text.encode("utf-8"))
 
     def verify(self, document: Any) -> dict[str, Any]:
+        """``verify`` for a mapping that is not saved yet."""
         result = self.org.verify(document, previous=self._saved_mapping())
         return {"problems": result.problems, "warnings": result.warnings, "summary": result.summary}
 
     def get_schedule(self) -> dict[str, Any]:
+        """The Meltano schedule's cadence."""
         try:
             return _with_runner(self.schedule.read().to_dict())
         except ScheduleError as exc:
             raise HttpError(HTTPStatus.CONFLICT, str(exc)) from exc
 
     def set_schedule(self, body: Any) -> dict[str, Any]:
+        """Set the Meltano schedule's cadence."""
         cadence = body.get("cadence") if isinstance(body, dict) else None
         try:
             return _with_runner(self.schedule.set(str(cadence)).to_dict())
@@ -298,6 +305,7 @@ class Reply:
     def json(
         cls, payload: Any, status: HTTPStatus = HTTPStatus.OK, headers: dict[str, str] | None = None
     ) -> Reply:
+        """Send ``payload`` as JSON."""
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         return cls(status, body, "application/json; charset=utf-8", headers or {})
 
@@ -337,6 +345,7 @@ class Route:
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
+        """The route's path as a compiled pattern."""
         parts = re.split(r"\{(\w+)\}", self.path)
         regex = "".join(
             re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
@@ -344,6 +353,7 @@ class Route:
         return re.compile(f"^{regex}$")
 
     def match(self, path: str) -> dict[str, str] | None:
+        """The path's parameters when it matches this route, else None."""
         found = self.pattern.match(path)
         return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
 
@@ -368,8 +378,10 @@ _CALLBACK_PAGE = (
 
 
 def _callback(request: Request) -> Reply:
-    """Salesforce's redirect after the login: guarded by the flow's ``state`` instead of the token
-    (the browser arrives from Salesforce, without it). Success goes back to the editor page.
+    """Salesforce's redirect after the login.
+
+    Guarded by the flow's ``state`` instead of the token (the browser arrives from Salesforce, without it).
+    Success goes back to the editor page.
     """
     app = request.app
     back = f"http://{app.authority}/?token={request.token}"
@@ -474,6 +486,7 @@ class Handler(BaseHTTPRequestHandler):
     body_read = False  # whether this request's body was consumed (else the connection closes)
 
     def version_string(self) -> str:
+        """No server name or version in the Server header."""
         return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:

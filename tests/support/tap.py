@@ -1,17 +1,18 @@
-"""A Salesforce emulator for the tap tests, and a way to run the tap in-process."""
+"""The tap's test settings (against the session's Salesforce emulator) and an in-process run."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceEmulator
+from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+from tap_salesforce_groups import settings as tap_settings
 from tap_salesforce_groups.tap import TapSalesforceGroups
-from tests.conftest import SALESFORCE
 from tests.mappings import ACCOUNT_PROPERTIES, document, group
+from tests.support.emulators import SESSION, Session
 
 MAPPING = document(
     group(
@@ -33,8 +34,8 @@ MAPPING = document(
     ),
 )
 
-CONFIG = {
-    "login_url": SALESFORCE.url,
+CONFIG: dict[str, Any] = {
+    "login_url": "https://127.0.0.1:9",  # the emulator's, set when it starts (below)
     "client_id": CLIENT_ID,
     "client_secret": CLIENT_SECRET,
     "refresh_token": REFRESH_TOKEN,
@@ -44,19 +45,18 @@ CONFIG = {
 }
 
 
-def settings(**overrides: object) -> dict:
-    """CONFIG with overrides, and every default filled in as the SDK does for the tap."""
+def _fill(session: Session) -> None:
+    assert session.salesforce is not None
+    CONFIG["login_url"] = session.salesforce.url
+
+
+SESSION.when_started(_fill)
+
+
+def settings(**overrides: object) -> dict[str, Any]:
+    """CONFIG with overrides, and every default filled in as the tap fills them."""
     config = {k: v for k, v in {**CONFIG, **overrides}.items() if v is not None}
-    return dict(TapSalesforceGroups(config=config, validate_config=False, setup_mapper=False).config)
-
-
-@pytest.fixture
-def salesforce() -> Iterator[SalesforceEmulator]:
-    SALESFORCE.reset()
-    yield SALESFORCE
-    SALESFORCE.reset()
-    SALESFORCE.query_timeout_rows, SALESFORCE.sandbox, SALESFORCE.api_max = None, False, 1_000_000
-    SALESFORCE.rotate_refresh_tokens = False
+    return tap_settings.resolve(config)
 
 
 @dataclass
@@ -74,7 +74,7 @@ class TapRun:
 
 def by_id(records: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
     """Records per stream keyed by Id (else Name): Bulk rows come in no promised order."""
-    return {stream: {r.get("Id", r.get("Name")): r for r in rows} for stream, rows in records.items()}
+    return {stream: {str(r.get("Id", r.get("Name"))): r for r in rows} for stream, rows in records.items()}
 
 
 def same_records(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> bool:

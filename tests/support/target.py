@@ -1,34 +1,33 @@
-"""An Amplitude emulator for the target tests, and a way to run the target on Singer lines."""
+"""The target's test settings (against the session's Amplitude emulator) and an in-process run."""
 
 from __future__ import annotations
 
 import io
 import json
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from emulators.amplitude import API_KEY, AmplitudeEmulator
+from emulators.amplitude import API_KEY
 from target_amplitude_groups.target import TargetAmplitudeGroups
-from tests.conftest import AMPLITUDE
+from tests.support.emulators import SESSION, Session
 
-# Side files of in-process runs go to a temporary folder, not the checkout's output/.
-SIDE_FILES = Path(tempfile.mkdtemp(prefix="target-side-files-"))
-BASE_CONFIG = {
+BASE_CONFIG: dict[str, Any] = {
     "api_key": API_KEY,
-    "api_url": f"{AMPLITUDE.url}/groupidentify",
+    "api_url": "https://127.0.0.1:9/groupidentify",  # the emulator's, set when it starts (below)
     "max_backoff": 0,  # retries at once: the tests need no real backoff
-    "rejected_file": str(SIDE_FILES / "rejected.jsonl"),
+    # Side files of in-process runs go to the session's temporary folder, not the checkout's output/.
+    "rejected_file": "",
 }
 
 
-@pytest.fixture
-def amplitude() -> Iterator[AmplitudeEmulator]:
-    AMPLITUDE.reset()
-    yield AMPLITUDE
-    AMPLITUDE.reset()
+def _fill(session: Session) -> None:
+    assert session.amplitude is not None and session.directory is not None
+    BASE_CONFIG["api_url"] = f"{session.amplitude.url}/groupidentify"
+    BASE_CONFIG["rejected_file"] = str(session.directory / "side-files" / "rejected.jsonl")
+
+
+SESSION.when_started(_fill)
 
 
 def singer(*messages: dict) -> str:

@@ -1,0 +1,6 @@
+"""Helpers the tests share: plain modules, imported by tests and conftests alike.
+
+``emulators`` (the session's emulators, started by the ``emulators`` fixture of tests/conftest.py),
+``tap`` (the tap's test settings and an in-process run), ``target`` (the target's), ``editor``
+(an editor served in-process).
+"""
