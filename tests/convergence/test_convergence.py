@@ -25,7 +25,9 @@ def test_amplitude_converges_to_the_org_over_random_histories() -> None:
     seed = os.environ.get("CONVERGENCE_SEED")
     summary = soak(seconds=SECONDS, seed=int(seed) if seed else None, steps=10)
     print(summary.line())
-    assert summary.checks >= 2  # the first and the last run of a history exit 0 and are checked
+    # Each history ends with a clean run, which must exit 0 and is checked (the harness raises
+    # otherwise); earlier runs may fail by design (faults, signals).
+    assert summary.histories >= 1 and summary.checks >= summary.histories
 
 
 class _UnstampedWrite(History):

@@ -174,3 +174,40 @@ def test_the_guarantees_table_says_what_kill_9_of_meltano_does():
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     row = next(line for line in readme.splitlines() if line.startswith("| `kill -9` of `meltano`"))
     assert "already running" in row and "--force" in row and "5 minutes" in row
+
+
+def test_a_budget_stop_under_meltano_fails_the_run_reports_partial_and_reads_the_rest_first(
+    project, tmp_path
+):
+    emu, env = project
+    report = tmp_path / "report.json"
+    extra = {
+        "TAP_SALESFORCE_GROUPS_MAX_API_USAGE_PERCENT": "1",
+        "TARGET_AMPLITUDE_GROUPS_REPORT_FILE": str(report),
+    }
+    # 1% of the org's limit is already used (earlier runs count too), and the limit is far away.
+    emu.salesforce.api_max = 50 * (emu.salesforce.api_calls + 10)
+    try:
+        stopped = meltano(
+            "--environment=demo",
+            "run",
+            "--state-id-suffix=budget",
+            *TAP_TARGET,
+            env={**env, **extra},
+            check=False,
+        )
+    finally:
+        emu.salesforce.api_max = 1_000_000
+    assert stopped.returncode != 0  # the tap exited 75: not a success for cron or an orchestrator
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+    saved = json.loads(report.read_text())
+    assert saved["status"] == "partial" and "max_api_usage_percent" in saved["error"]
+    state = saved_state(env, "budget")
+    assert state["partial"]["unread"] == ["Subscription__c"]
+    # The next run reads Subscription__c first and clears the mark in Meltano's stored state.
+    done = meltano("--environment=demo", "run", "--state-id-suffix=budget", *TAP_TARGET, env={**env, **extra})
+    log = done.stdout + done.stderr
+    assert "Reading Subscription__c first" in log
+    assert log.index("Beginning sync of 'Subscription__c'") < log.index("Beginning sync of 'Account'")
+    assert json.loads(report.read_text())["status"] == "ok"
+    assert saved_state(env, "budget").get("partial") is None
