@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml | cksum | cut -d' ' -f1)
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test test-fast lint typecheck docs lock bench soak clean
+ORCHESTRATE_STAMP := $(VENV)/.orchestrate-$(shell cat requirements/orchestrate.txt requirements/orchestrate-constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install install-orchestrate demo test test-fast lint typecheck docs lock bench soak clean
 
 $(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -17,6 +19,14 @@ $(STAMP): requirements-dev.txt requirements/constraints.txt pyproject.toml */pyp
 
 install: $(STAMP)
 
+# The optional Dagster code location (orchestrate/dagster/): Dagster into the same .venv, pinned.
+$(ORCHESTRATE_STAMP): $(STAMP) requirements/orchestrate.txt requirements/orchestrate-constraints.txt
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -c requirements/orchestrate-constraints.txt -r requirements/orchestrate.txt
+	rm -f $(VENV)/.orchestrate-*
+	touch $(ORCHESTRATE_STAMP)
+
+install-orchestrate: $(ORCHESTRATE_STAMP)
+
 demo: install
 	$(BIN)/python -m emulators.demo
 
@@ -26,7 +36,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install lint
+# The whole suite, including the orchestrated (Dagster + PostgreSQL) end-to-end test.
+test: install install-orchestrate lint
 	$(BIN)/python -m pytest
 
 # Everything but the tests that run Meltano (marked e2e), in 4 processes: the loop while changing code.

@@ -249,7 +249,7 @@ class BackgroundServer:
         latency = self.latency
         if (latency.seconds or latency.jitter) and self.latency_applies(request):
             time.sleep(latency.draw(self._rng))  # each request has its own thread: others go on
-        fault = self.faults.take(request.path, lambda f: self.fault_applies(request, f))
+        fault = self.faults.take(self.fault_path(request), lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
                 self._epoch_over.wait(fault.delay)  # a reset ends the wait
@@ -259,6 +259,10 @@ class BackgroundServer:
         else:
             response = self.handle(request)
         return response(environ, start_response)
+
+    def fault_path(self, request: Request) -> str:
+        """What a fault's ``path`` is matched against: the request path (subclasses may widen it)."""
+        return str(request.path)
 
     def fault_applies(self, request: Request, fault: Fault) -> bool:
         """Whether ``fault`` may hit this request; subclasses narrow it (admin paths, kinds)."""

@@ -380,6 +380,14 @@ class AmplitudeEmulator(BackgroundServer):
             return self._admin(Request(environ))(environ, start_response)
         return super()._wsgi(environ, start_response)
 
+    def fault_path(self, request: Request) -> str:
+        """Match faults against the path and query string.
+
+        A client whose URL carries a query (``?shard=account``, as a proxy's route might) can then
+        be given faults of its own while others share the endpoint.
+        """
+        return str(request.full_path)
+
     def _admin(self, request: Request) -> Response:
         return _admin_route(self, request)
 
@@ -446,6 +454,7 @@ class AmplitudeEmulator(BackgroundServer):
             "time": time.time(),
             "method": request.method,
             "path": request.path,
+            "query": request.query_string.decode("latin-1"),
             "status": None,
             "body_bytes": request.content_length,
             "content_type": request.headers.get("Content-Type"),

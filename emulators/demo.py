@@ -124,6 +124,20 @@ def main() -> int:
     return 0
 
 
+def scratch_project(tmp: Path) -> Path:
+    """A Meltano project in ``tmp`` with the checkout's meltano.yml and installed plugins.
+
+    The editor's Sync cadence control writes the meltano.yml of the project it runs in; the demo
+    must leave the checkout's own untouched, so it runs in this copy.
+    """
+    project = tmp / "project"
+    (project / ".meltano").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "meltano.yml", project / "meltano.yml")
+    for kind in ("extractors", "loaders"):
+        (project / ".meltano" / kind).symlink_to(PROJECT_ROOT / ".meltano" / kind)
+    return project
+
+
 def editor(args: list[str]) -> int:
     """The mapping editor under Meltano against a demo emulator, sealed like the demo, until Ctrl-C."""
     with Emulators(accounts=12) as emu, tempfile.TemporaryDirectory(prefix="demo-editor-") as tmp:
@@ -142,9 +156,14 @@ def editor(args: list[str]) -> int:
         if not (PROJECT_ROOT / ".meltano" / "extractors" / "tap-salesforce-groups").exists():
             print("Installing the tap (meltano install)…", flush=True)
             run_meltano(*meltano[1:], "install", "extractor", "tap-salesforce-groups", env=env, base_env=env)
-        print(f"Salesforce emulator: {emu.salesforce.url}; editing a copy of demo/mapping.json", flush=True)
+        project = scratch_project(Path(tmp))
+        print(
+            f"Salesforce emulator: {emu.salesforce.url}; editing a copy of demo/mapping.json; "
+            f"the Sync cadence changes a scratch copy of meltano.yml ({project / 'meltano.yml'})",
+            flush=True,
+        )
         command = [*meltano, "--environment=demo", "invoke", "tap-salesforce-groups:editor", *args]
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+        process = subprocess.Popen(command, cwd=project, env=env)
         interrupted = False
         while True:
             try:

@@ -38,10 +38,10 @@ def amplitude_value(value: Any) -> Any:
     return value
 
 
-def expected_groups(org: Any) -> dict[str, dict[str, dict[str, Any]]]:
+def expected_groups(org: Any, mapping: dict[str, Any] = MAPPING) -> dict[str, dict[str, dict[str, Any]]]:
     """Every row's group; soft-deleted rows' groups exist with no properties (deleted_records=unset)."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
-    for m in MAPPING["mappings"]:
+    for m in mapping["mappings"]:
         for row in org.rows(m["object"], include_deleted=True):
             props: dict[str, Any] = {}
             if row["IsDeleted"]:

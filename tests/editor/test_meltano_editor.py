@@ -49,12 +49,17 @@ def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: 
             headers = {"X-Editor-Token": token}
             # Meltano sets MELTANO_PROJECT_ROOT: the cadence control finds the project's schedule.
             schedule = requests.get(f"{base}/api/schedule", headers=headers, timeout=30).json()
+            runner = schedule.pop("runs_it")
             assert schedule == {
                 "available": True,
                 "project": str(PROJECT_ROOT / "meltano.yml"),
                 "schedules": ["salesforce-to-amplitude"],
                 "cadence": "daily",
             }
+            # `make test` installs Dagster (make install-orchestrate), so the checkout's code location runs it.
+            assert runner["runner"] == (
+                "dagster" if (PROJECT_ROOT / ".venv/bin/dagster").exists() else "cron"
+            )
             got = requests.get(f"{base}/api/mapping", headers=headers, timeout=30).json()
             assert got["mapping_file"] == str(mapping)
             verified = requests.post(

@@ -286,6 +286,11 @@ def test_cadence_control(browser: Browser, editor_factory: Any, tmp_path: Path) 
     page.locator("#cadence").select_option("hourly")
     expect(page.locator("#notice")).to_contain_text("Sync cadence set to hourly")
     assert "interval: '@hourly'" in (root / "meltano.yml").read_text()
+    # The page says what runs the schedule: here nothing but the cron line it shows.
+    expect(page.locator("#cadence-runner")).to_contain_text("Nothing runs this schedule by itself")
+    expect(page.locator("#cadence-runner code")).to_have_text(
+        f"0 * * * * cd {root} && meltano schedule run salesforce-to-amplitude"
+    )
     page.close()
 
 

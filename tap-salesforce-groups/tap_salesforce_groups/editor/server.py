@@ -45,6 +45,7 @@ from tap_salesforce_groups.connect import (
 from tap_salesforce_groups.editor.connection import EditorConnection, NotConnected
 from tap_salesforce_groups.editor.org import Org, OrgError
 from tap_salesforce_groups.editor.preview import PreviewError, preview
+from tap_salesforce_groups.editor.runner import runs_it
 from tap_salesforce_groups.editor.schedule import ProjectSchedule, ScheduleError
 from tap_salesforce_groups.project import validate_in_project
 
@@ -272,7 +273,7 @@ class EditorApp:
     def get_schedule(self) -> dict[str, Any]:
         """The Meltano schedule's cadence."""
         try:
-            return self.schedule.read().to_dict()
+            return _with_runner(self.schedule.read().to_dict())
         except ScheduleError as exc:
             raise HttpError(HTTPStatus.CONFLICT, str(exc)) from exc
 
@@ -280,10 +281,15 @@ class EditorApp:
         """Set the Meltano schedule's cadence."""
         cadence = body.get("cadence") if isinstance(body, dict) else None
         try:
-            return self.schedule.set(str(cadence)).to_dict()
+            return _with_runner(self.schedule.set(str(cadence)).to_dict())
         except ScheduleError as exc:
             status = HTTPStatus.BAD_REQUEST if cadence not in ("daily", "hourly") else HTTPStatus.CONFLICT
             raise HttpError(status, str(exc)) from exc
+
+
+def _with_runner(cadence: dict[str, Any]) -> dict[str, Any]:
+    """The cadence plus what runs it (Dagster, or the cron line to install): a schedule alone runs nothing."""
+    return {**cadence, "runs_it": runs_it(cadence["project"], cadence["cadence"], cadence["schedules"])}
 
 
 @dataclass(frozen=True)

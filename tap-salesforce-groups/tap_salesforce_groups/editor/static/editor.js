@@ -733,6 +733,7 @@ async function setCadence(event) {
     return;
   }
   notice(`Sync cadence set to ${r.data.cadence} in ${r.data.project} (${r.data.schedules.join(", ")}).`);
+  showRunner(r.data.runs_it);
 }
 
 function showCadence(data) {
@@ -748,6 +749,17 @@ function showCadence(data) {
   select.disabled = false;
   select.value = data.cadence || "daily";
   note.textContent = `Schedule: ${data.schedules.join(", ")}`;
+  showRunner(data.runs_it);
+}
+// A schedule in meltano.yml runs nothing by itself: say what runs it (Dagster, or the cron line).
+function showRunner(runner) {
+  const line = $("#cadence-runner");
+  line.textContent = runner ? runner.text : "";
+  if (runner && runner.cron) {
+    const code = document.createElement("code");
+    code.textContent = runner.cron;
+    line.append(" ", code);
+  }
 }
 
 async function start() {

@@ -1,0 +1,1 @@
+"""The Dagster code location of the project (definitions.py)."""
