@@ -1,4 +1,6 @@
-"""The session's emulators, started here (not at import), and reset around each test that uses one.
+"""Fixtures every test may use: the session's emulators, the checkout's Meltano project.
+
+The emulators start here (not at import) and are reset around each test that uses one.
 
 The helpers the tests share are plain modules in tests/support/; test modules import them from
 there, never from a conftest.
@@ -8,12 +10,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emulators.amplitude import AmplitudeEmulator
 from emulators.salesforce import SalesforceEmulator
+from tests.support.editor import SCREENSHOT_LINE
 from tests.support.emulators import SESSION, Session
+from tests.support.project import clone_like, install_plugins, own_meltano_dir
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,3 +53,48 @@ def amplitude() -> Iterator[AmplitudeEmulator]:
     emulator.reset()
     yield emulator
     emulator.reset()
+
+
+@pytest.fixture(scope="session")
+def meltano_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Variables for every `meltano` a test starts in the checkout: a `.meltano` of this process's own.
+
+    The checkout's plugins are installed first (once: the other test processes wait). With
+    them, runs in other test processes at the same time never share `.meltano/run/`
+    (tests/support/project.py says why).
+    """
+    install_plugins()
+    return own_meltano_dir(tmp_path_factory.mktemp("meltano-sys"))
+
+
+@pytest.fixture
+def project_copy(meltano_env: dict[str, str], tmp_path: Path) -> Path:
+    """A fresh-clone-like copy of the project, sharing the installed .venv and plugin venvs."""
+    return clone_like(tmp_path / "project")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that run Meltano (marked e2e) first, each module's tests in their own order.
+
+    They are the long ones: `make test` hands whole modules to its processes in this order
+    (pytest-xdist's --dist loadfile), so the short ones fill in at the end.
+    """
+    e2e_modules = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in e2e_modules)  # a stable sort
+
+
+SCREENSHOTS: list[tuple[str, str]] = []  # (path, what it shows), from the tests' reports
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Note the screenshots a test printed (tests/editor/test_page.py), whichever process ran it."""
+    if report.when == "call":
+        SCREENSHOTS.extend((m["path"], m["what"]) for m in SCREENSHOT_LINE.finditer(report.capstdout))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser test's screenshots are (tests/output/editor/)."""
+    if SCREENSHOTS:
+        terminalreporter.write_sep("-", "mapping editor screenshots")
+        for path, what in SCREENSHOTS:
+            terminalreporter.write_line(f"{path}: {what}")

@@ -15,6 +15,10 @@ ACCOUNT_PROPERTIES = (
 )
 
 
+# Account fields as the shard and convergence tests name them (what the other properties join).
+ACCOUNT_BASICS = (("Name", "account name"), ("Industry", "industry"), ("AnnualRevenue", "annual revenue"))
+
+
 def group(
     object_name: str, group_type: str, name_field: str, pairs: tuple[tuple[str, str], ...]
 ) -> dict[str, Any]:

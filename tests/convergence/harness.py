@@ -41,6 +41,8 @@ from emulators._server import Fault
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ApiError
 from emulators.salesforce.query import compile_query
+from tests.mappings import ACCOUNT_BASICS, document, group
+from tests.support.project import own_meltano_dir
 
 BIN = Path(sys.executable).parent
 STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
@@ -58,38 +60,33 @@ ALL_KINDS = (
     "clock_skew",  # Salesforce's clock ahead of or behind ours
 )
 
-BASE_MAPPING: dict[str, Any] = {
-    "version": 1,
-    "mappings": [
-        {
-            "object": "Account",
-            "group_type": "org id",
-            "group_name_field": "Id",
-            "properties": [
-                {"field": "Name", "property": "account name"},
-                {"field": "Industry", "property": "industry"},
-                {"field": "AnnualRevenue", "property": "annual revenue"},
-                {"field": "NumberOfEmployees", "property": "employees"},
-                {"field": "IsActive__c", "property": "active"},
-                {"field": "SLAExpirationDate__c", "property": "sla expires"},
-                {"field": "Owner.Name", "property": "owner"},
-                {"field": "Parent.Name", "property": "parent account"},
-            ],
-        },
-        {
-            "object": "Subscription__c",
-            "group_type": "subscription",
-            "group_name_field": "Name",
-            "properties": [
-                {"field": "Plan__c", "property": "plan"},
-                {"field": "MRR__c", "property": "mrr"},
-                {"field": "ARR__c", "property": "arr"},
-                {"field": "Status__c", "property": "status"},
-                {"field": "Account__r.Name", "property": "account name"},
-            ],
-        },
-    ],
-}
+BASE_MAPPING: dict[str, Any] = document(
+    group(
+        "Account",
+        "org id",
+        "Id",
+        (
+            *ACCOUNT_BASICS,
+            ("NumberOfEmployees", "employees"),
+            ("IsActive__c", "active"),
+            ("SLAExpirationDate__c", "sla expires"),
+            ("Owner.Name", "owner"),
+            ("Parent.Name", "parent account"),
+        ),
+    ),
+    group(
+        "Subscription__c",
+        "subscription",
+        "Name",
+        (
+            ("Plan__c", "plan"),
+            ("MRR__c", "mrr"),
+            ("ARR__c", "arr"),
+            ("Status__c", "status"),
+            ("Account__r.Name", "account name"),
+        ),
+    ),
+)
 # Fields a mapping edit may add, per object (with the property name they get).
 EXTRA_FIELDS: dict[str, list[tuple[str, str]]] = {
     "Account": [
@@ -106,15 +103,7 @@ EXTRA_FIELDS: dict[str, list[tuple[str, str]]] = {
     ],
     "Contact": [("Email", "email"), ("Title", "title")],
 }
-CONTACT_MAPPING = {
-    "object": "Contact",
-    "group_type": "contact",
-    "group_name_field": "Id",
-    "properties": [
-        {"field": "Name", "property": "contact name"},
-        {"field": "Account.Name", "property": "company"},
-    ],
-}
+CONTACT_MAPPING = group("Contact", "contact", "Id", (("Name", "contact name"), ("Account.Name", "company")))
 # Group name fields a mapping edit may switch to: unique on every row, so one row is one group.
 UNIQUE_NAME_FIELDS: dict[str, tuple[str, ...]] = {
     "Account": ("Id", "Account_Number__c"),
@@ -256,6 +245,7 @@ class History:
     kinds: tuple[str, ...] = field(default_factory=enabled_kinds)
     use_meltano: bool = True  # False: every run through the pipe, none interrupted (self-tests)
     log: list[str] = field(default_factory=list)
+    meltano_env: dict[str, str] = field(default_factory=dict)  # for every `meltano` it starts
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -723,7 +713,7 @@ class History:
 
     def _meltano_env(self, api_type: str) -> dict[str, str]:
         tap, target = self.settings(api_type)
-        env = {**self.emu.env(), "MELTANO_DATABASE_URI": self.database_uri}
+        env = {**self.meltano_env, **self.emu.env(), "MELTANO_DATABASE_URI": self.database_uri}
         env.update({f"TAP_SALESFORCE_GROUPS_{k.upper()}": str(v) for k, v in tap.items()})
         env.update({f"TARGET_AMPLITUDE_GROUPS_{k.upper()}": str(v) for k, v in target.items()})
         return env
@@ -866,12 +856,13 @@ class Summary:
 
 
 @contextlib.contextmanager
-def _workspace() -> Iterator[tuple[Path, str]]:
+def _workspace() -> Iterator[tuple[Path, str, dict[str, str]]]:
+    """A folder, a system database and a `.meltano` of the soak's own (other runs may go on beside it)."""
     with tempfile.TemporaryDirectory(prefix="convergence-") as tmp:
         root = Path(tmp)
         database = f"sqlite:///{root / 'meltano.db'}"
         meltano("install", env={"MELTANO_DATABASE_URI": database})
-        yield root, database
+        yield root, database, own_meltano_dir(root / "meltano-sys")
 
 
 def soak(
@@ -889,12 +880,17 @@ def soak(
     summary = Summary()
     start = time.monotonic()
     master = random.Random(seed if seed is not None else time.time_ns())
-    with _workspace() as (root, database):
+    with _workspace() as (root, database, meltano_env):
         while True:
             history_seed = seed if seed is not None else master.randrange(10**9)
             deadline = start + seconds
             history = History(
-                history_seed, root / f"h{history_seed}", database, steps=steps, deadline=deadline
+                history_seed,
+                root / f"h{history_seed}",
+                database,
+                steps=steps,
+                deadline=deadline,
+                meltano_env=meltano_env,
             )
             out(f"history seed {history_seed} (kinds: {', '.join(history.kinds)})")
             try:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 SECONDS = float(os.environ.get("CONVERGENCE_SECONDS", "45"))  # then one last clean run
 
 
+@pytest.mark.usefixtures("meltano_env")  # the checkout's plugins installed before its own `meltano install`
 def test_amplitude_converges_to_the_org_over_random_histories() -> None:
     seed = os.environ.get("CONVERGENCE_SEED")
     summary = soak(seconds=SECONDS, seed=int(seed) if seed else None, steps=10)

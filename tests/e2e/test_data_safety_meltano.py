@@ -27,16 +27,18 @@ STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulators, dict[str, str]]]:
+def project(
+    meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Emulators, dict[str, str]]]:
     db = tmp_path_factory.mktemp("meltano") / "meltano.db"
     side = tmp_path_factory.mktemp("side")
     with Emulators(accounts=150, page_size=40) as emu:
         env = {
+            **meltano_env,
             **emu.env(),
             "MELTANO_DATABASE_URI": f"sqlite:///{db}",
             "TARGET_AMPLITUDE_GROUPS_REJECTED_FILE": str(side / "rejected.jsonl"),
         }
-        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
         yield emu, env
 
 

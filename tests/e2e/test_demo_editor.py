@@ -19,7 +19,8 @@ from emulators.pipeline import PROJECT_ROOT, sealed_environ
 pytestmark = pytest.mark.e2e
 
 
-def test_the_demo_editor_sets_the_cadence_of_a_scratch_copy() -> None:
+def test_the_demo_editor_sets_the_cadence_of_a_scratch_copy(meltano_env: dict[str, str]) -> None:
+    # meltano_env: the checkout's plugins are installed, which the scratch copy links to.
     checkout = (PROJECT_ROOT / "meltano.yml").read_bytes()
     process = subprocess.Popen(
         [sys.executable, "-m", "emulators.demo", "--editor", "--no-browser"],

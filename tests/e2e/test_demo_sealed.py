@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from emulators.pipeline import PROJECT_ROOT
-
 pytestmark = pytest.mark.e2e
 
 HOSTILE_DOTENV = """\
@@ -46,11 +44,10 @@ class Trap:
             conn.close()
 
 
-def test_the_demo_ignores_dotenv_and_plugin_variables() -> None:
-    dotenv = PROJECT_ROOT / ".env"
-    created = not dotenv.exists()  # never touch a developer's own .env
-    if created:
-        dotenv.write_text(HOSTILE_DOTENV)
+def test_the_demo_ignores_dotenv_and_plugin_variables(project_copy: Path) -> None:
+    # In a copy of the project: its .env is the hostile one (a developer's own .env, and
+    # Meltano runs of other tests in the checkout at the same time, never see it).
+    (project_copy / ".env").write_text(HOSTILE_DOTENV)
     trap = Trap()
     env = {
         **os.environ,
@@ -61,8 +58,8 @@ def test_the_demo_ignores_dotenv_and_plugin_variables() -> None:
     }
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "emulators.demo"],
-            cwd=PROJECT_ROOT,
+            [sys.executable, "-m", "emulators.demo"],  # the copy's emulators.demo (cwd comes first)
+            cwd=project_copy,
             env=env,
             capture_output=True,
             text=True,
@@ -70,13 +67,12 @@ def test_the_demo_ignores_dotenv_and_plugin_variables() -> None:
             check=False,
         )
     finally:
-        if created:
-            dotenv.unlink()
         trap.socket.close()
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert trap.connections == 0
     assert "group type 'org id'" in result.stdout
     assert "0f3c1e2d4b5a69788796a5b4c3d2e1f0" not in result.stdout + result.stderr
+    assert (project_copy / ".meltano" / "run").is_dir()  # Meltano ran in the copy, beside its .env
 
 
 def test_sealed_environ_drops_plugin_and_meltano_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,18 +37,20 @@ LOOKBACK = timedelta(seconds=600)  # the tap's lookback_seconds default
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulators, dict[str, str]]]:
+def project(
+    meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Emulators, dict[str, str]]]:
     db = tmp_path_factory.mktemp("meltano") / "meltano.db"
     side = tmp_path_factory.mktemp("side")
     with Emulators(accounts=ACCOUNTS, page_size=2000) as emu:
         env = {
+            **meltano_env,
             **emu.env(),
             "MELTANO_DATABASE_URI": f"sqlite:///{db}",
             "TARGET_AMPLITUDE_GROUPS_REJECTED_FILE": str(side / "rejected.jsonl"),
             "TARGET_AMPLITUDE_GROUPS_BATCH_SIZE_ROWS": str(BATCH),
             "TARGET_AMPLITUDE_GROUPS_REQUEST_TIMEOUT": str(TIMEOUT),
         }
-        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
         yield emu, env
 
 

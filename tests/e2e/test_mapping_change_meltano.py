@@ -19,17 +19,19 @@ from tests.mappings import document, group
 pytestmark = pytest.mark.e2e
 
 
-def test_a_new_field_and_a_new_object_reach_amplitude_on_the_next_run(tmp_path: Path) -> None:
+def test_a_new_field_and_a_new_object_reach_amplitude_on_the_next_run(
+    meltano_env: dict[str, str], tmp_path: Path
+) -> None:
     mapping_file = tmp_path / "mapping.json"
     mapping_file.write_text(json.dumps(document(group("Account", "org id", "Id", (("Name", "name"),)))))
     with Emulators(accounts=40) as emu:
         env = {
+            **meltano_env,
             **emu.env(),
             "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
             "TAP_SALESFORCE_GROUPS_MAPPING_FILE": str(mapping_file),
             "TARGET_AMPLITUDE_GROUPS_MAPPING_FILE": str(mapping_file),
         }
-        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
 
         def run() -> str:
             result = meltano("--environment=demo", "run", *TAP_TARGET, env=env, check=False)

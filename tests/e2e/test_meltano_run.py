@@ -5,7 +5,6 @@ What Amplitude ends up holding must be exactly what the Salesforce rows and the 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,70 +14,26 @@ import pytest
 
 from emulators._server import Fault
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
+from tests.mappings import document, group
+from tests.support.expected import DEMO_MAPPING, amplitude_value, expected_groups, sent_groups
 
 pytestmark = pytest.mark.e2e
 
-MAPPING = json.loads((PROJECT_ROOT / "demo" / "mapping.json").read_text())
 STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
-# Lookup fields behind the relationship names the demo mapping uses.
-LOOKUPS = {
-    "Owner": ("OwnerId", "User"),
-    "Parent": ("ParentId", "Account"),
-    "Account__r": ("Account__c", "Account"),
-}
-
-
-def amplitude_value(value: Any) -> Any:
-    """How a Salesforce JSON value must arrive in Amplitude (independent of the target's code)."""
-    if isinstance(value, str) and len(value) >= 24 and value[10:11] == "T" and value[-5] in "+-":
-        parsed = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(dt.timezone.utc)
-        return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}+00:00"
-    if isinstance(value, str):
-        return value[:1024]
-    return value
-
-
-def expected_groups(org: Any, mapping: dict[str, Any] = MAPPING) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every row's group; soft-deleted rows' groups exist with no properties (deleted_records=unset)."""
-    groups: dict[str, dict[str, dict[str, Any]]] = {}
-    for m in mapping["mappings"]:
-        for row in org.rows(m["object"], include_deleted=True):
-            props: dict[str, Any] = {}
-            if row["IsDeleted"]:
-                groups.setdefault(m["group_type"], {})[str(row[m["group_name_field"]])] = props
-                continue
-            for p in m["properties"]:
-                node: Any = row
-                *hops, last = p["field"].split(".")
-                for hop in hops:
-                    lookup_field, parent = LOOKUPS[hop]
-                    node = org.get(parent, node[lookup_field]) if node and node.get(lookup_field) else None
-                value = node.get(last) if node else None
-                if value is not None:
-                    props[p["property"]] = amplitude_value(value)
-            groups.setdefault(m["group_type"], {})[str(row[m["group_name_field"]])] = props
-    return groups
-
-
-def sent_groups(amplitude: Any, since: int) -> set[tuple[str, str]]:
-    return {
-        (i["group_type"], i["group_value"])
-        for r in amplitude.requests[since:]
-        if r["status"] == 200
-        for i in r["payload"]
-    }
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulators, dict[str, str]]]:
+def project(
+    meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Emulators, dict[str, str]]]:
     db = tmp_path_factory.mktemp("meltano") / "meltano.db"
     with Emulators(accounts=150, page_size=40) as emu:
         env = {
+            **meltano_env,
             **emu.env(),
             "MELTANO_DATABASE_URI": f"sqlite:///{db}",
             "TARGET_AMPLITUDE_GROUPS_DELETED_RECORDS": "unset",
         }
-        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
         yield emu, env
 
 
@@ -195,7 +150,7 @@ def test_mapping_commands_through_meltano_invoke(
     assert validate.returncode == 0
     assert "Mapping OK: 2 mappings, 13 group properties." in validate.stdout
     export = invoke("tap-salesforce-groups-mapping:export")
-    assert json.loads(export.stdout) == MAPPING
+    assert json.loads(export.stdout) == DEMO_MAPPING
     verify = invoke("tap-salesforce-groups-mapping:verify")
     assert verify.returncode == 0
     assert "Mapping verified against the org: OK (2 objects" in verify.stdout
@@ -212,28 +167,15 @@ def test_mapping_commands_through_meltano_invoke(
     assert json.loads(scaffold.stdout)["mappings"][-1]["properties"][0]["field"] == "Email"
 
     broken = tmp_path / "broken.json"
+    typo = {
+        "object": "Accountt",
+        "group_type": "other",
+        "group_name_field": "Id",
+        "properties": [{"field": "Name"}],
+    }
     broken.write_text(
         json.dumps(
-            {
-                "version": 1,
-                "mappings": [
-                    {
-                        "object": "Account",
-                        "group_type": "org id",
-                        "group_name_field": "Id",
-                        "properties": [
-                            {"field": "Nmae", "property": "name"},
-                            {"field": "Owner.Nope", "property": "owner"},
-                        ],
-                    },
-                    {
-                        "object": "Accountt",
-                        "group_type": "other",
-                        "group_name_field": "Id",
-                        "properties": [{"field": "Name"}],
-                    },
-                ],
-            }
+            document(group("Account", "org id", "Id", (("Nmae", "name"), ("Owner.Nope", "owner"))), typo)
         )
     )
     failed = invoke(

@@ -18,15 +18,15 @@ from emulators.salesforce import REFRESH_TOKEN
 pytestmark = pytest.mark.e2e
 
 
-def test_meltano_run_twice_with_refresh_token_rotation(tmp_path: Path) -> None:
+def test_meltano_run_twice_with_refresh_token_rotation(meltano_env: dict[str, str], tmp_path: Path) -> None:
     token_file = tmp_path / "project" / "refresh-token.json"
     with Emulators(accounts=30, rotate_refresh_tokens=True) as emu:
         env = {
+            **meltano_env,
             **emu.env(),
             "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
             "TAP_SALESFORCE_GROUPS_REFRESH_TOKEN_FILE": str(token_file),
         }
-        meltano("install", env={"MELTANO_DATABASE_URI": env["MELTANO_DATABASE_URI"]})
         tokens = emu.salesforce.auth.refresh_tokens
         outputs, rotations = [], 0
         for _ in (1, 2):

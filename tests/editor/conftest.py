@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tap_salesforce_groups.editor import EditorApp, EditorServer, ProjectSchedule
-from tests.support.editor import SCREENSHOTS, Editor, start_editor
+from tests.support.editor import Editor, start_editor
 from tests.support.tap import CONFIG, MAPPING
 from tests.support.tap import settings as tap_settings
 
@@ -61,11 +61,3 @@ def disconnected(tmp_path):
     yield Editor(server, mapping_file, None), env_file  # type: ignore[arg-type]  # no Org yet
     server.shutdown()
     server.server_close()
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say where the browser test's screenshots are (tests/output/editor/)."""
-    if SCREENSHOTS:
-        terminalreporter.write_sep("-", "mapping editor screenshots")
-        for path, what in SCREENSHOTS:
-            terminalreporter.write_line(f"{path}: {what}")

@@ -12,19 +12,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from emulators.pipeline import PROJECT_ROOT, Emulators, meltano
+from emulators.pipeline import PROJECT_ROOT, Emulators
 
 pytestmark = pytest.mark.e2e
 
 
-def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: Path) -> None:
+def test_meltano_command_serves_the_editor_with_the_projects_schedule(
+    meltano_env: dict[str, str], tmp_path: Path
+) -> None:
     db = f"sqlite:///{tmp_path / 'meltano.db'}"
     mapping = tmp_path / "mapping.json"
     mapping.write_text((PROJECT_ROOT / "demo" / "mapping.json").read_text())
     with Emulators(accounts=5) as emu:
-        meltano("install", "extractor", "tap-salesforce-groups", env={"MELTANO_DATABASE_URI": db})
         env = {
             **os.environ,
+            **meltano_env,
             **emu.env(),
             "MELTANO_DATABASE_URI": db,
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -79,7 +81,8 @@ def test_meltano_command_serves_the_editor_with_the_projects_schedule(tmp_path: 
         requests.get(f"{base}/api/schedule", headers=headers, timeout=5)
 
 
-def test_demo_editor_command_runs_until_ctrl_c() -> None:
+def test_demo_editor_command_runs_until_ctrl_c(meltano_env: dict[str, str]) -> None:
+    # meltano_env: the checkout's plugins are installed, which the demo's scratch copy links to.
     from emulators.demo import EDITOR_COMMAND
 
     # What `make demo` prints at the end, with --no-browser and a free port.

@@ -19,7 +19,7 @@ import pytest
 from emulators.salesforce import PASSWORD, USERNAME
 from groups_mapping import validate
 from tests.mappings import document, group
-from tests.support.editor import OUTPUT_DIR, SCREENSHOTS
+from tests.support.editor import OUTPUT_DIR
 from tests.support.tap import MAPPING
 
 # Debian's chromium; EDITOR_TEST_CHROMIUM points elsewhere (e.g. to check the skip below).
@@ -58,7 +58,6 @@ def shot(page: Page, name: str, what: str) -> Path:
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUTPUT_DIR / name
     page.screenshot(path=str(path), full_page=True)
-    SCREENSHOTS.append((path, what))
     print(f"screenshot: {path} ({what})")
     return path
 

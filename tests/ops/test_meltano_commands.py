@@ -29,9 +29,9 @@ def emu() -> Iterator[Emulators]:
 
 
 @pytest.fixture
-def env(emu: Emulators, installed: None, tmp_path: Path) -> dict[str, str]:
+def env(emu: Emulators, meltano_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     emu.salesforce.reset()
-    return {**emu.env(), "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
+    return {**meltano_env, **emu.env(), "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"}
 
 
 def logins(emu: Emulators) -> int:

@@ -79,6 +79,33 @@ def fresh_venv(path: Path) -> Path:
     return path / "bin"
 
 
+def install(bin_dir: Path, *targets: Path) -> None:
+    """``uv pip install`` ``targets`` into the virtual environment of ``bin_dir``, with the constraints."""
+    constraints = PROJECT_ROOT / "requirements" / "constraints.txt"
+    subprocess.run(
+        [
+            UV,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(bin_dir / "python"),
+            "--constraint",
+            str(constraints),
+        ]
+        + [str(target) for target in targets],
+        check=True,
+        capture_output=True,
+    )
+
+
+def python_in(bin_dir: Path, code: str) -> str:
+    """What ``code`` prints, run by the Python of ``bin_dir``."""
+    return subprocess.run(
+        [str(bin_dir / "python"), "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+
+
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_each_plugin_wheel_installs_alone(wheels, tmp_path, plugin):
     wheel = next(wheels.glob(f"{PLUGINS[plugin]}-*.whl"))
@@ -87,57 +114,18 @@ def test_each_plugin_wheel_installs_alone(wheels, tmp_path, plugin):
     ).stdout
     assert "groups_mapping/" not in metadata  # a dependency, not a copy
     bin_dir = fresh_venv(tmp_path / "venv")
-    subprocess.run(
-        [
-            UV,
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(bin_dir / "python"),
-            "--constraint",
-            str(PROJECT_ROOT / "requirements" / "constraints.txt"),
-            str(wheel),
-            str(next(wheels.glob("groups_mapping-*.whl"))),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    install(bin_dir, wheel, next(wheels.glob("groups_mapping-*.whl")))
     about = subprocess.run(
         [str(bin_dir / plugin), "--about", "--format", "json"], check=True, capture_output=True, text=True
     )
     assert json.loads(about.stdout)["name"] == plugin
-    requires = subprocess.run(
-        [str(bin_dir / "python"), "-c", f"import importlib.metadata as m; print(m.requires({plugin!r}))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    requires = python_in(bin_dir, f"import importlib.metadata as m; print(m.requires({plugin!r}))")
     assert "'groups-mapping==0.1.0'" in requires
 
 
 def test_a_plugin_installs_from_its_folder_with_groups_mapping_from_the_workspace(tmp_path):
     bin_dir = fresh_venv(tmp_path / "venv")
-    subprocess.run(
-        [
-            UV,
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(bin_dir / "python"),
-            "--constraint",
-            str(PROJECT_ROOT / "requirements" / "constraints.txt"),
-            str(PROJECT_ROOT / "target-amplitude-groups"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    where = subprocess.run(
-        [str(bin_dir / "python"), "-c", "import groups_mapping; print(groups_mapping.__file__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    install(bin_dir, PROJECT_ROOT / "target-amplitude-groups")
+    where = python_in(bin_dir, "import groups_mapping; print(groups_mapping.__file__)")
     # The workspace member beside it (uv installs workspace members editable), not an index's.
     assert where.strip() == str(PROJECT_ROOT / "groups-mapping" / "groups_mapping" / "__init__.py")

@@ -24,9 +24,9 @@ import pytest
 from emulators._server import Fault
 from emulators.pipeline import Emulators, meltano
 from emulators.postgres import LocalPostgres
-from tests.e2e.test_meltano_run import expected_groups
-from tests.ops.conftest import clone_like
-from tests.orchestrate.conftest import MAPPING, SHARDS, mapping_env, state, write_mapping
+from tests.support.expected import amplitude_value, expected_groups
+from tests.support.project import clone_like
+from tests.support.shards import MAPPING, SHARDS, mapping_env, state, write_mapping
 
 dg = pytest.importorskip("dagster", reason="Dagster is not installed (make install-orchestrate)")
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (make install)")
@@ -59,7 +59,7 @@ def load_location(project: Path, env: dict[str, str], monkeypatch: pytest.Monkey
 
 @pytest.fixture
 def location(
-    meltano_installed: None, postgres: LocalPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    meltano_env: dict[str, str], postgres: LocalPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, Any]]:
     """The code location in a copy of the project, against the emulators and Postgres."""
     project = clone_like(tmp_path / "project")
@@ -201,8 +201,6 @@ def test_dagster_runs_the_shards_in_parallel_with_state_in_postgres(location: di
 
     # Its rerun sent exactly what its last checkpoint did not cover: every row from the bookmark
     # less the look-back, except those the state remembers as already sent at their stamp.
-    from tests.e2e.test_meltano_run import amplitude_value
-
     entry = killed["state"]["bookmarks"]["Account"]
     mark_value = entry["replication_key_value"]
     emitted = entry.get("emitted")
@@ -257,7 +255,7 @@ def test_dagster_runs_the_shards_in_parallel_with_state_in_postgres(location: di
 
 
 def test_the_schedule_follows_the_editors_cadence(
-    meltano_installed: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    meltano_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The editor's Sync cadence control edits meltano.yml (ProjectSchedule); the loaded code
     # location's schedule follows it from the next tick, without a reload.

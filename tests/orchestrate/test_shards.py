@@ -30,9 +30,9 @@ from orchestrate.shards import (
     project_shards,
     shards_of,
 )
-from tests.e2e.test_meltano_run import expected_groups
-from tests.ops.conftest import clone_like
-from tests.orchestrate.conftest import MAPPING, SHARDS, canonical, mapping_env, state, write_mapping
+from tests.support.expected import expected_groups, sent_groups
+from tests.support.project import clone_like
+from tests.support.shards import MAPPING, SHARDS, canonical, mapping_env, state, write_mapping
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +89,7 @@ def test_an_invalid_mapping_anywhere_fails_every_shard(tmp_path: Path) -> None:
 
 
 def test_the_shards_check_the_mapping_with_the_projects_other_mappings(
-    meltano_installed: None, tmp_path: Path
+    meltano_env: dict[str, str], tmp_path: Path
 ) -> None:
     # A rule checked per file is not checked: an inherited tap whose own mapping writes the same
     # property of the same group type makes every shard an error (issue 17's project check).
@@ -117,14 +117,14 @@ def test_the_shards_check_the_mapping_with_the_projects_other_mappings(
 
 
 @pytest.fixture(scope="module")
-def org(meltano_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def org(meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One org; an unsharded pipeline into one Amplitude, the shards into another."""
     tmp = tmp_path_factory.mktemp("shards")
     mapping = write_mapping(tmp)
     with Emulators(accounts=150, page_size=40) as emu:
         sharded_amplitude = AmplitudeEmulator(ca=emu.ca).start()
         try:
-            common = {**emu.env(), **mapping_env(mapping)}
+            common = {**meltano_env, **emu.env(), **mapping_env(mapping)}
             yield {
                 "emu": emu,
                 "mapping": mapping,
@@ -154,15 +154,6 @@ def shards_cli(env: dict[str, str], *args: str, check: bool = True) -> subproces
     if check:
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result
-
-
-def sent(amplitude: AmplitudeEmulator, since: int) -> set[tuple[str, str]]:
-    return {
-        (i["group_type"], i["group_value"])
-        for r in amplitude.requests[since:]
-        if r["status"] == 200
-        for i in r["payload"]
-    }
 
 
 def test_shards_one_by_one_equal_one_unsharded_run(org: dict[str, Any]) -> None:
@@ -217,13 +208,13 @@ def test_a_failed_shard_leaves_the_others_alone_and_its_rerun_resumes(org: dict[
     # The other shards run as if nothing happened, and send exactly their own changes.
     mark = len(amplitude.requests)
     shards_cli(env, "run", "subscription__c", "contact")
-    assert sent(amplitude, mark) == {("subscription", subscription["Name"]), ("contact", contact)}
+    assert sent_groups(amplitude, mark) == {("subscription", subscription["Name"]), ("contact", contact)}
     assert state(env, f"{BASE}:account") == before["account"]
 
     # The failed shard's rerun sends exactly what it could not.
     mark = len(amplitude.requests)
     shards_cli(env, "run", "account")
-    assert sent(amplitude, mark) == {("org id", account)}
+    assert sent_groups(amplitude, mark) == {("org id", account)}
 
     # And the sharded Amplitude still equals an unsharded run over the same changes.
     meltano("--environment=demo", "run", *TAP_TARGET, env=org["unsharded"])
@@ -252,14 +243,14 @@ def test_the_salesforce_api_budget_is_shared_by_the_shards(org: dict[str, Any]) 
     assert f"at or above max_api_usage_percent={budget}" in output, output[-3000:]
     assert "state saved, the next run resumes" in output
     assert "Traceback" not in output
-    first = {v for t, v in sent(org["sharded_amplitude"], mark) if t == "org id"}
+    first = {v for t, v in sent_groups(org["sharded_amplitude"], mark) if t == "org id"}
     assert first and first < changed  # it stopped part-way, after what it had delivered
     assert {name: state(env, f"{BASE}:{name}") for name in others} == others
 
     sf.api_max = 1_000_000  # the next day's budget
     mark = len(org["sharded_amplitude"].requests)
     shards_cli(env, "run", "account")
-    rest = {v for t, v in sent(org["sharded_amplitude"], mark) if t == "org id"}
+    rest = {v for t, v in sent_groups(org["sharded_amplitude"], mark) if t == "org id"}
     assert rest == changed - first  # exactly the rest: the stop lost nothing and resent nothing
     assert org["sharded_amplitude"].groups() == expected_groups(sf.org, MAPPING)
 
@@ -270,7 +261,7 @@ def test_shard_objects_are_what_the_shard_command_selects() -> None:
 
 
 def test_429s_on_one_shard_leave_the_others_alone(
-    meltano_installed: None, postgres: LocalPostgres, tmp_path: Path
+    meltano_env: dict[str, str], postgres: LocalPostgres, tmp_path: Path
 ) -> None:
     # Three shards at once (as Dagster runs them: each its own .meltano, state in Postgres),
     # each within its share of the total concurrency. Amplitude throttles only the Account

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ import requests
 from tap_salesforce_groups.editor import EditorApp, EditorServer, Org, ProjectSchedule
 
 OUTPUT_DIR = Path(__file__).resolve().parents[1] / "output" / "editor"
-# Screenshots the browser test took: (path, what it shows), listed at the end of the run.
-SCREENSHOTS: list[tuple[Path, str]] = []
+# The line the browser test prints for each screenshot it takes; tests/conftest.py lists them at
+# the end of the run from the tests' captured output (which pytest-xdist's workers report too).
+SCREENSHOT_LINE = re.compile(r"^screenshot: (?P<path>.+?) \((?P<what>.*)\)$", re.M)
 
 
 @dataclass

@@ -32,6 +32,7 @@ import pytest
 
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.target import TargetAmplitudeGroups
+from tests.mappings import document, group
 from tests.support.emulators import CA
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "golden_bodies.json.gz"
@@ -237,50 +238,27 @@ def singer_input() -> str:
     return "".join(parts)
 
 
-MAPPING = {
-    "version": 1,
-    "mappings": [
-        {
-            "object": "Account",
-            "group_type": "org id",
-            "group_name_field": "Id",
-            "properties": [
-                {"field": "Name", "property": "account name"},
-                {"field": "Description", "property": "description ✓"},
-                {"field": "NumberOfEmployees", "property": "employees"},
-                {"field": "AnnualRevenue", "property": "revenue"},
-                {"field": "IsActive__c", "property": "active"},
-                {"field": "SLAExpirationDate__c", "property": "sla date"},
-                {"field": "CreatedDate", "property": "created"},
-                {"field": "Owner.Name", "property": "owner"},
-            ],
-        },
-        {
-            "object": "Account",
-            "group_type": "account name",
-            "group_name_field": "Name",
-            "properties": [{"field": "Id", "property": "account id"}],
-        },
-        {
-            "object": "Wide",
-            "group_type": "wide",
-            "group_name_field": "Key",
-            "properties": [{"field": f"F{i:02d}", "property": f"f{i:02d}"} for i in range(40)],
-        },
-        {
-            "object": "Notes",
-            "group_type": "notes",
-            "group_name_field": "Key",
-            "properties": [{"field": f"N{i:03d}", "property": f"n{i:03d}"} for i in range(100)],
-        },
-        {
-            "object": "Tiny",
-            "group_type": "tiny",
-            "group_name_field": "Key",
-            "properties": [{"field": "Flag", "property": "flag"}],
-        },
-    ],
-}
+MAPPING = document(
+    group(
+        "Account",
+        "org id",
+        "Id",
+        (
+            ("Name", "account name"),
+            ("Description", "description ✓"),
+            ("NumberOfEmployees", "employees"),
+            ("AnnualRevenue", "revenue"),
+            ("IsActive__c", "active"),
+            ("SLAExpirationDate__c", "sla date"),
+            ("CreatedDate", "created"),
+            ("Owner.Name", "owner"),
+        ),
+    ),
+    group("Account", "account name", "Name", (("Id", "account id"),)),
+    group("Wide", "wide", "Key", tuple((f"F{i:02d}", f"f{i:02d}") for i in range(40))),
+    group("Notes", "notes", "Key", tuple((f"N{i:03d}", f"n{i:03d}") for i in range(100))),
+    group("Tiny", "tiny", "Key", (("Flag", "flag"),)),
+)
 
 # Each configuration is one run of the target over the same input.
 CONFIGS: dict[str, dict[str, Any]] = {

@@ -8,25 +8,23 @@ import pytest
 
 from groups_mapping import parse_mapping
 from target_amplitude_groups.identify import BadValue, IdentificationBuilder, Options, Skip, to_amplitude
+from tests.mappings import document, group
 
 MAPPING = parse_mapping(
-    {
-        "version": 1,
-        "mappings": [
-            {
-                "object": "Account",
-                "group_type": "org id",
-                "group_name_field": "Id",
-                "properties": [
-                    {"field": "Name", "property": "name"},
-                    {"field": "CreatedDate", "property": "date"},
-                    {"field": "AnnualRevenue", "property": "revenue"},
-                    {"field": "IsActive__c", "property": "active"},
-                    {"field": "Owner.Name", "property": "owner"},
-                ],
-            }
-        ],
-    }
+    document(
+        group(
+            "Account",
+            "org id",
+            "Id",
+            (
+                ("Name", "name"),
+                ("CreatedDate", "date"),
+                ("AnnualRevenue", "revenue"),
+                ("IsActive__c", "active"),
+                ("Owner.Name", "owner"),
+            ),
+        )
+    )
 ).mappings
 
 
