@@ -36,9 +36,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The whole suite, including the orchestrated (Dagster + PostgreSQL) end-to-end test.
+# The whole suite, including the orchestrated (Dagster + PostgreSQL) end-to-end test, in TEST_WORKERS
+# processes (pytest-xdist; docs/development.md "The test suite").
+TEST_WORKERS ?= 2
 test: install install-orchestrate lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Everything but the tests that run Meltano (marked e2e), in 4 processes: the loop while changing code.
 test-fast: install

@@ -20,6 +20,7 @@ from emulators.salesforce import SalesforceEmulator
 from tests.support.editor import SCREENSHOT_LINE
 from tests.support.emulators import SESSION, Session
 from tests.support.project import clone_like, install_plugins, own_meltano_dir
+from tests.support.scheduling import ModuleOrGroupScheduling
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,11 +74,19 @@ def project_copy(meltano_env: dict[str, str], tmp_path: Path) -> Path:
     return clone_like(tmp_path / "project")
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> ModuleOrGroupScheduling | None:
+    """Under ``--dist loadgroup`` (pyproject.toml): whole modules, or whole xdist groups, in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    config.option.loadscopereorder = False  # collection order: the Meltano modules first (below)
+    return ModuleOrGroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules that run Meltano (marked e2e) first, each module's tests in their own order.
 
     They are the long ones: `make test` hands whole modules to its processes in this order
-    (pytest-xdist's --dist loadfile), so the short ones fill in at the end.
+    (:func:`pytest_xdist_make_scheduler`), so the short ones fill in at the end.
     """
     e2e_modules = {item.path for item in items if item.get_closest_marker("e2e")}
     items.sort(key=lambda item: item.path not in e2e_modules)  # a stable sort
