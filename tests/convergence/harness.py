@@ -42,10 +42,9 @@ from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 from emulators.salesforce import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ApiError
 from emulators.salesforce.query import compile_query
 from tests.mappings import ACCOUNT_BASICS, document, group
-from tests.support.project import own_meltano_dir
+from tests.support.project import STATE_ID, own_meltano_dir
 
 BIN = Path(sys.executable).parent
-STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
 RUN_TIMEOUT = 180.0  # a run that takes longer is a hang: a failure of its own
 
 # Which kinds of event a history draws. Each is on once the behaviour it exercises has landed

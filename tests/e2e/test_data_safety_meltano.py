@@ -20,26 +20,17 @@ import pytest
 
 from emulators._server import Fault
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
+from tests.support.project import STATE_ID, run_env
 
 pytestmark = pytest.mark.e2e
-
-STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
 
 
 @pytest.fixture(scope="module")
 def project(
     meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Emulators, dict[str, str]]]:
-    db = tmp_path_factory.mktemp("meltano") / "meltano.db"
-    side = tmp_path_factory.mktemp("side")
     with Emulators(accounts=150, page_size=40) as emu:
-        env = {
-            **meltano_env,
-            **emu.env(),
-            "MELTANO_DATABASE_URI": f"sqlite:///{db}",
-            "TARGET_AMPLITUDE_GROUPS_REJECTED_FILE": str(side / "rejected.jsonl"),
-        }
-        yield emu, env
+        yield emu, run_env(meltano_env, emu, tmp_path_factory.mktemp("meltano"))
 
 
 def run(env: dict[str, str], suffix: str, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +111,9 @@ def test_4_checkpoints_keep_progress_when_a_run_dies_late(project):
 def test_5_sigterm_fails_the_run_and_keeps_only_acknowledged_progress(project):
     emu, env = project
     before = prepare(emu, env, "sigterm")
-    emu.amplitude.faults.add(Fault(delay=30, count=10_000, path="/groupidentify"))  # a hung Amplitude
+    # A hung Amplitude: each answer comes 10 s late (the SIGTERM lands 0.5 s into the first; the
+    # target waits for what is in flight, within request_timeout=30, then stops without STATE).
+    emu.amplitude.faults.add(Fault(delay=10, count=10_000, path="/groupidentify"))
     args = ("--environment=demo", "run", "--state-id-suffix=sigterm", *TAP_TARGET)
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("meltano")), *args],

@@ -26,11 +26,11 @@ import pytest
 
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 from tap_salesforce_groups.timestamps import parse_datetime
+from tests.support.project import STATE_ID, run_env
 
 pytestmark = pytest.mark.e2e
 
-STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
-ACCOUNTS = 30_000  # a run of many batches: the signal lands mid-run
+ACCOUNTS = 15_000  # a run of many batches: the signal lands after 3 checkpoints, 4 or more before the end
 BATCH = 2_000  # checkpoints every 2,000 groups
 TIMEOUT = 30  # the target's request_timeout
 LOOKBACK = timedelta(seconds=600)  # the tap's lookback_seconds default
@@ -40,18 +40,17 @@ LOOKBACK = timedelta(seconds=600)  # the tap's lookback_seconds default
 def project(
     meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Emulators, dict[str, str]]]:
-    db = tmp_path_factory.mktemp("meltano") / "meltano.db"
-    side = tmp_path_factory.mktemp("side")
     with Emulators(accounts=ACCOUNTS, page_size=2000) as emu:
-        env = {
-            **meltano_env,
-            **emu.env(),
-            "MELTANO_DATABASE_URI": f"sqlite:///{db}",
-            "TARGET_AMPLITUDE_GROUPS_REJECTED_FILE": str(side / "rejected.jsonl"),
-            "TARGET_AMPLITUDE_GROUPS_BATCH_SIZE_ROWS": str(BATCH),
-            "TARGET_AMPLITUDE_GROUPS_REQUEST_TIMEOUT": str(TIMEOUT),
-        }
-        yield emu, env
+        yield (
+            emu,
+            run_env(
+                meltano_env,
+                emu,
+                tmp_path_factory.mktemp("meltano"),
+                TARGET_AMPLITUDE_GROUPS_BATCH_SIZE_ROWS=str(BATCH),
+                TARGET_AMPLITUDE_GROUPS_REQUEST_TIMEOUT=str(TIMEOUT),
+            ),
+        )
 
 
 def start(env: dict[str, str], suffix: str, *extra: str) -> subprocess.Popen[str]:

@@ -16,25 +16,18 @@ from emulators._server import Fault
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 from tests.mappings import document, group
 from tests.support.expected import DEMO_MAPPING, amplitude_value, expected_groups, sent_groups
+from tests.support.project import STATE_ID, run_env
 
 pytestmark = pytest.mark.e2e
-
-STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"
 
 
 @pytest.fixture(scope="module")
 def project(
     meltano_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Emulators, dict[str, str]]]:
-    db = tmp_path_factory.mktemp("meltano") / "meltano.db"
     with Emulators(accounts=150, page_size=40) as emu:
-        env = {
-            **meltano_env,
-            **emu.env(),
-            "MELTANO_DATABASE_URI": f"sqlite:///{db}",
-            "TARGET_AMPLITUDE_GROUPS_DELETED_RECORDS": "unset",
-        }
-        yield emu, env
+        directory = tmp_path_factory.mktemp("meltano")
+        yield emu, run_env(meltano_env, emu, directory, TARGET_AMPLITUDE_GROUPS_DELETED_RECORDS="unset")
 
 
 def run(env: dict[str, str], check: bool = True) -> Any:

@@ -20,8 +20,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from emulators.pipeline import PROJECT_ROOT, meltano
+from emulators.pipeline import PROJECT_ROOT, Emulators, meltano
 
+STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"  # `meltano run` in the demo environment
 SYS_DIR_ENV = "MELTANO_SYS_DIR_ROOT"
 # What `meltano install` puts under .meltano/: shared by every .meltano of the tests' own.
 PLUGIN_DIRS = ("extractors", "loaders", "utilities", "mappers", "orchestrators", "transformers", "files")
@@ -55,6 +56,20 @@ def own_meltano_dir(directory: Path) -> dict[str, str]:
         if installed.is_dir() and not (directory / name).exists():
             (directory / name).symlink_to(installed)
     return {SYS_DIR_ENV: str(directory)}
+
+
+def run_env(meltano_env: dict[str, str], emu: Emulators, directory: Path, **variables: str) -> dict[str, str]:
+    """Variables for a test's `meltano` in the checkout against ``emu``, plus ``variables``.
+
+    A system database and a rejected_file of its own in ``directory``.
+    """
+    return {
+        **meltano_env,
+        **emu.env(),
+        "MELTANO_DATABASE_URI": f"sqlite:///{directory / 'meltano.db'}",
+        "TARGET_AMPLITUDE_GROUPS_REJECTED_FILE": str(directory / "rejected.jsonl"),
+        **variables,
+    }
 
 
 def clone_like(dest: Path) -> Path:
