@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 import threading
 import traceback
 from collections import OrderedDict
@@ -443,9 +442,7 @@ class SalesforceEmulator(BackgroundServer):
             return None  # the poll itself answers normally and reports the Failed state
         elif fault.kind == "disconnect":
             # The connection drops before any byte of the answer, as a reset in the network does.
-            sock = request.environ.get("werkzeug.socket")
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
+            self.drop_connection(request)
             return self._finish(request, Response(b"", status=500))
         elif fault.kind is not None:
             error = ApiError(500, "UNKNOWN_EXCEPTION", f"unknown emulator fault kind {fault.kind}")
