@@ -87,13 +87,17 @@ def _one_run(
     finally:
         ctx.env = base_env
         emu.amplitude.set_rate_limit(None)
-    pages = sum(1 for e in emu.salesforce.requests[log_before:] if is_records_page(e["path"]))
+    sf_log = emu.salesforce.requests[log_before:]
+    pages = sum(1 for e in sf_log if is_records_page(e["path"]))
     amp = run["amplitude"]
     read_floor = pages * plan.page_latency
     send_floor = amp["fewest_requests"] * plan.request_latency / concurrency
     floor = max(read_floor, send_floor)
     result: dict[str, Any] = {
-        "timeline": timeline(emu.amplitude.requests, started, concurrency),
+        "timeline": {
+            **timeline(emu.amplitude.requests, started, concurrency),
+            **read_timeline(sf_log, started),
+        },
         "max_concurrency": concurrency,
         "pages": pages,
         "read_floor_s": round(read_floor, 3),
@@ -133,6 +137,21 @@ def timeline(entries: list[dict[str, Any]], started: float, concurrency: int) ->
         "first_request_s": round(first - started, 2),
         "last_answer_s": round(last - started, 2),
         "slots_busy": round(busy / (concurrency * (last - first)), 3) if last > first else None,
+    }
+
+
+def read_timeline(entries: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """When the run's first Salesforce call and its first and last pages of records were answered.
+
+    Seconds into the run; the reading floor starts at the first page.
+    """
+    pages = [e["time"] for e in entries if is_records_page(e["path"])]
+    if not entries or not pages:
+        return {}
+    return {
+        "first_salesforce_call_s": round(min(e["time"] for e in entries) - started, 2),
+        "first_page_s": round(min(pages) - started, 2),
+        "last_page_s": round(max(pages) - started, 2),
     }
 
 
@@ -278,7 +297,9 @@ def latency_table(result: dict[str, Any]) -> str:
             f"read floor {med['read_floor_s']:.1f} s ({med['pages']} pages), send floor "
             f"{med['send_floor_s']:.1f} s; "
             + (f"rate floor {med['rate_floor_s']:.1f} s; " if "rate_floor_s" in med else "")
-            + f"Amplitude requests from {med['timeline'].get('first_request_s', '-')} s to "
+            + f"Salesforce: first call {med['timeline'].get('first_salesforce_call_s', '-')} s, pages "
+            f"{med['timeline'].get('first_page_s', '-')} s to {med['timeline'].get('last_page_s', '-')} s; "
+            f"Amplitude requests from {med['timeline'].get('first_request_s', '-')} s to "
             f"{med['timeline'].get('last_answer_s', '-')} s, slots busy {med['timeline'].get('slots_busy', '-')}; "
             f"tap alive {run['tap_alive_s']} s, target alive {run['target_alive_s']} s; "
             f"summary: {run.get('summary')}"

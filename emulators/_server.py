@@ -1,14 +1,26 @@
-"""What both emulators share: a per-run certificate authority and a background HTTPS server."""
+"""What both emulators share: a per-run certificate authority and a background HTTPS server.
+
+The server is cheroot's WSGI server, because it keeps HTTP/1.1 connections open between
+requests as Salesforce and Amplitude do (persistent connections are HTTP/1.1's default, RFC 9112
+section 9.3; both services answer without ``Connection: close``). Werkzeug's development server,
+used before, closes every connection, so each request paid a TCP and TLS handshake on both sides
+that real runs never pay, and the benchmarks measured handshakes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import random
 import shutil
+import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +28,8 @@ from pathlib import Path
 from typing import Any, Self
 
 import trustme
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.wrappers import Request, Response
 
 
@@ -52,22 +65,71 @@ class LocalCA:
         self._cert.configure_cert(ctx)
         return ctx
 
+    def ssl_adapter(self) -> BuiltinSSLAdapter:
+        """Cheroot's TLS adapter, presenting the certificate of :meth:`server_context`.
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that does not print a line per request (the emulators keep their own log)."""
+        The adapter reads the certificate and key from files: they are written to a private
+        folder, removed at once (the adapter keeps what it loaded).
+        """
+        folder = Path(tempfile.mkdtemp(prefix="groups-emulators-key-"))
+        try:
+            cert, key = folder / "cert.pem", folder / "key.pem"
+            self._cert.cert_chain_pems[0].write_to_path(str(cert))
+            self._cert.private_key_pem.write_to_path(str(key))
+            adapter = BuiltinSSLAdapter(str(cert), str(key))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        adapter.context = self.server_context()
+        return adapter
 
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        return
 
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        """The ``Date`` header by the emulator's clock, which tests may set apart from ours."""
-        emulator = getattr(self.server, "emulator", None)
-        offset = float(getattr(emulator, "clock_offset", 0.0) or 0.0)
-        return super().date_time_string(time.time() + offset if timestamp is None else timestamp)
+SOCKET_KEY = "emulator.socket"  # the WSGI environ key of the request's connection
 
-    def log(self, type: str, message: str, *args: Any) -> None:
-        if type == "error":
-            super().log(type, message, *args)
+
+class _Gateway(wsgi.Gateway_10):
+    """Cheroot's WSGI gateway, also handing the app the connection (to drop it, as a fault)."""
+
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        environ[SOCKET_KEY] = self.req.conn.socket
+        return environ
+
+
+class _Server(wsgi.Server):
+    """Cheroot's threaded WSGI server: quiet, except for errors of the emulator's own code."""
+
+    # Threads wait out the latency switch and delay faults, so the pool grows when busy.
+    MIN_THREADS = 16
+    MAX_THREADS = 512
+
+    def __init__(self, bind_addr: tuple[str, int], app: Callable[..., Any]) -> None:
+        super().__init__(
+            bind_addr,
+            app,
+            numthreads=self.MIN_THREADS,
+            max=self.MAX_THREADS,
+            request_queue_size=128,
+            # Idle connections close after this; an answer is never held this long.
+            timeout=60,
+            shutdown_timeout=2,
+        )
+        self.gateway = _Gateway
+
+    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        """Tracebacks of the emulator's code go to stderr; connection chatter is dropped."""
+        if traceback:
+            print(f"emulator error: {msg}", file=sys.stderr)
+            _print_exception()
+
+    def grow_if_busy(self) -> None:
+        """More threads when few are idle (cheroot's pool does not grow by itself)."""
+        pool = self.requests
+        if pool.idle < 4:
+            pool.grow(self.MIN_THREADS)
+
+
+def _print_exception() -> None:
+    traceback.print_exc(file=sys.stderr)
 
 
 @dataclass
@@ -174,7 +236,7 @@ class BackgroundServer:
         self._epoch_over = threading.Event()
         self.latency = Latency()
         self._rng = random.Random()
-        self._server: BaseWSGIServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -182,7 +244,7 @@ class BackgroundServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("server not started")
-        return self._server.server_port
+        return int(self._server.bind_addr[1])
 
     @property
     def url(self) -> str:
@@ -193,24 +255,36 @@ class BackgroundServer:
         return self.ca.ca_path
 
     def start(self) -> Self:
-        self._server = make_server(
-            self.host,
-            self.requested_port,
-            self._wsgi,
-            threaded=True,
-            request_handler=_QuietHandler,
-            ssl_context=self.ca.server_context(),
-        )
-        self._server.daemon_threads = True
-        self._server.emulator = self  # type: ignore[attr-defined]  # its clock, for the Date header
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = _Server((self.host, self.requested_port), self._wsgi)
+        server.ssl_adapter = self.ca.ssl_adapter()
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def serve() -> None:
+            # Prepared in this daemon thread, so that the pool's workers inherit its daemon flag:
+            # an emulator nobody stopped never keeps the process from exiting.
+            try:
+                server.prepare()  # binds: with port 0, bind_addr then holds the port picked
+            except BaseException as exc:
+                failed.append(exc)
+                return
+            finally:
+                ready.set()
+            server.serve()
+
+        self._thread = threading.Thread(target=serve, daemon=True, name=type(self).__name__)
         self._thread.start()
+        ready.wait()
+        if failed:
+            self._thread = None
+            raise failed[0]
+        self._server = server
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self.new_epoch()  # release requests waiting on a delay fault
+            self._server.stop()  # closes the listening socket and every open connection
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -245,6 +319,9 @@ class BackgroundServer:
     # -- request handling ------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ[EPOCH_KEY] = self._epoch
+        if self._server is not None:
+            self._server.grow_if_busy()
+        start_response = self._dated(start_response)
         request = Request(environ)
         latency = self.latency
         if (latency.seconds or latency.jitter) and self.latency_applies(request):
@@ -259,6 +336,29 @@ class BackgroundServer:
         else:
             response = self.handle(request)
         return response(environ, start_response)
+
+    def _dated(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
+        """``start_response`` adding the ``Date`` header by the emulator's clock.
+
+        Tests may set that clock apart from ours (``clock_offset``); the server would otherwise
+        write its own ``Date`` by the real one.
+        """
+
+        def dated(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not any(name.lower() == "date" for name, _ in headers):
+                offset = float(getattr(self, "clock_offset", 0.0) or 0.0)
+                headers = [*headers, ("Date", email.utils.formatdate(time.time() + offset, usegmt=True))]
+            return start_response(status, headers, exc_info)
+
+        return dated
+
+    @staticmethod
+    def drop_connection(request: Request) -> None:
+        """Shut the request's connection before any byte of the answer, as a network reset does."""
+        sock = request.environ.get(SOCKET_KEY)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already gone
+                sock.shutdown(socket.SHUT_RDWR)
 
     def fault_path(self, request: Request) -> str:
         """What a fault's ``path`` is matched against: the request path (subclasses may widen it)."""

@@ -21,7 +21,6 @@ import hmac
 import json
 import math
 import signal
-import socket
 import sys
 import threading
 import time
@@ -265,8 +264,18 @@ def _read_capped(stream: BinaryIO, cap: int) -> bytes | None:
             return b"".join(chunks)
         size += len(chunk)
         if size > cap:
-            return None  # werkzeug drains the rest after the response, so the client sees it
+            return None
         chunks.append(chunk)
+
+
+_DISCARD_LIMIT = 64_000_000  # beyond this much, a client still sending sees the connection close
+
+
+def _discard(stream: BinaryIO) -> None:
+    """Read what is left of a request body, up to ``_DISCARD_LIMIT`` bytes."""
+    read = 0
+    while read < _DISCARD_LIMIT and (chunk := stream.read(65536)):
+        read += len(chunk)
 
 
 # -- the emulator -------------------------------------------------------------------------------
@@ -443,10 +452,8 @@ class AmplitudeEmulator(BackgroundServer):
         if fault.kind == "disconnect":
             # Shut the socket before any byte of response (after logging, so the log is
             # complete when the client notices): the client sees the connection dropped, and
-            # werkzeug treats its own failed write as a dropped connection.
-            sock = request.environ.get("werkzeug.socket")
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
+            # the server treats its own failed write as a dropped connection.
+            self.drop_connection(request)
         return response
 
     def _new_entry(self, request: Request) -> dict[str, Any]:
@@ -533,10 +540,15 @@ class AmplitudeEmulator(BackgroundServer):
     def _read_form(self, request: Request, entry: dict[str, Any]) -> dict[str, str]:
         # Size first, before anything is parsed, as the real API answers 413 on size alone.
         declared = request.content_length
-        if declared is not None and declared > MAX_BODY_BYTES:
-            raise Rejected(413, TOO_LARGE_BODY, reason="payload too large")
-        data = _read_capped(request.stream, MAX_BODY_BYTES)
+        data = (
+            None
+            if declared is not None and declared > MAX_BODY_BYTES
+            else _read_capped(request.stream, MAX_BODY_BYTES)
+        )
         if data is None:
+            # Read the rest before answering, as a front server's lingering close does: the
+            # client is still sending, and would otherwise see a reset instead of the 413.
+            _discard(request.stream)
             raise Rejected(413, TOO_LARGE_BODY, reason="payload too large")
         entry["body_bytes"] = len(data)
 
