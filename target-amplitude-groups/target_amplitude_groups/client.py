@@ -174,18 +174,20 @@ class AdaptiveConcurrency:
     ) -> None:
         """The request sent in ``epoch`` got its answer: throttled, succeeded, or neither.
 
-        ``pause``: Amplitude's Retry-After with a throttled answer. It holds for the whole
-        client: no request starts before it has passed (the throttled request itself waits
-        a little longer, see ``_post_with_retries``).
+        ``pause``: Amplitude's Retry-After with a throttled answer. The first of a round trip
+        holds for the whole client: no request starts before it has passed (each throttled
+        request itself waits its own, and a little longer, see ``_post_with_retries``). The
+        requests already in flight with it, throttled in turn, neither halve the limit again
+        nor extend that pause: the bucket behind a rate limit refills meanwhile either way.
         """
         with self._cond:
             self.in_flight -= 1
             before = self.limit
             if throttled:
-                if pause:
-                    self._resume_at = max(self._resume_at, time.monotonic() + pause)
                 self._successes = 0
                 if epoch == self._epoch:
+                    if pause:
+                        self._resume_at = max(self._resume_at, time.monotonic() + pause)
                     self._throttled_at = self.limit
                     self.limit = max(1, self.limit // 2)
                     self.lowest = min(self.lowest, self.limit)
