@@ -332,10 +332,12 @@ class Outbox:
         client = self.delivery.client
         if client is None:
             return
-        waited = set(barrier)
-        self._futures = [f for f in self._futures if f not in waited]
+        # A request of the barrier answered before may have been settled already (at a batch end).
+        unsettled = set(self._futures)
+        waited = [f for f in barrier if f in unsettled]
+        self._futures = [f for f in self._futures if f not in set(waited)]
         try:
-            rejected = client.collect(barrier)
+            rejected = client.collect(waited)
         finally:
             self._carrying = {k: f for k, f in self._carrying.items() if not f.done()}
         self.delivery.record_rejections(rejected)

@@ -91,6 +91,30 @@ def test_a_checkpoint_waits_for_the_records_before_its_state_while_reading_goes_
     assert len(amplitude.groups()["org id"]) == 100
 
 
+def test_a_checkpoint_counts_a_rejection_settled_before_its_drain_once(amplitude, tmp_path):
+    # A request of a checkpoint's barrier is refused alone, and its answer is settled at the
+    # next batch end, before the checkpoint's drain: the drain must not count it again.
+    amplitude.faults.add(Fault(status=400, count=1, path="/groupidentify", body="bad group"))
+    rejected = tmp_path / "rejected.jsonl"
+    config = {**BASE_CONFIG, "mapping": MAPPING, "rejected_file": str(rejected)}
+    target = TargetAmplitudeGroups(config=config, validate_config=True)
+    delivery = target.delivery
+    outbox = delivery.outbox()
+    outbox.add({"group_type": "org id", "group_value": "1", "group_properties": {"$set": {"a": 1}}})
+    outbox.end_record()
+    outbox.end_batch()  # sent
+    delivery.set_barrier()  # a STATE worth a checkpoint
+    deadline = time.monotonic() + 10
+    while not (delivery.barrier_answered() or time.monotonic() > deadline):
+        time.sleep(0.01)
+    outbox.end_batch()  # the next batch ends first: the answer is settled here
+    outbox.finish()  # the checkpoint's drain
+    assert delivery.client is not None
+    delivery.client.close()
+    assert target.stats.rejected == 1
+    assert len(rejected.read_text().splitlines()) == 1
+
+
 def test_a_group_sent_again_waits_for_its_earlier_request(amplitude, capsys):
     # Group 5 is in the first request; it comes again 450 records later, in the third request,
     # which fills while the first is still unanswered (a slow Amplitude). Sent at once, the
