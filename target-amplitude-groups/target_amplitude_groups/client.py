@@ -43,6 +43,10 @@ RETRY_AFTER_SPREAD = 0.25
 # (make bench's throttled run), one gave about 120 429s per 100,000 groups, eight about 25, for
 # the same wall time within 1%.
 GROWTH_ROUND_TRIPS = 8
+# Below the limit that was last throttled, the concurrency comes back faster: that level was
+# fine until just before. Reaching it again, and going past it, is what probes the rate limit, so
+# that is where growth stays slow (as TCP CUBIC grows slowly near its last loss).
+RECOVERY_ROUND_TRIPS = 2
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
@@ -132,10 +136,12 @@ class AdaptiveConcurrency:
     """How many requests may be in flight at once, adapted to Amplitude's answers (AIMD).
 
     As TCP's congestion control does: a throttled answer halves the limit (once per round trip:
-    requests already in flight when it fell do not halve it again), and each run of
-    ``GROWTH_ROUND_TRIPS`` times as many successes as the limit raises it by one, up to
-    ``maximum``. Several targets sharing one Amplitude project's rate limit so each settle on a
-    share of it instead of all retrying at the same pace.
+    requests already in flight when it fell do not halve it again), and each run of successes
+    raises it by one, up to ``maximum``: a run of ``RECOVERY_ROUND_TRIPS`` times as many as the
+    limit while it is more than one below the limit last throttled, else ``GROWTH_ROUND_TRIPS``
+    times as many. So the limit soon settles just under the rate Amplitude allows and probes past
+    it rarely. Several targets sharing one Amplitude project's rate limit so each settle on a share
+    of it instead of all retrying at the same pace.
     """
 
     def __init__(self, maximum: int, on_change: Callable[[int], None] | None = None) -> None:
@@ -145,6 +151,7 @@ class AdaptiveConcurrency:
         self.in_flight = 0
         self._on_change = on_change
         self._successes = 0
+        self._throttled_at = maximum + 1  # the limit when Amplitude last throttled (none yet: above max)
         self._epoch = 0  # counts decreases; a request remembers the one it was sent in
         self._resume_at = 0.0  # monotonic time before which no request starts (Retry-After)
         self._cond = threading.Condition()
@@ -167,24 +174,29 @@ class AdaptiveConcurrency:
     ) -> None:
         """The request sent in ``epoch`` got its answer: throttled, succeeded, or neither.
 
-        ``pause``: Amplitude's Retry-After with a throttled answer. It holds for the whole
-        client: no request starts before it has passed (the throttled request itself waits
-        a little longer, see ``_post_with_retries``).
+        ``pause``: Amplitude's Retry-After with a throttled answer. The first of a round trip
+        holds for the whole client: no request starts before it has passed (each throttled
+        request itself waits its own, and a little longer, see ``_post_with_retries``). The
+        requests already in flight with it, throttled in turn, neither halve the limit again
+        nor extend that pause: the bucket behind a rate limit refills meanwhile either way.
         """
         with self._cond:
             self.in_flight -= 1
             before = self.limit
             if throttled:
-                if pause:
-                    self._resume_at = max(self._resume_at, time.monotonic() + pause)
                 self._successes = 0
                 if epoch == self._epoch:
+                    if pause:
+                        self._resume_at = max(self._resume_at, time.monotonic() + pause)
+                    self._throttled_at = self.limit
                     self.limit = max(1, self.limit // 2)
                     self.lowest = min(self.lowest, self.limit)
                     self._epoch += 1
             elif succeeded:
                 self._successes += 1
-                if self._successes >= self.limit * GROWTH_ROUND_TRIPS and self.limit < self.maximum:
+                recovering = self.limit + 1 < self._throttled_at
+                run = self.limit * (RECOVERY_ROUND_TRIPS if recovering else GROWTH_ROUND_TRIPS)
+                if self._successes >= run and self.limit < self.maximum:
                     self.limit += 1
                     self._successes = 0
             self._cond.notify_all()

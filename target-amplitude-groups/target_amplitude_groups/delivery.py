@@ -8,9 +8,14 @@ The rules (README, "What happens to the data"):
   refused single identifications, which go to the rejected file. Anything else raises, and
   the SDK then writes no STATE.
 - The SDK writes STATE only after draining every sink, so a STATE line always follows the
-  acknowledgement of every record read before it. A checkpoint is such a drain, made between two
-  messages once a new STATE arrived after a full batch, or ``state_interval_seconds`` after the
-  last checkpoint.
+  acknowledgement of every record read before it. A checkpoint is such a drain. When a STATE
+  arrives after a full batch, the partly filled requests go out and each outbox notes the requests
+  sent so far (its barrier); reading goes on, and the drain is made between two later messages
+  once the barrier's requests were all answered: it waits for those only, not for the requests
+  of records read after that STATE, so the requests in flight never run dry at a checkpoint. A
+  STATE passes to the SDK only once the checkpoint before it was written. Without a barrier (a
+  checkpoint ``state_interval_seconds`` after the last one, the end of the input, any drain the
+  SDK makes on its own) a drain sends and waits for everything.
 - A dry run sends nothing and never lets a STATE through, so the bookmark cannot move.
 """
 
@@ -57,6 +62,8 @@ class Delivery:
     _last_checkpoint_text: str = field(default="none yet", init=False)
     _last_progress: float = field(default_factory=time.monotonic, init=False)
     _started: float = field(default_factory=time.monotonic, init=False)
+    _outboxes: list[Outbox] = field(default_factory=list, init=False)
+    _barrier_set: bool = field(default=False, init=False)  # a checkpoint waits for its barrier
 
     @property
     def latest_state(self) -> Any:
@@ -71,7 +78,9 @@ class Delivery:
     # -- sending ---------------------------------------------------------------------------
     def outbox(self) -> Outbox:
         """Where one sink puts its identifications (each sink has its own)."""
-        return Outbox(self)
+        outbox = Outbox(self)
+        self._outboxes.append(outbox)
+        return outbox
 
     def dry_run_request(self, request: Request) -> None:
         """A dry run's request: written to the dry-run file (or logged), never sent."""
@@ -162,6 +171,31 @@ class Delivery:
             and not self.is_dry_run
         )
 
+    def set_barrier(self) -> None:
+        """The STATE just read will be the next checkpoint's: note what its drain waits for.
+
+        Every partly filled request is sent, and each outbox notes the requests sent so far.
+        """
+        self.checkpointing()
+        for outbox in self._outboxes:
+            outbox.set_barrier()
+        self._barrier_set = True
+
+    @property
+    def barrier_set(self) -> bool:
+        """A checkpoint's STATE was read, and its drain not made yet."""
+        return self._barrier_set
+
+    def barrier_answered(self) -> bool:
+        """Every request of the pending checkpoint's barrier was answered (the drain won't wait)."""
+        return self._barrier_set and all(outbox.barrier_answered() for outbox in self._outboxes)
+
+    def drop_barrier(self) -> None:
+        """Drains wait for everything again (the checkpoint was written, or the input ended)."""
+        self._barrier_set = False
+        for outbox in self._outboxes:
+            outbox.drop_barrier()
+
     def checkpointing(self) -> None:
         """Called just before the drain that writes STATE: which STATE it will write."""
         self._states_checkpointed = self._states_seen
@@ -222,6 +256,9 @@ class Outbox:
         self._left_out: list[ValueProblem] = []  # properties too large for any request
         self._futures: list[Future[list[Rejection]]] = []
         self._carrying: dict[GroupKey, Future[list[Rejection]]] = {}  # group -> last request with it
+        # The requests of the records read before the pending checkpoint's STATE (None: no
+        # checkpoint pending, a drain waits for every request).
+        self._barrier: list[Future[list[Rejection]]] | None = None
 
     def add(self, identification: dict[str, Any]) -> None:
         """Pack one identification of the current record."""
@@ -262,9 +299,48 @@ class Outbox:
         self._settle(wait=False)
 
     def finish(self) -> None:
-        """Send the partly filled request; return once all were answered, else raise."""
+        """Return once the requests a drain covers were answered, else raise.
+
+        With a barrier (a checkpoint pending): its requests, those of the records read before
+        the checkpoint's STATE. Otherwise the partly filled request is sent too, and all are.
+        """
+        if self._barrier is not None:
+            self._settle_barrier()
+            return
         self._flush()
         self._settle(wait=True)
+
+    def set_barrier(self) -> None:
+        """Send the partly filled request; the drain of the pending checkpoint waits for all sent so far."""
+        self._flush()
+        self._barrier = list(self._futures)
+
+    def barrier_answered(self) -> bool:
+        """Every request of the barrier has its answer (or there is no barrier)."""
+        return all(future.done() for future in self._barrier or ())
+
+    def drop_barrier(self) -> None:
+        """No checkpoint pending: a drain waits for every request again."""
+        self._barrier = None
+
+    def unsettled(self) -> bool:
+        """Requests were sent whose answers were not accounted for yet."""
+        return bool(self._futures)
+
+    def _settle_barrier(self) -> None:
+        barrier, self._barrier = self._barrier or [], None
+        client = self.delivery.client
+        if client is None:
+            return
+        # A request of the barrier answered before may have been settled already (at a batch end).
+        unsettled = set(self._futures)
+        waited = [f for f in barrier if f in unsettled]
+        self._futures = [f for f in self._futures if f not in set(waited)]
+        try:
+            rejected = client.collect(waited)
+        finally:
+            self._carrying = {k: f for k, f in self._carrying.items() if not f.done()}
+        self.delivery.record_rejections(rejected)
 
     def _flush(self) -> None:
         for request in self.packer.flush():

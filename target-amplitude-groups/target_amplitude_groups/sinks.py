@@ -126,6 +126,16 @@ class AmplitudeGroupsSink(BatchSink):
         return record
 
     @property
+    def current_size(self) -> int:
+        """Records since the last drain; at least 1 while requests of this sink await their answers.
+
+        The SDK does not drain a sink whose size is 0, and writes STATE after the drain: a sink
+        with requests in flight (records read before a checkpoint's drain but after its STATE)
+        must still be drained, so that STATE waits for them too.
+        """
+        return super().current_size or int(self.outbox.unsettled())
+
+    @property
     def is_full(self) -> bool:
         """Never: a batch's requests leave as they fill, and its end is marked in process_record.
 

@@ -80,10 +80,16 @@ class StateWatchingReader(FastSingerReader):
         if target is None:
             return super().process_lines(file_input, callbacks)
         on_state = callbacks[SingerMessageType.STATE]
+        delivery = target.delivery
 
         def state(message: dict[str, Any]) -> None:
-            target.delivery.note_state(message.get("value"))
-            on_state({**message, "value": {}} if target.delivery.is_dry_run else message)
+            if delivery.barrier_set:
+                # The SDK writes the latest STATE it was given: the pending checkpoint's goes first.
+                target.checkpoint()
+            delivery.note_state(message.get("value"))
+            if delivery.checkpoint_wanted():
+                delivery.set_barrier()  # the drain comes once the records before it are acknowledged
+            on_state({**message, "value": {}} if delivery.is_dry_run else message)
 
         watched = {**callbacks, SingerMessageType.STATE: state, SingerMessageType.BATCH: _refuse_batch}
         lines = _checkpointing(file_input or self.default_input, target)
@@ -91,10 +97,18 @@ class StateWatchingReader(FastSingerReader):
 
 
 def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Iterator[str]:
-    """Each line, once read; the target checkpoints first when it wants to (between two messages)."""
+    """Each line, once read; the target checkpoints first when it wants to (between two messages).
+
+    A checkpoint the target wants (a new STATE after a full batch, or ``state_interval_seconds``
+    after the last one) first sets a barrier, covering every record read so far, the ones before
+    that STATE included; it is written as soon as the barrier's requests were answered.
+    """
+    delivery = target.delivery
     for line in lines:
-        if target.delivery.checkpoint_wanted():
+        if delivery.barrier_answered():
             target.checkpoint()
+        elif not delivery.barrier_set and delivery.checkpoint_wanted():
+            delivery.set_barrier()
         yield line
 
 
@@ -392,6 +406,8 @@ class TargetAmplitudeGroups(Target):
         if schema is not None and self.sink_exists(stream_name):
             current = super().get_sink(stream_name)
             if current.original_schema != schema or current.key_properties != key_properties:
+                if isinstance(current, AmplitudeGroupsSink):
+                    current.outbox.drop_barrier()  # its drain waits for all its requests
                 self.drain_one(current)  # its records precede the new schema's: send them first
         return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
@@ -403,14 +419,17 @@ class TargetAmplitudeGroups(Target):
         their records. So a checkpoint is a ``drain_all``, called between two messages; the
         ``Checkpoint:`` line is logged once it returned, when STATE has been written.
         """
-        self.delivery.checkpointing()
+        if not self.delivery.barrier_set:
+            self.delivery.checkpointing()  # else noted when its STATE was read (set_barrier)
         self.drain_all()
+        self.delivery.drop_barrier()
         self.delivery.checkpoint_written()
 
     # -- end of the run --------------------------------------------------------------------
     def process_endofpipe(self) -> None:
         """Deliver everything, then the final STATE (SDK), then the summary and report."""
-        final = self.delivery.new_state_pending()
+        final = self.delivery.new_state_pending() or self.delivery.barrier_set
+        self.delivery.drop_barrier()  # the last drain waits for every request
         if final:
             self.delivery.checkpointing()
         super().process_endofpipe()

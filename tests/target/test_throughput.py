@@ -11,6 +11,7 @@ Amplitude handler treats the latter as retryable). The emulator's token bucket a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,11 +24,12 @@ import pytest
 
 from emulators._server import Fault
 from emulators.amplitude import AmplitudeEmulator
-from target_amplitude_groups.client import GROWTH_ROUND_TRIPS, AdaptiveConcurrency
+from target_amplitude_groups.client import GROWTH_ROUND_TRIPS, RECOVERY_ROUND_TRIPS, AdaptiveConcurrency
 from target_amplitude_groups.errors import Stopped
 from target_amplitude_groups.target import TargetAmplitudeGroups
 from tests.support.emulators import CA
 from tests.support.target import BASE_CONFIG
+from tests.target.test_data_safety import state
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
 
 TARGET_CLI = str(Path(sys.executable).with_name("target-amplitude-groups"))
@@ -64,6 +66,55 @@ def test_full_requests_go_out_while_the_batch_is_still_read(amplitude, capsys):
     assert sizes == [170] * 5 + [150]  # the batch still ends with one partly filled request
 
 
+def test_a_checkpoint_waits_for_the_records_before_its_state_while_reading_goes_on(amplitude, capsys, caplog):
+    # Two batches of 50, each followed by its STATE; every request takes a second. A checkpoint
+    # drains only once the requests before its STATE were answered, and reading goes on
+    # meanwhile: the second batch's request leaves before the first STATE is written, so the
+    # requests in flight never run dry at a checkpoint. STATE still follows acknowledgement.
+    caplog.set_level(logging.INFO)
+    amplitude.set_latency(1.0)
+    first, second = [record(i) for i in range(50)], [record(i) for i in range(50, 100)]
+    target = TargetAmplitudeGroups(
+        config={**BASE_CONFIG, "mapping": MAPPING, "batch_size_rows": 50}, validate_config=True
+    )
+    target.listen(lines_of(schema_msg(), *first, state(1), *second, state(2)))  # type: ignore[arg-type]
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == ["2025-01-01", "2025-01-02"]
+    checkpoints = [r for r in caplog.records if r.getMessage().startswith("Checkpoint: ")]
+    assert "STATE Account bookmark=2025-01-01" in checkpoints[0].getMessage()
+    requests = sorted(amplitude.requests, key=lambda e: e["time"])
+    assert [e["identifications"] for e in requests] == [50, 50]
+    first_answered = requests[0]["time"]
+    second_left = requests[1]["time"] - requests[1]["latency"]
+    assert first_answered <= checkpoints[0].created  # the first STATE followed its acknowledgement
+    assert second_left < checkpoints[0].created  # and the next batch was already on its way
+    assert len(amplitude.groups()["org id"]) == 100
+
+
+def test_a_checkpoint_counts_a_rejection_settled_before_its_drain_once(amplitude, tmp_path):
+    # A request of a checkpoint's barrier is refused alone, and its answer is settled at the
+    # next batch end, before the checkpoint's drain: the drain must not count it again.
+    amplitude.faults.add(Fault(status=400, count=1, path="/groupidentify", body="bad group"))
+    rejected = tmp_path / "rejected.jsonl"
+    config = {**BASE_CONFIG, "mapping": MAPPING, "rejected_file": str(rejected)}
+    target = TargetAmplitudeGroups(config=config, validate_config=True)
+    delivery = target.delivery
+    outbox = delivery.outbox()
+    outbox.add({"group_type": "org id", "group_value": "1", "group_properties": {"$set": {"a": 1}}})
+    outbox.end_record()
+    outbox.end_batch()  # sent
+    delivery.set_barrier()  # a STATE worth a checkpoint
+    deadline = time.monotonic() + 10
+    while not (delivery.barrier_answered() or time.monotonic() > deadline):
+        time.sleep(0.01)
+    outbox.end_batch()  # the next batch ends first: the answer is settled here
+    outbox.finish()  # the checkpoint's drain
+    assert delivery.client is not None
+    delivery.client.close()
+    assert target.stats.rejected == 1
+    assert len(rejected.read_text().splitlines()) == 1
+
+
 def test_a_group_sent_again_waits_for_its_earlier_request(amplitude, capsys):
     # Group 5 is in the first request; it comes again 450 records later, in the third request,
     # which fills while the first is still unanswered (a slow Amplitude). Sent at once, the
@@ -91,7 +142,7 @@ def test_an_update_of_a_group_soon_after_is_merged_as_in_a_whole_batch(amplitude
 
 
 # -- AIMD ----------------------------------------------------------------------------------------
-def test_concurrency_halves_once_per_round_trip_and_grows_by_one_per_run_of_successes():
+def test_concurrency_halves_once_per_round_trip_and_grows_by_one_per_run_of_successes() -> None:
     changes: list[int] = []
     limit = AdaptiveConcurrency(8, changes.append)
     stop, failed = threading.Event(), threading.Event()
@@ -106,14 +157,22 @@ def test_concurrency_halves_once_per_round_trip_and_grows_by_one_per_run_of_succ
     # A request sent after the halving and throttled halves it again.
     limit.release(limit.acquire(stop, failed), throttled=True)
     assert (limit.limit, limit.lowest) == (2, 2)
-    # One more after each run of GROWTH_ROUND_TRIPS x the limit successes.
-    for _ in range(GROWTH_ROUND_TRIPS * 2 - 1):
-        limit.release(limit.acquire(stop, failed), succeeded=True)
+
+    # One more after each run of successes: RECOVERY_ROUND_TRIPS x the limit while more than one
+    # below the limit last throttled (4 here), GROWTH_ROUND_TRIPS x the limit from there on.
+    def succeed(times: int) -> None:
+        for _ in range(times):
+            limit.release(limit.acquire(stop, failed), succeeded=True)
+
+    succeed(RECOVERY_ROUND_TRIPS * 2 - 1)
     assert limit.limit == 2
-    limit.release(limit.acquire(stop, failed), succeeded=True)
+    succeed(1)
     assert limit.limit == 3
-    for _ in range(GROWTH_ROUND_TRIPS * 40):
-        limit.release(limit.acquire(stop, failed), succeeded=True)
+    succeed(GROWTH_ROUND_TRIPS * 3 - 1)
+    assert limit.limit == 3  # next to the throttled level: growth is slow again
+    succeed(1)
+    assert limit.limit == 4
+    succeed(GROWTH_ROUND_TRIPS * 40)
     assert limit.limit == 8  # back to max_concurrency, never above
     assert changes == [4, 2, 3, 4, 5, 6, 7, 8]
     one = AdaptiveConcurrency(1)
