@@ -74,6 +74,7 @@ def project_copy(meltano_env: dict[str, str], tmp_path: Path) -> Path:
     return clone_like(tmp_path / "project")
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without the plugin (-p no:xdist), unused
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> ModuleOrGroupScheduling | None:
     """Under ``--dist loadgroup`` (pyproject.toml): whole modules, or whole xdist groups, in collection order."""
     if config.getvalue("dist") != "loadgroup":
