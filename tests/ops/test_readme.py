@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from emulators.postgres import LocalPostgres, PostgresUnavailable
+from tests.support.project import install_orchestrate
 
 pytestmark = pytest.mark.e2e
 
@@ -107,6 +108,7 @@ def readme_script(readme: str, postgres: bool = True) -> str:
 
 
 def test_every_readme_shell_block_runs(project_copy: Path):
+    install_orchestrate()  # in the checkout first: the docs run it in the copy, which shares .venv
     readme = "\n".join((project_copy / name).read_text(encoding="utf-8") for name in DOCS)
     infos = [info for info, _ in FENCE.findall(readme)]
     assert infos.count("sh") >= 4 and "sh placeholders" in infos and "yaml meltano.yml" in infos

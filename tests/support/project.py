@@ -44,6 +44,20 @@ def install_plugins() -> None:
             meltano("install", env={"MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"})
 
 
+def install_orchestrate() -> None:
+    """`make install-orchestrate` in the checkout, under the same lock as :func:`install_plugins`.
+
+    The README test's project copy shares the checkout's .venv and runs it too: done in the
+    checkout first, a stale stamp cannot make the copy reinstall Dagster, whose scripts would then
+    start with the path of the copy (which is deleted).
+    """
+    sys_dir = PROJECT_ROOT / ".meltano"
+    sys_dir.mkdir(exist_ok=True)
+    with (sys_dir / "tests-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["make", "install-orchestrate"], cwd=PROJECT_ROOT, check=True, capture_output=True)
+
+
 def own_meltano_dir(directory: Path) -> dict[str, str]:
     """The variable that makes `meltano` in the checkout use ``directory`` as its `.meltano`.
 
