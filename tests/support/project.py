@@ -14,10 +14,12 @@ checkout shares its `.meltano/`. Two things there cannot be shared at once:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from emulators.pipeline import PROJECT_ROOT, Emulators, meltano
@@ -28,6 +30,16 @@ SYS_DIR_ENV = "MELTANO_SYS_DIR_ROOT"
 PLUGIN_DIRS = ("extractors", "loaders", "utilities", "mappers", "orchestrators", "transformers", "files")
 
 
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    """Held by one test process at a time: installs into the checkout never run at once."""
+    sys_dir = PROJECT_ROOT / ".meltano"
+    sys_dir.mkdir(exist_ok=True)
+    with (sys_dir / "tests-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def install_plugins() -> None:
     """`make install`, then `meltano install`, in the checkout; one process at a time.
 
@@ -35,10 +47,7 @@ def install_plugins() -> None:
     `make install` (the README runs it) must find the shared .venv current, or it would reinstall
     the editable packages from the copy, which is deleted.
     """
-    sys_dir = PROJECT_ROOT / ".meltano"
-    sys_dir.mkdir(exist_ok=True)
-    with (sys_dir / "tests-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with _install_lock():
         subprocess.run(["make", "install"], cwd=PROJECT_ROOT, check=True, capture_output=True)
         with tempfile.TemporaryDirectory(prefix="meltano-install-") as tmp:
             meltano("install", env={"MELTANO_DATABASE_URI": f"sqlite:///{Path(tmp) / 'meltano.db'}"})
@@ -51,10 +60,7 @@ def install_orchestrate() -> None:
     checkout first, a stale stamp cannot make the copy reinstall Dagster, whose scripts would then
     start with the path of the copy (which is deleted).
     """
-    sys_dir = PROJECT_ROOT / ".meltano"
-    sys_dir.mkdir(exist_ok=True)
-    with (sys_dir / "tests-install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _install_lock():
         subprocess.run(["make", "install-orchestrate"], cwd=PROJECT_ROOT, check=True, capture_output=True)
 
 
