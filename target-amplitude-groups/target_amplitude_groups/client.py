@@ -449,10 +449,14 @@ class AmplitudeClient:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in done:
                     rejected.extend(future.result())  # re-raises a request's failure here
-        except BaseException:
+        except BaseException as exc:
             self._failed.set()
             for future in pending:
                 future.cancel()  # not started: never sent; started ones end within request_timeout
+            failure = self._failure
+            if isinstance(exc, Stopped) and failure is not None and not isinstance(failure, Stopped):
+                # A request stopped because another failed: the other's failure is the run's.
+                raise failure from None
             raise
         return rejected
 

@@ -79,6 +79,8 @@ class Delivery:
     def outbox(self) -> Outbox:
         """Where one sink puts its identifications (each sink has its own)."""
         outbox = Outbox(self)
+        if self._barrier_set:
+            outbox.join_barrier()  # none of its records precede the pending checkpoint's STATE
         self._outboxes.append(outbox)
         return outbox
 
@@ -189,6 +191,13 @@ class Delivery:
     def barrier_answered(self) -> bool:
         """Every request of the pending checkpoint's barrier was answered (the drain won't wait)."""
         return self._barrier_set and all(outbox.barrier_answered() for outbox in self._outboxes)
+
+    def barrier_acknowledged(self, timeout: float) -> bool:
+        """Whether every request of the pending checkpoint's barrier was acknowledged.
+
+        Waits up to ``timeout`` seconds for those still in flight (a run that stops).
+        """
+        return self._barrier_set and all(outbox.barrier_acknowledged(timeout) for outbox in self._outboxes)
 
     def drop_barrier(self) -> None:
         """Drains wait for everything again (the checkpoint was written, or the input ended)."""
@@ -315,9 +324,19 @@ class Outbox:
         self._flush()
         self._barrier = list(self._futures)
 
+    def join_barrier(self) -> None:
+        """A sink made while a checkpoint is pending: its drain waits for none of its requests."""
+        self._barrier = []
+
     def barrier_answered(self) -> bool:
         """Every request of the barrier has its answer (or there is no barrier)."""
         return all(future.done() for future in self._barrier or ())
+
+    def barrier_acknowledged(self, timeout: float) -> bool:
+        """Every request of the barrier ended acknowledged (waiting up to ``timeout`` seconds)."""
+        barrier = self._barrier or []
+        _, pending = wait(barrier, timeout=timeout)
+        return not pending and all(not f.cancelled() and f.exception() is None for f in barrier)
 
     def drop_barrier(self) -> None:
         """No checkpoint pending: a drain waits for every request again."""
@@ -328,19 +347,14 @@ class Outbox:
         return bool(self._futures)
 
     def _settle_barrier(self) -> None:
-        barrier, self._barrier = self._barrier or [], None
         client = self.delivery.client
         if client is None:
+            self._barrier = None
             return
         # A request of the barrier answered before may have been settled already (at a batch end).
         unsettled = set(self._futures)
-        waited = [f for f in barrier if f in unsettled]
-        self._futures = [f for f in self._futures if f not in set(waited)]
-        try:
-            rejected = client.collect(waited)
-        finally:
-            self._carrying = {k: f for k, f in self._carrying.items() if not f.done()}
-        self.delivery.record_rejections(rejected)
+        self._account([f for f in self._barrier or [] if f in unsettled])
+        self._barrier = None  # only once all were acknowledged: a failure keeps it, unacknowledged
 
     def _flush(self) -> None:
         for request in self.packer.flush():
@@ -350,20 +364,24 @@ class Outbox:
 
     def _settle(self, *, wait: bool) -> None:
         """Account for the answered requests (all of them with ``wait``); raise a failure."""
-        client = self.delivery.client
-        if client is None:
+        if self.delivery.client is None:
             return
-        answered: list[Future[list[Rejection]]] = []
-        if wait:
-            answered, self._futures = self._futures, []
-            self._carrying.clear()
-        else:  # one look at each future: one answered meanwhile is settled next time
-            pending: list[Future[list[Rejection]]] = []
-            for future in self._futures:
-                (answered if future.done() else pending).append(future)
-            self._futures = pending
-            self._carrying = {k: f for k, f in self._carrying.items() if not f.done()}
-        self.delivery.record_rejections(client.collect(answered))
+        # With ``wait`` every request; else one look at each: one answered meanwhile is settled next time.
+        self._account(list(self._futures) if wait else [f for f in self._futures if f.done()])
+
+    def _account(self, futures: list[Future[list[Rejection]]]) -> None:
+        """Wait for these requests, then count them settled and record their rejections.
+
+        A failure raises before anything is counted: the failed request, and the others with it,
+        stay unsettled, so no later drain or checkpoint can take them as acknowledged.
+        """
+        client = self.delivery.client
+        assert client is not None
+        rejected = client.collect(futures)
+        settled = set(futures)
+        self._futures = [f for f in self._futures if f not in settled]
+        self._carrying = {k: f for k, f in self._carrying.items() if not f.done()}
+        self.delivery.record_rejections(rejected)
 
 
 def describe_state(state: Any) -> str:

@@ -93,7 +93,11 @@ class StateWatchingReader(FastSingerReader):
 
         watched = {**callbacks, SingerMessageType.STATE: state, SingerMessageType.BATCH: _refuse_batch}
         lines = _checkpointing(file_input or self.default_input, target)
-        return super().process_lines(cast("IO[str]", lines), watched)  # the SDK only iterates it
+        try:
+            return super().process_lines(cast("IO[str]", lines), watched)  # the SDK only iterates it
+        except BaseException:
+            target.salvage_checkpoint()
+            raise
 
 
 def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Iterator[str]:
@@ -424,6 +428,23 @@ class TargetAmplitudeGroups(Target):
         self.drain_all()
         self.delivery.drop_barrier()
         self.delivery.checkpoint_written()
+
+    def salvage_checkpoint(self) -> None:
+        """A run that stops still writes its pending checkpoint, if Amplitude acknowledged it.
+
+        The requests of the records before the pending checkpoint's STATE were sent already; they
+        end within ``request_timeout``. When every one was acknowledged, that STATE is written
+        (nothing after it is waited for); otherwise nothing is, and the failure stands.
+        """
+        delivery = self.delivery
+        if not delivery.barrier_set or not delivery.barrier_acknowledged(
+            float(self.config["request_timeout"]) + 5
+        ):
+            return
+        try:
+            self.checkpoint()
+        except Exception:
+            self.logger.warning("The checkpoint pending when the run stopped could not be written")
 
     # -- end of the run --------------------------------------------------------------------
     def process_endofpipe(self) -> None:
