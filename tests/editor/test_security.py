@@ -175,15 +175,17 @@ def test_head_is_answered_without_a_body_and_the_connection_stays_usable(editor)
     assert (status, payload) == (403, b"")  # the guards hold for HEAD too
 
 
-def test_the_route_table_is_the_api_and_readme_lists_it():
+def test_the_route_table_is_the_api_and_the_docs_list_it():
     from pathlib import Path
 
     from tap_salesforce_groups.editor.server import ROUTES, resolve
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text()
     for route in ROUTES:
         if route.path.startswith("/api/"):
-            assert f"{route.path}`" in readme, f"README's API table lacks {route.method} {route.path}"
+            assert f"{route.path}`" in readme, (
+                f"docs/mapping.md's API table lacks {route.method} {route.path}"
+            )
         # Each line is reachable by its own method (a {name} stands for any one segment).
         assert resolve(route.method, route.path.replace("{name}", "x"))[0] is route
     assert resolve("GET", "/api/objects/Account%5F/fields")[1] == {"name": "Account_"}

@@ -31,7 +31,14 @@ pytestmark = pytest.mark.e2e
 
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.M | re.S)
 # The manual's parts, in the order their blocks run (docs/ continue where README.md stops).
-DOCS = ("README.md", "docs/data.md", "docs/operations.md", "docs/benchmarks.md", "docs/development.md")
+DOCS = (
+    "README.md",
+    "docs/mapping.md",
+    "docs/data.md",
+    "docs/operations.md",
+    "docs/benchmarks.md",
+    "docs/development.md",
+)
 PLACEHOLDERS = {
     "<consumer key>": "emulator-client-id",
     "<consumer secret>": "emulator-client-secret",

@@ -2,7 +2,7 @@
 
 A strategy builds valid mapping documents. For each validation rule a mutation takes such a
 document and applies exactly one violation of that rule; the test then expects exactly that
-rule's message. Messages are built here from the documented wording (README, "Validation"),
+rule's message. Messages are built here from the documented wording (docs/mapping.md, "Validation"),
 never taken from the validator's output, and labels follow ``N: Object -> group type`` with
 ``Unknown`` for a missing part.
 

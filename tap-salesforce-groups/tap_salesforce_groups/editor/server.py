@@ -434,7 +434,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/preview", lambda r: Reply.json(r.app.preview(r.json()))),
     Route("GET", CALLBACK_PATH, _callback),
 )
-"""Every page and API of the editor (README "The mapping editor" lists the API)."""
+"""Every page and API of the editor (docs/mapping.md, "The mapping editor", lists the API)."""
 
 
 def resolve(method: str, path: str, routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:
