@@ -7,10 +7,8 @@ bookmark moves exactly as far as the target let STATE through.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +17,8 @@ from typing import Any
 import pytest
 
 from emulators._server import Fault
-from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
-from tests.support.project import STATE_ID, run_env
+from emulators.pipeline import TAP_TARGET, Emulators, meltano
+from tests.support.project import STATE_ID, run_env, start_run
 
 pytestmark = pytest.mark.e2e
 
@@ -123,15 +121,7 @@ def test_5_sigterm_fails_the_run_and_keeps_only_acknowledged_progress(project):
     # A hung Amplitude: each answer comes 10 s late (the SIGTERM lands 0.5 s into the first; the
     # target waits for what is in flight, within request_timeout=30, then stops without STATE).
     emu.amplitude.faults.add(Fault(delay=10, count=10_000, path="/groupidentify"))
-    args = ("--environment=demo", "run", "--state-id-suffix=sigterm", *TAP_TARGET)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("meltano")), *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_run(env, "sigterm")
     try:
         deadline = time.monotonic() + 120
         while emu.amplitude.faults.pending() and emu.amplitude.faults.pending()[0].count == 10_000:

@@ -15,18 +15,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 from tap_salesforce_groups.timestamps import parse_datetime
-from tests.support.project import STATE_ID, run_env
+from tests.support.project import STATE_ID, run_env, start_run
 
 pytestmark = pytest.mark.e2e
 
@@ -51,20 +49,6 @@ def project(
                 TARGET_AMPLITUDE_GROUPS_REQUEST_TIMEOUT=str(TIMEOUT),
             ),
         )
-
-
-def start(env: dict[str, str], suffix: str, *extra: str) -> subprocess.Popen[str]:
-    """`meltano run` as a terminal starts it: the leader of its own process group."""
-    args = ("--environment=demo", "run", f"--state-id-suffix={suffix}", *extra, *TAP_TARGET)
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("meltano")), *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def saved_state(env: dict[str, str], suffix: str) -> dict[str, Any]:
@@ -116,7 +100,7 @@ def test_a_signal_to_the_process_group_stops_cleanly_and_the_next_run_sends_exac
     emu, env = project
     suffix = f"pg-{signum.name.lower()}"
     before = len(emu.amplitude.requests)
-    process = start(env, suffix)
+    process = start_run(env, suffix)
     try:
         wait_for_requests(emu, process, before + 3 * BATCH // 100)  # a few checkpoints in
         sent = time.monotonic()
@@ -153,7 +137,7 @@ def test_a_signal_to_the_process_group_stops_cleanly_and_the_next_run_sends_exac
 def test_after_kill_9_of_meltano_the_next_run_is_refused_until_forced(project):
     emu, env = project
     before = len(emu.amplitude.requests)
-    process = start(env, "killed")
+    process = start_run(env, "killed")
     try:
         wait_for_requests(emu, process, before + 5)
         process.kill()  # kill -9 of meltano alone: it cannot mark its job as ended

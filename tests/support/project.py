@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from emulators.pipeline import PROJECT_ROOT, Emulators, meltano
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 
 STATE_ID = "demo:tap-salesforce-groups-to-target-amplitude-groups"  # `meltano run` in the demo environment
 SYS_DIR_ENV = "MELTANO_SYS_DIR_ROOT"
@@ -115,3 +117,20 @@ def clone_like(dest: Path) -> Path:
         for plugin in (PROJECT_ROOT / ".meltano" / kind).iterdir():
             (dest / ".meltano" / kind / plugin.name).symlink_to(plugin)
     return dest
+
+
+def start_run(env: dict[str, str], suffix: str, *extra: str) -> subprocess.Popen[str]:
+    """`meltano run` of the demo job in the checkout, as a terminal starts it (its own process group).
+
+    Its output (stdout and stderr together) is for the caller to read.
+    """
+    args = ("--environment=demo", "run", f"--state-id-suffix={suffix}", *extra, *TAP_TARGET)
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("meltano")), *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
