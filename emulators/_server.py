@@ -215,6 +215,7 @@ class FaultQueue:
 
 
 EPOCH_KEY = "emulator.epoch"  # the WSGI environ key of the epoch a request arrived in
+DUE_KEY = "emulator.due"  # ... and of when its answer is due (monotonic), under the latency switch
 
 
 class BackgroundServer:
@@ -223,6 +224,11 @@ class BackgroundServer:
     Subclasses implement ``handle(request) -> Response``. Use as a context manager or call
     ``start()`` / ``stop()``. ``port=0`` picks a free port; ``url`` tells which.
     """
+
+    # False: the latency switch sleeps before handling, so the emulator's own work comes on top.
+    # True: the answer is held until the latency has passed since arrival, so the latency is the
+    # whole response time, as a real service's is (work longer than it is not shortened).
+    latency_includes_handling = False
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ca: LocalCA | None = None) -> None:
         self.host = host
@@ -325,17 +331,37 @@ class BackgroundServer:
         request = Request(environ)
         latency = self.latency
         if (latency.seconds or latency.jitter) and self.latency_applies(request):
-            time.sleep(latency.draw(self._rng))  # each request has its own thread: others go on
+            delay = latency.draw(self._rng)
+            if self.latency_includes_handling:
+                environ[DUE_KEY] = time.monotonic() + delay  # held back in hold_until_due
+            else:
+                time.sleep(delay)  # each request has its own thread: others go on
         fault = self.faults.take(self.fault_path(request), lambda f: self.fault_applies(request, f))
         if fault is not None:
             if fault.delay:
                 self._epoch_over.wait(fault.delay)  # a reset ends the wait
+                if DUE_KEY in environ:
+                    environ[DUE_KEY] += fault.delay  # a slow response comes on top of the latency
             response = self.fault_response(request, fault)
             if response is None:
                 response = self.handle(request)
         else:
             response = self.handle(request)
+        self.hold_until_due(request)
         return response(environ, start_response)
+
+    @staticmethod
+    def hold_until_due(request: Request) -> None:
+        """Wait until the request's latency has passed since it arrived (once; at once without one).
+
+        With ``latency_includes_handling`` the emulator's own work counts toward the latency.
+        Subclasses call it before they log a request as answered.
+        """
+        due = request.environ.pop(DUE_KEY, None)
+        if due is not None:
+            remaining = due - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)  # each request has its own thread: others go on
 
     def _dated(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
         """``start_response`` adding the ``Date`` header by the emulator's clock.

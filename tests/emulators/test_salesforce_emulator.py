@@ -1152,6 +1152,30 @@ def test_latency_switch_delays_each_page_of_records_only(sf, http):
     assert sf.latency.seconds == 0.0
 
 
+def test_a_pages_latency_is_its_whole_response_time_building_it_included(sf, http, monkeypatch):
+    # A service's latency is the time to its answer: its own work is part of it. The switch
+    # holds the answer until the latency has passed since arrival, so a page that takes long to
+    # build (here 0.8 s, for a big page on a busy machine) is not made slower by it on top.
+    handle = sf.handle
+
+    def slow_to_build(request):
+        time.sleep(0.8)
+        return handle(request)
+
+    monkeypatch.setattr(sf, "handle", slow_to_build)
+    sf.set_latency(1.0)
+    started = time.monotonic()
+    assert soql(http, sf, "SELECT Id FROM Account LIMIT 5").status_code == 200
+    elapsed = time.monotonic() - started
+    assert elapsed >= 1.0  # the latency, at least
+    assert elapsed < 1.7  # not 1.8 s or more: the build was not added to it
+    sf.set_latency(0.4)
+    sf.faults.add(Fault(delay=0.6, path="/query"))
+    started = time.monotonic()
+    assert soql(http, sf, "SELECT Id FROM Account LIMIT 5").status_code == 200
+    assert time.monotonic() - started >= 1.0  # a delay fault, a slow answer, comes on top of it
+
+
 def test_refresh_token_rotation_invalidates_the_used_token_and_reuse_revokes_all(sf):
     """Salesforce Help 005316711 ("Refresh Token Rotation").
 
