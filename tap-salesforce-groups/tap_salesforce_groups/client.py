@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import random
 import re
@@ -59,6 +60,46 @@ CONCURRENCY_LIMITS = ("ConcurrentPerOrgLongTxn", "ConcurrentRequests", "concurre
 # on "QUERY_TIMEOUT", "Retried more" and "Failed to write query result"). Anything else
 # (INVALID_FIELD, a binary field, …) fails again however small the window.
 RETRYABLE_JOB_ERRORS = ("QUERY_TIMEOUT", "Retried more than", "Failed to write query result", "timed out")
+
+
+# The head of a REST query page: Salesforce writes totalSize, done and nextRecordsUrl before the
+# records (REST API Developer Guide, "Execute a SOQL Query", example response; the reference's §6).
+_RECORDS_KEY = re.compile(rb'"records"\s*:')
+_DONE = re.compile(rb'"done"\s*:\s*(true|false)')
+_NEXT_URL = re.compile(rb'"nextRecordsUrl"\s*:\s*"([^"\\]+)"')
+
+
+class QueryPage:
+    """One page of a REST query as Salesforce sent it; its records are parsed on first use.
+
+    ``done`` and ``next_url`` are read from the head of the body, so the next page can be
+    asked for before this one is parsed, and ``records`` parses it in the thread that reads
+    the records. A body laid out otherwise (records first, an escaped URL) is parsed at once.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+        self._records: list[dict[str, Any]] | None = None
+        self.done, self.next_url = True, None
+        records_key = _RECORDS_KEY.search(body)
+        head = body[: records_key.start()] if records_key else b""
+        done, next_url = _DONE.search(head), _NEXT_URL.search(head)
+        if done is not None and (done[1] == b"true" or next_url is not None):
+            self.done = done[1] == b"true"
+            self.next_url = next_url[1].decode() if next_url is not None else None
+            return
+        parsed = json.loads(body)
+        self.done, self.next_url = bool(parsed.get("done", True)), parsed.get("nextRecordsUrl")
+        self._records, self._body = list(parsed.get("records") or []), None
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The page's records (parsed once)."""
+        if self._records is None:
+            assert self._body is not None
+            self._records = list(json.loads(self._body).get("records") or [])
+            self._body = None  # held once, not twice
+        return self._records
 
 
 class SalesforceRetry(Retry):
@@ -364,20 +405,45 @@ class SalesforceClient:
 
     def query_pages(self, soql: str, *, include_deleted: bool) -> Iterator[list[dict[str, Any]]]:
         """Yield each page of records of a SOQL query, following ``nextRecordsUrl``."""
-        what = "queryAll" if include_deleted else "query"
-        page = self.call(
-            what, lambda: self.sf.query(soql, include_deleted=include_deleted, timeout=self.timeout)
-        )
-        while True:
-            yield page.get("records", [])
-            self.check_budget()
-            next_url = page.get("nextRecordsUrl")
-            if page.get("done", True) or not next_url:
-                return
-            page = self.call(f"{what} (next page)", self._next_page(str(next_url)))
+        for page in self.query_bodies(soql, include_deleted=include_deleted):
+            yield page.records
 
-    def _next_page(self, url: str) -> Callable[[], dict[str, Any]]:
-        return lambda: dict(self.sf.query_more(url, identifier_is_url=True, timeout=self.timeout))
+    def query_bodies(self, soql: str, *, include_deleted: bool) -> Iterator[QueryPage]:
+        """Yield each page of a SOQL query unparsed (:class:`QueryPage`), following ``nextRecordsUrl``.
+
+        Under :func:`prefetch`, the next page is asked for as soon as this one has arrived; the
+        reader parses this one meanwhile.
+        """
+        what = "queryAll" if include_deleted else "query"
+        page = self.call(what, self._query_page(what, None, {"q": soql}, include_deleted))
+        while True:
+            yield page
+            self.check_budget()
+            if page.done or not page.next_url:
+                return
+            page = self.call(
+                f"{what} (next page)", self._query_page(what, page.next_url, None, include_deleted)
+            )
+
+    def _query_page(
+        self, what: str, next_url: str | None, params: dict[str, str] | None, include_deleted: bool
+    ) -> Callable[[], QueryPage]:
+        """One request for a page, as simple-salesforce's ``query`` and ``query_more`` send it."""
+
+        def send() -> QueryPage:
+            sf = self.sf  # read on each attempt: a re-login replaces the session id
+            if next_url is None:
+                url = sf.base_url + ("queryAll/" if include_deleted else "query/")
+            else:
+                url = f"https://{sf.sf_instance}{next_url}"
+            # X-PrettyPrint indents the body: more bytes to send and parse for nobody to read.
+            headers = {k: v for k, v in sf.headers.items() if k != "X-PrettyPrint"}
+            response = self.session.get(url, headers=headers, params=params, timeout=self.timeout)
+            if response.status_code >= 300:
+                exception_handler(response, what)
+            return QueryPage(response.content)
+
+        return send
 
     # -- Bulk API 2.0 ------------------------------------------------------------------------
     def _bulk(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:

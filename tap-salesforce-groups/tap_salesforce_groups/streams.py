@@ -772,14 +772,14 @@ class SalesforceObjectStream(Stream):
     def _rest_records(self, soql: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         """Flat records from REST pages: ``Owner.Name`` becomes a top-level key (canonical names).
 
-        The next page downloads while this one is written out (the budget is still checked
-        before each next page is asked for).
+        The next page downloads while this one is parsed and written out (the budget is still
+        checked before each next page is asked for).
         """
-        pages = self.client.query_pages(soql, include_deleted=self._include_deleted)
+        pages = self.client.query_bodies(soql, include_deleted=self._include_deleted)
         plan = [(path, hops if len(hops) > 1 else None) for path in fields for hops in [path.split(".")]]
         datetime_fields = [f for f in self._datetime_fields if f in fields]
         for page in prefetch(pages, name=f"{self.name}-pages"):
-            for raw in page:
+            for raw in page.records:  # parsed here, while the next page downloads
                 record: dict[str, Any] = {}
                 for path, hops in plan:
                     if hops is None:  # a field of the object itself: one lookup
