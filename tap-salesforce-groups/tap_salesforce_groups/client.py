@@ -17,7 +17,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 # "api-usage=USED/MAX", possibly followed by "; api-bursts=…" or "; per-app-api-usage=…".
 _API_USAGE = re.compile(r"(?:^|[;,\s])api-usage=(?P<used>\d+)/(?P<max>\d+)")
+PAGE_CHUNK_BYTES = 64 * 1024  # a REST page is read in chunks this size: the first holds its head
 BULK_PAGE_ROWS = 10000  # rows per Bulk API 2.0 results page: bounds the tap's memory
 BULK_POLL_SECONDS = (0.5, 10.0)  # first and longest wait between polls of a Bulk job
 ABORT_SECONDS = 5.0  # timeout of each request that aborts and deletes a job when the run stops
@@ -70,35 +71,51 @@ _NEXT_URL = re.compile(rb'"nextRecordsUrl"\s*:\s*"([^"\\]+)"')
 
 
 class QueryPage:
-    """One page of a REST query as Salesforce sent it; its records are parsed on first use.
+    """One page of a REST query as it arrives; the rest of it is read and parsed on first use.
 
     ``done`` and ``next_url`` are read from the head of the body, so the next page can be
-    asked for before this one is parsed, and ``records`` parses it in the thread that reads
-    the records. A body laid out otherwise (records first, an escaped URL) is parsed at once.
+    asked for while this one still downloads, and ``records`` reads and parses the rest in
+    the thread that reads the records. A body laid out otherwise (records first, an escaped
+    URL) is read and parsed at once.
     """
 
-    def __init__(self, body: bytes) -> None:
-        self._body: bytes | None = body
+    def __init__(self, chunks: Iterable[bytes], what: str = "query") -> None:
+        self._what = what
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._head = b""
         self._records: list[dict[str, Any]] | None = None
-        self.done, self.next_url = True, None
-        records_key = _RECORDS_KEY.search(body)
-        head = body[: records_key.start()] if records_key else b""
+        records_key = None
+        for chunk in self._chunks:  # up to the records: a few hundred bytes
+            self._head += chunk
+            records_key = _RECORDS_KEY.search(self._head)
+            if records_key is not None:
+                break
+        head = self._head[: records_key.start()] if records_key is not None else b""
         done, next_url = _DONE.search(head), _NEXT_URL.search(head)
         if done is not None and (done[1] == b"true" or next_url is not None):
-            self.done = done[1] == b"true"
-            self.next_url = next_url[1].decode() if next_url is not None else None
+            self.done: bool = done[1] == b"true"
+            self.next_url: str | None = next_url[1].decode() if next_url is not None else None
             return
-        parsed = json.loads(body)
+        parsed = json.loads(self._read())
         self.done, self.next_url = bool(parsed.get("done", True)), parsed.get("nextRecordsUrl")
-        self._records, self._body = list(parsed.get("records") or []), None
+        self._records = list(parsed.get("records") or [])
+
+    def _read(self) -> bytes:
+        try:
+            body = self._head + b"".join(self._chunks)
+        except requests.RequestException as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise SalesforceClientError(
+                f"{self._what}: the connection broke while a page downloaded: {detail}"
+            ) from exc
+        self._head = b""  # held once, not twice
+        return body
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        """The page's records (parsed once)."""
+        """The page's records (read and parsed once)."""
         if self._records is None:
-            assert self._body is not None
-            self._records = list(json.loads(self._body).get("records") or [])
-            self._body = None  # held once, not twice
+            self._records = list(json.loads(self._read()).get("records") or [])
         return self._records
 
 
@@ -409,10 +426,10 @@ class SalesforceClient:
             yield page.records
 
     def query_bodies(self, soql: str, *, include_deleted: bool) -> Iterator[QueryPage]:
-        """Yield each page of a SOQL query unparsed (:class:`QueryPage`), following ``nextRecordsUrl``.
+        """Yield each page of a SOQL query as it arrives (:class:`QueryPage`), following ``nextRecordsUrl``.
 
-        Under :func:`prefetch`, the next page is asked for as soon as this one has arrived; the
-        reader parses this one meanwhile.
+        Under :func:`prefetch`, the next page is asked for as soon as this one's head has
+        arrived; the reader downloads and parses the rest of this one meanwhile.
         """
         what = "queryAll" if include_deleted else "query"
         page = self.call(what, self._query_page(what, None, {"q": soql}, include_deleted))
@@ -438,10 +455,12 @@ class SalesforceClient:
                 url = f"https://{sf.sf_instance}{next_url}"
             # X-PrettyPrint indents the body: more bytes to send and parse for nobody to read.
             headers = {k: v for k, v in sf.headers.items() if k != "X-PrettyPrint"}
-            response = self.session.get(url, headers=headers, params=params, timeout=self.timeout)
+            response = self.session.get(
+                url, headers=headers, params=params, timeout=self.timeout, stream=True
+            )
             if response.status_code >= 300:
                 exception_handler(response, what)
-            return QueryPage(response.content)
+            return QueryPage(response.iter_content(PAGE_CHUNK_BYTES), what)
 
         return send
 

@@ -6,6 +6,7 @@ emulators. No traceback on any bad input.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from emulators.pipeline import TAP_TARGET, Emulators, meltano
+from emulators.pipeline import PROJECT_ROOT, TAP_TARGET, Emulators, meltano
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +76,18 @@ def test_env_example_copied_as_is_changes_nothing(project_copy: Path, emu: Emula
         )
         assert result.returncode == 0, (args, result.stderr[-3000:])
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("plugin", ["extractors/tap-salesforce-groups", "loaders/target-amplitude-groups"])
+def test_plugins_are_installed_with_their_bytecode_compiled(meltano_env, plugin):
+    # uv, Meltano's installer, compiles no bytecode unless told (meltano.yml: UV_COMPILE_BYTECODE).
+    # Where Python may not write it at run time (PYTHONDONTWRITEBYTECODE, a read-only install),
+    # every plugin start compiled every module again: 0.85 s instead of 0.37 s, three per run.
+    # A module the plugin never imports has bytecode only if the install compiled it.
+    site = next((PROJECT_ROOT / ".meltano" / plugin / "venv" / "lib").glob("python3.*/site-packages"))
+    never_imported = site / "singer_sdk" / "testing" / "suites.py"
+    assert never_imported.is_file()
+    assert Path(importlib.util.cache_from_source(str(never_imported))).is_file()
 
 
 def test_validate_and_export_never_log_in(env, emu):
