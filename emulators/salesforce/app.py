@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -452,6 +453,8 @@ class SalesforceEmulator(BackgroundServer):
             # The connection drops before any byte of the answer, as a reset in the network does.
             self.drop_connection(request)
             return self._finish(request, Response(b"", status=500))
+        elif fault.kind == "cut_body":
+            return self._cut_short(request, self.handle(request))
         elif fault.kind is not None:
             error = ApiError(500, "UNKNOWN_EXCEPTION", f"unknown emulator fault kind {fault.kind}")
         if error is not None:
@@ -461,6 +464,23 @@ class SalesforceEmulator(BackgroundServer):
         else:
             response = self._status_fault(fault)
         return self._finish(request, response)
+
+    def _cut_short(self, request: Request, response: Response) -> Response:
+        """The answer as it would be, whose connection drops after a third of the body.
+
+        A network cut while a page downloads: the status and headers (the whole body's
+        ``Content-Length`` among them) and the first bytes arrive, then the connection ends.
+        """
+        body = response.get_data()
+        cut = max(1, len(body) // 3)
+
+        def partial() -> Iterator[bytes]:
+            yield body[:cut]
+            self.drop_connection(request)
+
+        short = Response(partial(), status=response.status_code, headers=list(response.headers.items()))
+        short.headers["Content-Length"] = str(len(body))
+        return short
 
     @staticmethod
     def _status_fault(fault: Fault) -> Response:

@@ -104,10 +104,7 @@ class QueryPage:
         try:
             body = self._head + b"".join(self._chunks)
         except requests.RequestException as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise SalesforceClientError(
-                f"{self._what}: the connection broke while a page downloaded: {detail}"
-            ) from exc
+            raise SalesforceClientError(f"{self._what}: {connection_problem(exc)}") from exc
         self._head = b""  # held once, not twice
         return body
 
@@ -204,6 +201,11 @@ def connection_problem(exc: requests.RequestException) -> str:
         return f"connection refused by {host}"
     if isinstance(exc, requests.Timeout):
         return f"no answer from {host} within request_timeout (gave up after retries)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):  # an answer cut short
+        # urllib3's ProtocolError("Connection broken: IncompleteRead(…)", …) inside, usually.
+        inner = reason.args[0] if isinstance(reason, Exception) and reason.args else reason
+        detail = " ".join(str(inner if inner is not None else text).split())
+        return f"the connection to {host or 'Salesforce'} broke while an answer downloaded ({detail})"
     return f"cannot reach {host}: {exc.__class__.__name__} (gave up after retries)"
 
 

@@ -1176,6 +1176,19 @@ def test_a_pages_latency_is_its_whole_response_time_building_it_included(sf, htt
     assert time.monotonic() - started >= 1.0  # a delay fault, a slow answer, comes on top of it
 
 
+def test_a_cut_body_fault_sends_the_head_of_the_answer_then_drops_the_connection(sf, http):
+    sf.faults.add(Fault(kind="cut_body", path="/query"))
+    with http.get(f"{sf.url}{V}/query", params={"q": "SELECT Id FROM Account"}, stream=True) as response:
+        assert response.status_code == 200
+        length = int(response.headers["Content-Length"])
+        head = next(response.iter_content(64))
+        assert re.match(rb'\{"totalSize":\d+,"done":false,"nextRecordsUrl":', head)
+        with pytest.raises(requests.exceptions.ChunkedEncodingError, match="IncompleteRead"):
+            b"".join(response.iter_content(64 * 1024))
+    assert length > 3 * 64
+    assert soql(http, sf, "SELECT Id FROM Account").json()["done"] is False  # the next one is whole
+
+
 def test_refresh_token_rotation_invalidates_the_used_token_and_reuse_revokes_all(sf):
     """Salesforce Help 005316711 ("Refresh Token Rotation").
 

@@ -137,3 +137,22 @@ def test_the_states_this_tap_writes_have_the_right_shape(salesforce, capsys):
         }
     }
     assert state_shape_problems(legacy) == []
+
+
+def test_a_page_cut_short_while_it_downloads_fails_with_one_line_naming_it(salesforce, tmp_path):
+    # The tap asks for the next page once a page's head arrived and downloads the rest while it
+    # writes the records: a connection that drops mid-body then ends the run with one line that
+    # says so, after the records before it, instead of a traceback or "cannot reach".
+    salesforce.faults.add(Fault(kind="cut_body", path="/query/"))  # the first nextRecordsUrl page
+    result = run_cli(tmp_path, {**CONFIG, "api_type": "rest"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "broke while an answer downloaded" in line]
+    assert lines, result.stderr[-2000:]
+    assert (
+        "Stopping: queryAll (next page): the connection to Salesforce broke while an answer downloaded "
+        in lines[0]
+    )
+    assert re.search(r"\(Connection broken: IncompleteRead\(\d+ bytes read, \d+ more expected\)\)$", lines[0])
+    records = [json.loads(line) for line in result.stdout.splitlines() if '"RECORD"' in line]
+    assert records  # the first page was written before the second one failed

@@ -53,13 +53,17 @@ def test_a_connection_lost_in_the_rest_of_a_page_fails_its_reader_with_one_line(
         yield (
             b'{"totalSize":4000,"done":false,"nextRecordsUrl":"' + NEXT.encode() + b'","records":[{"Id":"001'
         )
-        raise requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(10 bytes read)")
+        raise requests.exceptions.ChunkedEncodingError(
+            "Connection broken: IncompleteRead(10 bytes read)",
+            request=requests.Request("GET", f"https://acme.my.salesforce.com{NEXT}").prepare(),
+        )
 
     page = QueryPage(broken(), "queryAll (next page)")
     assert page.next_url == NEXT
     with pytest.raises(
         SalesforceClientError,
-        match=r"^queryAll \(next page\): the connection broke while a page downloaded: .*IncompleteRead",
+        match=r"^queryAll \(next page\): the connection to acme.my.salesforce.com broke while an answer "
+        r"downloaded \(.*IncompleteRead",
     ) as raised:
         page.records
     assert "\n" not in str(raised.value)
