@@ -161,6 +161,9 @@ class Pass:
     # api_type auto: COUNT() the rows first to choose Bulk for many. A relationship pass reads
     # through REST without counting: usually nothing changed, and the count would cost a call.
     counted: bool = True
+    # (key, slot) of relationships whose memory this pass fills with the parent stamp each row
+    # carried (a full read: the next relationship pass then skips what it already sent).
+    parents: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 def drop_sdk_progress_marker(state: dict[str, Any]) -> None:
@@ -258,12 +261,19 @@ class SalesforceObjectStream(Stream):
         run_start = self.client.server_now()
         state["replication_key"] = key
         self._described = self._describe_fields(state, self._formulas_due(state, run_start))
+        fields = self.fields
+        parents: tuple[tuple[str, dict[str, Any]], ...] = ()
         if previous is None:  # a full read: its rows carry every parent's value from now on
             parents_from = record_datetime(run_start - BULK_COMMIT_MARGIN)
-            state[RELATIONSHIPS] = {
+            slots: dict[str, dict[str, Any]] = {
                 r.chain: {"replication_key_value": parents_from} for r in self._relationships()
             }
-        yield from self._run_pass(Pass(self.name, state, key, self.fields))
+            state[RELATIONSHIPS] = slots
+            # The next run's relationship passes look back from before this read (late commits):
+            # the parent stamp each row carried is remembered, so they do not send it again.
+            parents = tuple((r.key, slots[r.chain]) for r in self._relationships() if r.key is not None)
+            fields = [*self.fields, *(k for k, _ in parents if k not in self.fields)]
+        yield from self._run_pass(Pass(self.name, state, key, fields, parents=parents))
         if self.run.stopped_reason:
             return
         if previous is None:  # every field and formula is fresh too
@@ -507,6 +517,8 @@ class SalesforceObjectStream(Stream):
         if bulk and not p.counted and not self._any_rows(p, window):
             return  # no parent changed: one COUNT() instead of a Bulk job's four calls
         checked = window
+        # A full read's parents: (key, memory, oldest stamp the next relationship pass reads).
+        noting = [(k, Memory(s), self._floor(s.get("replication_key_value"))) for k, s in p.parents]
         while True:
             if not bulk and window != checked:
                 checked = window
@@ -532,6 +544,12 @@ class SalesforceObjectStream(Stream):
                         if memory.full:  # keeps every STATE small, also mid-read
                             bound = self._bound(slot, window, newest, job, bulk)
                             memory.trim(self._floor(bound), bound)
+                    for parent_key, parent_memory, floor in noting:
+                        parent_stamp = record.get(parent_key)
+                        if parent_stamp is not None:
+                            parent_stamp = iso_datetime(str(parent_stamp))
+                            if floor is None or parent_stamp >= floor:  # older: not read again
+                                parent_memory.note(record_id, parent_stamp)
                     yield {f: record[f] for f in emit} if strip else record
             except BulkNotSupported as exc:
                 if not bulk:
@@ -554,6 +572,8 @@ class SalesforceObjectStream(Stream):
             if window.end is None:
                 break
             window = self._next_window(window, size)
+        for (_, parent_memory, floor), (_, parent_slot) in zip(noting, p.parents, strict=True):
+            parent_memory.trim(floor, parent_slot.get("replication_key_value"))
         if memory is not None:
             memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
             if memory.dropped:
