@@ -273,6 +273,9 @@ class SalesforceObjectStream(Stream):
             # the parent stamp each row carried is remembered, so they do not send it again.
             parents = tuple((r.key, slots[r.chain]) for r in self._relationships() if r.key is not None)
             fields = [*self.fields, *(k for k, _ in parents if k not in self.fields)]
+            for relation in self._relationships():
+                if relation.key is None:
+                    self._note_changed_parents(slots[relation.chain], relation)
         yield from self._run_pass(Pass(self.name, state, key, fields, parents=parents))
         if self.run.stopped_reason:
             return
@@ -405,6 +408,19 @@ class SalesforceObjectStream(Stream):
                 memory.note(parent_id, stamp)
             slot["replication_key_value"] = max(str(slot.get("replication_key_value") or ""), batch[-1][0])
         memory.trim(self._floor(slot.get("replication_key_value")), slot.get("replication_key_value"))
+
+    def _note_changed_parents(self, slot: dict[str, Any], relation: Relationship) -> None:
+        """Before a first read: remember the polymorphic parents the next run would find changed.
+
+        Their rows are read through the Name object, which has no stamp to remember them by. A
+        parent this query sees had committed its change before the first read began, so every row
+        that read gets carries it; one that changes again gets a new stamp and is read again.
+        """
+        memory = Memory(slot)
+        start = self._start(slot.get("replication_key_value"))
+        for parent, parent_key in zip(relation.types, relation.type_keys, strict=True):
+            for row in self._changed_parents(parent, parent_key, start):
+                memory.note(str(row["Id"]), iso_datetime(str(row[parent_key])))
 
     def _changed_parents(self, parent: str, key: str, start: datetime | None) -> Iterator[dict[str, Any]]:
         """Rows of ``parent`` stamped from ``start`` on; on QUERY_TIMEOUT, in halving windows."""

@@ -213,18 +213,26 @@ def test_a_parent_changed_just_before_a_first_read_is_not_sent_again_by_the_next
     assert run_tap(capsys, state=first.state, mapping=mapping, api_type=api_type).records == {}
 
 
-def test_a_polymorphic_parent_changed_just_before_a_first_read_is_sent_once_more_then_never(
-    salesforce, capsys
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_a_polymorphic_parent_changed_just_before_a_first_read_is_not_sent_again(
+    salesforce, capsys, api_type
 ):
-    # Through the Name object a first read gets no parent stamp to remember (README, "Convergence
-    # over time", says so): the next run sends those rows once more, and the run after nothing.
+    # Through the Name object a row carries no parent stamp: before a first read the tap notes the
+    # parents the next run would find changed (committed, hence in that read). One that changes
+    # after the read has a new stamp and reaches its rows.
     mapping = document(group("Case", "case", "Id", (("Subject", "subject"), ("Owner.Name", "owner"))))
     queue = next(r["OwnerId"] for r in salesforce.org.rows("Case") if r["OwnerId"].startswith("00G"))
     salesforce.org.update("Group", queue, Name="Renamed before")
-    first = run_tap(capsys, mapping=mapping, api_type="rest")
-    second = run_tap(capsys, state=first.state, mapping=mapping, api_type="rest")
-    assert set(sent(second, "Case")) == owned_by(salesforce, "Case", queue)
-    assert run_tap(capsys, state=second.state, mapping=mapping, api_type="rest").records == {}
+    first = run_tap(capsys, mapping=mapping, api_type=api_type)
+    assert {
+        r["Owner.Name"]
+        for r in sent(first, "Case").values()
+        if r["Id"] in owned_by(salesforce, "Case", queue)
+    } == {"Renamed before"}
+    assert run_tap(capsys, state=first.state, mapping=mapping, api_type=api_type).records == {}
+    salesforce.org.update("Group", queue, Name="Renamed after")
+    third = run_tap(capsys, state=first.state, mapping=mapping, api_type=api_type)
+    assert set(sent(third, "Case")) == owned_by(salesforce, "Case", queue)
 
 
 @pytest.mark.parametrize("api_type", ["rest", "bulk"])
