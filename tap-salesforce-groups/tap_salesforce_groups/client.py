@@ -209,6 +209,14 @@ def connection_problem(exc: requests.RequestException) -> str:
     return f"cannot reach {host}: {exc.__class__.__name__} (gave up after retries)"
 
 
+def _query_headers(sf: Salesforce) -> dict[str, str]:
+    """A REST query's headers: simple-salesforce's, without X-PrettyPrint.
+
+    Pretty printing indents the body: more bytes to send and parse for nobody to read.
+    """
+    return {k: v for k, v in sf.headers.items() if k != "X-PrettyPrint"}
+
+
 def error_code(exc: SalesforceError) -> str | None:
     """The ``errorCode`` of a Salesforce error body (a JSON array of errors)."""
     content = exc.content
@@ -296,12 +304,12 @@ class SalesforceClient:
         The URI plus every request header (Salesforce Developer Limits and Allocations Quick Reference, "API
         Request Limits"; past it the answer is 431, airbytehq/airbyte#20703).
 
-        Measured on the request this client would send (the session's and simple-salesforce's
+        Measured on the request this client sends (the session's headers and the query's
         headers, the session id included), not estimated.
         """
         sf = self.sf
         url = sf.base_url + ("queryAll/" if include_deleted else "query/")
-        request = requests.Request("GET", url, headers=sf.headers, params={"q": soql})
+        request = requests.Request("GET", url, headers=_query_headers(sf), params={"q": soql})
         prepared = self.session.prepare_request(request)
         lines = [f"Host: {urlsplit(url).netloc}", *(f"{k}: {v}" for k, v in prepared.headers.items())]
         return len(str(prepared.path_url).encode()) + sum(len(line.encode()) + 2 for line in lines)
@@ -455,10 +463,8 @@ class SalesforceClient:
                 url = sf.base_url + ("queryAll/" if include_deleted else "query/")
             else:
                 url = f"https://{sf.sf_instance}{next_url}"
-            # X-PrettyPrint indents the body: more bytes to send and parse for nobody to read.
-            headers = {k: v for k, v in sf.headers.items() if k != "X-PrettyPrint"}
             response = self.session.get(
-                url, headers=headers, params=params, timeout=self.timeout, stream=True
+                url, headers=_query_headers(sf), params=params, timeout=self.timeout, stream=True
             )
             if response.status_code >= 300:
                 exception_handler(response, what)

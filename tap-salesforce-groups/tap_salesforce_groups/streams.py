@@ -265,15 +265,16 @@ class SalesforceObjectStream(Stream):
         parents: tuple[tuple[str, dict[str, Any]], ...] = ()
         if previous is None:  # a full read: its rows carry every parent's value from now on
             parents_from = record_datetime(run_start - BULK_COMMIT_MARGIN)
+            relations = self._relationships()
             slots: dict[str, dict[str, Any]] = {
-                r.chain: {"replication_key_value": parents_from} for r in self._relationships()
+                r.chain: {"replication_key_value": parents_from} for r in relations
             }
             state[RELATIONSHIPS] = slots
             # The next run's relationship passes look back from before this read (late commits):
             # the parent stamp each row carried is remembered, so they do not send it again.
-            parents = tuple((r.key, slots[r.chain]) for r in self._relationships() if r.key is not None)
+            parents = tuple((r.key, slots[r.chain]) for r in relations if r.key is not None)
             fields = [*self.fields, *(k for k, _ in parents if k not in self.fields)]
-            for relation in self._relationships():
+            for relation in relations:
                 if relation.key is None:
                     self._note_changed_parents(slots[relation.chain], relation)
         yield from self._run_pass(Pass(self.name, state, key, fields, parents=parents))

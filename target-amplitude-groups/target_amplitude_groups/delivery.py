@@ -268,6 +268,7 @@ class Outbox:
         # The requests of the records read before the pending checkpoint's STATE (None: no
         # checkpoint pending, a drain waits for every request).
         self._barrier: list[Future[list[Rejection]]] | None = None
+        self._barrier_done = 0  # how many of the barrier's first requests are known answered
 
     def add(self, identification: dict[str, Any]) -> None:
         """Pack one identification of the current record."""
@@ -322,15 +323,23 @@ class Outbox:
     def set_barrier(self) -> None:
         """Send the partly filled request; the drain of the pending checkpoint waits for all sent so far."""
         self._flush()
-        self._barrier = list(self._futures)
+        self._barrier, self._barrier_done = list(self._futures), 0
 
     def join_barrier(self) -> None:
         """A sink made while a checkpoint is pending: its drain waits for none of its requests."""
-        self._barrier = []
+        self._barrier, self._barrier_done = [], 0
 
     def barrier_answered(self) -> bool:
-        """Every request of the barrier has its answer (or there is no barrier)."""
-        return all(future.done() for future in self._barrier or ())
+        """Every request of the barrier has its answer (or there is no barrier).
+
+        Asked before every input line while a checkpoint is pending: each answer is looked at once.
+        """
+        barrier = self._barrier
+        if not barrier:
+            return True
+        while self._barrier_done < len(barrier) and barrier[self._barrier_done].done():
+            self._barrier_done += 1
+        return self._barrier_done == len(barrier)
 
     def barrier_acknowledged(self, timeout: float) -> bool:
         """Every request of the barrier ended acknowledged (waiting up to ``timeout`` seconds)."""
