@@ -18,11 +18,13 @@ import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
+from emulators._server import Fault
 from emulators.salesforce import CLIENT_SECRET, PASSWORD, REFRESH_TOKEN, USERNAME
 from tap_salesforce_groups.auth import login
 from tap_salesforce_groups.client import make_session
@@ -55,8 +57,12 @@ def browser_login(
     password: str = PASSWORD,
     action: str = "allow",
     verify: str | bool = True,
-):
-    """What the user does in the browser: open the URL, post the form, follow the redirect."""
+    follow: bool = True,
+) -> Any:
+    """What the user does in the browser: open the URL, post the form, follow the redirect.
+
+    With ``follow=False``, the redirect's URL instead of following it.
+    """
     page = requests.get(authorize_url, timeout=30, verify=verify)
     assert page.status_code == 200, page.text
     form = _Form()
@@ -71,6 +77,8 @@ def browser_login(
     )
     if posted.status_code != 302:
         return posted
+    if not follow:
+        return posted.headers["Location"]
     return requests.get(posted.headers["Location"], timeout=30)
 
 
@@ -317,13 +325,24 @@ def test_store_refresh_token_keeps_other_lines(tmp_path):
 
 
 def test_concurrent_callbacks_finish_once(salesforce, config, tmp_path):
-    """Two tabs racing: one connection, one stored token."""
+    """Two tabs racing: one connection, one stored token; the other tab is told connect is done.
+
+    Both tabs log in first, then follow their redirects at the same moment. The first callback's
+    code exchange is held for a second (a slow Salesforce), so the second callback surely arrives
+    while the first holds the flow, even on a loaded machine: it must wait and find the flow done.
+    """
     env_file = tmp_path / ".env"
     run = Connect(config, env_file)
-    results: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(browser_login(run.url).status_code)) for _ in range(2)
-    ]
+    logged_in = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def tab() -> None:
+        location = browser_login(run.url, follow=False)
+        logged_in.wait(timeout=60)
+        statuses.append(requests.get(location, timeout=30).status_code)
+
+    salesforce.faults.add(Fault(delay=1.0, count=1, path="/services/oauth2/token"))
+    threads = [threading.Thread(target=tab) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -332,6 +351,7 @@ def test_concurrent_callbacks_finish_once(salesforce, config, tmp_path):
     assert code == 0
     assert out == LINE + "\n"
     assert stored_token(env_file)
+    assert sorted(statuses) == [200, 410]  # 410: "Already done", connect has finished
 
 
 def test_the_browser_is_opened_without_the_state_in_any_argv(salesforce, config, tmp_path):
