@@ -329,12 +329,10 @@ class TargetAmplitudeGroups(Target):
         """The Amplitude API key."""
         return str(self.config["api_key"])
 
-    def redact(self, text: str) -> str:
-        """The text with the API key (plain or URL-encoded) replaced by ***."""
-        for secret in {self.api_key, quote_plus(self.api_key)}:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+    @cached_property
+    def redact(self) -> Callable[[str], str]:
+        """Replaces the API key (plain or URL-encoded) in a text by ***."""
+        return redactor(self.api_key)
 
     @cached_property
     def options(self) -> Options:
@@ -479,18 +477,8 @@ class TargetAmplitudeGroups(Target):
         if self.delivery.client is not None:
             self.delivery.client.close()
         if path := self.config.get("report_file"):
-            report = {
-                "status": status,
-                "error": error,
-                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "dry_run": dry_run,
-                "rejected_file": str(self.delivery.rejected.path) if self.delivery.rejected.lines else None,
-                **self.stats.as_dict(),
-            }
-            try:
-                write_json(path, report, self.redact)
-            except OSError as exc:
-                raise RunFailure(f"cannot write report_file {path}: {exc.strerror or exc}") from exc
+            rejected = str(self.delivery.rejected.path) if self.delivery.rejected.lines else None
+            write_report(str(path), status, error, self.stats, dry_run, rejected, self.redact)
 
     _finished = False
 
@@ -513,21 +501,45 @@ class TargetAmplitudeGroups(Target):
             super().invoke(about=about, about_format=about_format)  # prints, then exits
         cls.print_version(print_fn=cls.logger.info)
         target = None
+        settings = config.config if config is not None else {}
         try:
             target = cls(
-                config=config.config if config is not None else {},
+                config=settings,
                 validate_config=True,
                 parse_env_config=config.parse_env if config is not None else False,
             )
             target.listen(file_input)
-        except ConfigValidationError:
-            raise  # before the run started: the SDK prints each problem on its own line
+        except ConfigValidationError as exc:
+            # Before the run started: the SDK prints each problem on its own line. The report
+            # still says so, or it would keep an earlier run's "ok".
+            errors = "; ".join(map(str, exc.errors)) or str(exc)
+            cls._report_refused_start(settings, f"Config validation failed: {errors}")
+            raise
         except (Exception, KeyboardInterrupt) as exc:  # the one place every failure ends
-            cls._fail(exc, target, from_stdin=file_input is None)
+            cls._fail(exc, target, settings, from_stdin=file_input is None)
+
+    @classmethod
+    def _report_refused_start(cls, settings: dict[str, Any], error: str) -> None:
+        """The report of a run that failed before the target was made (bad settings or mapping)."""
+        stats = RunStats()
+        dry_run = settings.get("dry_run") is True
+        path = settings.get("report_file")
+        if not isinstance(path, str) or not path:
+            return
+        redact = redactor(settings.get("api_key"))
+        try:
+            write_report(path, "failed", redact(error), stats, dry_run, None, redact)
+        except RunFailure as exc:
+            cls.logger.error("%s", exc)
 
     @classmethod
     def _fail(
-        cls, exc: BaseException, target: TargetAmplitudeGroups | None, *, from_stdin: bool = True
+        cls,
+        exc: BaseException,
+        target: TargetAmplitudeGroups | None,
+        settings: dict[str, Any],
+        *,
+        from_stdin: bool = True,
     ) -> None:
         if isinstance(exc, (RunFailure, InvalidInputLine)):
             message = str(exc)
@@ -536,8 +548,7 @@ class TargetAmplitudeGroups(Target):
             message = str(exc)
         else:  # not one of ours: name the exception, still in one line
             message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:1000]
-        if target is not None:
-            message = target.redact(message)
+        message = (target.redact if target is not None else redactor(settings.get("api_key")))(message)
         cls.logger.error("%s", message)
         if isinstance(exc, Interrupted):
             cls.logger.error("Stopped; STATE was emitted only for groups Amplitude acknowledged")
@@ -548,9 +559,53 @@ class TargetAmplitudeGroups(Target):
                 target.finish("interrupted" if isinstance(exc, Interrupted) else "failed", message)
             except RunFailure as report_failure:
                 cls.logger.error("%s", report_failure)
+        else:  # it failed while it was made: nothing was read or sent
+            dry = " (dry run: nothing sent, no STATE)" if settings.get("dry_run") is True else ""
+            cls.logger.error("Summary%s: %s (failed)", dry, RunStats().summary())
+            cls._report_refused_start(settings, message)
         if isinstance(exc, Interrupted) and from_stdin:
             _discard_input(STOP_GRACE_SECONDS)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
+
+
+def redactor(api_key: object) -> Callable[[str], str]:
+    """A function replacing the API key (plain or URL-encoded) in a text by ***."""
+    secrets = {api_key, quote_plus(api_key)} if isinstance(api_key, str) and api_key else set()
+
+    def redact(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    return redact
+
+
+def write_report(
+    path: str,
+    status: str,
+    error: str | None,
+    stats: RunStats,
+    dry_run: bool,
+    rejected_file: str | None,
+    redact: Callable[[str], str],
+) -> None:
+    """Rewrite ``report_file``: the run's status, its error and its counters.
+
+    Raises:
+        RunFailure: the report could not be written (a full disk); no temporary file is left.
+    """
+    report = {
+        "status": status,
+        "error": error,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "dry_run": dry_run,
+        "rejected_file": rejected_file,
+        **stats.as_dict(),
+    }
+    try:
+        write_json(path, report, redact)
+    except OSError as exc:
+        raise RunFailure(f"cannot write report_file {path}: {exc.strerror or exc}") from exc
 
 
 if __name__ == "__main__":

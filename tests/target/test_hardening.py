@@ -17,8 +17,9 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from emulators._server import Fault
+from emulators.amplitude import API_KEY
 from tests.mappings import document, group
-from tests.support.target import run_target, singer
+from tests.support.target import BASE_CONFIG, run_target, singer
 from tests.target.test_data_safety import run_cli
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
 
@@ -260,6 +261,55 @@ def test_any_unexpected_exception_still_ends_with_the_summary_and_report(amplitu
     assert "Traceback" not in err
     assert "Summary: " in err and "(failed)" in err
     assert report["status"] == "failed" and report["error"]
+
+
+def test_a_run_refused_at_start_still_rewrites_the_report(amplitude, tmp_path):
+    # README: report_file is "rewritten at the end of every run, failed or not". Bad settings and a
+    # bad mapping end the run before it starts; an earlier run's "ok" must not stay.
+    bad_mapping = {**document(group("Account", "org id", "Id", (("Name", "name"),))), "version": 99}
+    cases = {
+        "api_url": ({"api_url": "http://amplitude.example/groupidentify"}, "api_url"),
+        "mapping": ({"mapping": bad_mapping}, "version"),
+        "key in an error": ({"max_concurrency": 0}, "max_concurrency"),
+    }
+    for name, (config, named) in cases.items():
+        case = tmp_path / name.replace(" ", "-")
+        case.mkdir()
+        code, err, report = failed_run(case, singer(schema_msg(), record(1), STATE), config)
+        assert code == 1, name
+        assert "Traceback" not in err, name
+        assert report["status"] == "failed", name
+        assert report["error"].startswith("Config validation failed: ") and named in report["error"], name
+        assert report["groups_sent"] == 0 and report["requests"] == 0, name
+        assert API_KEY not in (case / "report.json").read_text(), name
+    assert amplitude.requests == []
+
+
+def test_a_failure_while_the_target_is_made_ends_with_the_summary_and_report(
+    amplitude, tmp_path, monkeypatch, caplog
+):
+    # Not a settings problem (the SDK lists those), but any error while the target is made: one
+    # line, the summary and the report, the API key redacted from both.
+    from types import SimpleNamespace
+
+    from target_amplitude_groups.target import TargetAmplitudeGroups
+
+    def broken(self: TargetAmplitudeGroups) -> None:
+        raise RuntimeError(f"no signal handlers for key {self.config['api_key']}")
+
+    monkeypatch.setattr(TargetAmplitudeGroups, "_trap_signals", broken)
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"status": "ok"}))
+    config = {**BASE_CONFIG, "mapping": MAPPING, "report_file": str(report)}
+    with pytest.raises(SystemExit) as exit_info:
+        TargetAmplitudeGroups.invoke(config=SimpleNamespace(config=config, parse_env=False), file_input=None)
+    assert exit_info.value.code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors[0] == "RuntimeError: no signal handlers for key ***"
+    assert any(e.startswith("Summary: 0 groups sent") and e.endswith("(failed)") for e in errors)
+    saved = json.loads(report.read_text())
+    assert saved["status"] == "failed" and saved["error"] == "RuntimeError: no signal handlers for key ***"
+    assert API_KEY not in report.read_text() and all(API_KEY not in e for e in errors)
 
 
 # -- 9. "Checkpoint" is logged when STATE is written ------------------------------------------------
