@@ -325,6 +325,11 @@ class Outbox:
         self._flush()
         self._barrier, self._barrier_done = list(self._futures), 0
 
+    @property
+    def barrier_pending(self) -> bool:
+        """A checkpoint is pending: the next drain waits for the requests before its STATE only."""
+        return self._barrier is not None
+
     def join_barrier(self) -> None:
         """A sink made while a checkpoint is pending: its drain waits for none of its requests."""
         self._barrier, self._barrier_done = [], 0

@@ -1,8 +1,16 @@
-"""Reading Singer messages: the SDK's msgspec reader, with the standard library where msgspec is stricter."""
+"""Reading Singer messages: the SDK's msgspec reader, with the standard library where msgspec is stricter.
+
+And the input's lines, with a tick while a pipe stays quiet, so the target can checkpoint then.
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
+import select
+import stat
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -29,3 +37,45 @@ class FastSingerReader(MsgSpecReader):
             except json.JSONDecodeError as exc:
                 raise InvalidInputLine(f"Unable to parse line as JSON: {line[:200]}") from exc
         return message
+
+
+def pipe_lines(source: Iterable[str], quiet_seconds: float) -> Iterator[str | None]:
+    r"""Each line of ``source``, and None each time no input came for ``quiet_seconds``.
+
+    Only a pipe or a socket (a tap's output under Meltano) can go quiet while more will come: it
+    is read in blocks straight from its file descriptor, so a wait for input can time out. Any
+    other input (a file, a list in a test) is read as it is, without ticks. Lines keep their
+    ``\n``, as a text file's iteration gives them; the input is UTF-8, as Singer's JSON is.
+    """
+    fd = _pipe_fd(source)
+    if fd is None:
+        yield from source
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    while True:
+        ready, _, _ = select.select([fd], [], [], quiet_seconds)
+        if not ready:
+            yield None
+            continue
+        block = os.read(fd, 1 << 16)
+        if not block:
+            break
+        lines = (pending + decoder.decode(block)).split("\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line + "\n"
+    if rest := pending + decoder.decode(b"", final=True):
+        yield rest
+
+
+def _pipe_fd(source: Iterable[str]) -> int | None:
+    """The file descriptor of a pipe or socket, else None (nothing read it before: no buffered line is lost)."""
+    try:
+        fd = int(source.fileno())  # type: ignore[attr-defined]
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return None
+    return fd

@@ -196,9 +196,12 @@ class AmplitudeGroupsSink(BatchSink):
         """Send the partly filled request; return once Amplitude acknowledged all this sink sent.
 
         The SDK writes STATE only after every sink's ``process_batch`` returned. Raising keeps
-        STATE back.
+        STATE back. A checkpoint's drain waits only for the records before its STATE, and the
+        batch goes on: its end stays every ``batch_size_rows`` records, however long the
+        answers took (so which records share a request does not depend on timing).
         """
-        self._in_batch = 0
+        if not self.outbox.barrier_pending:
+            self._in_batch = 0
         self._account()
         self.outbox.finish()
 

@@ -38,7 +38,7 @@ from target_amplitude_groups.delivery import Delivery
 from target_amplitude_groups.errors import Interrupted, RunFailure
 from target_amplitude_groups.files import JsonLines, write_json
 from target_amplitude_groups.identify import DELETED_PROPERTY, Options
-from target_amplitude_groups.reader import FastSingerReader
+from target_amplitude_groups.reader import FastSingerReader, pipe_lines
 from target_amplitude_groups.sinks import AmplitudeGroupsSink
 from target_amplitude_groups.stats import RunStats
 
@@ -100,20 +100,25 @@ class StateWatchingReader(FastSingerReader):
             raise
 
 
+QUIET_SECONDS = 1.0  # how often a checkpoint is looked at while no input comes
+
+
 def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Iterator[str]:
     """Each line, once read; the target checkpoints first when it wants to (between two messages).
 
     A checkpoint the target wants (a new STATE after a full batch, or ``state_interval_seconds``
     after the last one) first sets a barrier, covering every record read so far, the ones before
-    that STATE included; it is written as soon as the barrier's requests were answered.
+    that STATE included; it is written as soon as the barrier's requests were answered. While
+    the tap is quiet (a long Bulk job, a slow query) this is looked at every ``QUIET_SECONDS``.
     """
     delivery = target.delivery
-    for line in lines:
+    for line in pipe_lines(lines, QUIET_SECONDS):
         if delivery.barrier_answered():
             target.checkpoint()
         elif not delivery.barrier_set and delivery.checkpoint_wanted():
             delivery.set_barrier()
-        yield line
+        if line is not None:  # None: the tap was quiet a while (a long query); checkpoint anyway
+            yield line
 
 
 def _refuse_batch(message: dict[str, Any]) -> None:
@@ -478,7 +483,15 @@ class TargetAmplitudeGroups(Target):
             self.delivery.client.close()
         if path := self.config.get("report_file"):
             rejected = str(self.delivery.rejected.path) if self.delivery.rejected.lines else None
-            write_report(str(path), status, error, self.stats, dry_run, rejected, self.redact)
+            write_report(
+                str(path),
+                status,
+                error=error,
+                stats=self.stats,
+                dry_run=dry_run,
+                rejected_file=rejected,
+                redact=self.redact,
+            )
 
     _finished = False
 
@@ -528,7 +541,15 @@ class TargetAmplitudeGroups(Target):
             return
         redact = redactor(settings.get("api_key"))
         try:
-            write_report(path, "failed", redact(error), stats, dry_run, None, redact)
+            write_report(
+                path,
+                "failed",
+                error=redact(error),
+                stats=stats,
+                dry_run=dry_run,
+                rejected_file=None,
+                redact=redact,
+            )
         except RunFailure as exc:
             cls.logger.error("%s", exc)
 
@@ -583,6 +604,7 @@ def redactor(api_key: object) -> Callable[[str], str]:
 def write_report(
     path: str,
     status: str,
+    *,
     error: str | None,
     stats: RunStats,
     dry_run: bool,

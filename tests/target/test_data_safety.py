@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import select
 import stat
 import subprocess
 import sys
@@ -161,6 +162,40 @@ def test_a_slow_stream_is_checkpointed_every_state_interval(amplitude, capsys, c
         "2025-01-03",
     ]
     assert caplog.text.count("Checkpoint: ") == 3
+
+
+def test_a_quiet_tap_still_gets_its_state_checkpointed_within_the_interval(amplitude, tmp_path):
+    # README: a checkpoint "at least every state_interval_seconds". A tap that sent records and
+    # their STATE, then goes quiet (a long Bulk job on the next object), must not hold back a STATE
+    # Amplitude already acknowledged: killed then, the next run would resend all of it. Through the
+    # real CLI, with stdin a pipe that stays open, as under Meltano.
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({**BASE_CONFIG, "mapping": MAPPING, "state_interval_seconds": 1}))
+    process = subprocess.Popen(
+        [TARGET_CLI, "--config", str(config_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "REQUESTS_CA_BUNDLE": str(CA.ca_path)},
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(singer(schema_msg(), *[record(i) for i in range(5)], state(1)))
+        process.stdin.flush()  # and the pipe stays open: the tap is busy, more will come
+        ready, _, _ = select.select([process.stdout], [], [], 15)
+        assert ready, "no STATE while the tap was quiet"
+        first = json.loads(process.stdout.readline())
+        assert first["bookmarks"]["Account"]["replication_key_value"] == "2025-01-01"
+        assert len(amplitude.groups()["org id"]) == 5  # written after Amplitude acknowledged them
+        out, err = process.communicate(singer(record(5), state(2)), timeout=60)  # then the tap ends
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err[-2000:]
+    rest = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in rest] == ["2025-01-02"]
+    assert err.count("Checkpoint: ") == 2
 
 
 # -- 7. Errors that retrying cannot fix fail at once ----------------------------------------------
