@@ -5,6 +5,10 @@ writes the ``settings:`` lists of meltano.yml and all of .env.example; from ``--
 --format=markdown`` the settings tables of README.md. ``--check`` writes nothing and exits 1
 naming each file that is out of date (tests/ops/test_settings.py runs it).
 
+A setting that meltano.yml's own ``config:`` of the plugin sets to something else than its
+default (the target's ``validate_records: false``) is what ``meltano config list`` shows as its
+current value: the README table's Default column says both, and .env.example says so above its line.
+
 A ``meltano.yml`` that Meltano rewrote (``meltano config set`` without ``--store=dotenv``
 drops every comment, the markers too) still works: each plugin's ``settings:`` list is found by
 its YAML structure, replaced, and the markers are put back; ``--check`` compares meltano.yml's
@@ -20,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -173,16 +179,50 @@ def replace_settings(meltano_yml: str, plugin: str, body: str) -> str:
     return "".join([*lines[: key + 1], block, *lines[end:]])
 
 
-def settings_table(markdown: str, names: list[str]) -> str:
-    """The ``## Settings`` table of the about markdown, limited to the declared settings."""
+def project_values(meltano_yml: str, plugin: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """The declared settings that the plugin's ``config:`` in meltano.yml sets off their default.
+
+    Only the plugin's own entry counts (not an environment's, nor an inheriting plugin's): what
+    ``meltano config list <plugin>`` shows as the current value when nothing else sets it.
+    """
+    project = yaml.safe_load(meltano_yml) or {}
+    entries = [
+        p for kind in ("extractors", "loaders") for p in (project.get("plugins") or {}).get(kind) or []
+    ]
+    config = next((p.get("config") or {} for p in entries if p.get("name") == plugin), {})
+    return {
+        name: value
+        for name, value in config.items()
+        if name in declared(plugin, properties) and value != properties[name].get("default")
+    }
+
+
+def _shown(value: Any) -> str:
+    """A value as --about's markdown shows one (Python's spelling: True, None)."""
+    return "(an object)" if isinstance(value, (dict, list)) else str(value)
+
+
+def settings_table(markdown: str, names: list[str], project: dict[str, Any] | None = None) -> str:
+    """The ``## Settings`` table of the about markdown, limited to the declared settings.
+
+    A setting in ``project`` (set in meltano.yml) shows that value first, then the plugin's default.
+    """
     section = markdown.split("## Settings", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("|")]
     header, body = rows[:2], rows[2:]
-    keep = [row for row in body if row.split("|")[1].strip() in names]
+    keep = []
+    for row in body:
+        cells = row.split("|", 4)  # "", name, required, default, "description |"
+        name = cells[1].strip()
+        if name not in names:
+            continue
+        if project and name in project:
+            cells[3] = f" {_shown(project[name])} in meltano.yml (plugin default: {cells[3].strip()}) "
+        keep.append("|".join(cells))
     return "\n".join([*header, *keep]) + "\n"
 
 
-def env_example(abouts: dict[str, dict[str, Any]]) -> str:
+def env_example(abouts: dict[str, dict[str, Any]], meltano_yml: str) -> str:
     """.env.example: every declared setting, commented out, with its default as the value."""
     out = [
         "# Copy to .env (git-ignored; Meltano reads it). Every line is commented out, so the copy",
@@ -193,7 +233,12 @@ def env_example(abouts: dict[str, dict[str, Any]]) -> str:
         prefix = plugin.upper().replace("-", "_")
         out += ["", f"# --- {ENV_HEADERS[plugin]} ---"]
         properties = data["settings"]["properties"]
+        project = project_values(meltano_yml, plugin, properties)
         for name in declared(plugin, properties):
+            if name in project:
+                out.append(
+                    f"# (meltano.yml sets {name}: {env_value(project[name])}; the plugin's default below)"
+                )
             out.append(f"# {prefix}_{name.upper()}={env_value(properties[name].get('default'))}")
     out += [
         "",
@@ -216,7 +261,7 @@ def generate(root: Path = ROOT) -> dict[Path, str]:
             readme,
             f"<!-- settings:{plugin} -->",
             f"<!-- /settings:{plugin} -->",
-            settings_table(about(plugin, "markdown"), names),
+            settings_table(about(plugin, "markdown"), names, project_values(meltano_yml, plugin, properties)),
         )
         meltano_yml = replace_settings(
             meltano_yml, plugin, "\n".join(meltano_settings(plugin, properties)) + "\n"
@@ -224,7 +269,7 @@ def generate(root: Path = ROOT) -> dict[Path, str]:
     return {
         root / "README.md": readme,
         root / "meltano.yml": meltano_yml,
-        root / ".env.example": env_example(abouts),
+        root / ".env.example": env_example(abouts, meltano_yml),
     }
 
 
@@ -234,7 +279,6 @@ def same(path: Path, old: str, new: str) -> bool:
         return True
     if path.name != "meltano.yml":
         return False
-    import yaml  # noqa: PLC0415 (only for a meltano.yml that Meltano rewrote)
 
     def settings(text: str) -> Any:
         project = yaml.safe_load(text)

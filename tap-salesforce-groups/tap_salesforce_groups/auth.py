@@ -74,27 +74,59 @@ def jwt_audience(config: Mapping[str, Any]) -> str:
     return SANDBOX_AUDIENCE if sandbox else PRODUCTION_AUDIENCE
 
 
+# The login flows in the order the tap chooses them (the first complete one), with the settings
+# each needs and its name in log lines.
+FLOWS: dict[str, tuple[tuple[str, ...], str]] = {
+    "refresh_token": (("client_id", "client_secret", "refresh_token"), "OAuth refresh token"),
+    "jwt": (("client_id", "private_key", "username"), "JWT bearer"),
+    "password": (("username", "password"), "username/password"),
+    "client_credentials": (("client_id", "client_secret"), "client credentials"),
+}
+
+
+def complete_flows(config: Mapping[str, Any]) -> list[str]:
+    """Every flow whose settings are all set, in the order the tap chooses them."""
+    return [flow for flow, (keys, _) in FLOWS.items() if all(config.get(k) for k in keys)]
+
+
 def auth_flow(config: Mapping[str, Any]) -> str:
-    """Which login flow the settings describe; raises when none is complete."""
-    has = {
-        k
-        for k in ("client_id", "client_secret", "refresh_token", "private_key", "username", "password")
-        if config.get(k)
-    }
-    if {"client_id", "client_secret", "refresh_token"} <= has:
-        return "refresh_token"
-    if {"client_id", "private_key", "username"} <= has:
-        return "jwt"
-    if {"username", "password"} <= has:
-        return "password"
-    if {"client_id", "client_secret"} <= has:
-        return "client_credentials"
+    """Which login flow the settings describe: the first complete one; raises when none is."""
+    complete = complete_flows(config)
+    if complete:
+        return complete[0]
     msg = (
         "no complete Salesforce credentials: set client_id + client_secret + refresh_token (OAuth), "
         "client_id + private_key + username (JWT bearer), client_id + client_secret (client "
         "credentials, My Domain), or username + password + security_token"
     )
     raise SalesforceAuthError(msg)
+
+
+def ignored_credentials(config: Mapping[str, Any]) -> str | None:
+    """One line when more than one credential set is complete: which is used, which are not.
+
+    Silent otherwise: client credentials (client_id + client_secret) are part of the refresh
+    token set, so a complete refresh token set alone is one set. Names settings, never values.
+    """
+    complete = complete_flows(config)
+    if not complete:
+        return None
+    used = complete[0]
+    used_keys = set(FLOWS[used][0])
+    ignored = [f for f in complete[1:] if not set(FLOWS[f][0]) <= used_keys]
+    if not ignored:
+        return None
+
+    def named(flow: str) -> str:
+        keys, name = FLOWS[flow]
+        return f"{name} ({' + '.join(keys)})"
+
+    order = ", ".join(name for _, name in FLOWS.values())
+    return (
+        f"Salesforce credentials: logging in with {named(used)}; also set and not used: "
+        f"{'; '.join(named(f) for f in ignored)}. The first complete set in the order {order} is used: "
+        "unset the settings of the sets you do not use (refresh_token when moving from connect to JWT bearer)"
+    )
 
 
 def jwt_assertion(config: Mapping[str, Any]) -> str:

@@ -31,7 +31,7 @@ from simple_salesforce.util import exception_handler
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from tap_salesforce_groups.auth import SOAP_DEPRECATION, auth_flow, login
+from tap_salesforce_groups.auth import SOAP_DEPRECATION, auth_flow, ignored_credentials, login
 from tap_salesforce_groups.errors import (
     ApiBudgetReached,
     BulkNotSupported,
@@ -269,6 +269,7 @@ class SalesforceClient:
         self.usage: tuple[int, int] | None = None  # the org's daily API usage: (used, max)
         self.clock_offset = timedelta(0)  # Salesforce's clock minus ours, from the Date header
         self._warned_soap = False
+        self._warned_credentials = False
 
     # -- login and the call policy -----------------------------------------------------------
     @property
@@ -281,6 +282,10 @@ class SalesforceClient:
 
     def login(self) -> None:
         """Log in with the configured flow and open a REST connection to the instance."""
+        if not self._warned_credentials:
+            self._warned_credentials = True
+            if (several := ignored_credentials(self.config)) is not None:
+                self.logger.warning(several)
         if self.flow == "password" and not self._warned_soap:
             self._warned_soap = True
             self.logger.warning(SOAP_DEPRECATION)

@@ -348,9 +348,13 @@ def run_connect(
             webbrowser.open(launcher.as_uri())
         if not server.done.wait(timeout):
             minutes = f"{timeout / 60:g} minutes" if timeout >= 60 else f"{timeout:g} seconds"
+            # Salesforce answers an unregistered callback URL (redirect_uri_mismatch) with an error
+            # page of its own and never calls back: the wait ends here, and says so.
             raise ConnectError(
                 f"no callback from Salesforce within {minutes}: open the URL above, log in and click "
-                "Allow, then run connect again"
+                "Allow, then run connect again; if Salesforce showed an error page such as "
+                "redirect_uri_mismatch, register the callback URL printed above on the connected app "
+                "exactly (localhost, not 127.0.0.1, and the port) or pass --port with a port it lists"
             )
     finally:
         server.shutdown()

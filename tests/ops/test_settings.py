@@ -80,6 +80,28 @@ def test_env_example_lists_every_setting_commented_out_with_its_default():
     assert set(entries) == {"MELTANO_STATE_BACKEND_URI", "MELTANO_DATABASE_URI"}
 
 
+@pytest.mark.parametrize(("plugin_type", "plugin"), PLUGINS.items())
+def test_readme_defaults_are_what_meltano_config_list_shows(plugin_type, plugin):
+    """A setting that meltano.yml's config sets off its default shows that value, then the plugin's.
+
+    `meltano config list` shows it so: `(default: True) current value: False (from meltano.yml)`.
+    """
+    project = yaml.safe_load((PROJECT_ROOT / "meltano.yml").read_text())
+    entry = next(p for p in project["plugins"][plugin_type] if p["name"] == plugin)
+    config = entry.get("config") or {}
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme.split(f"<!-- settings:{plugin} -->", 1)[1].split(f"<!-- /settings:{plugin} -->", 1)[0]
+    cells = {row.split("|")[1].strip(): row.split("|")[3].strip() for row in table.splitlines()[3:]}
+    for name, prop in own_settings(plugin).items():
+        default = str(prop.get("default"))
+        if name in config and config[name] != prop.get("default"):
+            assert cells[name] == f"{config[name]} in meltano.yml (plugin default: {default})", name
+        else:
+            assert cells[name] == default, name
+    if plugin == "target-amplitude-groups":  # the case this is for
+        assert cells["validate_records"] == "False in meltano.yml (plugin default: True)"
+
+
 def test_generated_settings_are_current():
     """README's tables, meltano.yml's settings and .env.example are what `make docs` writes."""
     result = subprocess.run(
@@ -126,8 +148,14 @@ def test_make_docs_survives_a_meltano_yml_that_meltano_rewrote(tmp_path):
         )
 
     check = docs("--check")
-    assert check.returncode == 0, check.stderr  # the settings are current, however Meltano quoted them
+    # meltano.yml's settings are current, however Meltano quoted them; README's table and
+    # .env.example are not, since they say what meltano.yml now sets (domain: test).
+    assert check.returncode == 1 and check.stderr.strip().endswith(": README.md, .env.example"), check.stderr
     assert docs().returncode == 0
+    assert (
+        "| domain | False | test in meltano.yml (plugin default: login) |"
+        in (tmp_path / "README.md").read_text()
+    )
     regenerated = (tmp_path / "meltano.yml").read_text()
     assert (
         "# settings:tap-salesforce-groups" in regenerated

@@ -94,6 +94,51 @@ def test_emulator_soap_login_is_gone_from_65(salesforce):
     assert "UNSUPPORTED_API_VERSION" in answer.text
 
 
+REFRESH = "OAuth refresh token (client_id + client_secret + refresh_token)"
+JWT = "JWT bearer (client_id + private_key + username)"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "used", "unused"),
+    [
+        # connect, then JWT bearer set up beside it: the refresh token is still the one used.
+        ({"private_key": "jwt", "username": USERNAME}, REFRESH, JWT),
+        # JWT bearer, with a password and the client secret left from before.
+        (
+            {"refresh_token": None, "private_key": "jwt", "username": USERNAME, "password": PASSWORD},
+            JWT,
+            "username/password (username + password); client credentials (client_id + client_secret)",
+        ),
+        ({}, REFRESH, None),  # one set: client_id + client_secret are part of it
+        (
+            {"refresh_token": None, "client_secret": None, "private_key": "jwt", "username": USERNAME},
+            JWT,
+            None,
+        ),
+    ],
+)
+def test_more_than_one_credential_set_says_which_is_used(salesforce, caplog, overrides, used, unused):
+    """The first complete set is used, as before; one warning names it and the sets left unused."""
+    if overrides.get("private_key") == "jwt":
+        overrides = {**overrides, "private_key": salesforce.jwt_private_key_pem}
+    client = logged_in(overrides)
+    client.login()  # a second login (as after an expired session) warns no more
+    assert used.startswith({"refresh_token": "OAuth", "jwt": "JWT"}[client.flow])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Salesforce credentials:")]
+    if unused is None:
+        assert lines == []
+        return
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith(
+        f"Salesforce credentials: logging in with {used}; also set and not used: {unused}. "
+    )
+    assert lines[0].endswith(
+        "unset the settings of the sets you do not use (refresh_token when moving from connect to JWT bearer)"
+    )
+    for secret in (CLIENT_SECRET, REFRESH_TOKEN, PASSWORD, salesforce.jwt_private_key_pem):
+        assert secret not in lines[0]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

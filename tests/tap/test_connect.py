@@ -204,13 +204,20 @@ def test_bad_credentials_stay_on_the_login_page(salesforce, config, tmp_path):
 
 
 def test_no_callback_times_out_with_one_line(salesforce, config, tmp_path):
+    """A mistyped callback URL on the app ends here too: Salesforce shows its error page and never calls back."""
+    salesforce.web_flow.callback_urls = {"http://127.0.0.1:8765/oauth/callback"}  # not the one connect prints
     run = Connect(config, tmp_path / ".env", "--timeout", "1")
+    page = requests.get(run.url, timeout=30)  # the browser: Salesforce's page, no redirect to connect
+    assert page.status_code == 400 and "redirect_uri_mismatch" in page.text
     code, _, err = run.finish()
     assert code == 1
     assert err.strip().splitlines()[-1] == (
         "Cannot connect to Salesforce: no callback from Salesforce within 1 seconds: open the URL "
-        "above, log in and click Allow, then run connect again"
+        "above, log in and click Allow, then run connect again; if Salesforce showed an error page "
+        "such as redirect_uri_mismatch, register the callback URL printed above on the connected app "
+        "exactly (localhost, not 127.0.0.1, and the port) or pass --port with a port it lists"
     )
+    assert run.callback in err  # printed above, to be registered as it is
 
 
 @pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
