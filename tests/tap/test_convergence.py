@@ -293,7 +293,12 @@ def test_a_formula_following_a_parent_is_refreshed_on_its_cadence(salesforce, ca
     assert second.records == {}  # within formula_refresh_hours: no timestamp moved
     state = second.state
     entry = state["bookmarks"]["Subscription__c"]
-    entry["formulas_read_at"] = (parse_datetime(entry["formulas_read_at"]) - timedelta(hours=25)).isoformat()
+    read_at = parse_datetime(entry["formulas_read_at"])
+    entry["formulas_read_at"] = (read_at - timedelta(hours=22)).isoformat()
+    assert run_tap(capsys, state=state, mapping=mapping, api_type="rest").records == {}  # not due yet
+    # A daily schedule's next run, starting a little less than 24 h after the last: due. (Due at
+    # 24 h exactly, it would wait for the run after, 48 h in all.)
+    entry["formulas_read_at"] = (read_at - timedelta(hours=23, minutes=30)).isoformat()
     third = run_tap(capsys, state=state, mapping=mapping, api_type="rest")
     rows = sent(third, "Subscription__c")
     assert len(rows) == len(salesforce.org.rows("Subscription__c"))  # every row, …
