@@ -181,3 +181,19 @@ def test_a_nul_byte_in_bulk_csv_is_data(salesforce, capsys):
     (row,) = [r for r in bulk.records["Account"] if r["Id"] == first]
     assert (row["Name"], row["Description"]) == ("Acme\x00Corp", 'a "quoted"\x00\nline')
     assert same_records(bulk.records, rest.records)
+
+
+@pytest.mark.parametrize("api_type", ["rest", "bulk"])
+def test_include_deleted_false_reads_live_rows_only(salesforce, capsys, api_type):
+    # README: include_deleted (default true) "Query with queryAll and emit soft-deleted rows".
+    # Off, the tap queries with `query` (REST /query, a Bulk job with operation "query"), which
+    # Salesforce answers without the rows in the Recycle Bin (REST API Developer Guide, "QueryAll").
+    org = salesforce.org
+    deleted = {r["Id"] for r in org.rows("Account") if r["IsDeleted"]}
+    assert deleted  # the emulator's org has soft-deleted accounts
+    run = run_tap(capsys, api_type=api_type, include_deleted=False)
+    read = by_id(run.records)["Account"]
+    assert set(read) == {r["Id"] for r in org.rows("Account", include_deleted=False)}
+    assert not set(read) & deleted
+    assert not [r for r in salesforce.requests if "queryAll" in r["path"]]
+    assert used_bulk(salesforce) == (api_type == "bulk")
