@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,27 @@ def test_the_demo_ignores_dotenv_and_plugin_variables(project_copy: Path) -> Non
     assert "group type 'org id'" in result.stdout
     assert "0f3c1e2d4b5a69788796a5b4c3d2e1f0" not in result.stdout + result.stderr
     assert (project_copy / ".meltano" / "run").is_dir()  # Meltano ran in the copy, beside its .env
+    # README: the demo leaves no process behind (emulators, Meltano, the plugins).
+    deadline = time.monotonic() + 10
+    while (left := processes_in(project_copy)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left
+
+
+def processes_in(folder: Path) -> list[str]:
+    """The processes (other than this one) running in ``folder`` or naming it in their command line."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if command and (Path(cwd).is_relative_to(folder) or str(folder) in command):
+            found.append(f"{proc.name}: {command[:200]}")
+    return found
 
 
 def test_sealed_environ_drops_plugin_and_meltano_variables(monkeypatch: pytest.MonkeyPatch) -> None:
