@@ -147,6 +147,13 @@ def jwt_assertion(config: Mapping[str, Any]) -> str:
 def login(session: requests.Session, config: Mapping[str, Any], flow: str, timeout: float) -> tuple[str, str]:
     """Log in with ``flow``; returns ``(access_token, instance_url)``."""
     base = login_base_url(config)
+    if flow == "client_credentials" and _host(base) in ("login.salesforce.com", "test.salesforce.com"):
+        # Salesforce answers "request not supported on this domain" there (Help 000886201).
+        msg = (
+            f"client credentials (client_id + client_secret) work only on the org's My Domain, not {_host(base)}: "
+            "set domain to it, e.g. acme.my.salesforce.com (Setup > My Domain)"
+        )
+        raise SalesforceAuthError(msg)
     if flow == "password":
         return _soap_login(session, base, config, timeout)
     return _oauth_login(session, base, config, flow, timeout)

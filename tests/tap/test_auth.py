@@ -48,6 +48,24 @@ def test_client_credentials_flow(salesforce):
     )
 
 
+@pytest.mark.parametrize("domain", ["login", "test", "https://login.salesforce.com/"])
+def test_client_credentials_need_a_my_domain(capsys, domain):
+    # Salesforce Help 000886201: the client credentials flow is refused on login.salesforce.com and
+    # test.salesforce.com ("request not supported on this domain"); say so before any request.
+    config = {
+        **BASE,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "domain": domain,
+        "login_url": None,
+    }
+    with pytest.raises(
+        SalesforceAuthError, match=r"work only on the org's My Domain, not (login|test)\.salesforce\.com"
+    ):
+        SalesforceClient(settings(**config)).describe("Account")
+    assert CLIENT_SECRET not in capsys.readouterr().err
+
+
 def test_legacy_soap_login(salesforce):
     config = {**BASE, "username": USERNAME, "password": PASSWORD, "security_token": SECURITY_TOKEN}
     assert logged_in(config).flow == "password"
