@@ -347,7 +347,8 @@ def run_connect(
             launcher = launcher_file(flow.authorize_url, "the Salesforce login")
             webbrowser.open(launcher.as_uri())
         if not server.done.wait(timeout):
-            minutes = f"{timeout / 60:g} minutes" if timeout >= 60 else f"{timeout:g} seconds"
+            amount, unit = (timeout / 60, "minute") if timeout >= 60 else (timeout, "second")
+            minutes = f"{amount:g} {unit}{'' if amount == 1 else 's'}"
             # Salesforce answers an unregistered callback URL (redirect_uri_mismatch) with an error
             # page of its own and never calls back: the wait ends here, and says so.
             raise ConnectError(

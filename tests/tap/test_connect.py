@@ -212,7 +212,7 @@ def test_no_callback_times_out_with_one_line(salesforce, config, tmp_path):
     code, _, err = run.finish()
     assert code == 1
     assert err.strip().splitlines()[-1] == (
-        "Cannot connect to Salesforce: no callback from Salesforce within 1 seconds: open the URL "
+        "Cannot connect to Salesforce: no callback from Salesforce within 1 second: open the URL "
         "above, log in and click Allow, then run connect again; if Salesforce showed an error page "
         "such as redirect_uri_mismatch, register the callback URL printed above on the connected app "
         "exactly (localhost, not 127.0.0.1, and the port) or pass --port with a port it lists"
