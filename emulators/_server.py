@@ -116,8 +116,12 @@ class _Server(wsgi.Server):
         self.gateway = _Gateway
 
     def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
-        """Tracebacks of the emulator's code go to stderr; connection chatter is dropped."""
-        if traceback:
+        """Tracebacks of the emulator's code go to stderr; connection chatter is dropped.
+
+        A client that hangs up while its answer is written (a tap that stops reading, a test's
+        cut connection) is chatter too: cheroot reports it with the write's traceback.
+        """
+        if traceback and not isinstance(sys.exc_info()[1], _HUNG_UP):
             print(f"emulator error: {msg}", file=sys.stderr)
             _print_exception()
 
@@ -126,6 +130,16 @@ class _Server(wsgi.Server):
         pool = self.requests
         if pool.idle < 4:
             pool.grow(self.MIN_THREADS)
+
+
+# The client went away mid-answer: TLS closed without its notice, or the socket reset or closed.
+_HUNG_UP = (
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+)
 
 
 def _print_exception() -> None:
