@@ -7,6 +7,7 @@ SIGINT or SIGTERM. The CA certificate clients must trust is written to ``CA_DIR/
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     emulator.set_latency(args.latency, args.latency_jitter)
     if args.jwt_key_out is not None:
-        args.jwt_key_out.write_text(emulator.jwt_private_key_pem)
-        args.jwt_key_out.chmod(0o600)
+        args.jwt_key_out.unlink(missing_ok=True)  # created private, never readable by others a moment
+        with os.fdopen(os.open(args.jwt_key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as key:
+            key.write(emulator.jwt_private_key_pem)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,7 @@ import io
 import json
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -863,7 +864,9 @@ def test_200k_accounts_generate():
 
 
 def test_cli_serves_until_sigterm(tmp_path):
-    args = ["--port", "0", "--accounts", "10", "--ca-dir", str(tmp_path)]
+    # README: "JWT: start it with `python -m emulators.salesforce --jwt-key-out key.pem`".
+    key = tmp_path / "key.pem"
+    args = ["--port", "0", "--accounts", "10", "--ca-dir", str(tmp_path), "--jwt-key-out", str(key)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulators.salesforce", *args],
         cwd=ROOT,
@@ -878,6 +881,13 @@ def test_cli_serves_until_sigterm(tmp_path):
         s.verify = str(tmp_path / "ca.pem")
         s.trust_env = False
         assert s.get(f"{url}/__emulator/info").json()["rows"]["Account"] == 10
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600  # created private
+        claims = {"iss": CLIENT_ID, "sub": USERNAME, "aud": url, "exp": int(time.time()) + 180}
+        grant = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": jwt.encode(claims, key.read_text(), algorithm="RS256"),
+        }
+        assert s.post(f"{url}/services/oauth2/token", data=grant).status_code == 200  # the key it signs with
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)  # waits, and closes the pipes
