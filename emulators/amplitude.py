@@ -315,6 +315,7 @@ class AmplitudeEmulator(BackgroundServer):
         self._dropped_types: set[str] = set()
         self._counters: collections.Counter[str] = collections.Counter()
         self._bucket: TokenBucket | None = None
+        self._failing: tuple[frozenset[str], int] | None = None  # fail_requests_carrying
 
     # -- Python API -----------------------------------------------------------------------------
     def groups(self, group_type: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -366,8 +367,19 @@ class AmplitudeEmulator(BackgroundServer):
             self._dropped_types.clear()
             self._counters.clear()
             self._bucket = None
+            self._failing = None
         self.faults.clear()
         self.set_latency(0.0)
+
+    def fail_requests_carrying(self, group_values: Iterable[str], status: int = 503) -> None:
+        """Answer ``status`` to every request carrying one of these group values, whenever it comes.
+
+        A :class:`Fault` hits requests in the order they arrive, which requests in flight at
+        once do not keep; this picks them by what they carry, so a test can fail one batch's
+        requests while the others, sent at the same time, pass. ``reset`` ends it.
+        """
+        with self._lock:
+            self._failing = (frozenset(group_values), status)
 
     def set_rate_limit(self, identifications_per_second: float | None, burst: float | None = None) -> None:
         """Answer 429 past this many identifications per second; ``None`` removes the limit.
@@ -529,6 +541,9 @@ class AmplitudeEmulator(BackgroundServer):
             ident, warnings = validate_identification(index, obj)
             idents.append(ident)
             entry["warnings"].extend(warnings)
+        failing = self._failing
+        if failing is not None and any(ident.group_value in failing[0] for ident in idents):
+            raise Rejected(failing[1], "emulator: this request carries a group set to fail")
         total = sum(ident.property_count for ident in idents)
         entry["properties"] = total
         if total > MAX_PROPERTIES_PER_REQUEST:
