@@ -115,6 +115,25 @@ def test_4_checkpoints_keep_progress_when_a_run_dies_late(project):
     assert not saved.get("Subscription__c", {}).get("replication_key_value")
 
 
+def test_4b_with_requests_in_flight_together_checkpoints_keep_progress(project):
+    emu, env = project
+    # test_4 at the default concurrency, requests in flight together (150 ms each): every
+    # Subscription__c request fails wherever it arrives, so no arrival order matters. Account's
+    # checkpoints are kept, Subscription__c's bookmark does not move.
+    extra = {"TARGET_AMPLITUDE_GROUPS_BATCH_SIZE_ROWS": "20", "TARGET_AMPLITUDE_GROUPS_MAX_RETRIES": "0"}
+    emu.amplitude.set_latency(0.15)
+    emu.amplitude.fail_requests_carrying(r["Name"] for r in emu.salesforce.org.rows("Subscription__c"))
+    try:
+        result = run(env, "in-flight", **extra)
+    finally:
+        emu.amplitude.reset()
+    assert result.returncode != 0
+    assert "Checkpoint: " in result.stdout + result.stderr
+    saved = bookmarks(env, "in-flight")
+    assert saved is not None and saved["Account"].get("replication_key_value")
+    assert not saved.get("Subscription__c", {}).get("replication_key_value")
+
+
 def test_5_sigterm_fails_the_run_and_keeps_only_acknowledged_progress(project):
     emu, env = project
     before = prepare(emu, env, "sigterm")
