@@ -145,25 +145,21 @@ def test_with_requests_in_flight_together_a_failed_batch_keeps_the_checkpoints_b
     # (150 ms each): the fourth batch's requests fail wherever they arrive, the fifth's succeed.
     # Every STATE before the failure is written, none after it, though later groups got through.
     amplitude.set_latency(0.15)
-    amplitude.fail_requests_carrying(record(i)["record"]["Id"] for i in range(300, 400))
-    batches = [m for i in range(5) for m in (*[record(i * 100 + j) for j in range(100)], state(i + 1))]
+    ids = [record(i)["record"]["Id"] for i in range(500)]
+    amplitude.fail_requests_carrying(ids[300:400])
+    lines = singer(
+        schema_msg(),
+        *[m for n in range(5) for m in (*map(record, range(n * 100, n * 100 + 100)), state(n + 1))],
+    )
     with pytest.raises(AmplitudeError):
-        run_target(
-            {"mapping": MAPPING, "batch_size_rows": 100, "max_retries": 1},
-            singer(schema_msg(), *batches),
-            capsys,
-        )
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == [
-        "2025-01-01",
-        "2025-01-02",
-        "2025-01-03",
-    ]
+        run_target({"mapping": MAPPING, "batch_size_rows": 100, "max_retries": 1}, lines, capsys)
+    written = [json.loads(line)["bookmarks"]["Account"] for line in capsys.readouterr().out.splitlines()]
+    assert [mark["replication_key_value"] for mark in written] == ["2025-01-01", "2025-01-02", "2025-01-03"]
     spans = sorted((e["time"] - e["latency"], e["time"]) for e in amplitude.requests)
     assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))  # in flight together
     groups = amplitude.groups()["org id"]
-    assert {record(i)["record"]["Id"] for i in range(300)} <= set(groups)
-    assert not {record(i)["record"]["Id"] for i in range(300, 400)} & set(groups)
+    assert set(ids[:300]) <= set(groups)
+    assert not set(ids[300:400]) & set(groups)
 
 
 def test_a_slow_stream_is_checkpointed_every_state_interval(amplitude, capsys, caplog):
