@@ -142,8 +142,8 @@ def test_a_crash_late_in_a_run_keeps_the_checkpoints_before_it(amplitude, capsys
 
 def test_with_requests_in_flight_together_a_failed_batch_keeps_the_checkpoints_before_it(amplitude, capsys):
     # The test above at the default concurrency, requests of several batches in flight at once
-    # (150 ms each): the fourth batch's requests fail wherever they arrive, the fifth's succeed.
-    # Every STATE before the failure is written, none after it, though later groups got through.
+    # (150 ms each): the fourth batch's requests fail wherever they arrive, while the fifth's may
+    # get through. Every STATE before the failure is written, none after it.
     amplitude.set_latency(0.15)
     ids = [record(i)["record"]["Id"] for i in range(500)]
     amplitude.fail_requests_carrying(ids[300:400])
