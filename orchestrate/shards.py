@@ -86,6 +86,15 @@ def shards_of(mapping: MappingConfig) -> list[Shard]:
     return [Shard(key, tuple(names)) for key, names in grouped.items()]
 
 
+def shards_at_once(total: int, parallel: int) -> int:
+    """How many shards may run at once: ``parallel``, but never more than ``total`` requests allow.
+
+    Each running shard keeps at least one request in flight, so more shards at once than the
+    total concurrency would pass Amplitude's ceiling the operator set.
+    """
+    return max(1, min(parallel, total))
+
+
 def per_shard_concurrency(total: int, parallel: int, shards: int) -> int:
     """Each shard's ``max_concurrency`` so that the shards running at once stay within ``total``."""
     if total < 1 or parallel < 1:

@@ -46,6 +46,7 @@ from orchestrate.shards import (
     parallel_env,
     per_shard_concurrency,
     project_shards,
+    shards_at_once,
 )
 
 JOB = "salesforce_to_amplitude"
@@ -111,8 +112,14 @@ def plan() -> dict[str, Any]:
         return dict(json.loads(cached))
     root, env_name = project_root(), environment()
     shards = project_shards(root, env_name)
-    parallel = _int_env("ORCHESTRATE_MAX_PARALLEL_SHARDS", 4, 1)
+    asked = _int_env("ORCHESTRATE_MAX_PARALLEL_SHARDS", 4, 1)
     total = _int_env("ORCHESTRATE_AMPLITUDE_CONCURRENCY", 8, 1)
+    parallel = shards_at_once(total, asked)
+    if parallel < asked:
+        dg.get_dagster_logger().warning(
+            f"ORCHESTRATE_MAX_PARALLEL_SHARDS={asked} is above ORCHESTRATE_AMPLITUDE_CONCURRENCY={total}: "
+            f"at most {parallel} shards run at once (each keeps at least one request in flight)"
+        )
     derived = {
         "root": str(root),
         "environment": env_name,
@@ -179,6 +186,7 @@ def run_shard(context: AssetExecutionContext, shard: Shard, settings: dict[str, 
     )
     tail: collections.deque[str] = collections.deque(maxlen=40)
     summary = ""
+    stopped_early = False
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -186,6 +194,10 @@ def run_shard(context: AssetExecutionContext, shard: Shard, settings: dict[str, 
             tail.append(line.rstrip())
             if "Summary: " in line:
                 summary = line.split("Summary: ", 1)[1].strip()
+                # The tap stopped at the API budget (it exits 75, but `meltano run` exits 1 for any
+                # failed block): everything read was delivered and its state saved. Retrying now
+                # would only meet the same budget; the next scheduled run resumes.
+                stopped_early = "(partial: " in line
         code = process.wait()
     except BaseException:
         # Dagster stops a step with SIGTERM/SIGINT: the target then writes the STATE of what was
@@ -204,10 +216,13 @@ def run_shard(context: AssetExecutionContext, shard: Shard, settings: dict[str, 
     if code != 0:
         errors = [t for t in tail if "[error" in t or "Error" in t]
         reason = (errors or [t for t in tail if t.strip()] or ["no output"])[-1]
+        try_later = code == EXIT_TRY_LATER or stopped_early
+        if stopped_early:
+            reason = f"stopped early, not retried: {summary}"
         raise dg.Failure(
             description=f"shard {shard.name} ({state_id}): meltano run exited {code}: {reason}",
-            metadata={"state_id": state_id, "exit_code": code},
-            allow_retries=code != EXIT_TRY_LATER,
+            metadata={"state_id": state_id, "exit_code": code, "try_later": try_later},
+            allow_retries=not try_later,
         )
     sent = re.match(r"(\d+) groups sent", summary)
     return dg.MaterializeResult(

@@ -249,6 +249,23 @@ def test_dagster_runs_the_shards_in_parallel_with_state_in_postgres(location: di
     assert sent(amplitude, mark, "contact") == {contact}
     assert all(state(location["env"], f"{BASE}:{s}") != before[s] for s in SHARDS)
     assert amplitude.groups() == expected_groups(org, MAPPING)
+
+    # Tick 3, the org's daily API usage already past the budget (max_api_usage_percent): each
+    # shard's tap stops cleanly, its state saved, and `meltano run` fails. The step is not retried:
+    # a retry a minute later would meet the same budget (docs/operations.md, ORCHESTRATE_SHARD_RETRIES).
+    emu.salesforce.api_max = 50 * (emu.salesforce.api_calls + 10)  # about 2% used, many calls left
+    os.environ["TAP_SALESFORCE_GROUPS_MAX_API_USAGE_PERCENT"] = "1"  # the shards inherit it
+    try:
+        budget = tick(module, instance)
+    finally:
+        emu.salesforce.api_max = 1_000_000
+        del os.environ["TAP_SALESFORCE_GROUPS_MAX_API_USAGE_PERCENT"]
+    assert not budget.success
+    assert not [e for e in budget.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failures = [
+        e.event_specific_data.error.message for e in budget.all_events if e.event_type_value == "STEP_FAILURE"
+    ]
+    assert len(failures) == len(SHARDS) and all("stopped early, not retried" in f for f in failures), failures
     print(
         f"\norchestrated test: first tick {first_tick:.1f}s (with the kill and retry), second {second_tick:.1f}s"
     )

@@ -28,6 +28,7 @@ from orchestrate.shards import (
     parallel_env,
     per_shard_concurrency,
     project_shards,
+    shards_at_once,
     shards_of,
 )
 from tests.support.expected import expected_groups, sent_groups
@@ -73,7 +74,13 @@ def test_one_shard_per_object_named_in_lower_case() -> None:
 def test_total_concurrency_is_divided_among_the_shards_that_run_at_once() -> None:
     assert per_shard_concurrency(total=8, parallel=4, shards=3) == 2  # 3 run at once: 2 each
     assert per_shard_concurrency(total=8, parallel=2, shards=3) == 4
-    assert per_shard_concurrency(total=2, parallel=4, shards=10) == 1  # never below one
+    assert per_shard_concurrency(total=2, parallel=4, shards=10) == 1  # never below one ...
+    # ... so no more shards run at once than the total allows (docs/operations.md: in flight =
+    # shards at once times max_concurrency, at most ORCHESTRATE_AMPLITUDE_CONCURRENCY).
+    for total, parallel, shards in [(2, 4, 10), (8, 16, 20), (8, 4, 3), (1, 1, 5), (5, 3, 2)]:
+        at_once = min(shards_at_once(total, parallel), shards)
+        assert at_once * per_shard_concurrency(total, shards_at_once(total, parallel), shards) <= total
+    assert shards_at_once(total=8, parallel=16) == 8
     with pytest.raises(ShardError):
         per_shard_concurrency(total=0, parallel=1, shards=1)
 
