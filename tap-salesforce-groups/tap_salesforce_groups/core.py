@@ -67,6 +67,7 @@ def resolve_objects(
 
     Raises:
         SalesforceAuthError: login failed (nothing else can be checked).
+        SalesforceClientError: a describe failed for another reason than a missing object.
     """
     result = Resolution()
     for name in names:
@@ -75,10 +76,11 @@ def resolve_objects(
         except SalesforceAuthError:
             raise
         except SalesforceClientError as exc:
-            not_found = "NOT_FOUND" in str(exc)
-            result.problems.append(
-                f"{name}: no such object, or not visible to this user" if not_found else f"{name}: {exc}"
-            )
+            if "NOT_FOUND" not in str(exc):
+                # Not the mapping's fault (the org's API limit reached, a lost connection): one
+                # line saying so, not "mapping does not match the Salesforce org".
+                raise SalesforceClientError(f"{name}: {exc}") from exc
+            result.problems.append(f"{name}: no such object, or not visible to this user")
             continue
         result.problems += spec.problems
         result.warnings += spec.warnings

@@ -70,6 +70,23 @@ def test_a_bulk_row_with_the_wrong_number_of_columns_names_the_job_and_line(sale
     assert lines and "results page 1, line 3 has 5 columns where the header has 4" in lines[0]
 
 
+def test_an_org_out_of_api_calls_is_one_line_not_a_mapping_mismatch(salesforce, tmp_path):
+    # Salesforce answers 403 REQUEST_LIMIT_EXCEEDED ("TotalRequests Limit exceeded.") once the
+    # org's daily API requests are spent (the reference's error table; simple-salesforce raises
+    # SalesforceGeneralError for it). That is not the mapping's fault: it must not read
+    # "mapping does not match the Salesforce org".
+    salesforce.api_max = salesforce.api_calls + 2  # the login and one describe, then the limit
+    try:
+        result = run_cli(tmp_path, {**CONFIG, "api_type": "rest"}, "--discover")
+    finally:
+        salesforce.api_max = 1_000_000
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "mapping does not match" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "REQUEST_LIMIT_EXCEEDED" in line]
+    assert len(errors) == 1 and "describe" in errors[0], result.stderr[-2000:]
+
+
 # -- 7. The API budget: exit 75, a partial STATE, and no object starves -----------------------------
 def test_a_budget_stop_exits_75_and_the_skipped_objects_are_read_first_next_time(
     salesforce, tmp_path, capsys
