@@ -1,8 +1,8 @@
-"""README's JWT bearer setup, command for command, in a fresh-clone-like copy of the project.
+"""The JWT bearer setup of docs/connect.md, command for command, in a fresh-clone-like copy of the project.
 
 `meltano config set tap-salesforce-groups private_key "$(cat server.key)"` failed: Meltano's
-command line (click) took the key's leading `-----BEGIN` for an option and exited 2. The README's
-command is read from the README itself and run by a shell, so the two cannot drift apart; then
+command line (click) took the key's leading `-----BEGIN` for an option and exited 2. The doc's
+command is read from docs/connect.md itself and run by a shell, so the two cannot drift apart; then
 the refresh token a `connect` left is unset, and the tap logs in with the JWT bearer flow,
 its multi-line key read back from `.env`.
 """
@@ -29,8 +29,10 @@ def emu() -> Iterator[Emulators]:
 
 
 def readme_command(project: Path, pattern: str) -> str:
-    """The README's inline command (in backticks) that matches ``pattern``."""
-    text = re.sub(r"```.*?```", "", (project / "README.md").read_text(), flags=re.DOTALL)  # inline code only
+    """docs/connect.md's inline command (in backticks) that matches ``pattern``."""
+    text = re.sub(
+        r"```.*?```", "", (project / "docs/connect.md").read_text(), flags=re.DOTALL
+    )  # inline code only
     spans = (" ".join(span.split()) for span in re.findall(r"`([^`]+)`", text))  # wrapped lines joined
     commands = [c for c in spans if re.search(pattern, c)]
     assert len(commands) == 1, commands
@@ -64,7 +66,7 @@ def test_the_readmes_jwt_setup_logs_in_with_the_jwt_bearer_flow(
         assert (
             meltano("config", "set", "--store=dotenv", "tap-salesforce-groups", name, value).returncode == 0
         )
-    # The README's steps: the key, the username, then the refresh token unset.
+    # The doc's steps: the key, the username, then the refresh token unset.
     (project_copy / "server.key").write_text(emu.salesforce.jwt_private_key_pem)
     command = readme_command(project_copy, r"private_key .*\$\(cat server\.key\)")
     key = subprocess.run(
@@ -76,7 +78,7 @@ def test_the_readmes_jwt_setup_logs_in_with_the_jwt_bearer_flow(
         [line[:40] for line in key.stderr.splitlines() if line.startswith("Error:")],
     )
     del key
-    assert code == 0, f"the README's private_key command exited {code}: {errors}"
+    assert code == 0, f"docs/connect.md's private_key command exited {code}: {errors}"
     username = readme_command(project_copy, r"--store=dotenv\s+tap-salesforce-groups username").replace(
         "…", USERNAME
     )

@@ -320,7 +320,10 @@ def _section(path: str, title: str) -> str:
 
 def troubleshooting_quotes() -> list[str]:
     quotes = []
-    for line in _section("README.md", "## Troubleshooting").splitlines():
+    table = (
+        _section("README.md", "## Troubleshooting") + (PROJECT_ROOT / "docs/troubleshooting.md").read_text()
+    )
+    for line in table.splitlines():
         if not line.startswith("| ") or line.startswith(("| Symptom", "|---")):
             continue
         symptom, fix = line[2:].split(" | ", 1)
