@@ -534,21 +534,18 @@ class TargetAmplitudeGroups(Target):
     @classmethod
     def _report_refused_start(cls, settings: dict[str, Any], error: str) -> None:
         """The report of a run that failed before the target was made (bad settings or mapping)."""
-        stats = RunStats()
-        dry_run = settings.get("dry_run") is True
         path = settings.get("report_file")
         if not isinstance(path, str) or not path:
             return
-        redact = redactor(settings.get("api_key"))
         try:
             write_report(
                 path,
                 "failed",
-                error=redact(error),
-                stats=stats,
-                dry_run=dry_run,
+                error=error,
+                stats=RunStats(),
+                dry_run=settings.get("dry_run") is True,
                 rejected_file=None,
-                redact=redact,
+                redact=redactor(settings.get("api_key")),  # the whole report, error included
             )
         except RunFailure as exc:
             cls.logger.error("%s", exc)
