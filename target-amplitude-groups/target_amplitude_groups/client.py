@@ -296,9 +296,10 @@ class AmplitudeClient:
                 raise _Retryable(f"HTTP {status} with code 429", self._wait_for(response), throttled=True)
             if code is not None and code >= 500:
                 raise _Retryable(f"HTTP {status} with code {code}", self._wait_for(response))
-            # "success" (Group Identify), or the JSON success summary of Amplitude's ingestion
-            # host ({"code": 200, ...}, HTTP V2 API): anything else was not Amplitude's acknowledgement.
-            if response.text.strip() != SUCCESS_BODY and code != 200:
+            # HTTP 200 with "success" (Group Identify), or with the JSON success summary of
+            # Amplitude's ingestion host ({"code": 200, ...}, HTTP V2 API). Anything else, another
+            # 2xx included (Amplitude documents none), was not Amplitude's acknowledgement.
+            if status != 200 or (response.text.strip() != SUCCESS_BODY and code != 200):
                 raise AmplitudeError(
                     f"{self.host} answered HTTP {status} without Amplitude's success answer "
                     f"({body[:120]!r}); nothing after the last checkpoint counts as delivered "

@@ -15,7 +15,7 @@ import pytest
 
 from emulators._server import Fault
 from emulators.amplitude import AmplitudeEmulator
-from target_amplitude_groups.errors import InvalidApiKey
+from target_amplitude_groups.errors import AmplitudeError, InvalidApiKey
 from tests.mappings import document, group
 from tests.support.emulators import AMPLITUDE
 from tests.support.target import run_target, singer
@@ -111,3 +111,17 @@ def test_documented_transient_answers_are_retried(amplitude, capsys, caplog, tmp
     assert saved["retries"] >= 1 and saved["groups_sent"] == 2
     assert logged in caplog.text  # classified as throttling or as a server error, as documented
     assert sorted(amplitude.groups()["org id"]) == ["a0", "a1"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(202, "success"), (201, {"code": 200, "events_ingested": 2}), (204, "")]
+)
+def test_a_2xx_amplitude_does_not_document_is_not_an_acknowledgement(amplitude, capsys, status, body):
+    # Amplitude documents HTTP 200 as its only success status (SOURCES.md: "success", and the HTTP
+    # V2 summary): any other 2xx came from something else (a proxy, a wrong api_url), so the run
+    # fails at once and its STATE stays where it was.
+    amplitude.faults.add(Fault(status=status, body=body, count=100, path="/groupidentify"))
+    with pytest.raises(AmplitudeError, match=f"answered HTTP {status} without Amplitude's success answer"):
+        run_target({"mapping": MAPPING}, singer(SCHEMA, *records(2), STATE), capsys)
+    assert '"STATE"' not in capsys.readouterr().out
+    assert len(amplitude.requests) == 1  # not retried: it is not a transient answer
