@@ -298,6 +298,11 @@ class Packer:
             self._forget(request)
         return released
 
+    @property
+    def holding(self) -> bool:
+        """Identifications were packed that no request handed out carries yet."""
+        return bool(self._held or self._open.items)
+
     def flush(self) -> list[Request]:
         """Every unreleased request, the last one partly filled; packing starts afresh."""
         requests = [request for request, _ in self._held]

@@ -360,6 +360,10 @@ class Outbox:
         """Requests were sent whose answers were not accounted for yet."""
         return bool(self._futures)
 
+    def holding(self) -> bool:
+        """Records were read whose identifications or left-out values no drain has handled yet."""
+        return self.packer.holding or bool(self._left_out)
+
     def _settle_barrier(self) -> None:
         client = self.delivery.client
         if client is None:

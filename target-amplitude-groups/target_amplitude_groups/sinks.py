@@ -127,13 +127,14 @@ class AmplitudeGroupsSink(BatchSink):
 
     @property
     def current_size(self) -> int:
-        """Records since the last drain; at least 1 while requests of this sink await their answers.
+        """Records since the last drain; at least 1 while this sink has records not yet acknowledged.
 
-        The SDK does not drain a sink whose size is 0, and writes STATE after the drain: a sink
-        with requests in flight (records read before a checkpoint's drain but after its STATE)
-        must still be drained, so that STATE waits for them too.
+        The SDK does not drain a sink whose size is 0, and writes STATE after the drain. A
+        checkpoint's drain leaves the records read after its STATE in the outbox (in requests in
+        flight, or packed and not yet sent) while the SDK counts the sink as drained: the next
+        drain must still take them, so that its STATE waits for them too.
         """
-        return super().current_size or int(self.outbox.unsettled())
+        return super().current_size or int(self.outbox.unsettled() or self.outbox.holding())
 
     @property
     def is_full(self) -> bool:

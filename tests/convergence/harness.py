@@ -57,6 +57,7 @@ ALL_KINDS = (
     "formulas",  # formula inputs, and a day passing (formula_refresh_hours)
     "mapping_edits",  # properties and objects added, removed, renamed; identity changes
     "clock_skew",  # Salesforce's clock ahead of or behind ours
+    "delivery",  # small batches, several requests in flight, slow answers, frequent checkpoints
 )
 
 BASE_MAPPING: dict[str, Any] = document(
@@ -259,6 +260,7 @@ class History:
         self.formula_refresh_due = False
         self.mapping_changed = False  # the next run goes through `meltano run`
         self.rotate = self.rng.random() < 0.5
+        self.delivery: dict[str, int] = {}  # the target's delivery settings (the "delivery" kind)
         if "formulas" in self.kinds:  # a formula that follows the parent account
             subscription = next(m for m in self.mapping["mappings"] if m["object"] == "Subscription__c")
             subscription["properties"].append({"field": "Account_Rating__c", "property": "account rating"})
@@ -299,12 +301,33 @@ class History:
                 f"org: {accounts} accounts; rotation {'on' if self.rotate else 'off'}; "
                 f"Bulk chunks of {emu.salesforce.bulk.pk_chunk_rows} rows; Salesforce clock {skew:+d}s"
             )
+            if "delivery" in self.kinds:
+                self._draw_delivery()
             self.step_run(first=True)
             for _ in range(self.steps):
                 if self.deadline is not None and time.monotonic() > self.deadline:
                     break
                 self.step()
             self.step_run(clean=True)  # the history ends with a clean run: it must converge
+
+    def _draw_delivery(self) -> None:
+        """How the target delivers in this history, and how slowly Amplitude answers.
+
+        Small batches and slow answers put several batches' requests in flight at once, so
+        checkpoints are taken while later requests are still out: a kill, a signal or a fault
+        then lands between a STATE and the acknowledgement it waits for.
+        """
+        rng = self.rng
+        choices = {
+            "batch_size_rows": rng.choice((None, None, 7, 25, 60)),
+            "max_concurrency": rng.choice((None, 1, 3, 8, 16)),
+            "state_interval_seconds": rng.choice((None, None, 1)),
+        }
+        self.delivery = {k: v for k, v in choices.items() if v is not None}
+        seconds, jitter = rng.choice(((0.0, 0.0), (0.005, 0.005), (0.03, 0.02)))
+        self.emu.amplitude.set_latency(seconds, jitter)
+        chosen = ", ".join(f"{k} {v}" for k, v in self.delivery.items()) or "default settings"
+        self.note(f"delivery: {chosen}; Amplitude answers in {seconds * 1000:.0f}±{jitter * 1000:.0f} ms")
 
     def step(self) -> None:
         choices: list[tuple[Callable[[], None], float]] = [
@@ -670,6 +693,7 @@ class History:
             "max_backoff": 1,
             "request_timeout": 20,
             "rejected_file": str(self.workdir / "rejected.jsonl"),
+            **self.delivery,
         }
         return tap, target
 
