@@ -64,6 +64,11 @@ class Delivery:
     _started: float = field(default_factory=time.monotonic, init=False)
     _outboxes: list[Outbox] = field(default_factory=list, init=False)
     _barrier_set: bool = field(default=False, init=False)  # a checkpoint waits for its barrier
+    # Requests are numbered by checkpoint period: those of period <= _cut are the pending
+    # checkpoint's (None: a drain that waits for every request), so its line counts those only.
+    _period: int = field(default=0, init=False)
+    _cut: int | None = field(default=None, init=False)
+    _covered: int = field(default=0, init=False)  # groups acknowledged up to the last checkpoint
 
     @property
     def latest_state(self) -> Any:
@@ -182,6 +187,7 @@ class Delivery:
         for outbox in self._outboxes:
             outbox.set_barrier()
         self._barrier_set = True
+        self._cut, self._period = self._period, self._period + 1
 
     @property
     def barrier_set(self) -> bool:
@@ -211,16 +217,25 @@ class Delivery:
         self._batch_since_checkpoint = False
         self._last_checkpoint = time.monotonic()
         self._checkpoint_state = self._latest_state
+        self._cut = None
+
+    @property
+    def period(self) -> int:
+        """The checkpoint period a request sent now belongs to."""
+        return self._period
 
     def checkpoint_written(self) -> None:
-        """Called once the drain wrote STATE: log it, with what Amplitude had acknowledged then."""
-        self._last_checkpoint_text = (
-            f"{describe_state(self._checkpoint_state)} after {self.stats.groups_sent} groups"
-        )
+        """Called once the drain wrote STATE: log it, with the groups that STATE covers.
+
+        Those are the groups acknowledged in requests of the records before it, not the ones
+        read after it and already answered too.
+        """
+        self._covered += sum(outbox.take_acknowledged(self._cut) for outbox in self._outboxes)
+        self._last_checkpoint_text = f"{describe_state(self._checkpoint_state)} after {self._covered} groups"
         self.stats.add(checkpoints=1)
         self.logger.info(
             "Checkpoint: %s delivered and acknowledged; STATE %s",
-            count(self.stats.groups_sent, "group"),
+            count(self._covered, "group"),
             describe_state(self._checkpoint_state),
         )
 
@@ -269,6 +284,9 @@ class Outbox:
         # checkpoint pending, a drain waits for every request).
         self._barrier: list[Future[list[Rejection]]] | None = None
         self._barrier_done = 0  # how many of the barrier's first requests are known answered
+        # Each request sent since the last checkpoint: its period, its groups, and the
+        # identifications of its items that are no group of their own (later parts of a group).
+        self._ledger: list[tuple[Future[list[Rejection]], int, int, set[int]]] = []
 
     def add(self, identification: dict[str, Any]) -> None:
         """Pack one identification of the current record."""
@@ -292,6 +310,8 @@ class Outbox:
             wait(earlier)  # rare: the same group again, a request ago
         future = client.submit(request)
         future.add_done_callback(self._answered)
+        parts = {id(i.identification) for i in request.items if not i.groups}
+        self._ledger.append((future, delivery.period, sum(i.groups for i in request.items), parts))
         for key in keys:
             carrying[key] = future
         self._futures.append(future)
@@ -355,6 +375,19 @@ class Outbox:
     def drop_barrier(self) -> None:
         """No checkpoint pending: a drain waits for every request again."""
         self._barrier = None
+
+    def take_acknowledged(self, cut: int | None) -> int:
+        """Groups acknowledged in the requests of periods up to ``cut`` (None: all); forgets them."""
+        total, kept = 0, []
+        for entry in self._ledger:
+            future, period, groups, parts = entry
+            if (cut is not None and period > cut) or not future.done():
+                kept.append(entry)
+            elif not future.cancelled() and future.exception() is None:
+                rejected = sum(1 for r in future.result() if id(r.identification) not in parts)
+                total += groups - rejected
+        self._ledger = kept
+        return total
 
     def unsettled(self) -> bool:
         """Requests were sent whose answers were not accounted for yet."""
