@@ -326,8 +326,17 @@ class History:
         self.delivery = {k: v for k, v in choices.items() if v is not None}
         seconds, jitter = rng.choice(((0.0, 0.0), (0.005, 0.005), (0.03, 0.02)))
         self.emu.amplitude.set_latency(seconds, jitter)
+        # Sometimes a rate limit that throttles most runs: 429s all along, concurrency halving
+        # and growing back while checkpoints, kills and faults land.
+        rate = rng.choice((None, None, None, 400))
+        self.emu.amplitude.set_rate_limit(rate, 100 if rate else None)
+        if rate:
+            self.delivery["max_retries"] = 20  # throttling is not a fault: a clean run must still pass
         chosen = ", ".join(f"{k} {v}" for k, v in self.delivery.items()) or "default settings"
-        self.note(f"delivery: {chosen}; Amplitude answers in {seconds * 1000:.0f}±{jitter * 1000:.0f} ms")
+        self.note(
+            f"delivery: {chosen}; Amplitude answers in {seconds * 1000:.0f}±{jitter * 1000:.0f} ms"
+            + (f", throttles above {rate} groups/s" if rate else "")
+        )
 
     def step(self) -> None:
         choices: list[tuple[Callable[[], None], float]] = [
