@@ -176,6 +176,18 @@ def test_records_read_while_a_checkpoint_waited_are_delivered_at_the_end(amplitu
     assert {record(i)["record"]["Id"] for i in range(13)} <= set(amplitude.groups()["org id"])
 
 
+def test_a_stream_begun_while_a_checkpoint_waited_is_delivered_at_the_end(amplitude, capsys):
+    # The same with a second stream (no mapping: group type = stream name): its sink is made while
+    # STATE 1's checkpoint waits, so that checkpoint's drain waits for none of its records and the
+    # SDK counts it as drained; they must still go before the last STATE.
+    amplitude.set_latency(0.3)
+    contact = [{**record(i), "stream": "Contact"} for i in range(100, 103)]
+    lines = singer(schema_msg(), *map(record, range(7)), state(1), schema_msg("Contact"), *contact, state(2))
+    out = run_target({"batch_size_rows": 7}, lines, capsys)
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == ["2025-01-01", "2025-01-02"]
+    assert {m["record"]["Id"] for m in contact} <= set(amplitude.groups().get("Contact", {}))
+
+
 def test_a_slow_stream_is_checkpointed_every_state_interval(amplitude, capsys, caplog):
     from target_amplitude_groups.target import TargetAmplitudeGroups
 
