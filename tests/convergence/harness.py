@@ -9,7 +9,8 @@ crashed machine) or signalled (SIGTERM) part-way, and may see rows change while 
 (including while a Bulk job is open).
 
 The model is the org itself: after every run that exits 0, every mapped value of every row
-(soft-deleted rows: no mapped value, with ``deleted_records: unset``) must be what Amplitude
+(soft-deleted rows: no mapped value with ``deleted_records: unset``, the deleted flag true with
+``flag``, which live rows hold false) must be what Amplitude
 holds, property by property, except rows whose value changed while that run read (those must be
 right after the next successful run) and formula fields between formula refreshes. A run that
 starts with nothing changed since a successful run must make no Amplitude request. A run
@@ -58,6 +59,7 @@ ALL_KINDS = (
     "mapping_edits",  # properties and objects added, removed, renamed; identity changes
     "clock_skew",  # Salesforce's clock ahead of or behind ours
     "delivery",  # small batches, several requests in flight, slow answers, frequent checkpoints
+    "deleted_flag",  # deleted_records: flag (deleted rows flagged, live ones flagged false)
 )
 
 BASE_MAPPING: dict[str, Any] = document(
@@ -161,11 +163,25 @@ class Expected:
     rows: dict[tuple[str, str], str]  # group -> "Object/Id", for messages
 
 
-def expected(org: Any, mapping: dict[str, Any], *, relationships: bool, formulas: bool) -> Expected:
-    """The org's mapped values, through the emulator's own SOQL field resolution."""
+def expected(
+    org: Any, mapping: dict[str, Any], *, relationships: bool, formulas: bool, flag: str | None = None
+) -> Expected:
+    """The org's mapped values, through the emulator's own SOQL field resolution.
+
+    With ``flag`` (``deleted_records: flag``, that ``deleted_property``) a deleted row's group holds
+    the flag true and its values are not checked (a deletion sends only the flag); a live row's
+    holds its values and the flag false. The flag is named ``<object> <flag>`` when several
+    objects feed one group type (README, settings).
+    """
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     rows: dict[tuple[str, str], str] = {}
+    feeding: dict[str, set[str]] = {}
     for m in mapping["mappings"]:
+        feeding.setdefault(m["group_type"], set()).add(m["object"].lower())
+    for m in mapping["mappings"]:
+        flag_name = (
+            None if flag is None else flag if len(feeding[m["group_type"]]) == 1 else f"{m['object']} {flag}"
+        )
         props = [(p["field"], p["property"]) for p in m["properties"]]
         fields = [m["group_name_field"], *(f for f, _ in props)]
         unique = list(dict.fromkeys(["Id", "IsDeleted", *fields]))
@@ -183,7 +199,11 @@ def expected(org: Any, mapping: dict[str, Any], *, relationships: bool, formulas
                     continue
                 key = (m["group_type"], str(name))
                 deleted = bool(getters["IsDeleted"](i))
-                values: dict[str, Any] = {}
+                if flag_name is not None and deleted:
+                    groups[key] = {flag_name: True}
+                    rows[key] = f"{m['object']}/{getters['Id'](i)}"
+                    continue
+                values: dict[str, Any] = {} if flag_name is None else {flag_name: False}
                 for f, prop in props:
                     type_, calculated, through = types[f]
                     if (through and not relationships) or (calculated and not formulas):
@@ -261,6 +281,7 @@ class History:
         self.mapping_changed = False  # the next run goes through `meltano run`
         self.rotate = self.rng.random() < 0.5
         self.delivery: dict[str, int] = {}  # the target's delivery settings (the "delivery" kind)
+        self.deleted_records = "unset"  # or "flag" (the "deleted_flag" kind)
         if "formulas" in self.kinds:  # a formula that follows the parent account
             subscription = next(m for m in self.mapping["mappings"] if m["object"] == "Subscription__c")
             subscription["properties"].append({"field": "Account_Rating__c", "property": "account rating"})
@@ -303,6 +324,9 @@ class History:
             )
             if "delivery" in self.kinds:
                 self._draw_delivery()
+            if "deleted_flag" in self.kinds and self.rng.random() < 0.4:
+                self.deleted_records = "flag"
+                self.note("deleted_records: flag")
             self.step_run(first=True)
             for _ in range(self.steps):
                 if self.deadline is not None and time.monotonic() > self.deadline:
@@ -675,6 +699,7 @@ class History:
             self.mapping,
             relationships="relationships" in self.kinds,
             formulas="formulas" in self.kinds and self.formula_refresh_due,
+            flag="deleted" if self.deleted_records == "flag" else None,
         )
 
     # -- the two ways to run the pair -------------------------------------------------------------
@@ -697,7 +722,7 @@ class History:
             "api_url": f"{self.emu.amplitude.url}/groupidentify",
             "api_key": "emulator-api-key",
             "mapping_file": str(self.mapping_path),
-            "deleted_records": "unset",
+            "deleted_records": self.deleted_records,
             "max_retries": 3,
             "max_backoff": 1,
             "request_timeout": 20,

@@ -71,3 +71,22 @@ def test_a_quiet_org_that_costs_requests_is_caught(tmp_path: Path) -> None:
     history = _StateLost(6, tmp_path, f"sqlite:///{tmp_path / 'meltano.db'}", steps=1, use_meltano=False)
     with pytest.raises(ConvergenceFailure, match=r"nothing changed, yet \d+ Amplitude request"):
         history.run()
+
+
+def test_the_check_catches_a_deleted_row_left_unflagged(tmp_path: Path) -> None:
+    """With ``deleted_records: flag`` the model wants the flag: a target that unsets instead is caught."""
+
+    class _NotFlagged(History):
+        def settings(self, api_type: str) -> tuple[dict, dict]:
+            tap, target = super().settings(api_type)
+            target["deleted_records"] = "unset"  # while the model expects the flag
+            return tap, target
+
+        def step(self) -> None:
+            self.deleted_records = "flag"
+            self.step_delete()
+            self.step_run(clean=True)
+
+    history = _NotFlagged(7, tmp_path, f"sqlite:///{tmp_path / 'meltano.db'}", steps=1, use_meltano=False)
+    with pytest.raises(ConvergenceFailure, match=r"property 'deleted': org (True|False), Amplitude"):
+        history.run()
