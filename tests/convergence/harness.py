@@ -60,7 +60,9 @@ ALL_KINDS = (
     "clock_skew",  # Salesforce's clock ahead of or behind ours
     "delivery",  # small batches, several requests in flight, slow answers, frequent checkpoints
     "deleted_flag",  # deleted_records: flag (deleted rows flagged, live ones flagged false)
+    "null_skip",  # null_values: skip (a null leaves Amplitude's value as it was)
 )
+NOT_CHECKED = "<not checked: a null with null_values skip>"  # any value Amplitude holds is right
 
 BASE_MAPPING: dict[str, Any] = document(
     group(
@@ -164,14 +166,21 @@ class Expected:
 
 
 def expected(
-    org: Any, mapping: dict[str, Any], *, relationships: bool, formulas: bool, flag: str | None = None
+    org: Any,
+    mapping: dict[str, Any],
+    *,
+    relationships: bool,
+    formulas: bool,
+    flag: str | None = None,
+    skip_nulls: bool = False,
 ) -> Expected:
     """The org's mapped values, through the emulator's own SOQL field resolution.
 
     With ``flag`` (``deleted_records: flag``, that ``deleted_property``) a deleted row's group holds
     the flag true and its values are not checked (a deletion sends only the flag); a live row's
     holds its values and the flag false. The flag is named ``<object> <flag>`` when several
-    objects feed one group type (README, settings).
+    objects feed one group type (README, settings). With ``skip_nulls`` (``null_values: skip``)
+    a live row's null is never sent, so whatever Amplitude holds for it is right.
     """
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     rows: dict[tuple[str, str], str] = {}
@@ -208,7 +217,8 @@ def expected(
                     type_, calculated, through = types[f]
                     if (through and not relationships) or (calculated and not formulas):
                         continue
-                    values[prop] = None if deleted else amplitude_value(getters[f](i), type_)
+                    value = None if deleted else amplitude_value(getters[f](i), type_)
+                    values[prop] = NOT_CHECKED if value is None and skip_nulls and not deleted else value
                 groups[key] = values
                 rows[key] = f"{m['object']}/{getters['Id'](i)}"
     return Expected(groups, rows)
@@ -224,7 +234,7 @@ def differences(
             continue
         held = amplitude.get(key[0], {}).get(key[1], {})
         for prop, value in props.items():
-            if held.get(prop) != value:
+            if value is not NOT_CHECKED and held.get(prop) != value:
                 problems.append(
                     f"{key[0]} {key[1]!r} ({want.rows[key]}) property {prop!r}: "
                     f"org {value!r}, Amplitude {held.get(prop, '<absent>')!r}"
@@ -282,6 +292,7 @@ class History:
         self.rotate = self.rng.random() < 0.5
         self.delivery: dict[str, int] = {}  # the target's delivery settings (the "delivery" kind)
         self.deleted_records = "unset"  # or "flag" (the "deleted_flag" kind)
+        self.null_values = "unset"  # or "skip" (the "null_skip" kind)
         if "formulas" in self.kinds:  # a formula that follows the parent account
             subscription = next(m for m in self.mapping["mappings"] if m["object"] == "Subscription__c")
             subscription["properties"].append({"field": "Account_Rating__c", "property": "account rating"})
@@ -327,6 +338,9 @@ class History:
             if "deleted_flag" in self.kinds and self.rng.random() < 0.4:
                 self.deleted_records = "flag"
                 self.note("deleted_records: flag")
+            if "null_skip" in self.kinds and self.rng.random() < 0.3:
+                self.null_values = "skip"
+                self.note("null_values: skip")
             self.step_run(first=True)
             for _ in range(self.steps):
                 if self.deadline is not None and time.monotonic() > self.deadline:
@@ -700,6 +714,7 @@ class History:
             relationships="relationships" in self.kinds,
             formulas="formulas" in self.kinds and self.formula_refresh_due,
             flag="deleted" if self.deleted_records == "flag" else None,
+            skip_nulls=self.null_values == "skip",
         )
 
     # -- the two ways to run the pair -------------------------------------------------------------
@@ -723,6 +738,7 @@ class History:
             "api_key": "emulator-api-key",
             "mapping_file": str(self.mapping_path),
             "deleted_records": self.deleted_records,
+            "null_values": self.null_values,
             "max_retries": 3,
             "max_backoff": 1,
             "request_timeout": 20,
