@@ -109,10 +109,12 @@ def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Itera
     A checkpoint the target wants (a new STATE after a full batch, or ``state_interval_seconds``
     after the last one) first sets a barrier, covering every record read so far, the ones before
     that STATE included; it is written as soon as the barrier's requests were answered. While
-    the tap is quiet (a long Bulk job, a slow query) this is looked at every ``QUIET_SECONDS``.
+    the tap is quiet (a long Bulk job, a slow query) this is looked at every ``QUIET_SECONDS``,
+    and so is a signal: reading stops here, between two messages.
     """
     delivery = target.delivery
     for line in pipe_lines(lines, QUIET_SECONDS):
+        target.stop_if_signalled()
         if delivery.barrier_answered():
             target.checkpoint()
         elif not delivery.barrier_set and delivery.checkpoint_wanted():
@@ -391,14 +393,35 @@ class TargetAmplitudeGroups(Target):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop_event.is_set():
+        """Note the signal and stop sending; the main thread stops at its next safe point.
+
+        Raising from here would land in whatever the main thread runs, possibly between a lock's
+        acquire and the block that releases it (a ``with`` statement's ``__enter__``, the loop
+        in ``concurrent.futures.wait`` taking each future's lock): the request threads then wait
+        on that lock forever, and so does the interpreter's exit, until the watchdog. So the
+        main thread stops where it looks: between two input lines (at least every
+        ``QUIET_SECONDS``), and in every wait for Amplitude, which ends as ``Stopped`` once
+        the requests in flight end (within request_timeout; none starts after the signal).
+        """
+        if self.signalled is not None:
             # A second signal: Ctrl-C reaches the whole process group, then Meltano terminates
-            # its plugins. The target is stopping already; raising again would interrupt that.
+            # its plugins. The target is stopping already.
             return
+        self.signalled = signal.Signals(signum)
         self.stop_event.set()  # retries and backoff waits end now; in-flight requests end within request_timeout
         grace = float(self.config["request_timeout"]) + STOP_GRACE_SECONDS
         _watchdog(grace, 128 + signum, self.logger)
-        raise Interrupted(signum, signal.Signals(signum).name)
+
+    signalled: signal.Signals | None = None  # the SIGINT or SIGTERM that stops the run
+
+    def stop_if_signalled(self) -> None:
+        """Raise :class:`Interrupted` once a signal has arrived.
+
+        Raises:
+            Interrupted: SIGINT or SIGTERM arrived; the exit code is 128 + its number.
+        """
+        if self.signalled is not None:
+            raise Interrupted(self.signalled, self.signalled.name)
 
     # -- sinks and checkpoints -------------------------------------------------------------
     def get_sink(
@@ -459,6 +482,9 @@ class TargetAmplitudeGroups(Target):
         super().process_endofpipe()
         if final:
             self.delivery.checkpoint_written()
+        # A signal during the last drain: its STATE is written only if every request was
+        # acknowledged, and the run still ends as interrupted (SPEC: exit non-zero).
+        self.stop_if_signalled()
         self.finish("ok")
 
     def finish(self, status: str, error: str | None = None) -> None:
@@ -559,6 +585,9 @@ class TargetAmplitudeGroups(Target):
         *,
         from_stdin: bool = True,
     ) -> None:
+        if target is not None and target.signalled is not None and not isinstance(exc, Interrupted):
+            # Stopped, or whatever a request in flight ended with: the signal is why the run ended.
+            exc = Interrupted(target.signalled, target.signalled.name)
         if isinstance(exc, (RunFailure, InvalidInputLine)):
             message = str(exc)
         elif isinstance(exc, KeyboardInterrupt):
