@@ -151,13 +151,14 @@ def _watchdog(seconds: float, code: int, logger: logging.Logger) -> None:
     timer.start()
 
 
-def _discard_input(seconds: float) -> None:
-    """Read what is left on stdin, unused, until it ends (at most ``seconds``).
+def _discard_input(seconds: float, quiet: float) -> None:
+    """Read what is left on stdin, unused, until it ends or stays quiet ``quiet`` seconds (at most ``seconds``).
 
     Ctrl-C reaches the tap too, which then ends its output within seconds. Until then Meltano
     keeps copying the tap's lines into the target's stdin: a target that exited at once would
-    make that copy fail with a BrokenPipeError traceback in Meltano's log. Nothing read here
-    is acknowledged, and no STATE follows it.
+    make that copy fail with a BrokenPipeError traceback in Meltano's log. Meltano never closes
+    that stdin when it terminates its plugins, so the input does not end: a quiet input means
+    the tap has stopped writing. Nothing read here is acknowledged, and no STATE follows it.
     """
     try:
         fd = sys.stdin.fileno()
@@ -166,7 +167,7 @@ def _discard_input(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         try:
-            ready, _, _ = select.select([fd], [], [], left)
+            ready, _, _ = select.select([fd], [], [], min(left, quiet))
             if not ready or not os.read(fd, 1 << 16):
                 return
         except (OSError, ValueError):
@@ -611,7 +612,7 @@ class TargetAmplitudeGroups(Target):
             cls.logger.error("Summary%s: %s (failed)", dry, RunStats().summary())
             cls._report_refused_start(settings, message)
         if isinstance(exc, Interrupted) and from_stdin:
-            _discard_input(STOP_GRACE_SECONDS)
+            _discard_input(STOP_GRACE_SECONDS, QUIET_SECONDS)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
 
 

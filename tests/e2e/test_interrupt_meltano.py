@@ -115,7 +115,9 @@ def test_a_signal_to_the_process_group_stops_cleanly_and_the_next_run_sends_exac
     assert "Traceback" not in output, output[-4000:]
     assert "BrokenPipeError" not in output
     assert "Exception ignored" not in output
-    assert took < TIMEOUT + 15, f"stopping took {took:.0f}s"
+    # Within seconds: the target used to wait 15 s for an end of input Meltano never gives (it
+    # does not close the target's stdin when it terminates its plugins); 1.4 s on a quiet machine.
+    assert took < 10, f"stopping took {took:.0f}s"
     interrupted = f"interrupted by {signum.name}"
     assert (
         len([line for line in output.splitlines() if f"target-amplitude-groups {interrupted}" in line]) <= 1
