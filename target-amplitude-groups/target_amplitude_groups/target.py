@@ -114,7 +114,8 @@ def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Itera
     """
     delivery = target.delivery
     for line in pipe_lines(lines, QUIET_SECONDS):
-        target.stop_if_signalled()
+        if target.signalled is not None:  # an attribute per line, no call: this loop is the hot path
+            target.stop_if_signalled()
         if delivery.barrier_answered():
             target.checkpoint()
         elif not delivery.barrier_set and delivery.checkpoint_wanted():
