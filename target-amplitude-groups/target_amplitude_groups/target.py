@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from types import FrameType
 from typing import IO, Any, cast
@@ -150,6 +151,38 @@ def _watchdog(seconds: float, code: int, logger: logging.Logger) -> None:
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the target is built; they reach its own handler after.
+
+    Building it installs the SDK's handler first (it drains the sinks and exits 0), which ours
+    replaces at the end: a signal in between ended the run with exit 0 and no report. A
+    target that fails to build drops a signal held meanwhile (it exits 1 with its own error),
+    and the handlers from before are put back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.getsignal(signum) for signum in held}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    except BaseException:
+        for signum in held:
+            signal.signal(signum, _ignore)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held signal is handled (dropped) here
+        for signum, handler in before.items():
+            if handler is not None:  # None: not set from Python (never the case for these two)
+                signal.signal(signum, handler)
+        raise
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held signal reaches the target's handler here
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A signal held while a target that failed to build was made: its error stands."""
 
 
 def _discard_input(seconds: float, quiet: float) -> None:
@@ -544,11 +577,12 @@ class TargetAmplitudeGroups(Target):
         target = None
         settings = config.config if config is not None else {}
         try:
-            target = cls(
-                config=settings,
-                validate_config=True,
-                parse_env_config=config.parse_env if config is not None else False,
-            )
+            with _signals_held():
+                target = cls(
+                    config=settings,
+                    validate_config=True,
+                    parse_env_config=config.parse_env if config is not None else False,
+                )
             target.listen(file_input)
         except ConfigValidationError as exc:
             # Before the run started: the SDK prints each problem on its own line. The report

@@ -547,6 +547,50 @@ def test_a_signal_at_any_moment_of_a_busy_run_stops_promptly_as_interrupted(ampl
     assert {record(i)["record"]["Id"] for i in range(10 * (last + 1))} <= acknowledged
 
 
+@pytest.mark.parametrize(
+    ("mapping_text", "code", "status", "line"),
+    [
+        (json.dumps(MAPPING), 143, "interrupted", "interrupted by SIGTERM"),
+        # A target that cannot be made: its own error stands.
+        ("groups: [", 1, "failed", "Config validation failed"),
+    ],
+    ids=["valid", "invalid"],
+)
+def test_a_signal_while_the_target_is_made_ends_the_run_with_its_report(
+    amplitude, tmp_path, mapping_text, code, status, line
+):
+    # The SDK installs its handler (drain, then exit 0) while the target is made, and the
+    # target's replaces it at the end: a signal in between ended the run with exit 0 and no
+    # report. The mapping file is a FIFO here, so the target waits in the middle of being made
+    # (reading its mapping) until the test writes it, and the SIGTERM lands then.
+    mapping = tmp_path / "mapping.yml"
+    os.mkfifo(mapping)
+    report = tmp_path / "report.json"
+    config = {"mapping_file": str(mapping), "report_file": str(report)}
+    process = run_cli(config, singer(schema_msg(), record(1), STATE), tmp_path)
+    deadline = time.monotonic() + 30
+    while True:  # opening the FIFO for writing succeeds once the target has opened it to read
+        try:
+            fd = os.open(mapping, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "the target never read its mapping"
+            time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # handled by now, if a handler was there to take it
+    try:
+        with contextlib.suppress(BrokenPipeError):  # the target may be gone already
+            os.write(fd, mapping_text.encode())
+    finally:
+        os.close(fd)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err[-2000:]
+    assert "Gracefully shutting down" not in err and "Traceback" not in err
+    assert line in err
+    assert json.loads(report.read_text())["status"] == status
+    assert amplitude.requests == []
+
+
 def test_the_report_describes_a_failed_run(amplitude, tmp_path):
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"status": "ok"}))  # the previous run's
