@@ -64,6 +64,7 @@ class Delivery:
     _started: float = field(default_factory=time.monotonic, init=False)
     _outboxes: list[Outbox] = field(default_factory=list, init=False)
     _barrier_set: bool = field(default=False, init=False)  # a checkpoint waits for its barrier
+    _too_many_rejected: bool = field(default=False, init=False)  # past max_rejected: no STATE after
     # Requests are numbered by checkpoint period: those of period <= _cut are the pending
     # checkpoint's (None: a drain that waits for every request), so its line counts those only.
     _period: int = field(default=0, init=False)
@@ -145,6 +146,7 @@ class Delivery:
             self.logger.warning("Rejected identifications are written to %s", self.rejected.path)
         self.stats.add(rejected=len(rejections))
         if self.stats.rejected > self.max_rejected:
+            self._too_many_rejected = True
             raise TooManyRejected(
                 f"Amplitude rejected {self.stats.rejected} identifications, more than max_rejected="
                 f"{self.max_rejected}; they are in {self.rejected.path}"
@@ -201,9 +203,15 @@ class Delivery:
     def barrier_acknowledged(self, timeout: float) -> bool:
         """Whether every request of the pending checkpoint's barrier was acknowledged.
 
-        Waits up to ``timeout`` seconds for those still in flight (a run that stops).
+        Waits up to ``timeout`` seconds for those still in flight (a run that stops). Never once
+        the rejections went past ``max_rejected``: the run fails then, and STATE must not move
+        over them, so that the next run sends them again once their cause was fixed.
         """
-        return self._barrier_set and all(outbox.barrier_acknowledged(timeout) for outbox in self._outboxes)
+        return (
+            self._barrier_set
+            and not self._too_many_rejected
+            and all(outbox.barrier_acknowledged(timeout) for outbox in self._outboxes)
+        )
 
     def drop_barrier(self) -> None:
         """Drains wait for everything again (the checkpoint was written, or the input ended)."""

@@ -79,6 +79,22 @@ def test_rejections_always_go_to_a_file_and_too_many_fail_the_run(amplitude, cap
     assert "bookmarks" not in capsys.readouterr().out
 
 
+def test_rejections_past_the_limit_keep_the_pending_checkpoint_back(amplitude, capsys, tmp_path):
+    # Two groups of the first batch are refused alone, one more than max_rejected allows. The
+    # run fails when their answers are settled, by then with that batch's STATE pending as a
+    # checkpoint (its requests were all answered). Writing it would move the bookmark over the
+    # groups that failed the run, and the next run would not send them again.
+    ids = [record(i)["record"]["Id"] for i in range(200)]
+    amplitude.fail_requests_carrying(ids[5:7], status=400)
+    lines = singer(schema_msg(), *map(record, range(100)), state(1), *map(record, range(100, 200)), state(2))
+    rejected = tmp_path / "rejected.jsonl"
+    config = {"mapping": MAPPING, "batch_size_rows": 100, "max_rejected": 1, "rejected_file": str(rejected)}
+    with pytest.raises(TooManyRejected, match="more than max_rejected=1"):
+        run_target(config, lines, capsys)
+    assert "bookmarks" not in capsys.readouterr().out
+    assert len(rejected.read_text().splitlines()) == 2
+
+
 # -- 2. A dry run never moves the bookmark ------------------------------------------------------
 def test_a_dry_run_emits_no_state(amplitude, capsys, tmp_path):
     out = tmp_path / "dry.jsonl"
@@ -523,7 +539,12 @@ def test_a_signal_at_any_moment_of_a_busy_run_stops_promptly_as_interrupted(ampl
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    time.sleep(random.Random(moment).uniform(0.6, 1.6))
+    # A random moment once requests flow: on a loaded machine the interpreter may still be
+    # starting after a second, and a signal before any handler is in place kills it (-15).
+    deadline = time.monotonic() + 30
+    while not amplitude.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.Random(moment).uniform(0.0, 1.0))
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     stop.set()
