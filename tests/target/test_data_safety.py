@@ -30,7 +30,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from emulators._server import Fault, LocalCA
 from emulators.amplitude import API_KEY, AmplitudeEmulator
 from target_amplitude_groups.errors import AmplitudeError, StreamMismatch, TooManyRejected, Unreachable
-from tests.mappings import document, group
+from tests.mappings import ACCOUNT_PROPERTIES, document, group
 from tests.support.emulators import CA
 from tests.support.target import BASE_CONFIG, run_target, singer
 from tests.target.test_target import MAPPING, STATE, record, schema_msg
@@ -124,6 +124,22 @@ def test_mapped_fields_match_the_stream_case_insensitively(amplitude, capsys):
     mapping = document(group("Account", "org id", "id", (("name", "name"), ("OWNER.NAME", "owner"))))
     run_target({"mapping": mapping}, singer(schema_msg(), record(1), STATE), capsys)
     assert amplitude.groups()["org id"]["001000000000000001"] == {"name": "Account 1", "owner": "Ann Ö"}
+
+
+def test_a_later_stream_missing_a_mapped_field_keeps_the_checkpoints_of_the_streams_before(amplitude, capsys):
+    # README, "Guarantees": nothing of that stream is sent; the streams before it were
+    # acknowledged, and their pending checkpoint is still written.
+    mapping = document(
+        group("Account", "org id", "Id", ACCOUNT_PROPERTIES),
+        group("Contact", "person", "Id", (("Email", "email"),)),
+    )
+    contact = {"type": "object", "properties": {"Id": {"type": "string"}, "Name": {"type": "string"}}}
+    lines = singer(schema_msg(), *map(record, range(100)), state(1), schema_msg("Contact", contact), state(2))
+    with pytest.raises(StreamMismatch, match="stream 'Contact' has no field 'Email'"):
+        run_target({"mapping": mapping, "batch_size_rows": 100}, lines, capsys)
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert written == [state(1)["value"]]
+    assert set(amplitude.groups()) == {"org id"}
 
 
 # -- 4. Checkpoints: STATE after each acknowledged batch and every state_interval_seconds ---------
