@@ -61,6 +61,22 @@ def test_a_request_refused_as_a_whole_fails_the_run(amplitude, capsys):
     assert "bookmarks" not in capsys.readouterr().out
 
 
+def test_a_request_refused_as_a_whole_after_checkpoints_keeps_them(amplitude, capsys):
+    # README, "Guarantees": the bookmark stays at the last checkpoint, which covers none of the
+    # refused request's records (every group of the third batch is refused, wherever it goes).
+    ids = [record(i)["record"]["Id"] for i in range(400)]
+    amplitude.fail_requests_carrying(ids[200:300], status=400)
+    lines = singer(
+        schema_msg(),
+        *[m for n in range(4) for m in (*map(record, range(n * 100, n * 100 + 100)), state(n + 1))],
+    )
+    with pytest.raises(AmplitudeError, match=r"refused a request as a whole \(HTTP 400: emulator: "):
+        run_target({"mapping": MAPPING, "batch_size_rows": 100}, lines, capsys)
+    written = [json.loads(line)["bookmarks"]["Account"] for line in capsys.readouterr().out.splitlines()]
+    assert [mark["replication_key_value"] for mark in written] == ["2025-01-01", "2025-01-02"]
+    assert not set(ids[200:300]) & set(amplitude.groups()["org id"])
+
+
 def test_rejections_always_go_to_a_file_and_too_many_fail_the_run(amplitude, capsys, tmp_path):
     schema = {"type": "object", "properties": {"id": {"type": "string"}, "meta": {"type": "object"}}}
     deep: dict = {"x": 1}
