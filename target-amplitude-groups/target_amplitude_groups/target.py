@@ -235,7 +235,7 @@ TUNING: tuple[tuple[str, th.JSONTypeHelper[Any], float, str], ...] = (
         "state_interval_seconds",
         th.IntegerType(minimum=1, maximum=240),
         60,
-        "Checkpoint (emit STATE for everything acknowledged) at least this often, besides after each full batch.",
+        "Checkpoint (emit the tap's newest STATE once everything before it was acknowledged) at least this often while the tap sends new STATE, besides after each full batch.",
     ),
 )
 
