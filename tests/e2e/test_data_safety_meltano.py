@@ -54,13 +54,10 @@ def prepare(emu: Emulators, env: dict[str, str], suffix: str) -> dict[str, Any] 
 
 def test_1_a_request_refused_as_a_whole_fails_the_run_and_keeps_the_bookmark(project):
     emu, env = project
-    # A first import (every group) against an Amplitude that refuses every request. One request in
-    # flight, so the first full request is the one whose refusal ends the run (with several, a
-    # batch's last, partly filled request of a group or two may be refused first, and its single
-    # groups then count as rejected ones).
+    # A first import (every group) against an Amplitude that refuses every request.
     emu.amplitude.faults.add(Fault(status=400, count=10_000, path="/groupidentify", body="invalid_request"))
     try:
-        result = run(env, "refused", TARGET_AMPLITUDE_GROUPS_MAX_CONCURRENCY="1")
+        result = run(env, "refused")
     finally:
         emu.amplitude.faults.clear()
     assert result.returncode != 0
