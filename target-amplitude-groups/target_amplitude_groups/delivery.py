@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,8 @@ class Delivery:
     _started: float = field(default_factory=time.monotonic, init=False)
     _outboxes: list[Outbox] = field(default_factory=list, init=False)
     _barrier_set: bool = field(default=False, init=False)  # a checkpoint waits for its barrier
-    _too_many_rejected: bool = field(default=False, init=False)  # past max_rejected: no STATE after
+    # A refusal went past max_rejected, or missed the rejected file: no checkpoint after it.
+    _unaccounted: bool = field(default=False, init=False)
     # Requests are numbered by checkpoint period: those of period <= _cut are the pending
     # checkpoint's (None: a drain that waits for every request), so its line counts those only.
     _period: int = field(default=0, init=False)
@@ -118,7 +120,15 @@ class Delivery:
             self.logger.warning(
                 "%s left out in all; see %s", count(before + len(problems), "value"), self.rejected.path
             )
-        self.rejected.write({"kind": "value", **vars(p)} for p in problems)
+        self._keep_on_file({"kind": "value", **vars(p)} for p in problems)
+
+    def _keep_on_file(self, lines: Iterable[dict[str, Any]]) -> None:
+        """Append to the rejected file; when that fails (a full disk), no checkpoint may follow."""
+        try:
+            self.rejected.write(lines)
+        except BaseException:
+            self._unaccounted = True
+            raise
 
     def record_rejections(self, rejections: list[Rejection]) -> None:
         """Identifications Amplitude refused on their own go to the rejected file; too many fail the run."""
@@ -133,7 +143,7 @@ class Delivery:
                 rejection.reason,
             )
         first = self.rejected.lines == 0
-        self.rejected.write(
+        self._keep_on_file(
             {
                 "kind": "identification",
                 "identification": r.identification,
@@ -146,7 +156,7 @@ class Delivery:
             self.logger.warning("Rejected identifications are written to %s", self.rejected.path)
         self.stats.add(rejected=len(rejections))
         if self.stats.rejected > self.max_rejected:
-            self._too_many_rejected = True
+            self._unaccounted = True
             raise TooManyRejected(
                 f"Amplitude rejected {self.stats.rejected} identifications, more than max_rejected="
                 f"{self.max_rejected}; they are in {self.rejected.path}"
@@ -204,12 +214,13 @@ class Delivery:
         """Whether every request of the pending checkpoint's barrier was acknowledged.
 
         Waits up to ``timeout`` seconds for those still in flight (a run that stops). Never once
-        the rejections went past ``max_rejected``: the run fails then, and STATE must not move
-        over them, so that the next run sends them again once their cause was fixed.
+        the rejections went past ``max_rejected``, or one could not be written to the rejected
+        file: the run fails then, and STATE must not move over them, so that the next run sends
+        them again (once their cause was fixed).
         """
         return (
             self._barrier_set
-            and not self._too_many_rejected
+            and not self._unaccounted
             and all(outbox.barrier_acknowledged(timeout) for outbox in self._outboxes)
         )
 

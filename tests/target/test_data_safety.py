@@ -29,7 +29,13 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from emulators._server import Fault, LocalCA
 from emulators.amplitude import API_KEY, AmplitudeEmulator
-from target_amplitude_groups.errors import AmplitudeError, StreamMismatch, TooManyRejected, Unreachable
+from target_amplitude_groups.errors import (
+    AmplitudeError,
+    RunFailure,
+    StreamMismatch,
+    TooManyRejected,
+    Unreachable,
+)
 from tests.mappings import ACCOUNT_PROPERTIES, document, group
 from tests.support.emulators import CA
 from tests.support.target import BASE_CONFIG, run_target, singer
@@ -109,6 +115,28 @@ def test_rejections_past_the_limit_keep_the_pending_checkpoint_back(amplitude, c
         run_target(config, lines, capsys)
     assert "bookmarks" not in capsys.readouterr().out
     assert len(rejected.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("refusal", ["group", "value"])
+def test_a_refusal_the_rejected_file_cannot_hold_keeps_the_pending_checkpoint_back(
+    amplitude, capsys, tmp_path, refusal
+):
+    # The rejected file cannot be written (a full disk; here its folder is a file). A group
+    # Amplitude refused alone, or a value left out, of the first batch is then nowhere: not in
+    # Amplitude, not on file. The run fails, and the first batch's pending checkpoint must not
+    # be written over it, or the next run would not send that group again.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    rows = [record(i) for i in range(200)]
+    if refusal == "group":
+        amplitude.fail_requests_carrying([rows[5]["record"]["Id"]], status=400)
+    else:
+        rows[5] = record(5, AnnualRevenue=float("nan"))
+    lines = singer(schema_msg(), *rows[:100], state(1), *rows[100:], state(2)).replace("NaN", "1e999")
+    config = {"mapping": MAPPING, "batch_size_rows": 100, "rejected_file": str(blocker / "rejected.jsonl")}
+    with pytest.raises(RunFailure, match=f"cannot write {blocker / 'rejected.jsonl'}"):
+        run_target(config, lines, capsys)
+    assert "bookmarks" not in capsys.readouterr().out
 
 
 # -- 2. A dry run never moves the bookmark ------------------------------------------------------
