@@ -60,6 +60,7 @@ THROTTLED_BODY = {"code": 429, "error": "Too many requests for some devices and 
 TOO_LARGE_BODY = {"code": 413, "error": "Payload too large"}
 
 _START = "amplitude_emulator.start"
+_ARRIVED = "amplitude_emulator.arrived"
 
 
 class Rejected(Exception):
@@ -395,6 +396,7 @@ class AmplitudeEmulator(BackgroundServer):
     # -- request plumbing -----------------------------------------------------------------------
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ[_START] = time.monotonic()
+        environ[_ARRIVED] = time.time()
         # Admin calls bypass fault injection: a catch-all fault must hit the API, not the test
         # harness that set it up.
         if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
@@ -471,6 +473,7 @@ class AmplitudeEmulator(BackgroundServer):
     def _new_entry(self, request: Request) -> dict[str, Any]:
         return {
             "time": time.time(),
+            "arrived": request.environ.get(_ARRIVED),  # before the latency and the handling
             "method": request.method,
             "path": request.path,
             "query": request.query_string.decode("latin-1"),

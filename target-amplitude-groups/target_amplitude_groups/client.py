@@ -14,7 +14,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -418,11 +418,15 @@ class AmplitudeClient:
                 rejected += self._bisect(half, answer)
         return rejected
 
-    def submit(self, request: Request) -> Future[list[Rejection]]:
+    def submit(
+        self, request: Request, after: Collection[Future[list[Rejection]]] = ()
+    ) -> Future[list[Rejection]]:
         """Start delivering ``request``; its future returns the identifications refused alone.
 
-        Waits while twice the concurrency limit are already submitted and unanswered. Raises
-        the first failure of an earlier request at once, so that the run stops reading.
+        ``after``: requests that must all be answered before this one is sent (it is never sent
+        when one of them failed). Waits while twice the concurrency limit are already submitted
+        and unanswered. Raises the first failure of an earlier request at once, so that the run
+        stops reading.
         """
         with self._outstanding_cond:
             while self._outstanding >= 2 * self.concurrency.limit and self._failure is None:
@@ -432,7 +436,7 @@ class AmplitudeClient:
             if self._failure is not None:
                 raise self._failure
             self._outstanding += 1
-        future = self._pool.submit(self._deliver_or_flag, request)
+        future = self._pool.submit(self._deliver_or_flag, request, after)
         future.add_done_callback(self._answered)
         return future
 
@@ -477,14 +481,30 @@ class AmplitudeClient:
             raise
         return self.collect(futures)
 
-    def _deliver_or_flag(self, request: Request) -> list[Rejection]:
+    def _deliver_or_flag(
+        self, request: Request, after: Collection[Future[list[Rejection]]]
+    ) -> list[Rejection]:
         try:
+            self._wait_answered(after)
             return self.deliver(request)
         except BaseException as exc:
             if self._failure is None:
                 self._failure = exc
             self._failed.set()
             raise
+
+    def _wait_answered(self, futures: Collection[Future[list[Rejection]]]) -> None:
+        """Wait until these requests were answered; stop (nothing sent) when one failed or the run stops.
+
+        Their pool threads took them before this request's, so they are never waiting on this one.
+        """
+        pending = [f for f in futures if not f.done()]
+        while pending:
+            if self.stop.is_set() or self._failed.is_set():
+                raise Stopped("stopping: request not sent")
+            pending = list(wait(pending, timeout=0.1)[1])
+        if any(f.cancelled() or f.exception() is not None for f in futures):
+            raise Stopped("stopping: request not sent, an earlier one failed")
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -16,6 +16,9 @@ The rules (README, "What happens to the data"):
   STATE passes to the SDK only once the checkpoint before it was written. Without a barrier (a
   checkpoint ``state_interval_seconds`` after the last one, the end of the input, any drain the
   SDK makes on its own) a drain sends and waits for everything.
+- No request overtakes a checkpoint: a request of the records read after a checkpoint's STATE
+  leaves only once every request before that STATE was answered (never when one failed), so
+  Amplitude sees the batches in order.
 - A dry run sends nothing and never lets a STATE through, so the bookmark cannot move.
 """
 
@@ -65,6 +68,9 @@ class Delivery:
     _started: float = field(default_factory=time.monotonic, init=False)
     _outboxes: list[Outbox] = field(default_factory=list, init=False)
     _barrier_set: bool = field(default=False, init=False)  # a checkpoint waits for its barrier
+    # The requests of the records before the last checkpoint's STATE: every later request is sent
+    # only once they were all answered, so that none overtakes them on its way to Amplitude.
+    _gate: tuple[Future[list[Rejection]], ...] = field(default=(), init=False)
     # A refusal went past max_rejected, or missed the rejected file: no checkpoint after it.
     _unaccounted: bool = field(default=False, init=False)
     # Requests are numbered by checkpoint period: those of period <= _cut are the pending
@@ -199,7 +205,15 @@ class Delivery:
         for outbox in self._outboxes:
             outbox.set_barrier()
         self._barrier_set = True
+        self._gate = tuple(f for outbox in self._outboxes for f in outbox.barrier_requests() if not f.done())
         self._cut, self._period = self._period, self._period + 1
+
+    @property
+    def gate(self) -> tuple[Future[list[Rejection]], ...]:
+        """What a request sent now waits for: the last checkpoint's requests still unanswered."""
+        if self._gate and all(f.done() for f in self._gate):
+            self._gate = ()
+        return self._gate
 
     @property
     def barrier_set(self) -> bool:
@@ -327,7 +341,7 @@ class Outbox:
         earlier = {f for f in (carrying.get(k) for k in keys) if f is not None and not f.done()}
         if earlier:
             wait(earlier)  # rare: the same group again, a request ago
-        future = client.submit(request)
+        future = client.submit(request, delivery.gate)
         future.add_done_callback(self._answered)
         parts = {id(i.identification) for i in request.items if not i.groups}
         self._ledger.append((future, delivery.period, sum(i.groups for i in request.items), parts))
@@ -368,6 +382,10 @@ class Outbox:
     def barrier_pending(self) -> bool:
         """A checkpoint is pending: the next drain waits for the requests before its STATE only."""
         return self._barrier is not None
+
+    def barrier_requests(self) -> list[Future[list[Rejection]]]:
+        """The requests the pending checkpoint waits for (none without one)."""
+        return list(self._barrier or [])
 
     def join_barrier(self) -> None:
         """A sink made while a checkpoint is pending: its drain waits for none of its requests."""

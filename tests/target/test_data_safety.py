@@ -200,14 +200,12 @@ def test_state_follows_each_acknowledged_batch(amplitude, capsys):
 
 def test_a_crash_late_in_a_run_keeps_the_checkpoints_before_it(amplitude, capsys):
     # 100 groups of 6 properties: one request per batch. Three batches pass, then Amplitude fails.
-    # One request in flight: the emulator's faults go by arrival, and a checkpoint no longer
-    # holds the next batch's request back, which could otherwise overtake the third one.
     batches = [m for i in range(5) for m in (*[record(i * 100 + j) for j in range(100)], state(i + 1))]
     amplitude.faults.add(Fault(count=3, path="/groupidentify"))  # no status: answered normally
     amplitude.faults.add(Fault(status=503, count=100, path="/groupidentify"))
     with pytest.raises(AmplitudeError):
         run_target(
-            {"mapping": MAPPING, "batch_size_rows": 100, "max_retries": 1, "max_concurrency": 1},
+            {"mapping": MAPPING, "batch_size_rows": 100, "max_retries": 1},
             singer(schema_msg(), *batches),
             capsys,
         )
@@ -221,25 +219,52 @@ def test_a_crash_late_in_a_run_keeps_the_checkpoints_before_it(amplitude, capsys
 
 
 def test_with_requests_in_flight_together_a_failed_batch_keeps_the_checkpoints_before_it(amplitude, capsys):
-    # The test above at the default concurrency, requests of several batches in flight at once
-    # (150 ms each): the fourth batch's requests fail wherever they arrive, while the fifth's may
-    # get through. Every STATE before the failure is written, none after it.
+    # The test above at the default concurrency, several requests of each batch in flight at once
+    # (500 records of 6 properties: 3 requests, 150 ms each): the fourth batch's requests fail
+    # wherever they arrive. Every STATE before the failure is written, none after it; the fifth
+    # batch's requests wait for the fourth's answers, so they are never sent.
     amplitude.set_latency(0.15)
-    ids = [record(i)["record"]["Id"] for i in range(500)]
-    amplitude.fail_requests_carrying(ids[300:400])
+    ids = [record(i)["record"]["Id"] for i in range(2500)]
+    amplitude.fail_requests_carrying(ids[1500:2000])
     lines = singer(
         schema_msg(),
-        *[m for n in range(5) for m in (*map(record, range(n * 100, n * 100 + 100)), state(n + 1))],
+        *[m for n in range(5) for m in (*map(record, range(n * 500, n * 500 + 500)), state(n + 1))],
     )
     with pytest.raises(AmplitudeError):
-        run_target({"mapping": MAPPING, "batch_size_rows": 100, "max_retries": 1}, lines, capsys)
+        run_target({"mapping": MAPPING, "batch_size_rows": 500, "max_retries": 1}, lines, capsys)
     written = [json.loads(line)["bookmarks"]["Account"] for line in capsys.readouterr().out.splitlines()]
     assert [mark["replication_key_value"] for mark in written] == ["2025-01-01", "2025-01-02", "2025-01-03"]
     spans = sorted((e["time"] - e["latency"], e["time"]) for e in amplitude.requests)
     assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))  # in flight together
-    groups = amplitude.groups()["org id"]
-    assert set(ids[:300]) <= set(groups)
-    assert not set(ids[300:400]) & set(groups)
+    groups = set(amplitude.groups()["org id"])
+    assert set(ids[:1500]) <= groups
+    assert not set(ids[1500:]) & groups
+
+
+def test_no_request_overtakes_the_requests_before_a_checkpoint(amplitude, capsys):
+    # A request of the records read after a checkpoint's STATE leaves only once Amplitude has
+    # answered every request of the records before it; within a batch, requests go together.
+    # Seen from Amplitude (the emulator's log), a later batch's request never arrives before an
+    # earlier batch's was handled ("time": before its answer was sent). Without that, a failure
+    # late in a run could let a later batch in while an earlier one failed, and the faults of
+    # the tests above, which go by arrival, would hit another batch than meant.
+    amplitude.set_latency(0.1, 0.05)
+    lines = singer(
+        schema_msg(),
+        *[m for n in range(5) for m in (*map(record, range(n * 500, n * 500 + 500)), state(n + 1))],
+    )
+    out = run_target({"mapping": MAPPING, "batch_size_rows": 500}, lines, capsys)
+    assert len(states_in(out)) == 5
+    batch = {record(i)["record"]["Id"]: i // 500 for i in range(2500)}
+    requests = [(batch[e["payload"][0]["group_value"]], e["arrived"], e["time"]) for e in amplitude.requests]
+    assert len(requests) == 15 and all(
+        {batch[item["group_value"]] for item in e["payload"]} == {n}
+        for e, (n, _, _) in zip(amplitude.requests, requests, strict=True)
+    )
+    together = [(a, b) for a, b in pairwise(sorted(r[1:] for r in requests)) if b[0] < a[1]]
+    assert together  # requests of one batch were in flight at once
+    for n, arrived, _ in requests:
+        assert all(arrived > handled for m, _, handled in requests if m < n), f"batch {n + 1} overtook"
 
 
 def test_records_read_while_a_checkpoint_waited_are_delivered_at_the_end(amplitude, capsys):
