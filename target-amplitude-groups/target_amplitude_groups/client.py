@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -205,6 +205,26 @@ class AdaptiveConcurrency:
             self._on_change(self.limit)
 
 
+@dataclass(frozen=True)
+class Gate:
+    """Holds the requests sent while it is closed, in their own threads.
+
+    They wait until ``before`` were answered and ``opened`` is set (a checkpoint's requests,
+    then its STATE written).
+    """
+
+    before: tuple[Future[list[Rejection]], ...]
+    opened: threading.Event = field(default_factory=threading.Event)
+
+    def answered(self) -> bool:
+        """Every request it waits for has its answer."""
+        return all(f.done() for f in self.before)
+
+    def is_open(self) -> bool:
+        """A request sent now does not wait."""
+        return self.opened.is_set() and self.answered()
+
+
 class AmplitudeClient:
     """Sends packed requests; returns the identifications Amplitude rejected on their own.
 
@@ -251,6 +271,7 @@ class AmplitudeClient:
         # Requests submitted and not yet answered (queued or in flight): submit() waits while
         # there are twice the concurrency limit, so memory stays bounded and the pool busy.
         self._outstanding = 0
+        self._held = 0  # of which a closed gate holds
         self._outstanding_cond = threading.Condition()
 
     def _concurrency_changed(self, limit: int) -> None:
@@ -419,30 +440,48 @@ class AmplitudeClient:
         return rejected
 
     def submit(
-        self, request: Request, after: Collection[Future[list[Rejection]]] = ()
+        self,
+        request: Request,
+        after: Collection[Future[list[Rejection]]] = (),
+        gate: Gate | None = None,
     ) -> Future[list[Rejection]]:
         """Start delivering ``request``; its future returns the identifications refused alone.
 
-        ``after``: requests that must all be answered before this one is sent (it is never sent
-        when one of them failed). Waits while twice the concurrency limit are already submitted
-        and unanswered. Raises the first failure of an earlier request at once, so that the run
-        stops reading.
+        It is sent once the requests ``after`` were answered and ``gate`` is open, and never when
+        one of those failed; those wait in their own threads, the caller goes on. Waits while
+        twice the concurrency limit are already submitted and unanswered, not counting the ones a
+        closed gate holds, which may be as many again (and more once the gate's requests were
+        answered: it opens soon after). Raises the first failure of an earlier request at once,
+        so that the run stops reading.
         """
+        held = gate is not None and not gate.is_open()
+        most = 2 * self.concurrency.limit
         with self._outstanding_cond:
-            while self._outstanding >= 2 * self.concurrency.limit and self._failure is None:
+            while self._failure is None:
+                if held and gate is not None:
+                    if self._held < most or gate.answered():
+                        break
+                elif self._outstanding - self._held < most:
+                    break
                 if self.stop.is_set():
                     raise Stopped("stopping: request not sent")
                 self._outstanding_cond.wait(0.1)
             if self._failure is not None:
                 raise self._failure
             self._outstanding += 1
-        future = self._pool.submit(self._deliver_or_flag, request, after)
+            self._held += held
+        future = self._pool.submit(self._deliver_or_flag, request, after, gate if held else None)
         future.add_done_callback(self._answered)
         return future
 
     def _answered(self, future: Future[list[Rejection]]) -> None:
         with self._outstanding_cond:
             self._outstanding -= 1
+            self._outstanding_cond.notify_all()
+
+    def _released(self) -> None:
+        with self._outstanding_cond:
+            self._held -= 1
             self._outstanding_cond.notify_all()
 
     def collect(self, futures: Iterable[Future[list[Rejection]]]) -> list[Rejection]:
@@ -482,10 +521,17 @@ class AmplitudeClient:
         return self.collect(futures)
 
     def _deliver_or_flag(
-        self, request: Request, after: Collection[Future[list[Rejection]]]
+        self, request: Request, after: Collection[Future[list[Rejection]]], gate: Gate | None
     ) -> list[Rejection]:
         try:
-            self._wait_answered(after)
+            if gate is not None:
+                try:
+                    self._wait_answered((*gate.before, *after))
+                    self._wait_opened(gate.opened)
+                finally:
+                    self._released()
+            else:
+                self._wait_answered(after)
             return self.deliver(request)
         except BaseException as exc:
             if self._failure is None:
@@ -506,7 +552,14 @@ class AmplitudeClient:
         if any(f.cancelled() or f.exception() is not None for f in futures):
             raise Stopped("stopping: request not sent, an earlier one failed")
 
+    def _wait_opened(self, opened: threading.Event) -> None:
+        """Wait until the gate opens; stop (nothing sent) when a request failed or the run stops."""
+        while not opened.wait(0.1):
+            if self.stop.is_set() or self._failed.is_set():
+                raise Stopped("stopping: request not sent")
+
     def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP session; requests still waiting for a gate are never sent."""
+        self._failed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.session.close()

@@ -17,15 +17,19 @@ The rules (README, "What happens to the data"):
   checkpoint ``state_interval_seconds`` after the last one, the end of the input, any drain the
   SDK makes on its own) a drain sends and waits for everything.
 - No request overtakes a checkpoint: a request of the records read after a checkpoint's STATE
-  leaves only once every request before that STATE was answered (never when one failed), so
-  Amplitude sees the batches in order.
+  leaves only once every request before that STATE was answered and the STATE written (never
+  when one failed), so Amplitude sees the batches in order, and nothing read after the last
+  STATE written reaches it before the next checkpoint is due. The main thread is woken as soon
+  as the answers are in, even while the tap is quiet, so the wait is short.
 - A dry run sends nothing and never lets a STATE through, so the bookmark cannot move.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from target_amplitude_groups.batching import GroupKey, OversizedValue, Packer, Request, group_key
-from target_amplitude_groups.client import AmplitudeClient, Rejection
+from target_amplitude_groups.client import AmplitudeClient, Gate, Rejection
 from target_amplitude_groups.errors import TooManyRejected
 from target_amplitude_groups.files import JsonLines
 from target_amplitude_groups.identify import ValueProblem
@@ -42,6 +46,13 @@ from target_amplitude_groups.stats import RunStats, count
 
 PROGRESS_SECONDS = 30.0
 _LOGGED_VALUE_PROBLEMS = 20  # then one line per batch, the rest are in the rejected file
+
+
+def _nonblocking_pipe() -> tuple[int, int]:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    return read, write
 
 
 @dataclass
@@ -68,9 +79,12 @@ class Delivery:
     _started: float = field(default_factory=time.monotonic, init=False)
     _outboxes: list[Outbox] = field(default_factory=list, init=False)
     _barrier_set: bool = field(default=False, init=False)  # a checkpoint waits for its barrier
-    # The requests of the records before the last checkpoint's STATE: every later request is sent
-    # only once they were all answered, so that none overtakes them on its way to Amplitude.
-    _gate: tuple[Future[list[Rejection]], ...] = field(default=(), init=False)
+    # The pending checkpoint's requests and STATE: every later request is sent only once they
+    # were all answered and the STATE written, so that none overtakes them on its way to Amplitude.
+    _gate: Gate | None = field(default=None, init=False)
+    # Written to when the pending checkpoint's requests were all answered: wakes the input loop.
+    _wake: tuple[int, int] = field(default_factory=_nonblocking_pipe, init=False)
+    _stopping: bool = field(default=False, init=False)
     # A refusal went past max_rejected, or missed the rejected file: no checkpoint after it.
     _unaccounted: bool = field(default=False, init=False)
     # Requests are numbered by checkpoint period: those of period <= _cut are the pending
@@ -205,15 +219,47 @@ class Delivery:
         for outbox in self._outboxes:
             outbox.set_barrier()
         self._barrier_set = True
-        self._gate = tuple(f for outbox in self._outboxes for f in outbox.barrier_requests() if not f.done())
+        before = tuple(f for outbox in self._outboxes for f in outbox.barrier_requests() if not f.done())
+        self._gate = Gate(before)
+        left = [len(before)]
+        lock = threading.Lock()
+
+        def answered(_: Future[list[Rejection]]) -> None:
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            with contextlib.suppress(OSError):  # a full pipe is awake already
+                os.write(self._wake[1], b"\0")
+
+        for future in before:
+            future.add_done_callback(answered)
         self._cut, self._period = self._period, self._period + 1
 
     @property
-    def gate(self) -> tuple[Future[list[Rejection]], ...]:
-        """What a request sent now waits for: the last checkpoint's requests still unanswered."""
-        if self._gate and all(f.done() for f in self._gate):
-            self._gate = ()
+    def gate(self) -> Gate | None:
+        """What a request sent now waits for: the pending checkpoint (None: nothing)."""
+        if self._gate is not None and self._gate.is_open():
+            self._gate = None
         return self._gate
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable once the pending checkpoint's requests were all answered (read it empty then)."""
+        return self._wake[0]
+
+    def open_gate(self) -> None:
+        """The requests held after the pending checkpoint's go, once those were answered.
+
+        Called when its STATE was written, and at the end of the input (the last drain waits for
+        every request). Never once the run stops: the held requests are left for the next run.
+        """
+        if self._gate is not None and not self._stopping:
+            self._gate.opened.set()
+
+    def stopping(self) -> None:
+        """The run stops: no request held at a checkpoint is sent any more."""
+        self._stopping = True
 
     @property
     def barrier_set(self) -> bool:
@@ -271,6 +317,7 @@ class Delivery:
             count(self._covered, "group"),
             describe_state(self._checkpoint_state),
         )
+        self.open_gate()
 
     def log_progress(self, *, force: bool = False) -> None:
         """Groups delivered, requests, throttling and the last checkpoint, every 30 s at most."""
@@ -338,10 +385,9 @@ class Outbox:
             return
         keys = [group_key(item.identification) for item in request.items]
         carrying = self._carrying
+        # Rare: the same group again, a request ago. This one is sent after that one's answer.
         earlier = {f for f in (carrying.get(k) for k in keys) if f is not None and not f.done()}
-        if earlier:
-            wait(earlier)  # rare: the same group again, a request ago
-        future = client.submit(request, delivery.gate)
+        future = client.submit(request, earlier, delivery.gate)
         future.add_done_callback(self._answered)
         parts = {id(i.identification) for i in request.items if not i.groups}
         self._ledger.append((future, delivery.period, sum(i.groups for i in request.items), parts))

@@ -6,6 +6,7 @@ And the input's lines, with a tick while a pipe stays quiet, so the target can c
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import select
@@ -39,13 +40,14 @@ class FastSingerReader(MsgSpecReader):
         return message
 
 
-def pipe_lines(source: Iterable[str], quiet_seconds: float) -> Iterator[str | None]:
+def pipe_lines(source: Iterable[str], quiet_seconds: float, wake: int | None = None) -> Iterator[str | None]:
     r"""Each line of ``source``, and None each time no input came for ``quiet_seconds``.
 
     Only a pipe or a socket (a tap's output under Meltano) can go quiet while more will come: it
     is read in blocks straight from its file descriptor, so a wait for input can time out. Any
     other input (a file, a list in a test) is read as it is, without ticks. Lines keep their
     ``\n``, as a text file's iteration gives them; the input is UTF-8, as Singer's JSON is.
+    A byte written to the ``wake`` descriptor (non-blocking) ends the wait at once with a None.
     """
     fd = _pipe_fd(source)
     if fd is None:
@@ -53,8 +55,15 @@ def pipe_lines(source: Iterable[str], quiet_seconds: float) -> Iterator[str | No
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
     pending = ""
+    watched = [fd] if wake is None else [fd, wake]
     while True:
-        ready, _, _ = select.select([fd], [], [], quiet_seconds)
+        ready, _, _ = select.select(watched, [], [], quiet_seconds)
+        if wake is not None and wake in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake, 1 << 10)
+            yield None
+            if fd not in ready:
+                continue
         if not ready:
             yield None
             continue

@@ -114,7 +114,7 @@ def _checkpointing(lines: Iterable[str], target: TargetAmplitudeGroups) -> Itera
     and so is a signal: reading stops here, between two messages.
     """
     delivery = target.delivery
-    for line in pipe_lines(lines, QUIET_SECONDS):
+    for line in pipe_lines(lines, QUIET_SECONDS, delivery.wake_fd):
         if target.signalled is not None:  # an attribute per line, no call: this loop is the hot path
             target.stop_if_signalled()
         if delivery.barrier_answered():
@@ -471,8 +471,9 @@ class TargetAmplitudeGroups(Target):
         if schema is not None and self.sink_exists(stream_name):
             current = super().get_sink(stream_name)
             if current.original_schema != schema or current.key_properties != key_properties:
-                if isinstance(current, AmplitudeGroupsSink):
-                    current.outbox.drop_barrier()  # its drain waits for all its requests
+                if self.delivery.barrier_set:
+                    # Its drain waits for all its requests, some held until that checkpoint is written.
+                    self.checkpoint()
                 self.drain_one(current)  # its records precede the new schema's: send them first
         return super().get_sink(stream_name, record=record, schema=schema, key_properties=key_properties)
 
@@ -498,6 +499,7 @@ class TargetAmplitudeGroups(Target):
         (nothing after it is waited for); otherwise nothing is, and the failure stands.
         """
         delivery = self.delivery
+        delivery.stopping()  # the requests held after its STATE are left for the next run
         if not delivery.barrier_set or not delivery.barrier_acknowledged(
             float(self.config["request_timeout"]) + 5
         ):
@@ -512,6 +514,7 @@ class TargetAmplitudeGroups(Target):
         """Deliver everything, then the final STATE (SDK), then the summary and report."""
         final = self.delivery.new_state_pending() or self.delivery.barrier_set
         self.delivery.drop_barrier()  # the last drain waits for every request
+        self.delivery.open_gate()
         if final:
             self.delivery.checkpointing()
         super().process_endofpipe()

@@ -69,15 +69,23 @@ def test_full_requests_go_out_while_the_batch_is_still_read(amplitude, capsys):
 def test_a_checkpoint_waits_for_the_records_before_its_state_while_reading_goes_on(amplitude, capsys, caplog):
     # Two batches of 50, each followed by its STATE; every request takes a second. A checkpoint
     # drains only once the requests before its STATE were answered, and reading goes on
-    # meanwhile: the second batch's request leaves before the first STATE is written, so the
-    # requests in flight never run dry at a checkpoint. STATE still follows acknowledgement.
+    # meanwhile: the whole second batch is read, and its request made, while the first is in
+    # flight. That request leaves as soon as the first STATE is written, not before (no request
+    # overtakes a checkpoint). STATE still follows acknowledgement.
     caplog.set_level(logging.INFO)
     amplitude.set_latency(1.0)
     first, second = [record(i) for i in range(50)], [record(i) for i in range(50, 100)]
+    pulled: list[float] = []
+
+    def watched(lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            pulled.append(time.time())
+            yield line
+
     target = TargetAmplitudeGroups(
         config={**BASE_CONFIG, "mapping": MAPPING, "batch_size_rows": 50}, validate_config=True
     )
-    target.listen(lines_of(schema_msg(), *first, state(1), *second, state(2)))  # type: ignore[arg-type]
+    target.listen(watched(lines_of(schema_msg(), *first, state(1), *second, state(2))))  # type: ignore[arg-type]
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == ["2025-01-01", "2025-01-02"]
     checkpoints = [r for r in caplog.records if r.getMessage().startswith("Checkpoint: ")]
@@ -85,9 +93,10 @@ def test_a_checkpoint_waits_for_the_records_before_its_state_while_reading_goes_
     requests = sorted(amplitude.requests, key=lambda e: e["time"])
     assert [e["identifications"] for e in requests] == [50, 50]
     first_answered = requests[0]["time"]
-    second_left = requests[1]["time"] - requests[1]["latency"]
-    assert first_answered <= checkpoints[0].created  # the first STATE followed its acknowledgement
-    assert second_left < checkpoints[0].created  # and the next batch was already on its way
+    written = checkpoints[0].created
+    assert first_answered <= written  # the first STATE followed its acknowledgement
+    assert pulled[1 + 50 + 1 + 49] < first_answered  # the second batch was read meanwhile
+    assert written <= requests[1]["arrived"] < written + 0.5  # its request left once STATE 1 was written
     assert len(amplitude.groups()["org id"]) == 100
 
 
