@@ -35,6 +35,7 @@ from target_amplitude_groups.errors import (
     TooManyRejected,
     Unreachable,
 )
+from target_amplitude_groups.target import TargetAmplitudeGroups
 from tests.mappings import ACCOUNT_PROPERTIES, document, group
 from tests.support.emulators import CA
 from tests.support.target import BASE_CONFIG, run_target, singer
@@ -293,7 +294,6 @@ def test_a_stream_begun_while_a_checkpoint_waited_is_delivered_at_the_end(amplit
 
 
 def test_a_slow_stream_is_checkpointed_every_state_interval(amplitude, capsys, caplog):
-    from target_amplitude_groups.target import TargetAmplitudeGroups
 
     caplog.set_level(logging.INFO)
 
@@ -349,6 +349,44 @@ def test_a_quiet_tap_still_gets_its_state_checkpointed_within_the_interval(ampli
     rest = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [m["bookmarks"]["Account"]["replication_key_value"] for m in rest] == ["2025-01-02"]
     assert err.count("Checkpoint: ") == 2
+
+
+def test_a_checkpoint_is_written_once_its_answers_are_in_while_the_tap_is_quiet(
+    amplitude, capsys, caplog, monkeypatch
+):
+    # A full batch and its STATE, then the tap goes quiet with its pipe open (a long query). The
+    # last answer before that STATE wakes the input loop: the checkpoint is written then, not at
+    # the next line or quiet tick (made a minute here), and the requests held after it could go.
+    from target_amplitude_groups import target as target_module
+
+    monkeypatch.setattr(target_module, "QUIET_SECONDS", 60.0)
+    caplog.set_level(logging.INFO)
+    amplitude.set_latency(0.3)
+    read, write = os.pipe()
+    while_quiet = threading.Event()
+
+    def tap() -> None:
+        with os.fdopen(write, "w") as out:
+            out.write(singer(schema_msg(), *map(record, range(5)), state(1)))
+            out.flush()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not while_quiet.is_set():
+                if any(r.getMessage().startswith("Checkpoint: ") for r in list(caplog.records)):
+                    while_quiet.set()
+                time.sleep(0.05)
+            out.write(singer(record(5), state(2)))  # then the tap ends
+
+    thread = threading.Thread(target=tap)
+    thread.start()
+    target = TargetAmplitudeGroups(
+        config={**BASE_CONFIG, "mapping": MAPPING, "batch_size_rows": 5}, validate_config=True
+    )
+    with os.fdopen(read) as stdin:
+        target.listen(stdin)
+    thread.join()
+    assert while_quiet.is_set(), "the checkpoint waited for the tap's next line"
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in out] == ["2025-01-01", "2025-01-02"]
 
 
 # -- 7. Errors that retrying cannot fix fail at once ----------------------------------------------
@@ -418,7 +456,6 @@ def test_bad_settings_fail_at_start(amplitude, capsys, setting, value, error):
 
 
 def test_plain_http_is_allowed_to_loopback_only():
-    from target_amplitude_groups.target import TargetAmplitudeGroups
 
     TargetAmplitudeGroups(config={"api_key": "k", "api_url": "http://127.0.0.1:8444/groupidentify"})
 
