@@ -509,6 +509,40 @@ def test_order_is_kept_across_a_schema_change(amplitude, capsys):
     assert amplitude.groups()["org id"]["001000000000000001"]["account name"] == "new"
 
 
+def test_a_schema_change_while_a_checkpoint_waits_writes_that_checkpoint_first(amplitude, capsys):
+    # Batches of 5, each request taking 0.3 s: STATE 1 comes while the first batch's request is
+    # out (its checkpoint pending), and the next batch's request waits for that checkpoint. Then
+    # the schema changes: the retired sink is drained whole, held request included, so the
+    # pending checkpoint is written first; else that drain would wait for ever.
+    amplitude.set_latency(0.3)
+    changed = {
+        **schema_msg()["schema"],
+        "properties": {**schema_msg()["schema"]["properties"], "X": {"type": "string"}},
+    }
+    lines = singer(
+        schema_msg(),
+        *map(record, range(5)),
+        state(1),
+        *map(record, range(5, 10)),
+        schema_msg(schema=changed),
+        *map(record, range(10, 13)),
+        state(2),
+    )
+    result: list[list[dict]] = []
+    runner = threading.Thread(
+        target=lambda: result.append(run_target({"mapping": MAPPING, "batch_size_rows": 5}, lines, capsys)),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(60)
+    assert result, "the run did not end"
+    assert [m["bookmarks"]["Account"]["replication_key_value"] for m in states_in(result[0])] == [
+        "2025-01-01",
+        "2025-01-02",
+    ]
+    assert len(amplitude.groups()["org id"]) == 13
+
+
 # -- 14. A key absent from a record is left alone ------------------------------------------------
 def test_missing_keys_do_not_unset_properties(amplitude, capsys):
     schema = {
