@@ -96,7 +96,7 @@ def test_a_checkpoint_waits_for_the_records_before_its_state_while_reading_goes_
     written = checkpoints[0].created
     assert first_answered <= written  # the first STATE followed its acknowledgement
     assert pulled[1 + 50 + 1 + 49] < first_answered  # the second batch was read meanwhile
-    assert written <= requests[1]["arrived"] < written + 0.5  # its request left once STATE 1 was written
+    assert written <= requests[1]["arrived"]  # its request left once STATE 1 was written
     assert len(amplitude.groups()["org id"]) == 100
 
 
