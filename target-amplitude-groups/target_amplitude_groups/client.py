@@ -215,6 +215,7 @@ class Gate:
 
     before: tuple[Future[list[Rejection]], ...]
     opened: threading.Event = field(default_factory=threading.Event)
+    dropped: threading.Event = field(default_factory=threading.Event)  # never opens: the run stops
 
     def answered(self) -> bool:
         """Every request it waits for has its answer."""
@@ -527,7 +528,7 @@ class AmplitudeClient:
             if gate is not None:
                 try:
                     self._wait_answered((*gate.before, *after))
-                    self._wait_opened(gate.opened)
+                    self._wait_opened(gate)
                 finally:
                     self._released()
             else:
@@ -552,10 +553,13 @@ class AmplitudeClient:
         if any(f.cancelled() or f.exception() is not None for f in futures):
             raise Stopped("stopping: request not sent, an earlier one failed")
 
-    def _wait_opened(self, opened: threading.Event) -> None:
-        """Wait until the gate opens; stop (nothing sent) when a request failed or the run stops."""
-        while not opened.wait(0.1):
-            if self.stop.is_set() or self._failed.is_set():
+    def _wait_opened(self, gate: Gate) -> None:
+        """Wait until the gate opens; stop (nothing sent) when it never will, a request failed or the run stops.
+
+        Its thread must end either way: the interpreter waits for the pool's threads at exit.
+        """
+        while not gate.opened.wait(0.1):
+            if self.stop.is_set() or self._failed.is_set() or gate.dropped.is_set():
                 raise Stopped("stopping: request not sent")
 
     def close(self) -> None:

@@ -258,8 +258,10 @@ class Delivery:
             self._gate.opened.set()
 
     def stopping(self) -> None:
-        """The run stops: no request held at a checkpoint is sent any more."""
+        """The run stops: no request held at a checkpoint is sent any more, and none waits."""
         self._stopping = True
+        if self._gate is not None:
+            self._gate.dropped.set()
 
     @property
     def barrier_set(self) -> bool:

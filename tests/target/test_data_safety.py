@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,42 @@ def test_a_later_stream_missing_a_mapped_field_keeps_the_checkpoints_of_the_stre
     written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert written == [state(1)["value"]]
     assert set(amplitude.groups()) == {"org id"}
+
+
+def test_a_run_that_fails_while_a_checkpoint_holds_requests_leaves_no_thread_waiting(amplitude, capsys):
+    # STATE 1 waits for a request (0.5 s), the next batch's request is held behind it, then a
+    # later stream lacks a mapped field and the run fails. The held request is never sent, and
+    # its thread must not wait for a checkpoint that never comes: the interpreter joins the
+    # request threads at exit, so one left waiting would hang the process for ever.
+    amplitude.set_latency(0.5)
+    mapping = document(
+        group("Account", "org id", "Id", ACCOUNT_PROPERTIES),
+        group("Contact", "person", "Id", (("Email", "email"),)),
+    )
+    contact = {"type": "object", "properties": {"Id": {"type": "string"}, "Name": {"type": "string"}}}
+    lines = singer(
+        schema_msg(),
+        *map(record, range(5)),
+        state(1),
+        *map(record, range(5, 10)),
+        schema_msg("Contact", contact),
+    )
+    with pytest.raises(StreamMismatch):
+        run_target({"mapping": mapping, "batch_size_rows": 5}, lines, capsys)
+
+    def waiting() -> list[str]:
+        return [
+            name
+            for frame in sys._current_frames().values()
+            for name in (f.name for f in traceback.extract_stack(frame))
+            if name == "_wait_opened"
+        ]
+
+    deadline = time.monotonic() + 10
+    while waiting() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not waiting()
+    assert record(7)["record"]["Id"] not in amplitude.groups().get("org id", {})
 
 
 # -- 4. Checkpoints: STATE after each acknowledged batch and every state_interval_seconds ---------
