@@ -220,17 +220,12 @@ class Delivery:
             outbox.set_barrier()
         self._barrier_set = True
         before = tuple(f for outbox in self._outboxes for f in outbox.barrier_requests() if not f.done())
-        self._gate = Gate(before)
-        left = [len(before)]
-        lock = threading.Lock()
+        gate = self._gate = Gate(before)
 
         def answered(_: Future[list[Rejection]]) -> None:
-            with lock:
-                left[0] -= 1
-                if left[0]:
-                    return
-            with contextlib.suppress(OSError):  # a full pipe is awake already
-                os.write(self._wake[1], b"\0")
+            if gate.answered():  # the last answer (or two at once: the loop reads the pipe empty)
+                with contextlib.suppress(OSError):  # a full pipe is awake already
+                    os.write(self._wake[1], b"\0")
 
         for future in before:
             future.add_done_callback(answered)
